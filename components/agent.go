@@ -1,0 +1,159 @@
+package components
+
+import (
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+// Agent is kubeup's node agent on every machine: it forwards the journal of
+// every kubeup unit to the cluster's log aggregator, serves metrics about the
+// machine's units and certificates, programs routes between machines' pod
+// networks, and answers kubeup's status and journal queries.
+type Agent struct{}
+
+// Agent paths and port.
+const (
+	AgentBinary     = BinDir + "/kubeup-agent"
+	AgentConfigPath = "/etc/kubeup/agent.yaml"
+	AgentStateDir   = "/var/lib/kubeup-agent"
+	AgentPort       = 10290
+	// AgentLogBufferBytes bounds the on-disk buffer used while the log
+	// aggregator is unreachable; past it the oldest entries are dropped
+	// (and counted).
+	AgentLogBufferBytes = 256 << 20
+	agentWatchdog       = 30 * time.Second
+)
+
+// AgentConfig is the agent's configuration file.
+type AgentConfig struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Cluster    string `json:"cluster"`
+	Machine    string `json:"machine"`
+	Role       Role   `json:"role"`
+	MachineIP  string `json:"machineIP"`
+	// Listen is the TLS address of the agent's API and metrics.
+	Listen       string `json:"listen"`
+	CertFile     string `json:"certFile"`
+	KeyFile      string `json:"keyFile"`
+	ClientCAFile string `json:"clientCAFile"`
+	// Kubeconfig is the kubelet's: the agent acts with the node's identity.
+	Kubeconfig string `json:"kubeconfig"`
+	// Units are the systemd units the agent watches and forwards logs of.
+	Units []string `json:"units"`
+	// CertificateDirs are scanned for certificates to report expiry of.
+	CertificateDirs []string   `json:"certificateDirs"`
+	Logs            AgentLogs  `json:"logs"`
+	Network         AgentNet   `json:"network"`
+	Etcd            *AgentEtcd `json:"etcd,omitempty"`
+	// Scrape are loopback-only plain-HTTP metrics endpoints (containerd,
+	// kube-proxy) the agent serves onwards at /metrics/<name> over TLS.
+	Scrape map[string]string `json:"scrape,omitempty"`
+}
+
+// AgentLogs configures journal forwarding.
+type AgentLogs struct {
+	// Forward is the fluentd forward-protocol address (host:port); empty
+	// when the logging addon is off.
+	Forward        string `json:"forward,omitempty"`
+	BufferDir      string `json:"bufferDir"`
+	BufferMaxBytes int64  `json:"bufferMaxBytes"`
+}
+
+// AgentNet configures pod networking between machines.
+type AgentNet struct {
+	ClusterPodCIDR string `json:"clusterPodCIDR"`
+	CNIConfDir     string `json:"cniConfDir"`
+}
+
+// AgentEtcd lets the agent on a master report etcd member health.
+type AgentEtcd struct {
+	Endpoints []string `json:"endpoints"`
+	CAFile    string   `json:"caFile"`
+	CertFile  string   `json:"certFile"`
+	KeyFile   string   `json:"keyFile"`
+}
+
+func (Agent) Name() string        { return "kubeup-agent" }
+func (Agent) Description() string { return "kubeup node agent" }
+func (Agent) Roles() []Role       { return []Role{Master, Node} }
+
+// Unit: the agent sends READY=1 and pings the watchdog from its main loop.
+func (a Agent) Unit(role Role) systemd.Unit {
+	return service(a, role, AgentBinary+" agent", systemd.Service{
+		Type:          "notify",
+		WatchdogSec:   agentWatchdog,
+		Limits:        map[string]string{"MemoryMax": "128M"},
+	})
+}
+
+func (Agent) ImageFiles() []File { return nil }
+
+func (Agent) Flags(Context) Flags { return Flags{"config": AgentConfigPath} }
+
+// AgentConfigFor builds a machine's agent configuration.
+func AgentConfigFor(ctx Context) AgentConfig {
+	c, m := ctx.Cluster, ctx.Machine
+	cfg := AgentConfig{
+		APIVersion: "kubeup.dev/v1alpha1", Kind: "AgentConfig",
+		Cluster: c.Name, Machine: m.Name, Role: m.Role, MachineIP: m.IP.String(),
+		Listen:       fmt.Sprintf(":%d", AgentPort),
+		CertFile:     pki("kubeup-agent.crt"),
+		KeyFile:      pki("kubeup-agent.key"),
+		ClientCAFile: pki("ca.crt"),
+		Kubeconfig:   KubeletKubeconfig,
+		CertificateDirs: []string{PKIDir, KubeletCertDir},
+		Logs: AgentLogs{
+			Forward:        c.LogForward,
+			BufferDir:      AgentStateDir + "/buffer",
+			BufferMaxBytes: AgentLogBufferBytes,
+		},
+		Network: AgentNet{ClusterPodCIDR: c.PodCIDR.String(), CNIConfDir: CNIConfDir},
+		Scrape: map[string]string{
+			"containerd": "http://" + ContainerdMetricsAddr + "/v1/metrics",
+			"kube-proxy": "http://" + KubeProxyMetricsAddr + "/metrics",
+		},
+	}
+	for _, comp := range ForRole(m.Role) {
+		cfg.Units = append(cfg.Units, comp.Name()+".service")
+	}
+	if m.Role == Master {
+		cfg.Etcd = &AgentEtcd{
+			Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort)},
+			CAFile:    pki("etcd/ca.crt"),
+			CertFile:  pki("etcd/healthcheck-client.crt"),
+			KeyFile:   pki("etcd/healthcheck-client.key"),
+		}
+	}
+	return cfg
+}
+
+func (Agent) Files(ctx Context) ([]File, error) {
+	data, err := yaml.Marshal(AgentConfigFor(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("kubeup-agent config: %w", err)
+	}
+	return []File{{Path: AgentConfigPath, Mode: 0o644, Content: data}}, nil
+}
+
+func (Agent) Health() Endpoint {
+	return Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/healthz", AgentPort), Auth: AuthNone}
+}
+
+// Metrics take a bearer token (checked with a TokenReview and a
+// SubjectAccessReview, like the Kubernetes components) or a client
+// certificate from the cluster CA.
+func (Agent) Metrics() *Endpoint {
+	return &Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/metrics", AgentPort), Auth: AuthBearer}
+}
+
+func (Agent) Certificates(r Role) []string {
+	if r == Master {
+		return []string{"kubernetes-ca", "kubeup-agent", "etcd-ca", "etcd-healthcheck-client"}
+	}
+	return []string{"kubernetes-ca", "kubeup-agent"}
+}

@@ -1,0 +1,127 @@
+package components
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+// APIServer is kube-apiserver: TLS only, no anonymous requests, Node and RBAC
+// authorisation, bootstrap tokens for joining nodes, secrets encrypted at rest.
+type APIServer struct{}
+
+// API server port and files.
+const (
+	APIServerPort        = 6443
+	EncryptionConfigPath = KubernetesDir + "/encryption-config.yaml"
+)
+
+func (APIServer) Name() string        { return "kube-apiserver" }
+func (APIServer) Description() string { return "Kubernetes API server" }
+func (APIServer) Roles() []Role       { return []Role{Master} }
+
+func (a APIServer) Unit(role Role) systemd.Unit {
+	s := systemd.Service{
+		Documentation:   []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/"},
+		Wants:           []string{"etcd.service"},
+		After:           []string{"etcd.service"},
+		ExecStartPost:   []string{probe(a.Health(), agentClientCert()...)},
+		TimeoutStartSec: 5 * time.Minute,
+		Limits:          map[string]string{"LimitNOFILE": "65536"},
+	}
+	controlPlaneHardening(&s)
+	return service(a, role, BinDir+"/kube-apiserver", s)
+}
+
+// agentClientCert are the probe flags that authenticate with the agent's
+// certificate: the API server admits no anonymous request, not even /readyz.
+func agentClientCert() []string {
+	return []string{"--cacert=" + pki("ca.crt"), "--cert=" + pki("kubeup-agent.crt"), "--key=" + pki("kubeup-agent.key")}
+}
+
+func (APIServer) ImageFiles() []File { return nil }
+
+func (APIServer) Flags(ctx Context) Flags {
+	c := ctx.Cluster
+	var etcd []string
+	for _, m := range c.Masters {
+		etcd = append(etcd, fmt.Sprintf("https://%s:%d", m.IP, EtcdClientPort))
+	}
+	return Flags{
+		"advertise-address":                  ctx.Machine.IP.String(),
+		"secure-port":                        fmt.Sprint(APIServerPort),
+		"allow-privileged":                   "true",
+		"anonymous-auth":                     "false",
+		"authorization-mode":                 "Node,RBAC",
+		"enable-admission-plugins":           "NodeRestriction",
+		"enable-bootstrap-token-auth":        "true",
+		"client-ca-file":                     pki("ca.crt"),
+		"tls-cert-file":                      pki("apiserver.crt"),
+		"tls-private-key-file":               pki("apiserver.key"),
+		"tls-min-version":                    "VersionTLS12",
+		"etcd-servers":                       strings.Join(etcd, ","),
+		"etcd-cafile":                        pki("etcd/ca.crt"),
+		"etcd-certfile":                      pki("apiserver-etcd-client.crt"),
+		"etcd-keyfile":                       pki("apiserver-etcd-client.key"),
+		"encryption-provider-config":         EncryptionConfigPath,
+		"kubelet-client-certificate":         pki("apiserver-kubelet-client.crt"),
+		"kubelet-client-key":                 pki("apiserver-kubelet-client.key"),
+		"kubelet-certificate-authority":      pki("ca.crt"),
+		"kubelet-preferred-address-types":    "InternalIP,Hostname",
+		"proxy-client-cert-file":             pki("front-proxy-client.crt"),
+		"proxy-client-key-file":              pki("front-proxy-client.key"),
+		"requestheader-client-ca-file":       pki("front-proxy-ca.crt"),
+		"requestheader-allowed-names":        "front-proxy-client",
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-username-headers":     "X-Remote-User",
+		"service-account-issuer":             "https://kubernetes.default.svc." + c.DNSDomain,
+		"service-account-key-file":           pki("sa.pub"),
+		"service-account-signing-key-file":   pki("sa.key"),
+		"service-cluster-ip-range":           c.ServiceCIDR.String(),
+		"profiling":                          "false",
+	}
+}
+
+// Files is the EncryptionConfiguration: Secrets are written to etcd sealed
+// with secretbox (XSalsa20-Poly1305) under the cluster's key, which unlike
+// aesgcm needs no rotation after a number of writes; "identity" still reads
+// anything stored before encryption was on.
+func (APIServer) Files(ctx Context) ([]File, error) {
+	if len(ctx.Secrets.EncryptionKey) != 32 {
+		return nil, fmt.Errorf("kube-apiserver: encryption key is %d bytes, want 32", len(ctx.Secrets.EncryptionKey))
+	}
+	cfg := apiserverv1.EncryptionConfiguration{
+		Resources: []apiserverv1.ResourceConfiguration{{
+			Resources: []string{"secrets"},
+			Providers: []apiserverv1.ProviderConfiguration{
+				{Secretbox: &apiserverv1.SecretboxConfiguration{Keys: []apiserverv1.Key{{Name: "key1", Secret: b64(ctx.Secrets.EncryptionKey)}}}},
+				{Identity: &apiserverv1.IdentityConfiguration{}},
+			},
+		}},
+	}
+	cfg.APIVersion, cfg.Kind = "apiserver.config.k8s.io/v1", "EncryptionConfiguration"
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver encryption config: %w", err)
+	}
+	return []File{{Path: EncryptionConfigPath, Mode: 0o600, Content: data}}, nil
+}
+
+func (APIServer) Health() Endpoint {
+	return Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/readyz", APIServerPort), Auth: AuthClientCert}
+}
+
+func (APIServer) Metrics() *Endpoint {
+	return &Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/metrics", APIServerPort), Auth: AuthBearer}
+}
+
+func (APIServer) Certificates(Role) []string {
+	return []string{"kubernetes-ca", "etcd-ca", "front-proxy-ca", "service-account", "apiserver",
+		"apiserver-etcd-client", "apiserver-kubelet-client", "front-proxy-client"}
+}

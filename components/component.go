@@ -1,0 +1,208 @@
+// Package components is kubeup's catalogue of the Kubernetes components a
+// machine runs: each is typed data with pure render functions for its flags,
+// config files, systemd unit, health and metrics endpoints and the
+// certificates it reads.
+//
+// The split between what is in the image and what cloud-init writes is the
+// point of the design: Unit and ImageFiles depend on nothing but the role, so
+// one image serves every cluster; Flags and Files depend on the cluster and
+// the machine, and reach the machine as user-data.
+package components
+
+import (
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+// Role is what a machine runs.
+type Role string
+
+// Roles.
+const (
+	Master Role = "master"
+	Node   Role = "node"
+)
+
+// Roles lists every role in build order.
+func Roles() []Role { return []Role{Master, Node} }
+
+// Machine is one machine of the cluster.
+type Machine struct {
+	Name string
+	Role Role
+	IP   netip.Addr
+}
+
+// Images are the container image references the rendered configs use; they
+// come from images/versions.yaml and are preloaded into every image.
+type Images struct {
+	Pause string
+}
+
+// Cluster is the resolved cluster description the components need.
+type Cluster struct {
+	Name               string
+	KubernetesVersion  string
+	Masters            []Machine
+	MachineCIDR        netip.Prefix
+	MachineGateway     netip.Addr
+	PodCIDR            netip.Prefix
+	NodeCIDRMaskSize   int
+	ServiceCIDR        netip.Prefix
+	APIServerServiceIP netip.Addr
+	DNSServiceIP       netip.Addr
+	DNSDomain          string
+	// APIServerEndpoint is the URL kubelets, kube-proxy and agents use.
+	APIServerEndpoint string
+	// LogForward is the log aggregator's forward-protocol address, empty
+	// when the logging addon is off.
+	LogForward string
+	Images     Images
+}
+
+// Secrets are the cluster secrets some files embed.
+type Secrets struct {
+	BootstrapToken string // "abcdef.0123456789abcdef"
+	EncryptionKey  []byte // 32 bytes, for secrets at rest
+}
+
+// Context is what a machine-specific render needs.
+type Context struct {
+	Cluster *Cluster
+	Machine Machine
+	Secrets Secrets
+}
+
+// File is a file to put on a machine.
+type File struct {
+	Path    string
+	Mode    fs.FileMode
+	Content []byte
+}
+
+// Endpoint is an HTTP(S) endpoint a component serves.
+type Endpoint struct {
+	// URL as seen from the machine itself, e.g. https://127.0.0.1:10257/healthz.
+	URL string
+	// Auth says which credentials a client presents: "client-cert" (a
+	// certificate from the cluster or etcd CA), "bearer" (a token authorised
+	// by RBAC through the component's delegated authorisation), or "none".
+	Auth string
+}
+
+// Auth kinds of an Endpoint.
+const (
+	AuthNone       = "none"
+	AuthClientCert = "client-cert"
+	AuthBearer     = "bearer"
+)
+
+// Component is one entry of the catalogue.
+type Component interface {
+	// Name is the systemd unit name without ".service".
+	Name() string
+	Description() string
+	// Roles that run it.
+	Roles() []Role
+	// Unit is baked into the role's image; identical for every cluster.
+	Unit(role Role) systemd.Unit
+	// ImageFiles are static files baked into the image with the unit.
+	ImageFiles() []File
+	// Flags are machine-specific; cloud-init writes them to EnvFile(Name()).
+	Flags(ctx Context) Flags
+	// Files are machine-specific config files cloud-init writes.
+	Files(ctx Context) ([]File, error)
+	// Health is what proves the component is up.
+	Health() Endpoint
+	// Metrics is where Prometheus-format metrics are served, if anywhere.
+	Metrics() *Endpoint
+	// Certificates are the PKI table names (provision/pki) the component
+	// reads on role, e.g. "apiserver", "kubelet-client".
+	Certificates(role Role) []string
+}
+
+// Catalogue returns every component in start order.
+func Catalogue() []Component {
+	return []Component{
+		Etcd{}, APIServer{}, ControllerManager{}, Scheduler{},
+		Containerd{}, Kubelet{}, KubeProxy{}, Agent{},
+	}
+}
+
+// ForRole returns the components a role runs, in start order.
+func ForRole(r Role) []Component {
+	var out []Component
+	for _, c := range Catalogue() {
+		if slices.Contains(c.Roles(), r) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Lookup finds a component by name.
+func Lookup(name string) (Component, bool) {
+	for _, c := range Catalogue() {
+		if c.Name() == name {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// Well-known paths on a machine.
+const (
+	BinDir        = "/usr/local/bin"
+	PKIDir        = "/etc/kubernetes/pki"
+	KubernetesDir = "/etc/kubernetes"
+	EnvDir        = "/etc/kubeup/env"
+	// ArgsVar is the variable each env file sets and each ExecStart expands.
+	ArgsVar = "KUBEUP_ARGS"
+)
+
+// EnvFile is where cloud-init writes a component's flags.
+func EnvFile(name string) string { return EnvDir + "/" + name + ".env" }
+
+// pki returns a path under /etc/kubernetes/pki.
+func pki(name string) string { return PKIDir + "/" + name }
+
+// Flags are command-line flags; rendering sorts them so output is stable.
+type Flags map[string]string
+
+// Args renders the flags as sorted --name=value arguments.
+func (f Flags) Args() []string {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = "--" + k + "=" + f[k]
+	}
+	return out
+}
+
+// EnvFileContent renders the env file cloud-init writes for a component:
+// one ArgsVar assignment, one flag per line (systemd joins lines that end in
+// a backslash). Values must not contain whitespace, quotes, backslashes or
+// '$': ExecStart expands $KUBEUP_ARGS by splitting on whitespace.
+func EnvFileContent(component, machine string, f Flags) ([]byte, error) {
+	args := f.Args()
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t\n\"'\\$") {
+			return nil, fmt.Errorf("%s flag %q: values must not contain whitespace, quotes, backslashes or '$'", component, a)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s flags for %s, rendered by kubeup.\n", component, machine)
+	b.WriteString(ArgsVar + "=")
+	b.WriteString(strings.Join(args, " \\\n  "))
+	b.WriteString("\n")
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,256 @@
+package components
+
+import (
+	"bytes"
+	"flag"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./components -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from golden file %s (rerun with -update and review the diff):\n%s", name, path, got)
+	}
+}
+
+func testCluster() *Cluster {
+	return &Cluster{
+		Name:              "demo",
+		KubernetesVersion: "v1.37.2",
+		Masters: []Machine{
+			{Name: "master-0", Role: Master, IP: netip.MustParseAddr("10.77.0.10")},
+			{Name: "master-1", Role: Master, IP: netip.MustParseAddr("10.77.0.11")},
+			{Name: "master-2", Role: Master, IP: netip.MustParseAddr("10.77.0.12")},
+		},
+		MachineCIDR:        netip.MustParsePrefix("10.77.0.0/24"),
+		MachineGateway:     netip.MustParseAddr("10.77.0.1"),
+		PodCIDR:            netip.MustParsePrefix("10.244.0.0/16"),
+		NodeCIDRMaskSize:   24,
+		ServiceCIDR:        netip.MustParsePrefix("10.96.0.0/12"),
+		APIServerServiceIP: netip.MustParseAddr("10.96.0.1"),
+		DNSServiceIP:       netip.MustParseAddr("10.96.0.10"),
+		DNSDomain:          "cluster.local",
+		APIServerEndpoint:  "https://10.77.0.10:6443",
+		LogForward:         "10.96.0.11:24224",
+		Images:             Images{Pause: "registry.kubeup.dev/pause:3.10"},
+	}
+}
+
+func testContexts() []Context {
+	c := testCluster()
+	s := Secrets{BootstrapToken: "abcdef.0123456789abcdef", EncryptionKey: bytes.Repeat([]byte{7}, 32)}
+	return []Context{
+		{Cluster: c, Machine: c.Masters[0], Secrets: s},
+		{Cluster: c, Machine: Machine{Name: "node-0", Role: Node, IP: netip.MustParseAddr("10.77.0.100")}, Secrets: s},
+	}
+}
+
+// Every unit of every role, as baked into the images.
+func TestUnitsGolden(t *testing.T) {
+	for _, r := range Roles() {
+		for _, u := range RoleUnits(r) {
+			data, err := u.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("units", string(r), u.Name), data)
+		}
+	}
+}
+
+// Every machine file (env files with the flags, configs, kubeconfigs).
+func TestMachineFilesGolden(t *testing.T) {
+	for _, ctx := range testContexts() {
+		files, err := MachineFiles(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			golden(t, filepath.Join("files", ctx.Machine.Name, strings.TrimPrefix(f.Path, "/")), f.Content)
+		}
+	}
+}
+
+func TestFlagsAreSortedAndStable(t *testing.T) {
+	ctx := testContexts()[0]
+	for _, c := range ForRole(Master) {
+		a, b := c.Flags(ctx).Args(), c.Flags(ctx).Args()
+		if strings.Join(a, " ") != strings.Join(b, " ") {
+			t.Errorf("%s flags are not stable", c.Name())
+		}
+		key := func(arg string) string { return strings.SplitN(arg, "=", 2)[0] }
+		for i := 1; i < len(a); i++ {
+			if key(a[i-1]) >= key(a[i]) {
+				t.Errorf("%s flags not sorted: %s before %s", c.Name(), a[i-1], a[i])
+			}
+		}
+	}
+}
+
+// The security properties the components promise, checked on the flags.
+func TestSecurityFlags(t *testing.T) {
+	ctx := testContexts()[0]
+	api := APIServer{}.Flags(ctx)
+	for k, v := range map[string]string{
+		"anonymous-auth": "false", "authorization-mode": "Node,RBAC",
+		"enable-admission-plugins": "NodeRestriction", "encryption-provider-config": EncryptionConfigPath,
+	} {
+		if api[k] != v {
+			t.Errorf("kube-apiserver --%s=%q, want %q", k, api[k], v)
+		}
+	}
+	etcd := Etcd{}.Flags(ctx)
+	if etcd["client-cert-auth"] != "true" || etcd["peer-client-cert-auth"] != "true" {
+		t.Errorf("etcd does not require client certificates: %v", etcd)
+	}
+	for k, v := range etcd {
+		if strings.Contains(k, "urls") && strings.Contains(v, "http://") {
+			t.Errorf("etcd --%s=%s is not TLS", k, v)
+		}
+	}
+	if cm := (ControllerManager{}).Flags(ctx)["controllers"]; !strings.Contains(cm, "bootstrapsigner") || !strings.Contains(cm, "tokencleaner") {
+		t.Errorf("controller-manager controllers %q lack the bootstrap-token controllers", cm)
+	}
+	for _, ctx := range testContexts() {
+		files, err := MachineFiles(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f.Path, ".conf") && strings.HasPrefix(f.Path, KubernetesDir) && f.Mode != 0o600 {
+				t.Errorf("%s: kubeconfig mode %o, want 600", f.Path, f.Mode)
+			}
+			if f.Path == EncryptionConfigPath && f.Mode != 0o600 {
+				t.Errorf("%s mode %o, want 600", f.Path, f.Mode)
+			}
+			if f.Path == KubeletConfigPath && !bytes.Contains(f.Content, []byte("mode: Webhook")) {
+				t.Errorf("kubelet authorization is not Webhook:\n%s", f.Content)
+			}
+		}
+	}
+}
+
+func TestEveryUnitWaitsForCloudInitAndRestarts(t *testing.T) {
+	for _, r := range Roles() {
+		for _, c := range ForRole(r) {
+			u := c.Unit(r)
+			if got := u.Value("Service", "Restart"); got != "always" {
+				t.Errorf("%s Restart=%s", u.Name, got)
+			}
+			if got := u.Value("Unit", "ConditionPathExists"); got != EnvFile(c.Name()) {
+				t.Errorf("%s ConditionPathExists=%s", u.Name, got)
+			}
+			if got := u.Value("Service", "MemoryAccounting"); got != "yes" {
+				t.Errorf("%s has no resource accounting", u.Name)
+			}
+			if got := u.Value("Unit", "PartOf"); got != RoleTarget(r) {
+				t.Errorf("%s PartOf=%s", u.Name, got)
+			}
+		}
+	}
+	order := map[string]string{"kubelet.service": "containerd.service", "kube-apiserver.service": "etcd.service"}
+	for _, u := range RoleUnits(Master) {
+		if dep, ok := order[u.Name]; ok && !contains(u.Values("Unit", "After"), dep) {
+			t.Errorf("%s is not ordered after %s", u.Name, dep)
+		}
+	}
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Round trip through go-systemd's parser: what we render is what it reads.
+func TestUnitsRoundTrip(t *testing.T) {
+	for _, u := range RoleUnits(Master) {
+		data, err := u.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := systemd.Parse(u.Name, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := back.Bytes()
+		if !bytes.Equal(data, again) {
+			t.Errorf("%s does not round-trip:\n%s\n---\n%s", u.Name, data, again)
+		}
+	}
+}
+
+// systemd-analyze verify: every unit loads with no unknown key or section,
+// in a root holding the host's systemd units, the rendered units and
+// stand-ins for the binaries they run.
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed (make deps installs systemd)")
+	}
+	for _, r := range Roles() {
+		root := t.TempDir()
+		unitDir := filepath.Join(root, "etc/systemd/system")
+		if err := os.MkdirAll(unitDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", "/usr/lib/systemd/system", filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
+			t.Fatalf("copy host units: %v\n%s", err, out)
+		}
+		var names []string
+		for _, u := range RoleUnits(r) {
+			data, _ := u.Bytes()
+			if err := os.WriteFile(filepath.Join(unitDir, u.Name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, u.Name)
+			for _, k := range []string{"ExecStart", "ExecStartPre", "ExecStartPost"} {
+				for _, v := range u.Values("Service", k) {
+					bin := strings.Fields(strings.TrimLeft(v, "-@:+!"))[0]
+					stub := filepath.Join(root, bin)
+					if err := os.MkdirAll(filepath.Dir(stub), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(stub, []byte("#!/bin/sh\n"), 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		cmd := exec.Command("systemd-analyze", append([]string{"verify", "--root=" + root}, names...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if err != nil || stderr.Len() > 0 {
+			t.Errorf("systemd-analyze verify (%s): %v\n%s", r, err, stderr.String())
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package components
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+// Etcd is the cluster's key-value store: one member per master, peer and
+// client TLS with client-certificate authentication on both.
+type Etcd struct{}
+
+// Etcd ports and paths.
+const (
+	EtcdClientPort = 2379
+	EtcdPeerPort   = 2380
+	EtcdDataDir    = "/var/lib/etcd"
+)
+
+func (Etcd) Name() string        { return "etcd" }
+func (Etcd) Description() string { return "etcd: the cluster's key-value store" }
+func (Etcd) Roles() []Role       { return []Role{Master} }
+
+func (e Etcd) Unit(role Role) systemd.Unit {
+	s := systemd.Service{
+		Documentation:  []string{"https://etcd.io/docs/v3.6/op-guide/configuration/"},
+		Type:           "notify", // etcd signals READY=1 once it serves clients
+		TimeoutStartSec: 5 * time.Minute,
+		Limits:         map[string]string{"LimitNOFILE": "65536"},
+	}
+	controlPlaneHardening(&s, EtcdDataDir)
+	return service(e, role, BinDir+"/etcd", s)
+}
+
+func (Etcd) ImageFiles() []File { return nil }
+
+func (Etcd) Flags(ctx Context) Flags {
+	m := ctx.Machine
+	var initial []string
+	for _, p := range ctx.Cluster.Masters {
+		initial = append(initial, fmt.Sprintf("%s=https://%s:%d", p.Name, p.IP, EtcdPeerPort))
+	}
+	return Flags{
+		"name":                        m.Name,
+		"data-dir":                    EtcdDataDir,
+		"listen-client-urls":          fmt.Sprintf("https://127.0.0.1:%d,https://%s:%d", EtcdClientPort, m.IP, EtcdClientPort),
+		"advertise-client-urls":       fmt.Sprintf("https://%s:%d", m.IP, EtcdClientPort),
+		"listen-peer-urls":            fmt.Sprintf("https://%s:%d", m.IP, EtcdPeerPort),
+		"initial-advertise-peer-urls": fmt.Sprintf("https://%s:%d", m.IP, EtcdPeerPort),
+		"initial-cluster":             strings.Join(initial, ","),
+		"initial-cluster-state":       "new",
+		"initial-cluster-token":       ctx.Cluster.Name,
+		"client-cert-auth":            "true",
+		"trusted-ca-file":             pki("etcd/ca.crt"),
+		"cert-file":                   pki("etcd/server.crt"),
+		"key-file":                    pki("etcd/server.key"),
+		"peer-client-cert-auth":       "true",
+		"peer-trusted-ca-file":        pki("etcd/ca.crt"),
+		"peer-cert-file":              pki("etcd/peer.crt"),
+		"peer-key-file":               pki("etcd/peer.key"),
+		"snapshot-count":              "10000",
+		"auto-compaction-retention":   "1",
+		"metrics":                     "basic",
+	}
+}
+
+func (Etcd) Files(Context) ([]File, error) { return nil, nil }
+
+func (Etcd) Health() Endpoint {
+	return Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/health", EtcdClientPort), Auth: AuthClientCert}
+}
+
+// Metrics are served on the client port and need an etcd-CA client certificate.
+func (Etcd) Metrics() *Endpoint {
+	return &Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/metrics", EtcdClientPort), Auth: AuthClientCert}
+}
+
+func (Etcd) Certificates(Role) []string {
+	return []string{"etcd-ca", "etcd-server", "etcd-peer"}
+}

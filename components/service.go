@@ -1,0 +1,57 @@
+package components
+
+import (
+	"strings"
+	"time"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+// RoleTarget is the unit that groups a role's components.
+func RoleTarget(r Role) string { return "kubeup-" + string(r) + ".target" }
+
+// Restart policy shared by every component: restart forever, 3 s apart.
+// (systemd 252 has no RestartSteps/RestartMaxDelaySec for an exponential
+// back-off; a fixed delay with no start limit is the closest it offers.)
+const restartDelay = 3 * time.Second
+
+var noStartLimit = time.Duration(0)
+
+// service fills in what every component unit shares: ordering after the
+// network and cloud-init, the condition on the env file cloud-init writes,
+// the restart policy, resource accounting and membership of the role target.
+func service(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
+	name := c.Name()
+	s.Description = c.Description()
+	s.PartOf = append([]string{RoleTarget(role)}, s.PartOf...)
+	s.Wants = append([]string{"network-online.target"}, s.Wants...)
+	s.After = append([]string{"network-online.target", "cloud-init.service"}, s.After...)
+	s.ConditionPathExists = append([]string{EnvFile(name)}, s.ConditionPathExists...)
+	s.EnvironmentFiles = []string{EnvFile(name)}
+	s.ExecStart = strings.Join(strings.Fields(binary+" "+s.ExecStart+" $"+ArgsVar), " ")
+	if s.Type == "" {
+		s.Type = "exec"
+	}
+	s.Restart = "always"
+	s.RestartSec = restartDelay
+	s.StartLimitIntervalSec = &noStartLimit
+	s.Accounting = true
+	return s.Unit(name)
+}
+
+// probe is an ExecStartPost that holds a unit in "activating" until its
+// health endpoint answers, so that After= on it means "after it is ready".
+func probe(e Endpoint, extra ...string) string {
+	args := []string{BinDir + "/kubeup-agent", "probe", "--url=" + e.URL, "--timeout=5m"}
+	return strings.Join(append(args, extra...), " ")
+}
+
+// controlPlaneHardening are sandboxing options for the control-plane daemons,
+// which write only their own state.
+func controlPlaneHardening(s *systemd.Service, writable ...string) {
+	s.NoNewPrivileges = true
+	s.ProtectSystem = "full"
+	s.ProtectHome = true
+	s.PrivateTmp = true
+	s.ReadWritePaths = writable
+}

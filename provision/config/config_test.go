@@ -1,0 +1,170 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// The README's example must load and equal the built-in default (apart from
+// its name): the comments there say "the values shown are the defaults".
+func TestExampleConfigIsTheDefault(t *testing.T) {
+	c, err := Load(filepath.Join(repoRoot(t), "examples", "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(c)
+	want, _ := json.Marshal(Default("demo"))
+	if string(got) != string(want) {
+		t.Errorf("examples/cluster.yaml differs from Default(\"demo\"):\n got %s\nwant %s", got, want)
+	}
+	ms := c.Machines()
+	if len(ms) != 2 || ms[0].Name != "master-0" || ms[0].IP.String() != "10.77.0.10" ||
+		ms[1].Name != "node-0" || ms[1].IP.String() != "10.77.0.100" || ms[1].MemoryMiB != 2048 {
+		t.Errorf("machines = %+v", ms)
+	}
+	if got := c.APIServerServiceIP().String(); got != "10.96.0.1" {
+		t.Errorf("APIServerServiceIP = %s", got)
+	}
+	if got := c.DNSServiceIP().String(); got != "10.96.0.10" {
+		t.Errorf("DNSServiceIP = %s", got)
+	}
+}
+
+func TestMinimalConfigGetsDefaults(t *testing.T) {
+	c, err := Parse([]byte("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec:\n  masters: {names: [a, b, c]}\n  nodes: {count: 2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range c.Machines() {
+		names = append(names, m.Name+"="+m.IP.String())
+	}
+	want := "a=10.77.0.10 b=10.77.0.11 c=10.77.0.12 node-0=10.77.0.100 node-1=10.77.0.101"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("machines %s, want %s", got, want)
+	}
+}
+
+const head = "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: demo}\n"
+
+// Each malformed config and the exact error lines it must produce.
+func TestInvalidConfigs(t *testing.T) {
+	cases := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"empty", "", []string{"the file is empty; start from examples/cluster.yaml"}},
+		{"not yaml", "spec: [", nil},
+		{"bad apiVersion", "apiVersion: v1\nkind: Cluster\nmetadata: {name: demo}\n",
+			[]string{`apiVersion: "v1" is not supported; use kubeup.dev/v1alpha1`}},
+		{"bad kind", "apiVersion: kubeup.dev/v1alpha1\nkind: Pod\nmetadata: {name: demo}\n",
+			[]string{`kind: "Pod" is not supported; use Cluster`}},
+		{"missing name", "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\n",
+			[]string{"metadata.name: is required"}},
+		{"bad name", "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: My_Cluster}\n",
+			[]string{`metadata.name: "My_Cluster" is not a valid DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`}},
+		{"unknown field", head + "spec:\n  network: {podCidr: 10.0.0.0/16}\n",
+			[]string{"spec.network.podCidr: unknown field (check spelling against examples/cluster.yaml)"}},
+		{"wrong type", head + "spec:\n  masters: {count: three}\n",
+			[]string{"spec.masters.count: must be of type integer, not string"}},
+		{"pod CIDR not a CIDR", head + "spec:\n  network: {podCIDR: 10.0.0.0/33}\n",
+			[]string{`spec.network.podCIDR: "10.0.0.0/33" is not a CIDR`}},
+		{"host bits", head + "spec:\n  network: {serviceCIDR: 10.96.0.1/12}\n",
+			[]string{`spec.network.serviceCIDR: "10.96.0.1/12" has host bits set; use 10.96.0.0/12`}},
+		{"overlapping CIDRs", head + "spec:\n  network: {podCIDR: 10.96.0.0/16}\n",
+			[]string{"spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR 10.96.0.0/16"}},
+		{"overlaps slirp", head + "spec:\n  network: {machineCIDR: 10.0.0.0/16}\n",
+			[]string{"spec.network.machineCIDR: 10.0.0.0/16 overlaps 10.0.2.0/24, which QEMU's user network uses on the local target"}},
+		{"ipv6", head + "spec:\n  network: {podCIDR: 'fd00::/48'}\n",
+			[]string{`spec.network.podCIDR: "fd00::/48" is IPv6; only IPv4 is supported`}},
+		{"even masters", head + "spec:\n  masters: {count: 2}\n",
+			[]string{"spec.masters: 2 masters is an even number; etcd needs an odd number (1, 3, 5) to keep a quorum"}},
+		{"zero masters", head + "spec:\n  masters: {count: 0}\n",
+			[]string{"spec.masters.count: 0 is out of range; use 1 to 7"}},
+		{"duplicate names", head + "spec:\n  masters: {names: [a]}\n  nodes: {names: [b, a]}\n",
+			[]string{`spec.nodes.names[1]: duplicate machine name "a" (also spec.masters.names[0])`}},
+		{"invalid machine name", head + "spec:\n  nodes: {names: [Node_1]}\n",
+			[]string{`spec.nodes.names[0]: "Node_1" is not a valid DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)`}},
+		{"count and names disagree", head + "spec:\n  nodes: {count: 3, names: [a, b]}\n",
+			[]string{"spec.nodes.count: is 3 but 2 names are listed; set count or names, not both"}},
+		{"unsupported version", head + "spec:\n  kubernetesVersion: v1.29.0\n",
+			[]string{`spec.kubernetesVersion: "v1.29.0" is not supported; supported: v1.37.2`}},
+		{"bad dns domain", head + "spec:\n  network: {dnsDomain: Cluster_Local}\n",
+			[]string{`spec.network.dnsDomain: "Cluster_Local" is not a valid DNS domain (lowercase labels separated by dots)`}},
+		{"bad memory", head + "spec:\n  nodes: {memory: lots}\n",
+			[]string{`spec.nodes.memory: "lots" is not a quantity (for example 2Gi)`}},
+		{"too little memory", head + "spec:\n  masters: {memory: 512Mi}\n",
+			[]string{`spec.masters.memory: "512Mi" is less than the 1024Mi a machine needs`}},
+		{"node mask", head + "spec:\n  network: {podCIDR: 10.244.0.0/24, nodeCIDRMaskSize: 24}\n",
+			[]string{"spec.network.nodeCIDRMaskSize: 24 must be longer than the pod CIDR's /24 and at most 28"}},
+		{"pod CIDR too small", head + "spec:\n  nodes: {count: 5}\n  network: {podCIDR: 10.244.0.0/23, nodeCIDRMaskSize: 24}\n",
+			[]string{`spec.network.podCIDR: "10.244.0.0/23" holds only 2 /24 node blocks for 6 machines`}},
+		{"bad provider", head + "spec:\n  target: {provider: azure}\n",
+			[]string{`spec.target.provider: "azure" is not one of local, aws, gcp`}},
+		{"aws needs region", head + "spec:\n  target: {provider: aws}\n",
+			[]string{"spec.target.aws.region: is required when spec.target.provider is aws"}},
+		{"bad accelerator and port", head + "spec:\n  target: {local: {accelerator: hvf, apiServerPort: 80}}\n",
+			[]string{"spec.target.local.apiServerPort: 80 is out of range; use 0 (pick a free port) or 1024 to 65535",
+				`spec.target.local.accelerator: "hvf" is not one of auto, kvm, tcg`}},
+		{"bad ssh key", head + "spec:\n  ssh: {authorizedKeys: [hunter2]}\n",
+			[]string{`spec.ssh.authorizedKeys[0]: is not an OpenSSH public key (expected "ssh-ed25519 AAAA... comment")`}},
+		{"every problem at once", "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: ''}\nspec:\n  masters: {count: 4}\n  network: {podCIDR: 10.0.0.0/33, dnsDomain: '-x'}\n",
+			[]string{"metadata.name: is required",
+				"spec.masters: 4 masters is an even number; etcd needs an odd number (1, 3, 5) to keep a quorum",
+				`spec.network.podCIDR: "10.0.0.0/33" is not a CIDR`,
+				`spec.network.dnsDomain: "-x" is not a valid DNS domain (lowercase labels separated by dots)`}},
+	}
+	if len(cases) < 15 {
+		t.Fatalf("only %d malformed configs", len(cases))
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tc.want == nil { // a syntax error: just a clear message
+				if !strings.Contains(err.Error(), "not valid YAML") {
+					t.Errorf("error %q does not say the YAML is invalid", err)
+				}
+				return
+			}
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("error %q is not an ErrorList", err)
+			}
+			var got []string
+			for _, e := range list {
+				got = append(got, e.Error())
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("errors:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
+func TestErrorListMessage(t *testing.T) {
+	l := ErrorList{{"a", "x"}, {"b", "y"}}
+	if got, want := l.Error(), "invalid cluster config (2 problems):\n  a: x\n  b: y"; got != want {
+		t.Errorf("%q != %q", got, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("error %v does not name the file", err)
+	}
+}

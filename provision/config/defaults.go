@@ -1,0 +1,85 @@
+package config
+
+// Defaults for a cluster; the embedded default (kubeup up with no config)
+// is Default("kubeup").
+const (
+	DefaultKubernetesVersion = "v1.37.2"
+	DefaultMachineCIDR       = "10.77.0.0/24"
+	DefaultPodCIDR           = "10.244.0.0/16"
+	DefaultNodeCIDRMaskSize  = 24
+	DefaultServiceCIDR       = "10.96.0.0/12"
+	DefaultDNSDomain         = "cluster.local"
+	DefaultMasterCPUs        = 2
+	DefaultMasterMemory      = "2Gi"
+	DefaultNodeCPUs          = 2
+	DefaultNodeMemory        = "2Gi"
+	DefaultDiskSize          = "10Gi"
+	DefaultAccelerator       = "auto"
+)
+
+// SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.
+func SupportedKubernetesVersions() []string { return []string{DefaultKubernetesVersion} }
+
+// Default returns the built-in cluster: one master and one node on the local
+// target, with every addon.
+func Default(name string) *Cluster {
+	one := 1
+	c := &Cluster{
+		APIVersion: APIVersion,
+		Kind:       Kind,
+		Metadata:   ObjectMeta{Name: name},
+		Spec: ClusterSpec{
+			Masters: MachinePool{Count: &one},
+			Nodes:   MachinePool{Count: &one},
+		},
+	}
+	SetDefaults(c)
+	return c
+}
+
+// SetDefaults fills every unset field. It never overrides a set value.
+func SetDefaults(c *Cluster) {
+	s := &c.Spec
+	setString(&s.KubernetesVersion, DefaultKubernetesVersion)
+	defaultPool(&s.Masters, 1, DefaultMasterCPUs, DefaultMasterMemory)
+	defaultPool(&s.Nodes, 1, DefaultNodeCPUs, DefaultNodeMemory)
+	n := &s.Network
+	setString(&n.MachineCIDR, DefaultMachineCIDR)
+	setString(&n.PodCIDR, DefaultPodCIDR)
+	setString(&n.ServiceCIDR, DefaultServiceCIDR)
+	setString(&n.DNSDomain, DefaultDNSDomain)
+	if n.NodeCIDRMaskSize == 0 {
+		n.NodeCIDRMaskSize = DefaultNodeCIDRMaskSize
+	}
+	for _, a := range []**bool{&s.Addons.DNS, &s.Addons.Monitoring, &s.Addons.Logging, &s.Addons.UI} {
+		if *a == nil {
+			on := true
+			*a = &on
+		}
+	}
+	t := &s.Target
+	setString(&t.Provider, ProviderLocal)
+	if t.Provider == ProviderLocal {
+		if t.Local == nil {
+			t.Local = &LocalTarget{}
+		}
+		setString(&t.Local.Accelerator, DefaultAccelerator)
+	}
+}
+
+func defaultPool(p *MachinePool, count, cpus int, memory string) {
+	if p.Count == nil && len(p.Names) == 0 {
+		p.Count = &count
+	}
+	if p.CPUs == 0 {
+		p.CPUs = cpus
+	}
+	setString(&p.Memory, memory)
+	setString(&p.DiskSize, DefaultDiskSize)
+}
+
+func setString(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}

@@ -1,0 +1,112 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// Load reads, defaults and validates a config file. A file that cannot be
+// read or parsed, or that is invalid, gives an error; for invalid files it is
+// an ErrorList naming every problem.
+func Load(path string) (*Cluster, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read cluster config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a config document, applies defaults and validates it.
+func Parse(data []byte) (*Cluster, error) {
+	c, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	SetDefaults(c)
+	if errs := Validate(c); len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+// Decode strictly decodes a config document without defaulting: unknown
+// fields and wrong types are errors with their field path.
+func Decode(data []byte) (*Cluster, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ErrorList{{Field: "", Detail: "the file is empty; start from examples/cluster.yaml"}}
+	}
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, decodeError(err)
+	}
+	var c Cluster
+	// Case-sensitive and strict: "podCidr" is an unknown field, not podCIDR.
+	strict, err := sigsjson.UnmarshalStrict(js, &c)
+	if err != nil {
+		return nil, decodeError(err)
+	}
+	if len(strict) > 0 {
+		var list ErrorList
+		for _, se := range strict {
+			if fe, ok := decodeError(se).(ErrorList); ok {
+				list = append(list, fe...)
+			} else {
+				list = append(list, FieldError{Detail: se.Error()})
+			}
+		}
+		return nil, list
+	}
+	return &c, nil
+}
+
+var (
+	unknownFieldRE = regexp.MustCompile(`unknown field "([^"]+)"`)
+	duplicateRE    = regexp.MustCompile(`duplicate field "([^"]+)"`)
+	typeErrorRE    = regexp.MustCompile(`cannot unmarshal (\w+) into Go struct field \w+\.([\w.]+) of type ([\w.\[\]*]+)`)
+)
+
+// decodeError turns the YAML/JSON decoder's messages into field errors.
+func decodeError(err error) error {
+	msg := err.Error()
+	if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
+		return ErrorList{{Field: m[1], Detail: "unknown field (check spelling against examples/cluster.yaml)"}}
+	}
+	if m := duplicateRE.FindStringSubmatch(msg); m != nil {
+		return ErrorList{{Field: m[1], Detail: "is set twice"}}
+	}
+	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
+		return ErrorList{{Field: m[2], Detail: fmt.Sprintf("must be of type %s, not %s", jsonType(m[3]), m[1])}}
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) || strings.Contains(msg, "yaml:") {
+		return fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(msg, "error converting YAML to JSON: "))
+	}
+	return fmt.Errorf("decode cluster config: %w", err)
+}
+
+func jsonType(goType string) string {
+	switch strings.TrimPrefix(goType, "*") {
+	case "int", "int64", "int32":
+		return "integer"
+	case "bool":
+		return "boolean"
+	case "string":
+		return "string"
+	}
+	if strings.HasPrefix(goType, "[]") {
+		return "list"
+	}
+	return "object"
+}

@@ -1,0 +1,124 @@
+// Package config is kubeup's cluster description: the versioned file format
+// (apiVersion kubeup.dev/v1alpha1, kind Cluster), its defaults, and a
+// validation that reports every problem at once with its field path.
+package config
+
+// APIVersion and Kind identify the only file format this package reads.
+const (
+	APIVersion = "kubeup.dev/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Cluster is one cluster's description, as written in a config file.
+type Cluster struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Metadata   ObjectMeta  `json:"metadata"`
+	Spec       ClusterSpec `json:"spec"`
+}
+
+// ObjectMeta names the cluster.
+type ObjectMeta struct {
+	// Name is the cluster's name: a DNS label of at most 40 characters. It
+	// names the Pulumi stack, the state directory and the etcd cluster token.
+	Name string `json:"name"`
+}
+
+// ClusterSpec is everything about the cluster except its name.
+type ClusterSpec struct {
+	// KubernetesVersion must be one kubeup has pinned artifacts for.
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// Masters run etcd and the control plane (and a kubelet, tainted
+	// NoSchedule). An odd count keeps etcd's quorum meaningful.
+	Masters MachinePool `json:"masters"`
+	// Nodes run workloads.
+	Nodes   MachinePool `json:"nodes"`
+	Network Network     `json:"network,omitempty"`
+	Addons  Addons      `json:"addons,omitempty"`
+	SSH     SSH         `json:"ssh,omitempty"`
+	Target  Target      `json:"target,omitempty"`
+}
+
+// MachinePool is a set of identical machines, given by count or by names.
+type MachinePool struct {
+	// Count machines named <role>-0, <role>-1, ... Ignored when Names is set.
+	Count *int `json:"count,omitempty"`
+	// Names lists the machines explicitly (DNS labels, unique in the cluster).
+	Names []string `json:"names,omitempty"`
+	// CPUs per machine.
+	CPUs int `json:"cpus,omitempty"`
+	// Memory per machine, as a Kubernetes quantity ("2Gi").
+	Memory string `json:"memory,omitempty"`
+	// DiskSize per machine ("10Gi"); the root filesystem grows to fill it.
+	DiskSize string `json:"diskSize,omitempty"`
+}
+
+// Network is the cluster's addressing.
+type Network struct {
+	// MachineCIDR is the network the machines share; machine addresses are
+	// assigned from it in order (masters from .10, nodes from .100).
+	MachineCIDR string `json:"machineCIDR,omitempty"`
+	// PodCIDR is split into one NodeCIDRMaskSize block per node.
+	PodCIDR          string `json:"podCIDR,omitempty"`
+	NodeCIDRMaskSize int    `json:"nodeCIDRMaskSize,omitempty"`
+	// ServiceCIDR holds ClusterIPs; its first address is the API server's
+	// and its tenth the cluster DNS service's.
+	ServiceCIDR string `json:"serviceCIDR,omitempty"`
+	// DNSDomain is the cluster DNS domain ("cluster.local").
+	DNSDomain string `json:"dnsDomain,omitempty"`
+}
+
+// Addons switches the in-cluster addons on or off (all on by default).
+type Addons struct {
+	DNS        *bool `json:"dns,omitempty"`
+	Monitoring *bool `json:"monitoring,omitempty"`
+	Logging    *bool `json:"logging,omitempty"`
+	UI         *bool `json:"ui,omitempty"`
+}
+
+// SSH configures login to the machines (none by default: appliances are
+// managed through the API and kubeup's agent).
+type SSH struct {
+	AuthorizedKeys []string `json:"authorizedKeys,omitempty"`
+}
+
+// Target says where the machines run.
+type Target struct {
+	// Provider is local (QEMU on this host), aws or gcp.
+	Provider string       `json:"provider,omitempty"`
+	Local    *LocalTarget `json:"local,omitempty"`
+	AWS      *AWSTarget   `json:"aws,omitempty"`
+	GCP      *GCPTarget   `json:"gcp,omitempty"`
+}
+
+// Provider names.
+const (
+	ProviderLocal = "local"
+	ProviderAWS   = "aws"
+	ProviderGCP   = "gcp"
+)
+
+// LocalTarget runs machines as QEMU VMs on this host.
+type LocalTarget struct {
+	// APIServerPort is the 127.0.0.1 port forwarded to the first master's
+	// API server; 0 picks a free port.
+	APIServerPort int `json:"apiServerPort,omitempty"`
+	// Accelerator is auto (probe KVM, fall back to TCG), kvm or tcg.
+	Accelerator string `json:"accelerator,omitempty"`
+}
+
+// AWSTarget runs machines as EC2 instances.
+type AWSTarget struct {
+	Region       string `json:"region,omitempty"`
+	InstanceType string `json:"instanceType,omitempty"`
+}
+
+// GCPTarget runs machines as Compute Engine instances.
+type GCPTarget struct {
+	Project     string `json:"project,omitempty"`
+	Zone        string `json:"zone,omitempty"`
+	MachineType string `json:"machineType,omitempty"`
+}
+
+// Enabled reports whether an optional addon switch is on (nil means on).
+func Enabled(b *bool) bool { return b == nil || *b }

@@ -1,0 +1,235 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Limits the validation enforces.
+const (
+	maxClusterNameLen = 40
+	maxMasters        = 7
+	maxNodes          = 50
+	minMemoryMiB      = 1024
+	minDiskGiB        = 4
+)
+
+var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// slirpNet is the network QEMU's user-mode NIC uses inside every local VM.
+var slirpNet = netip.MustParsePrefix("10.0.2.0/24")
+
+// Validate checks a defaulted config and returns every problem found.
+func Validate(c *Cluster) ErrorList {
+	var e errs
+	if c.APIVersion != APIVersion {
+		e.add("apiVersion", "%q is not supported; use %s", c.APIVersion, APIVersion)
+	}
+	if c.Kind != Kind {
+		e.add("kind", "%q is not supported; use %s", c.Kind, Kind)
+	}
+	validateDNSLabel(&e, "metadata.name", c.Metadata.Name, maxClusterNameLen)
+	if v := c.Spec.KubernetesVersion; !slices.Contains(SupportedKubernetesVersions(), v) {
+		e.add("spec.kubernetesVersion", "%q is not supported; supported: %s", v, strings.Join(SupportedKubernetesVersions(), ", "))
+	}
+
+	masters := validatePool(&e, "spec.masters", c.Spec.Masters, string(RoleMaster), 1, maxMasters)
+	if n := len(masters); n > 0 && n%2 == 0 {
+		e.add("spec.masters", "%d masters is an even number; etcd needs an odd number (1, 3, 5) to keep a quorum", n)
+	}
+	nodes := validatePool(&e, "spec.nodes", c.Spec.Nodes, string(RoleNode), 0, maxNodes)
+	seen := map[string]string{}
+	for _, m := range append(slices.Clone(masters), nodes...) {
+		if prev, ok := seen[m.name]; ok {
+			e.add(m.path, "duplicate machine name %q (also %s)", m.name, prev)
+			continue
+		}
+		seen[m.name] = m.path
+	}
+
+	validateNetwork(&e, c, len(masters), len(nodes))
+	validateTarget(&e, c)
+	for i, k := range c.Spec.SSH.AuthorizedKeys {
+		f := strings.Fields(k)
+		if len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
+			e.add(fmt.Sprintf("spec.ssh.authorizedKeys[%d]", i), "is not an OpenSSH public key (expected \"ssh-ed25519 AAAA... comment\")")
+		}
+	}
+	return e.list
+}
+
+func validateDNSLabel(e *errs, path, v string, maxLen int) bool {
+	switch {
+	case v == "":
+		e.add(path, "is required")
+	case len(v) > maxLen:
+		e.add(path, "%q is longer than %d characters", v, maxLen)
+	case !dnsLabelRE.MatchString(v):
+		e.add(path, "%q is not a valid DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", v)
+	default:
+		return true
+	}
+	return false
+}
+
+type pooledName struct{ path, name string }
+
+// validatePool checks one machine pool and returns its valid names with the
+// field path each came from.
+func validatePool(e *errs, path string, p MachinePool, prefix string, minCount, maxCount int) []pooledName {
+	var names []pooledName
+	switch {
+	case len(p.Names) > 0:
+		if p.Count != nil && *p.Count != len(p.Names) {
+			e.add(path+".count", "is %d but %d names are listed; set count or names, not both", *p.Count, len(p.Names))
+		}
+		for i, n := range p.Names {
+			np := fmt.Sprintf("%s.names[%d]", path, i)
+			if validateDNSLabel(e, np, n, 63) {
+				names = append(names, pooledName{np, n})
+			}
+		}
+	case p.Count != nil:
+		if *p.Count < minCount || *p.Count > maxCount {
+			e.add(path+".count", "%d is out of range; use %d to %d", *p.Count, minCount, maxCount)
+			return nil
+		}
+		for _, n := range p.names(prefix) {
+			names = append(names, pooledName{path + ".count", n})
+		}
+	}
+	if len(names) > maxCount {
+		e.add(path+".names", "%d machines is more than the %d supported", len(names), maxCount)
+	}
+	if len(names) < minCount && len(p.Names) == 0 && p.Count == nil {
+		e.add(path, "needs at least %d machine", minCount)
+	}
+	if p.CPUs < 1 || p.CPUs > 64 {
+		e.add(path+".cpus", "%d is out of range; use 1 to 64", p.CPUs)
+	}
+	if q, err := resource.ParseQuantity(p.Memory); err != nil {
+		e.add(path+".memory", "%q is not a quantity (for example 2Gi)", p.Memory)
+	} else if q.Value()>>20 < minMemoryMiB {
+		e.add(path+".memory", "%q is less than the %dMi a machine needs", p.Memory, minMemoryMiB)
+	}
+	if q, err := resource.ParseQuantity(p.DiskSize); err != nil {
+		e.add(path+".diskSize", "%q is not a quantity (for example 10Gi)", p.DiskSize)
+	} else if q.Value()>>30 < minDiskGiB {
+		e.add(path+".diskSize", "%q is less than the %dGi the image needs", p.DiskSize, minDiskGiB)
+	}
+	return names
+}
+
+func validateNetwork(e *errs, c *Cluster, masters, nodes int) {
+	n := c.Spec.Network
+	type cidr struct {
+		path   string
+		prefix netip.Prefix
+	}
+	var nets []cidr
+	parse := func(path, v string) (netip.Prefix, bool) {
+		p, err := netip.ParsePrefix(v)
+		switch {
+		case err != nil:
+			e.add(path, "%q is not a CIDR", v)
+		case !p.Addr().Is4():
+			e.add(path, "%q is IPv6; only IPv4 is supported", v)
+		case p.Masked() != p:
+			e.add(path, "%q has host bits set; use %s", v, p.Masked())
+		default:
+			nets = append(nets, cidr{path, p})
+			return p, true
+		}
+		return netip.Prefix{}, false
+	}
+	if p, ok := parse("spec.network.machineCIDR", n.MachineCIDR); ok {
+		last := firstNodeHost + nodes - 1
+		if masters > firstNodeHost-firstMasterHost {
+			last = firstNodeHost + nodes
+		}
+		if size := 1 << (32 - p.Bits()); last >= size-1 {
+			e.add("spec.network.machineCIDR", "%q is too small for %d nodes (nodes take .%d onwards); use a /24 or larger", n.MachineCIDR, nodes, firstNodeHost)
+		}
+	}
+	if p, ok := parse("spec.network.podCIDR", n.PodCIDR); ok {
+		switch {
+		case n.NodeCIDRMaskSize <= p.Bits() || n.NodeCIDRMaskSize > 28:
+			e.add("spec.network.nodeCIDRMaskSize", "%d must be longer than the pod CIDR's /%d and at most 28", n.NodeCIDRMaskSize, p.Bits())
+		case n.NodeCIDRMaskSize-p.Bits() < 30 && 1<<(n.NodeCIDRMaskSize-p.Bits()) < masters+nodes:
+			e.add("spec.network.podCIDR", "%q holds only %d /%d node blocks for %d machines", n.PodCIDR, 1<<(n.NodeCIDRMaskSize-p.Bits()), n.NodeCIDRMaskSize, masters+nodes)
+		}
+	}
+	if p, ok := parse("spec.network.serviceCIDR", n.ServiceCIDR); ok && p.Bits() > 28 {
+		e.add("spec.network.serviceCIDR", "%q is too small; use /28 or larger (the DNS service takes the tenth address)", n.ServiceCIDR)
+	}
+	for i := range nets {
+		for j := i + 1; j < len(nets); j++ {
+			if nets[i].prefix.Overlaps(nets[j].prefix) {
+				e.add(nets[j].path, "%s overlaps %s %s", nets[j].prefix, nets[i].path, nets[i].prefix)
+			}
+		}
+	}
+	if c.Spec.Target.Provider == ProviderLocal {
+		for _, x := range nets {
+			if x.prefix.Overlaps(slirpNet) {
+				e.add(x.path, "%s overlaps %s, which QEMU's user network uses on the local target", x.prefix, slirpNet)
+			}
+		}
+	}
+	if d := n.DNSDomain; len(d) > 253 || !validDNSSubdomain(d) {
+		e.add("spec.network.dnsDomain", "%q is not a valid DNS domain (lowercase labels separated by dots)", d)
+	}
+}
+
+func validDNSSubdomain(d string) bool {
+	if d == "" {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if len(l) > 63 || !dnsLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func validateTarget(e *errs, c *Cluster) {
+	t := c.Spec.Target
+	switch t.Provider {
+	case ProviderLocal:
+		if l := t.Local; l != nil {
+			if l.APIServerPort != 0 && (l.APIServerPort < 1024 || l.APIServerPort > 65535) {
+				e.add("spec.target.local.apiServerPort", "%d is out of range; use 0 (pick a free port) or 1024 to 65535", l.APIServerPort)
+			}
+			if !slices.Contains([]string{"auto", "kvm", "tcg"}, l.Accelerator) {
+				e.add("spec.target.local.accelerator", "%q is not one of auto, kvm, tcg", l.Accelerator)
+			}
+		}
+	case ProviderAWS:
+		if t.AWS == nil || t.AWS.Region == "" {
+			e.add("spec.target.aws.region", "is required when spec.target.provider is aws")
+		}
+	case ProviderGCP:
+		if t.GCP == nil || t.GCP.Project == "" {
+			e.add("spec.target.gcp.project", "is required when spec.target.provider is gcp")
+		}
+		if t.GCP == nil || t.GCP.Zone == "" {
+			e.add("spec.target.gcp.zone", "is required when spec.target.provider is gcp")
+		}
+	default:
+		e.add("spec.target.provider", "%q is not one of local, aws, gcp", t.Provider)
+	}
+	for _, other := range []struct {
+		name string
+		set  bool
+	}{{ProviderLocal, t.Local != nil}, {ProviderAWS, t.AWS != nil}, {ProviderGCP, t.GCP != nil}} {
+		if other.set && other.name != t.Provider && t.Provider != "" {
+			e.add("spec.target."+other.name, "is set but spec.target.provider is %q", t.Provider)
+		}
+	}
+}

@@ -1,0 +1,232 @@
+// Package systemd renders systemd units from typed descriptions (with
+// go-systemd's unit package, never by hand) and holds the small helpers
+// daemons use to talk to systemd (readiness, watchdog). It knows nothing about
+// Kubernetes.
+package systemd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/unit"
+)
+
+// Header starts every rendered unit file.
+const Header = "# Rendered by kubeup. Do not edit: change the component and re-render.\n"
+
+// Unit is a named unit file as a list of options.
+type Unit struct {
+	Name    string // e.g. "kubelet.service"
+	Options []*unit.UnitOption
+}
+
+// Bytes serialises the unit with go-systemd's unit.Serialize.
+func (u Unit) Bytes() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(Header)
+	if _, err := io.Copy(&b, unit.Serialize(u.Options)); err != nil {
+		return nil, fmt.Errorf("serialize %s: %w", u.Name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// Value returns the last value of section.name, or "".
+func (u Unit) Value(section, name string) string {
+	v := u.Values(section, name)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+// Values returns every value of section.name in order.
+func (u Unit) Values(section, name string) []string {
+	var out []string
+	for _, o := range u.Options {
+		if o.Section == section && o.Name == name {
+			out = append(out, o.Value)
+		}
+	}
+	return out
+}
+
+// Parse reads a unit file back (for tests and for checking images).
+func Parse(name string, data []byte) (Unit, error) {
+	opts, err := unit.Deserialize(bytes.NewReader(data))
+	if err != nil {
+		return Unit{}, fmt.Errorf("parse %s: %w", name, err)
+	}
+	return Unit{Name: name, Options: opts}, nil
+}
+
+// Service is a long-running daemon. Zero values are left out of the unit.
+type Service struct {
+	Description   string
+	Documentation []string
+
+	// Ordering and dependencies ([Unit]).
+	After, Before, Wants, Requires, PartOf []string
+	// ConditionPathExists skips (does not fail) the start while a path is
+	// missing: how units wait for cloud-init's files at first boot.
+	ConditionPathExists []string
+	// StartLimitIntervalSec 0 with Restart=always means "never give up".
+	StartLimitIntervalSec *time.Duration
+	StartLimitBurst       int
+
+	// [Service]
+	Type             string // simple, exec, notify, oneshot
+	NotifyAccess     string
+	EnvironmentFiles []string
+	Environment      map[string]string
+	ExecStartPre     []string
+	ExecStart        string
+	ExecStartPost    []string
+	ExecReload       string
+	Restart          string
+	RestartSec       time.Duration
+	TimeoutStartSec  time.Duration
+	TimeoutStopSec   time.Duration
+	WatchdogSec      time.Duration
+	KillMode         string
+	Delegate         bool
+	OOMScoreAdjust   int
+	Limits           map[string]string // LimitNOFILE=..., TasksMax=...
+
+	// Resource accounting and placement.
+	Accounting bool
+	Slice      string
+
+	// Hardening for daemons that need no host-wide write access.
+	NoNewPrivileges bool
+	ProtectSystem   string // "", "full", "strict"
+	ProtectHome     bool
+	PrivateTmp      bool
+	ReadWritePaths  []string
+
+	// [Install]
+	WantedBy []string
+}
+
+// Unit renders the service as name (".service" is appended when missing).
+func (s Service) Unit(name string) Unit {
+	if !strings.Contains(name, ".") {
+		name += ".service"
+	}
+	var b builder
+	b.add("Unit", "Description", s.Description)
+	b.addAll("Unit", "Documentation", s.Documentation)
+	b.addAll("Unit", "Wants", s.Wants)
+	b.addAll("Unit", "Requires", s.Requires)
+	b.addAll("Unit", "PartOf", s.PartOf)
+	b.addAll("Unit", "After", s.After)
+	b.addAll("Unit", "Before", s.Before)
+	b.addAll("Unit", "ConditionPathExists", s.ConditionPathExists)
+	if s.StartLimitIntervalSec != nil {
+		b.add("Unit", "StartLimitIntervalSec", seconds(*s.StartLimitIntervalSec))
+	}
+	if s.StartLimitBurst > 0 {
+		b.add("Unit", "StartLimitBurst", strconv.Itoa(s.StartLimitBurst))
+	}
+
+	b.add("Service", "Type", s.Type)
+	b.add("Service", "NotifyAccess", s.NotifyAccess)
+	b.addAll("Service", "EnvironmentFile", s.EnvironmentFiles)
+	for _, k := range slices.Sorted(maps.Keys(s.Environment)) {
+		b.add("Service", "Environment", k+"="+s.Environment[k])
+	}
+	b.addAll("Service", "ExecStartPre", s.ExecStartPre)
+	b.add("Service", "ExecStart", s.ExecStart)
+	b.addAll("Service", "ExecStartPost", s.ExecStartPost)
+	b.add("Service", "ExecReload", s.ExecReload)
+	b.add("Service", "Restart", s.Restart)
+	if s.RestartSec > 0 {
+		b.add("Service", "RestartSec", seconds(s.RestartSec))
+	}
+	if s.TimeoutStartSec > 0 {
+		b.add("Service", "TimeoutStartSec", seconds(s.TimeoutStartSec))
+	}
+	if s.TimeoutStopSec > 0 {
+		b.add("Service", "TimeoutStopSec", seconds(s.TimeoutStopSec))
+	}
+	if s.WatchdogSec > 0 {
+		b.add("Service", "WatchdogSec", seconds(s.WatchdogSec))
+	}
+	b.add("Service", "KillMode", s.KillMode)
+	if s.Delegate {
+		b.add("Service", "Delegate", "yes")
+	}
+	if s.OOMScoreAdjust != 0 {
+		b.add("Service", "OOMScoreAdjust", strconv.Itoa(s.OOMScoreAdjust))
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Limits)) {
+		b.add("Service", k, s.Limits[k])
+	}
+	if s.Accounting {
+		for _, k := range []string{"CPUAccounting", "MemoryAccounting", "IOAccounting", "TasksAccounting"} {
+			b.add("Service", k, "yes")
+		}
+	}
+	b.add("Service", "Slice", s.Slice)
+	if s.NoNewPrivileges {
+		b.add("Service", "NoNewPrivileges", "yes")
+	}
+	b.add("Service", "ProtectSystem", s.ProtectSystem)
+	if s.ProtectHome {
+		b.add("Service", "ProtectHome", "yes")
+	}
+	if s.PrivateTmp {
+		b.add("Service", "PrivateTmp", "yes")
+	}
+	b.addAll("Service", "ReadWritePaths", s.ReadWritePaths)
+	b.addAll("Install", "WantedBy", s.WantedBy)
+	return Unit{Name: name, Options: b.opts}
+}
+
+// Target groups units: starting it starts everything it Wants.
+type Target struct {
+	Description string
+	Wants       []string
+	After       []string
+	WantedBy    []string
+}
+
+// Unit renders the target as name (".target" is appended when missing).
+func (t Target) Unit(name string) Unit {
+	if !strings.HasSuffix(name, ".target") {
+		name += ".target"
+	}
+	var b builder
+	b.add("Unit", "Description", t.Description)
+	b.addAll("Unit", "Wants", t.Wants)
+	b.addAll("Unit", "After", t.After)
+	b.addAll("Install", "WantedBy", t.WantedBy)
+	return Unit{Name: name, Options: b.opts}
+}
+
+type builder struct{ opts []*unit.UnitOption }
+
+func (b *builder) add(section, name, value string) {
+	if value != "" {
+		b.opts = append(b.opts, unit.NewUnitOption(section, name, value))
+	}
+}
+
+func (b *builder) addAll(section, name string, values []string) {
+	for _, v := range values {
+		b.add(section, name, v)
+	}
+}
+
+// seconds renders a duration the way systemd time spans are usually written.
+func seconds(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
