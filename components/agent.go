@@ -85,9 +85,9 @@ func (Agent) Roles() []Role       { return []Role{Master, Node} }
 // Unit: the agent sends READY=1 and pings the watchdog from its main loop.
 func (a Agent) Unit(role Role) systemd.Unit {
 	return service(a, role, AgentBinary+" agent", systemd.Service{
-		Type:          "notify",
-		WatchdogSec:   agentWatchdog,
-		Limits:        map[string]string{"MemoryMax": "128M"},
+		Type:        "notify",
+		WatchdogSec: agentWatchdog,
+		Limits:      map[string]string{"MemoryMax": "128M"},
 	})
 }
 
@@ -101,11 +101,11 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	cfg := AgentConfig{
 		APIVersion: "kubeup.dev/v1alpha1", Kind: "AgentConfig",
 		Cluster: c.Name, Machine: m.Name, Role: m.Role, MachineIP: m.IP.String(),
-		Listen:       fmt.Sprintf(":%d", AgentPort),
-		CertFile:     pki("kubeup-agent.crt"),
-		KeyFile:      pki("kubeup-agent.key"),
-		ClientCAFile: pki("ca.crt"),
-		Kubeconfig:   KubeletKubeconfig,
+		Listen:          fmt.Sprintf(":%d", AgentPort),
+		CertFile:        pki("kubeup-agent.crt"),
+		KeyFile:         pki("kubeup-agent.key"),
+		ClientCAFile:    pki("ca.crt"),
+		Kubeconfig:      KubeletKubeconfig,
 		CertificateDirs: []string{PKIDir, KubeletCertDir},
 		Logs: AgentLogs{
 			Forward:        c.LogForward,

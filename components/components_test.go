@@ -2,7 +2,6 @@ package components
 
 import (
 	"bytes"
-	"flag"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -11,29 +10,12 @@ import (
 	"testing"
 
 	"kubeup.dev/kubeup/systemd"
+	goldenpkg "kubeup.dev/kubeup/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./components -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file %s (rerun with -update and review the diff):\n%s", name, path, got)
-	}
+	goldenpkg.Assert(t, name, got)
 }
 
 func testCluster() *Cluster {

@@ -20,7 +20,7 @@ const (
 	// ContainerdMetricsAddr is plain HTTP, so it listens on loopback only;
 	// the node agent serves it onwards over TLS.
 	ContainerdMetricsAddr = "127.0.0.1:1338"
-	RuncPath              = BinDir + "/runc"
+	RuncPath              = "/usr/local/sbin/runc"
 	CNIBinDir             = "/opt/cni/bin"
 	CNIConfDir            = "/etc/cni/net.d"
 )

@@ -25,10 +25,10 @@ func (Etcd) Roles() []Role       { return []Role{Master} }
 
 func (e Etcd) Unit(role Role) systemd.Unit {
 	s := systemd.Service{
-		Documentation:  []string{"https://etcd.io/docs/v3.6/op-guide/configuration/"},
-		Type:           "notify", // etcd signals READY=1 once it serves clients
+		Documentation:   []string{"https://etcd.io/docs/v3.6/op-guide/configuration/"},
+		Type:            "notify", // etcd signals READY=1 once it serves clients
 		TimeoutStartSec: 5 * time.Minute,
-		Limits:         map[string]string{"LimitNOFILE": "65536"},
+		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
 	controlPlaneHardening(&s, EtcdDataDir)
 	return service(e, role, BinDir+"/etcd", s)

@@ -67,4 +67,5 @@ personalises machines with cloud-init, and deploys them with Pulumi.`,
 // commands lists the sub-command constructors, one per file in this package.
 var commands = []func(*env) *cobra.Command{
 	newVersionCommand,
+	newRenderCommand,
 }

@@ -1,0 +1,139 @@
+package images
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPinned(t *testing.T) {
+	v, err := Load(versionsYAML)
+	if err != nil {
+		t.Fatalf("embedded versions.yaml: %v", err)
+	}
+	want := map[string]string{
+		"kubernetes":  "v1.37.2",
+		"etcd":        "v3.6.16",
+		"containerd":  "v2.4.2",
+		"cni-plugins": "v1.10.0",
+		"coredns":     "v1.15.0",
+		"pulumi":      "v3.274.1",
+	}
+	for name, version := range want {
+		c, ok := v.Component(name)
+		if !ok || c.Version != version {
+			t.Errorf("component %s = %+v, want version %s", name, c, version)
+		}
+	}
+	if c, _ := v.Component("runc"); !strings.HasPrefix(c.Version, "v1.5.") {
+		t.Errorf("runc version %q, want v1.5.x", c.Version)
+	}
+	if c, _ := v.Component("pulumi"); c.Use != UseHost {
+		t.Errorf("pulumi use = %q, want host", c.Use)
+	}
+}
+
+func TestImageRefs(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{PauseImage(), "registry.kubeup.dev/pause:3.10"},
+		{CoreDNSImage(), "registry.kubeup.dev/coredns:v1.15.0"},
+		{TestboxImage(), "registry.kubeup.dev/testbox:1.35.0-4-deb12u1-b1"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("image ref %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+func TestTagFor(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.15.0":               "v1.15.0",
+		"3.10":                  "3.10",
+		"1:1.35.0-4+deb12u1+b1": "1.35.0-4-deb12u1-b1",
+		"2.0~rc1":               "2.0-rc1",
+	} {
+		if got := TagFor(in); got != want {
+			t.Errorf("TagFor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	const good = `
+components:
+  - name: etcd
+    version: v3.6.16
+    module: go.etcd.io/etcd/server/v3
+    use: rootfs
+    release:
+      - url: https://example.org/etcd.tar.gz
+        sha256: ""
+        extract: {etcd/etcd: usr/local/bin/etcd}
+  - name: busybox
+    version: 1:1.35.0-4+deb12u1+b1
+    package: busybox-static
+    use: image
+    release:
+      - url: http://deb.example.org/busybox.deb
+        sha256: 3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744
+        extract: {bin/busybox: bin/busybox}
+images:
+  - name: testbox
+    repository: registry.kubeup.dev/testbox
+    from: busybox
+`
+	if _, err := Load([]byte(good)); err != nil {
+		t.Fatalf("good file rejected: %v", err)
+	}
+	for _, tc := range []struct {
+		name, old, new string
+		want           []string // every one must appear in the error
+	}{
+		{"not yaml", "components:", "components: [", []string{"parse versions"}},
+		{"unknown field", "use: rootfs", "use: rootfs\n    colour: red", []string{`unknown field "colour"`}},
+		{"bad semver", "version: v3.6.16", "version: 3.6", []string{"components[0](etcd).version", "not a full Go module version"}},
+		{"bad use", "use: rootfs", "use: disk", []string{"components[0](etcd).use"}},
+		{"bad sha", `sha256: ""`, "sha256: ABC", []string{"components[0](etcd).release[0].sha256"}},
+		{"unpinned deb", "sha256: 3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744", `sha256: ""`, []string{"components[1](busybox).release[0].sha256", "must be pinned"}},
+		{"bad url", "https://example.org/etcd.tar.gz", "ftp://example.org/etcd.tar.gz", []string{"release[0].url"}},
+		{"escaping path", "usr/local/bin/etcd", "../../etc/passwd", []string{"not a clean relative path"}},
+		{"missing from", "from: busybox", "from: nothing", []string{`images[0](testbox).from: no component "nothing"`}},
+		{"from not image", "from: busybox", "from: etcd", []string{`use "rootfs"`}},
+		{"bad repository", "registry.kubeup.dev/testbox", "Registry/Testbox:1", []string{"images[0](testbox).repository"}},
+		{"duplicate", "name: busybox", "name: etcd", []string{`duplicate component "etcd"`}},
+		// Several problems are reported together.
+		{"two problems", "version: v3.6.16\n    module", "version: \"\"\n    module", []string{"version: missing"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := strings.Replace(good, tc.old, tc.new, 1)
+			if in == good {
+				t.Fatalf("test case does not change the input")
+			}
+			_, err := Load([]byte(in))
+			if err == nil {
+				t.Fatalf("Load accepted:\n%s", in)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadReportsAllProblems(t *testing.T) {
+	_, err := Load([]byte(`
+components:
+  - name: Bad_Name
+    version: ""
+    use: nowhere
+`))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{"name", "version: missing", "use"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}

@@ -1,0 +1,259 @@
+// Package render turns a cluster config and its PKI into every file the
+// cluster's machines need: per machine, the cloud-init user-data, meta-data,
+// network-config and NoCloud seed; per role, the systemd units and static
+// files baked into the role's image. It is the single source of truth for
+// what runs on a machine: images are built from Roles, machines are
+// personalised from Machines.
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"kubeup.dev/kubeup/cloudinit"
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/provision/config"
+	"kubeup.dev/kubeup/provision/pki"
+	"kubeup.dev/kubeup/systemd"
+)
+
+// Options are the inputs that do not come from the config.
+type Options struct {
+	// Images are the container references the configs use.
+	Images components.Images
+	// Policy prepares user-data for the target (size limit, compression);
+	// the zero value is NoCloud's (no limit).
+	Policy cloudinit.Policy
+}
+
+// Machine is everything rendered for one machine.
+type Machine struct {
+	config.Machine
+	// Files are what cloud-init writes: certificates, keys, kubeconfigs,
+	// component flags and configs.
+	Files []components.File
+	// CloudConfig is the plain #cloud-config document; UserData is it as
+	// the target receives it (compressed when the policy says so).
+	CloudConfig []byte
+	UserData    []byte
+	MetaData    []byte
+	// NetworkConfig is set for the local target, whose machines have a
+	// static address on the cluster network and a DHCP management NIC.
+	NetworkConfig []byte
+	ClusterMAC    string
+	ManagementMAC string
+}
+
+// Role is what one role's image carries from the render.
+type Role struct {
+	Units []systemd.Unit
+	Files []components.File
+}
+
+// Result is a whole render.
+type Result struct {
+	Config   *config.Cluster
+	Cluster  *components.Cluster
+	PKI      *pki.Bundle
+	Machines []Machine
+}
+
+// PKICluster is what the PKI needs from a config.
+func PKICluster(c *config.Cluster) pki.Cluster {
+	pc := pki.Cluster{
+		Name:               c.Metadata.Name,
+		DNSDomain:          c.Spec.Network.DNSDomain,
+		APIServerServiceIP: net.IP(c.APIServerServiceIP().AsSlice()),
+	}
+	for _, m := range c.Masters() {
+		pc.Masters = append(pc.Masters, pki.Machine{Name: m.Name, IP: net.IP(m.IP.AsSlice())})
+	}
+	return pc
+}
+
+// ComponentsCluster is what the components need from a config.
+func ComponentsCluster(c *config.Cluster, images components.Images) *components.Cluster {
+	n := c.Spec.Network
+	cc := &components.Cluster{
+		Name:               c.Metadata.Name,
+		KubernetesVersion:  c.Spec.KubernetesVersion,
+		MachineCIDR:        netip.MustParsePrefix(n.MachineCIDR),
+		MachineGateway:     c.MachineGateway(),
+		PodCIDR:            netip.MustParsePrefix(n.PodCIDR),
+		NodeCIDRMaskSize:   n.NodeCIDRMaskSize,
+		ServiceCIDR:        netip.MustParsePrefix(n.ServiceCIDR),
+		APIServerServiceIP: c.APIServerServiceIP(),
+		DNSServiceIP:       c.DNSServiceIP(),
+		DNSDomain:          n.DNSDomain,
+		Images:             images,
+	}
+	for _, m := range c.Masters() {
+		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})
+	}
+	// Nodes and agents use the first master. (With several masters this is
+	// not highly available; a node-local load balancer is future work.)
+	cc.APIServerEndpoint = fmt.Sprintf("https://%s:%d", cc.Masters[0].IP, components.APIServerPort)
+	if config.Enabled(c.Spec.Addons.Logging) {
+		cc.LogForward = fmt.Sprintf("%s:%d", LogAggregatorIP(c), LogForwardPort)
+	}
+	return cc
+}
+
+// The log aggregator's Service has a fixed ClusterIP (the service CIDR's
+// eleventh address, next to DNS's tenth) so that agents on the host network
+// reach it without cluster DNS.
+const LogForwardPort = 24224
+
+// LogAggregatorIP is the ClusterIP of the log aggregator's Service.
+func LogAggregatorIP(c *config.Cluster) netip.Addr { return c.DNSServiceIP().Next() }
+
+// Roles renders the units and static files of each role's image. They do not
+// depend on any cluster: one image serves every cluster.
+func Roles() map[components.Role]Role {
+	out := map[components.Role]Role{}
+	for _, r := range components.Roles() {
+		out[r] = Role{Units: components.RoleUnits(r), Files: components.RoleImageFiles(r)}
+	}
+	return out
+}
+
+// Render renders every machine of a valid, defaulted config.
+func Render(c *config.Cluster, b *pki.Bundle, o Options) (*Result, error) {
+	if o.Policy.Target == "" {
+		o.Policy = cloudinit.PolicyNoCloud()
+	}
+	res := &Result{Config: c, Cluster: ComponentsCluster(c, o.Images), PKI: b}
+	secrets := components.Secrets{BootstrapToken: b.BootstrapToken.String(), EncryptionKey: b.EncryptionKey}
+	for _, m := range c.Machines() {
+		rm, err := renderMachine(c, res.Cluster, b, secrets, m, o)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", m.Name, err)
+		}
+		res.Machines = append(res.Machines, rm)
+	}
+	return res, nil
+}
+
+func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, secrets components.Secrets, m config.Machine, o Options) (Machine, error) {
+	role := components.Role(m.Role)
+	ctx := components.Context{Cluster: cc, Machine: components.Machine{Name: m.Name, Role: role, IP: m.IP}, Secrets: secrets}
+	files, err := components.MachineFiles(ctx)
+	if err != nil {
+		return Machine{}, err
+	}
+	place := pki.PlaceNode
+	if role == components.Master {
+		place = pki.PlaceMaster
+	}
+	for _, f := range b.MachineFiles(place, m.Name) {
+		files = append(files, components.File{Path: f.Path, Mode: f.Mode, Content: f.Content})
+	}
+	slices.SortFunc(files, func(a, b components.File) int {
+		switch {
+		case a.Path < b.Path:
+			return -1
+		case a.Path > b.Path:
+			return 1
+		}
+		return 0
+	})
+	for i := 1; i < len(files); i++ {
+		if files[i].Path == files[i-1].Path {
+			return Machine{}, fmt.Errorf("%s is written twice", files[i].Path)
+		}
+	}
+
+	rm := Machine{Machine: m, Files: files, ClusterMAC: ClusterMAC(m.IP), ManagementMAC: ManagementMAC(m.IP)}
+	cfg := cloudConfig(c, m, files)
+	if rm.CloudConfig, err = cfg.Render(); err != nil {
+		return Machine{}, err
+	}
+	if rm.UserData, err = cloudinit.Encode(rm.CloudConfig, o.Policy); err != nil {
+		return Machine{}, err
+	}
+	sum := sha256.Sum256(rm.CloudConfig)
+	meta := cloudinit.MetaData{
+		// A new instance id whenever the user-data changes makes cloud-init
+		// apply it again on an existing disk.
+		InstanceID:    fmt.Sprintf("%s-%s-%s", c.Metadata.Name, m.Name, hex.EncodeToString(sum[:])[:12]),
+		LocalHostname: m.Name,
+	}
+	if rm.MetaData, err = meta.Render(); err != nil {
+		return Machine{}, err
+	}
+	if c.Spec.Target.Provider == config.ProviderLocal {
+		if rm.NetworkConfig, err = localNetwork(c, m).Render(); err != nil {
+			return Machine{}, err
+		}
+	}
+	return rm, nil
+}
+
+// cloudConfig is one machine's user-data: its hostname, its files, optional
+// SSH access, growing the root filesystem, and starting the role target.
+func cloudConfig(c *config.Cluster, m config.Machine, files []components.File) *cloudinit.Config {
+	no, yes := false, true
+	cfg := &cloudinit.Config{
+		Hostname:        m.Name,
+		ManageEtcHosts:  cloudinit.EtcHostsLocalhost,
+		DisableRoot:     &yes,
+		SSHPasswordAuth: &no,
+		Growpart:        &cloudinit.Growpart{Mode: cloudinit.GrowpartAuto, Devices: []string{"/"}},
+		ResizeRootFS:    &yes,
+		// The units are enabled in the image and ordered after cloud-init,
+		// so they start by themselves; starting the target again is
+		// harmless and makes the first boot explicit in the config.
+		RunCmd:       [][]string{{"systemctl", "start", "--no-block", components.RoleTarget(components.Role(m.Role))}},
+		FinalMessage: fmt.Sprintf("kubeup: %s (%s of cluster %s) personalised after $UPTIME s", m.Name, m.Role, c.Metadata.Name),
+	}
+	if keys := c.Spec.SSH.AuthorizedKeys; len(keys) > 0 {
+		cfg.Users = []cloudinit.User{{Name: "kubeup", Shell: "/bin/bash", Sudo: "ALL=(ALL) NOPASSWD:ALL", SSHAuthorizedKeys: keys}}
+	}
+	for _, f := range files {
+		cfg.Files = append(cfg.Files, cloudinit.File{Path: f.Path, Content: f.Content, Mode: f.Mode})
+	}
+	return cfg
+}
+
+// Interface ids in the local network-config.
+const (
+	ClusterNIC    = "cluster"
+	ManagementNIC = "mgmt"
+)
+
+// localNetwork is the local target's network-config: a static address on
+// the cluster network (an L2 segment inside QEMU) with the default route,
+// and a management NIC (QEMU user networking, port forwards from the host)
+// that takes an address by DHCP but neither its routes nor its DNS.
+func localNetwork(c *config.Cluster, m config.Machine) *cloudinit.NetworkConfig {
+	prefix := netip.MustParsePrefix(c.Spec.Network.MachineCIDR)
+	no := false
+	return &cloudinit.NetworkConfig{Ethernets: map[string]cloudinit.Ethernet{
+		ClusterNIC: {
+			Match:     &cloudinit.Match{MACAddress: ClusterMAC(m.IP)},
+			Addresses: []string{netip.PrefixFrom(m.IP, prefix.Bits()).String()},
+			Routes:    []cloudinit.Route{{To: "default", Via: c.MachineGateway().String()}},
+		},
+		ManagementNIC: {
+			Match:          &cloudinit.Match{MACAddress: ManagementMAC(m.IP)},
+			DHCP4:          true,
+			DHCP4Overrides: &cloudinit.DHCPOverrides{UseRoutes: &no, UseDNS: &no},
+		},
+	}}
+}
+
+// ClusterMAC is a machine's MAC address on the cluster network, derived from
+// its address (locally administered, unicast).
+func ClusterMAC(ip netip.Addr) string { return mac(0x00, ip) }
+
+// ManagementMAC is a machine's MAC address on the management NIC.
+func ManagementMAC(ip netip.Addr) string { return mac(0x01, ip) }
+
+func mac(kind byte, ip netip.Addr) string {
+	b := ip.As4()
+	return fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", kind, b[1], b[2], b[3])
+}

@@ -1,0 +1,245 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	mathrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/cryptotest"
+	"time"
+
+	"kubeup.dev/kubeup/cloudinit"
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/provision/config"
+	"kubeup.dev/kubeup/provision/pki"
+	"kubeup.dev/kubeup/test/golden"
+)
+
+func repoFile(t *testing.T, rel string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", rel)
+}
+
+func seeded(seed byte) io.Reader {
+	var s [32]byte
+	s[0] = seed
+	return mathrand.NewChaCha8(s)
+}
+
+// renderExample renders examples/cluster.yaml with a reproducible PKI.
+func renderExample(t *testing.T, edit func(*config.Cluster)) *Result {
+	t.Helper()
+	cryptotest.SetGlobalRandom(t, 1)
+	c, err := config.Load(repoFile(t, "examples/cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(c)
+		if errs := config.Validate(c); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+	}
+	b, err := pki.Generate(PKICluster(c), pki.Options{
+		Now:  func() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) },
+		Rand: seeded(1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Render(c, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestUserDataGolden(t *testing.T) {
+	r := renderExample(t, nil)
+	for _, m := range r.Machines {
+		golden.Assert(t, m.Name+"/user-data", m.UserData)
+		golden.Assert(t, m.Name+"/meta-data", m.MetaData)
+		golden.Assert(t, m.Name+"/network-config", m.NetworkConfig)
+	}
+}
+
+// Every user-data passes the real cloud-init's schema validation.
+func TestUserDataPassesCloudInitSchema(t *testing.T) {
+	if _, err := exec.LookPath("cloud-init"); err != nil {
+		t.Skip("cloud-init not installed (make deps installs it)")
+	}
+	r := renderExample(t, func(c *config.Cluster) {
+		three := 3
+		c.Spec.Masters.Count = &three
+		c.Spec.SSH.AuthorizedKeys = []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk0 test@kubeup"}
+	})
+	dir := t.TempDir()
+	for _, m := range r.Machines {
+		p := filepath.Join(dir, m.Name)
+		if err := os.WriteFile(p, m.CloudConfig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("cloud-init", "schema", "--config-file", p).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Valid cloud-config") {
+			t.Errorf("%s: cloud-init schema: %v\n%s", m.Name, err, out)
+		}
+	}
+}
+
+// What cloud-init writes is exactly the component files plus the machine's
+// certificates and keys, with keys and kubeconfigs 0600.
+func TestMachineFiles(t *testing.T) {
+	r := renderExample(t, nil)
+	want := map[string]map[string]os.FileMode{
+		"master-0": {
+			"/etc/kubernetes/pki/ca.key": 0o600, "/etc/kubernetes/pki/sa.key": 0o600,
+			"/etc/kubernetes/pki/apiserver.crt": 0o644, "/etc/kubernetes/pki/etcd/peer.key": 0o600,
+			"/etc/kubernetes/encryption-config.yaml": 0o600, "/etc/kubeup/env/etcd.env": 0o644,
+			"/etc/kubernetes/kubelet.conf": 0o600,
+		},
+		"node-0": {
+			"/etc/kubernetes/pki/ca.crt": 0o644, "/etc/kubernetes/bootstrap-kubelet.conf": 0o600,
+			"/etc/kubernetes/pki/kube-proxy-client.key": 0o600, "/etc/kubeup/env/kubelet.env": 0o644,
+		},
+	}
+	forbidden := map[string][]string{
+		"node-0": {"/etc/kubernetes/pki/ca.key", "/etc/kubernetes/pki/sa.key", "/etc/kubernetes/pki/etcd/ca.crt", "/etc/kubernetes/kubelet.conf"},
+	}
+	for _, m := range r.Machines {
+		got := map[string]os.FileMode{}
+		for _, f := range m.Files {
+			got[f.Path] = f.Mode
+			if strings.HasSuffix(f.Path, ".key") && f.Mode != 0o600 {
+				t.Errorf("%s: %s mode %o", m.Name, f.Path, f.Mode)
+			}
+		}
+		for p, mode := range want[m.Name] {
+			if g, ok := got[p]; !ok || g != mode {
+				t.Errorf("%s: %s mode %o present %v, want %o", m.Name, p, g, ok, mode)
+			}
+		}
+		for _, p := range forbidden[m.Name] {
+			if _, ok := got[p]; ok {
+				t.Errorf("%s must not carry %s", m.Name, p)
+			}
+		}
+	}
+}
+
+// Every certificate a component says it reads is a row of the PKI table.
+func TestComponentCertificatesAreInTheTable(t *testing.T) {
+	r := renderExample(t, nil)
+	names := map[string]bool{}
+	for _, s := range r.PKI.Specs {
+		names[s.Name] = true
+	}
+	for _, role := range components.Roles() {
+		for _, c := range components.ForRole(role) {
+			for _, n := range c.Certificates(role) {
+				if !names[n] {
+					t.Errorf("%s on %s reads %q, which the PKI table does not have", c.Name(), role, n)
+				}
+			}
+		}
+	}
+}
+
+func TestWriteDirAndSeed(t *testing.T) {
+	r := renderExample(t, nil)
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := r.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	// A second write replaces the render in place.
+	if err := r.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"cluster.yaml", "certificates.txt", "admin.kubeconfig",
+		"machines/master-0/seed.iso", "machines/node-0/user-data",
+		"roles/master/units/kube-apiserver.service", "roles/master/units/kubeup-master.target",
+		"roles/node/units/kubelet.service", "roles/node/files/etc/sysctl.d/90-kubeup.conf"} {
+		if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
+			t.Error(err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "admin.kubeconfig")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin.kubeconfig: %v %v", fi.Mode(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary %s left behind", e.Name())
+		}
+	}
+	if _, err := exec.LookPath("isoinfo"); err != nil {
+		t.Skip("isoinfo not installed (make deps installs genisoimage)")
+	}
+	for _, m := range r.Machines {
+		iso := filepath.Join(dir, "machines", m.Name, "seed.iso")
+		info, err := exec.Command("isoinfo", "-d", "-i", iso).CombinedOutput()
+		if err != nil || !strings.Contains(string(info), "Volume id: cidata") {
+			t.Errorf("%s: isoinfo -d: %v\n%s", iso, err, info)
+		}
+		for name, want := range map[string][]byte{"user-data": m.UserData, "meta-data": m.MetaData, "network-config": m.NetworkConfig} {
+			got, err := exec.Command("isoinfo", "-R", "-i", iso, "-x", "/"+name).Output()
+			if err != nil {
+				t.Fatalf("isoinfo -x /%s: %v", name, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s: /%s in the seed differs from the rendered file", m.Name, name)
+			}
+			onDisk, _ := os.ReadFile(filepath.Join(dir, "machines", m.Name, name))
+			if !bytes.Equal(onDisk, want) {
+				t.Errorf("%s: machines/%s/%s differs from the seed", m.Name, m.Name, name)
+			}
+		}
+	}
+}
+
+// On AWS user-data is gzipped when large, and a config that still does not
+// fit fails with the limit and the size.
+func TestUserDataSizeLimit(t *testing.T) {
+	cryptotest.SetGlobalRandom(t, 1)
+	c := config.Default("big")
+	b, err := pki.Generate(PKICluster(c), pki.Options{Rand: seeded(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Render(c, b, Options{Policy: cloudinit.PolicyAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Machines {
+		if len(m.UserData) > 16384 {
+			t.Errorf("%s user-data is %d bytes", m.Name, len(m.UserData))
+		}
+		t.Logf("%s: cloud-config %d bytes, user-data %d bytes", m.Name, len(m.CloudConfig), len(m.UserData))
+	}
+	src := seeded(3)
+	for i := range 400 {
+		key := make([]byte, 32)
+		_, _ = src.Read(key)
+		c.Spec.SSH.AuthorizedKeys = append(c.Spec.SSH.AuthorizedKeys, fmt.Sprintf("ssh-ed25519 AAAA%x key%d", key, i))
+	}
+	_, err = Render(c, b, Options{Policy: cloudinit.PolicyAWS()})
+	if !errors.Is(err, cloudinit.ErrTooLarge) || !strings.Contains(err.Error(), "16384") {
+		t.Fatalf("err = %v, want ErrTooLarge naming the 16384-byte limit", err)
+	}
+	t.Log(err)
+}
+
+func TestMACs(t *testing.T) {
+	r := renderExample(t, nil)
+	m := r.Machines[0]
+	if m.ClusterMAC != "52:54:00:4d:00:0a" || m.ManagementMAC != "52:54:01:4d:00:0a" {
+		t.Errorf("MACs %s %s", m.ClusterMAC, m.ManagementMAC)
+	}
+}

@@ -1,0 +1,71 @@
+package systemd
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServiceRendering(t *testing.T) {
+	zero := time.Duration(0)
+	u := Service{
+		Description:           "demo",
+		After:                 []string{"a.service", "b.service"},
+		StartLimitIntervalSec: &zero,
+		Type:                  "notify",
+		Environment:           map[string]string{"B": "2", "A": "1"},
+		ExecStart:             "/bin/demo $ARGS",
+		Restart:               "always",
+		RestartSec:            1500 * time.Millisecond,
+		Accounting:            true,
+		WantedBy:              []string{"multi-user.target"},
+	}.Unit("demo")
+	if u.Name != "demo.service" {
+		t.Errorf("name %s", u.Name)
+	}
+	data, err := u.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Header + `[Unit]
+Description=demo
+After=a.service
+After=b.service
+StartLimitIntervalSec=0s
+
+[Service]
+Type=notify
+Environment=A=1
+Environment=B=2
+ExecStart=/bin/demo $ARGS
+Restart=always
+RestartSec=1500ms
+CPUAccounting=yes
+MemoryAccounting=yes
+IOAccounting=yes
+TasksAccounting=yes
+
+[Install]
+WantedBy=multi-user.target
+`
+	if string(data) != want {
+		t.Errorf("got:\n%s\nwant:\n%s", data, want)
+	}
+	back, err := Parse(u.Name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Values("Unit", "After"); strings.Join(got, ",") != "a.service,b.service" {
+		t.Errorf("After round-trip: %v", got)
+	}
+	if back.Value("Service", "Restart") != "always" || back.Value("Service", "Nope") != "" {
+		t.Error("Value lookups")
+	}
+}
+
+func TestTarget(t *testing.T) {
+	u := Target{Description: "x", Wants: []string{"a.service"}, WantedBy: []string{"multi-user.target"}}.Unit("kubeup-x")
+	if u.Name != "kubeup-x.target" || u.Value("Unit", "Wants") != "a.service" {
+		t.Errorf("%+v", u)
+	}
+}
