@@ -130,7 +130,7 @@ type Component interface {
 func Catalogue() []Component {
 	return []Component{
 		Etcd{}, APIServer{}, ControllerManager{}, Scheduler{},
-		Containerd{}, Kubelet{}, KubeProxy{}, Agent{},
+		Containerd{}, Kubelet{}, KubeProxy{}, Agent{}, AddonManager{},
 	}
 }
 

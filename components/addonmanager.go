@@ -1,0 +1,176 @@
+package components
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/systemd"
+)
+
+// AddonManager keeps the cluster's addons and bootstrap objects in
+// kube-system as declared: it applies the manifests shipped in the image and
+// those cloud-init writes, and restores them when they are deleted or edited
+// away from their declared state. It also approves kubelet serving
+// certificates whose names and addresses match the requesting node, and
+// labels masters with the control-plane role (which kubelets may not set on
+// themselves).
+type AddonManager struct{}
+
+// Addon manager paths and port.
+const (
+	AddonManagerConfigPath = "/etc/kubeup/addon-manager.yaml"
+	AddonManagerKubeconfig = KubernetesDir + "/addon-manager.conf"
+	// ImageAddonDir holds the manifests baked into the master image;
+	// ClusterAddonDir those cloud-init writes (they carry cluster secrets).
+	ImageAddonDir    = "/usr/share/kubeup/addons"
+	ClusterAddonDir  = "/etc/kubeup/addons"
+	AddonManagerPort = 10291
+	// Labels of managed objects (the upstream addon manager's convention).
+	AddonModeLabel     = "addonmanager.kubernetes.io/mode"
+	AddonModeReconcile = "Reconcile"    // kept exactly as declared
+	AddonModeEnsure    = "EnsureExists" // created when missing, never overwritten
+	// BootstrapGroup is the extra group of the cluster's bootstrap token.
+	BootstrapGroup = "system:bootstrappers:kubeup:default-node-token"
+)
+
+// AddonManagerConfig is the addon manager's configuration file.
+type AddonManagerConfig struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Cluster    string `json:"cluster"`
+	Machine    string `json:"machine"`
+	Kubeconfig string `json:"kubeconfig"`
+	// ManifestDirs are read in order; every *.yaml file may hold several
+	// documents. Objects must carry AddonModeLabel.
+	ManifestDirs []string `json:"manifestDirs"`
+	// Resync is how often every object is re-applied even without events.
+	Resync metav1.Duration `json:"resync"`
+	// Listen serves /healthz and /metrics over TLS.
+	Listen       string `json:"listen"`
+	CertFile     string `json:"certFile"`
+	KeyFile      string `json:"keyFile"`
+	ClientCAFile string `json:"clientCAFile"`
+}
+
+func (AddonManager) Name() string        { return "kubeup-addon-manager" }
+func (AddonManager) Description() string { return "kubeup addon manager" }
+func (AddonManager) Roles() []Role       { return []Role{Master} }
+
+func (a AddonManager) Unit(role Role) systemd.Unit {
+	return service(a, role, AgentBinary+" addon-manager", systemd.Service{
+		Wants:           []string{"kube-apiserver.service"},
+		After:           []string{"kube-apiserver.service"},
+		Type:            "notify",
+		WatchdogSec:     agentWatchdog,
+		TimeoutStartSec: 5 * time.Minute,
+		Limits:          map[string]string{"MemoryMax": "256M"},
+	})
+}
+
+func (AddonManager) ImageFiles() []File { return nil }
+
+func (AddonManager) Flags(Context) Flags { return Flags{"config": AddonManagerConfigPath} }
+
+// Files are the manager's config, its kubeconfig, and the cluster-specific
+// bootstrap objects: the bootstrap token and the RBAC that lets kubelets
+// holding it join (TLS bootstrapping, as kubeadm sets it up).
+func (AddonManager) Files(ctx Context) ([]File, error) {
+	cfg := AddonManagerConfig{
+		APIVersion: "kubeup.dev/v1alpha1", Kind: "AddonManagerConfig",
+		Cluster: ctx.Cluster.Name, Machine: ctx.Machine.Name,
+		Kubeconfig:   AddonManagerKubeconfig,
+		ManifestDirs: []string{ImageAddonDir, ClusterAddonDir},
+		Resync:       metav1.Duration{Duration: time.Minute},
+		Listen:       fmt.Sprintf(":%d", AddonManagerPort),
+		CertFile:     pki("kubeup-agent.crt"),
+		KeyFile:      pki("kubeup-agent.key"),
+		ClientCAFile: pki("ca.crt"),
+	}
+	conf, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("addon manager config: %w", err)
+	}
+	kc, err := certKubeconfig(ctx.Cluster.Name, localAPIServer(), "system:kubeup-addon-manager",
+		pki("addon-manager-client.crt"), pki("addon-manager-client.key"))
+	if err != nil {
+		return nil, err
+	}
+	boot, err := BootstrapManifests(ctx.Secrets.BootstrapToken)
+	if err != nil {
+		return nil, err
+	}
+	return []File{
+		{Path: AddonManagerConfigPath, Mode: 0o644, Content: conf},
+		{Path: AddonManagerKubeconfig, Mode: 0o600, Content: kc},
+		{Path: ClusterAddonDir + "/bootstrap.yaml", Mode: 0o600, Content: boot},
+	}, nil
+}
+
+// BootstrapManifests are the objects node TLS bootstrapping needs: the
+// token's Secret, and bindings that let its holders create CSRs, have their
+// client CSRs approved, and let nodes renew their own certificates.
+func BootstrapManifests(token string) ([]byte, error) {
+	if len(token) != 23 || token[6] != '.' {
+		return nil, fmt.Errorf("bootstrap token %q is not of the form [a-z0-9]{6}.[a-z0-9]{16}", token)
+	}
+	id, secret := token[:6], token[7:]
+	labels := map[string]string{AddonModeLabel: AddonModeReconcile}
+	group := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: BootstrapGroup}}
+	binding := func(name, role string, subjects []rbacv1.Subject) *rbacv1.ClusterRoleBinding {
+		b := &rbacv1.ClusterRoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   subjects,
+		}
+		return b
+	}
+	objs := []any{
+		&corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: "bootstrap-token-" + id, Namespace: "kube-system", Labels: labels},
+			Type:       corev1.SecretTypeBootstrapToken,
+			StringData: map[string]string{
+				"description":                    "kubeup: lets nodes join by TLS bootstrapping",
+				"token-id":                       id,
+				"token-secret":                   secret,
+				"usage-bootstrap-authentication": "true",
+				"usage-bootstrap-signing":        "true",
+				"auth-extra-groups":              BootstrapGroup,
+			},
+		},
+		binding("kubeup:kubelet-bootstrap", "system:node-bootstrapper", group),
+		binding("kubeup:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group),
+		binding("kubeup:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+			[]rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}}),
+	}
+	var out []byte
+	for i, o := range objs {
+		data, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap manifests: %w", err)
+		}
+		if i > 0 {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, data...)
+	}
+	return out, nil
+}
+
+func (AddonManager) Health() Endpoint {
+	return Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/healthz", AddonManagerPort), Auth: AuthNone}
+}
+
+func (AddonManager) Metrics() *Endpoint {
+	return &Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/metrics", AddonManagerPort), Auth: AuthBearer}
+}
+
+func (AddonManager) Certificates(Role) []string {
+	return []string{"kubernetes-ca", "addon-manager", "kubeup-agent"}
+}
