@@ -10,10 +10,11 @@ DEB_PACKAGES := \
 	ca-certificates openssl git gcc libc6-dev libseccomp-dev pkg-config \
 	systemd cloud-init genisoimage xorriso \
 	qemu-system-x86 qemu-utils ovmf seabios vde2 \
-	mmdebstrap e2fsprogs dosfstools mtools fdisk gdisk zstd \
-	busybox-static
+	mmdebstrap e2fsprogs dosfstools mtools fdisk gdisk zstd kmod tar \
+	syslinux syslinux-common systemd-boot-efi openssh-client \
+	busybox-static iproute2 iptables
 
-.PHONY: all deps deps-apt build test test-short e2e image-test artifacts artifacts-test clean
+.PHONY: all deps deps-apt build test test-short e2e image-test images artifacts artifacts-smoke artifacts-test clean
 
 all: build
 
@@ -31,6 +32,7 @@ deps-apt:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeup ./cmd/kubeup
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-agent ./cmd/kubeup-agent
 
 # Unit, golden and real-tool tests; integration tests run when their inputs
 # (cached artifacts, images) are present and skip with a reason otherwise.
@@ -41,8 +43,16 @@ test:
 test-short:
 	$(GO) test -short ./...
 
+# Builds both images (cached) and boots each by UEFI and by BIOS under QEMU.
+image-test: build
+	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 60m -v -run TestE2EImage ./images/build/
+
 artifacts: build
 	bin/kubeup artifacts
+
+# Imports the container images with the built containerd and runs them.
+artifacts-smoke: artifacts
+	hack/artifacts-smoke.sh
 
 artifacts-test: artifacts
 	KUBEUP_ARTIFACTS_TEST=1 $(GO) test -run 'TestIntegration' -count=1 -v ./images/...

@@ -3,10 +3,14 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -34,7 +38,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.Execute(); err != nil {
+	// Ctrl-C and SIGTERM cancel the context: long steps stop and clean up
+	// their temporary files instead of leaving half-written output.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
 		var xe *ExitError
 		if errors.As(err, &xe) {
 			if xe.Err != nil && xe.Err.Error() != "" {
@@ -68,4 +76,5 @@ personalises machines with cloud-init, and deploys them with Pulumi.`,
 var commands = []func(*env) *cobra.Command{
 	newVersionCommand,
 	newRenderCommand,
+	newArtifactsCommand,
 }

@@ -1,0 +1,381 @@
+// Package artifacts builds (or downloads) the pinned upstream components of
+// images/versions.yaml into a content-addressed cache, ready for the image
+// builder to copy into a root filesystem:
+//
+//	<cache>/artifacts/<name>/<key>/manifest.json
+//	<cache>/artifacts/<name>/<key>/root/usr/local/bin/kubelet -> kubernetes, ...
+//	<cache>/images/<name>/<key>/root/var/lib/kubeup/images/<name>.tar
+//	<cache>/downloads/sha256/<digest>      (verified release files)
+//
+// The key hashes everything an artifact is made from (version, source, build
+// flags, Go version, the wrapper module's go.mod/go.sum/*.go, pinned digests),
+// so a cache hit is decided by reading one small manifest, and changing one
+// input rebuilds only the artifacts that depend on it. Container images
+// (pause, coredns, testbox) are built from component artifacts into docker-
+// archive tarballs that `ctr images import` takes, under
+// root/var/lib/kubeup/images/<name>.tar.
+//
+// For the image builder: copy Root() of every artifact whose Use is
+// images.UseRootfs into the VM image's root (that includes the image
+// tarballs); UseHost artifacts (pulumi) are tools for the host, and UseImage
+// components (coredns, pause, busybox) only exist inside container images.
+package artifacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"kubeup.dev/kubeup/images"
+)
+
+// Source says where component files come from.
+type Source string
+
+const (
+	// SourceBuild builds components from their pinned Go modules.
+	SourceBuild Source = "build"
+	// SourceRelease downloads upstream's release files and checks them against
+	// the pinned sha256 digests.
+	SourceRelease Source = "release"
+	// SourceDebian marks files taken from a pinned Debian package (only in
+	// Artifact.Source; choose it with either option).
+	SourceDebian Source = "debian"
+)
+
+// ParseSource accepts "build" or "release".
+func ParseSource(s string) (Source, error) {
+	switch Source(s) {
+	case SourceBuild, SourceRelease:
+		return Source(s), nil
+	}
+	return "", fmt.Errorf("unknown source %q (want build or release)", s)
+}
+
+// Sentinel errors for callers to test with errors.Is.
+var (
+	// ErrNotCached: Options.CacheOnly was set and an artifact is not cached.
+	ErrNotCached = errors.New("artifact not cached")
+	// ErrUnpinned: --source release for a component without pinned digests.
+	ErrUnpinned = errors.New("no pinned sha256")
+	// ErrChecksum: a download did not match its pinned digest.
+	ErrChecksum = errors.New("sha256 mismatch")
+)
+
+// Options configure Ensure. The zero value builds everything into the
+// default cache, finding the wrapper modules from the working directory.
+type Options struct {
+	// CacheDir is the cache root; default DefaultCacheDir().
+	CacheDir string
+	// SrcDir is the kubeup checkout (the directory holding images/modules);
+	// default FindSrcDir(working directory). Needed only for builds.
+	SrcDir string
+	// Source is SourceBuild (default) or SourceRelease. Components without a
+	// release (pause) are always built; those without a Go module (busybox)
+	// always downloaded.
+	Source Source
+	// Only limits the run to these components or images (and what they are
+	// built from). Empty means all.
+	Only []string
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
+	// SourceDateEpoch is the time stamped into builds and images (seconds since
+	// 1970; SOURCE_DATE_EPOCH).
+	SourceDateEpoch int64
+	// CacheOnly makes Ensure fail with ErrNotCached instead of building.
+	CacheOnly bool
+
+	// Versions defaults to images.Pinned().
+	Versions *images.Versions
+	// HTTPClient is used for downloads; default http.DefaultClient.
+	HTTPClient *http.Client
+	// Go is the go command; default "go" from $PATH.
+	Go string
+}
+
+// Set is what Ensure produced, in build order (components, then images).
+type Set struct {
+	Artifacts []*Artifact `json:"artifacts"`
+}
+
+// Component returns the component artifact called name, or nil.
+func (s *Set) Component(name string) *Artifact { return s.get(KindComponent, name) }
+
+// Image returns the container image artifact called name, or nil.
+func (s *Set) Image(name string) *Artifact { return s.get(KindImage, name) }
+
+func (s *Set) get(kind Kind, name string) *Artifact {
+	for _, a := range s.Artifacts {
+		if a.Kind == kind && a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// Kind tells components (files from versions.yaml's components) from
+// container images; a component and an image may share a name (pause).
+type Kind string
+
+const (
+	KindComponent Kind = "component"
+	KindImage     Kind = "image"
+)
+
+// Artifact is one cached component or container image.
+type Artifact struct {
+	Manifest
+	// Dir is the cache entry; files are under Dir/root.
+	Dir string `json:"dir"`
+	// Cached reports that this run found the artifact in the cache.
+	Cached bool `json:"cached"`
+}
+
+// Root is the directory holding the artifact's files as they install.
+func (a *Artifact) Root() string { return filepath.Join(a.Dir, "root") }
+
+// Path is the absolute path of the installed file rel (e.g. "usr/local/bin/kubelet").
+func (a *Artifact) Path(rel string) string { return filepath.Join(a.Root(), filepath.FromSlash(rel)) }
+
+// Manifest is the manifest.json of a cache entry.
+type Manifest struct {
+	Kind    Kind       `json:"kind"`
+	Name    string     `json:"name"`
+	Version string     `json:"version"`
+	Source  Source     `json:"source"`
+	Use     images.Use `json:"use"`
+	Key     string     `json:"key"`
+	// Main is the principal file (for the summary table).
+	Main  string `json:"main"`
+	Files []File `json:"files"`
+	// Image is set for container images.
+	Image *ImageInfo `json:"image,omitempty"`
+	// GoVersion built it (empty for downloads).
+	GoVersion     string  `json:"goVersion,omitempty"`
+	BuildSeconds  float64 `json:"buildSeconds"`
+	SchemaVersion int     `json:"schemaVersion"`
+}
+
+// File is one installed file or symlink, its path relative to the root.
+type File struct {
+	Path   string      `json:"path"`
+	Mode   fs.FileMode `json:"mode"`
+	Size   int64       `json:"size"`
+	SHA256 string      `json:"sha256,omitempty"`
+	// Link is the symlink target for symlinks.
+	Link string `json:"link,omitempty"`
+}
+
+// ImageInfo describes a container image artifact.
+type ImageInfo struct {
+	Ref string `json:"ref"`
+	// Digest is the image manifest digest as built (sha256:...).
+	Digest string `json:"digest"`
+	// Tarball is the docker-archive tarball's path relative to the root.
+	Tarball string `json:"tarball"`
+}
+
+// TarballPath is the absolute path of an image artifact's tarball.
+func (a *Artifact) TarballPath() string {
+	if a.Image == nil {
+		return ""
+	}
+	return a.Path(a.Image.Tarball)
+}
+
+// TotalSize adds up the sizes of the regular files.
+func (m *Manifest) TotalSize() int64 {
+	var n int64
+	for _, f := range m.Files {
+		if f.Link == "" {
+			n += f.Size
+		}
+	}
+	return n
+}
+
+// MainFile returns the entry of the main file.
+func (m *Manifest) MainFile() File {
+	for _, f := range m.Files {
+		if f.Path == m.Main {
+			return f
+		}
+	}
+	return File{}
+}
+
+// DefaultCacheDir is $KUBEUP_CACHE_DIR, else <user cache dir>/kubeup.
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("KUBEUP_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find cache directory (set KUBEUP_CACHE_DIR): %w", err)
+	}
+	return filepath.Join(d, "kubeup"), nil
+}
+
+// SourceDateEpochFromEnv reads $SOURCE_DATE_EPOCH (0 when unset).
+func SourceDateEpochFromEnv() (int64, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+	}
+	return n, nil
+}
+
+// FindSrcDir walks up from start to the directory that has images/modules.
+func FindSrcDir(start string) (string, error) {
+	dir, err := filepath.Abs(start)
+	if err != nil {
+		return "", fmt.Errorf("find kubeup source: %w", err)
+	}
+	for {
+		if fi, err := os.Stat(filepath.Join(dir, "images", "modules")); err == nil && fi.IsDir() {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no images/modules in %s or any parent: run from a kubeup checkout or pass --src", start)
+		}
+		dir = parent
+	}
+}
+
+// Ensure makes every selected artifact present in the cache, building or
+// downloading only what is missing, and returns where they are.
+func Ensure(ctx context.Context, o Options) (*Set, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	plans, err := planAll(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	return ensurePlans(ctx, &o, plans)
+}
+
+func (o *Options) defaults() error {
+	if o.Versions == nil {
+		o.Versions = images.Pinned()
+	}
+	if o.Source == "" {
+		o.Source = SourceBuild
+	}
+	if _, err := ParseSource(string(o.Source)); err != nil {
+		return err
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
+	if o.Go == "" {
+		o.Go = "go"
+	}
+	if o.CacheDir == "" {
+		d, err := DefaultCacheDir()
+		if err != nil {
+			return err
+		}
+		o.CacheDir = d
+	}
+	var err error
+	if o.CacheDir, err = filepath.Abs(o.CacheDir); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	return nil
+}
+
+// selected returns the component and image names to ensure, in build order
+// (components first, as images are made from them), with what images need.
+func selected(v *images.Versions, only []string) (components, imgs []string, err error) {
+	want := map[string]bool{}
+	var unknown []string
+	for _, n := range only {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		_, isComp := v.Component(n)
+		im, isImage := v.Image(n)
+		switch {
+		case isImage:
+			want[n], want[im.From] = true, true
+		case isComp:
+			want[n] = true
+		default:
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		var all []string
+		for _, c := range v.Components {
+			all = append(all, c.Name)
+		}
+		for _, i := range v.Images {
+			if !slices.Contains(all, i.Name) {
+				all = append(all, i.Name)
+			}
+		}
+		return nil, nil, fmt.Errorf("unknown artifact %s (have %s)", strings.Join(unknown, ", "), strings.Join(all, ", "))
+	}
+	all := len(want) == 0
+	for _, c := range v.Components {
+		if all || want[c.Name] {
+			components = append(components, c.Name)
+		}
+	}
+	for _, i := range v.Images {
+		if all || want[i.Name] {
+			imgs = append(imgs, i.Name)
+		}
+	}
+	return components, imgs, nil
+}
+
+// progress writes "name: message" lines.
+type progress struct {
+	w    io.Writer
+	name string
+}
+
+func (p progress) printf(format string, args ...any) {
+	fmt.Fprintf(p.w, "%-16s %s\n", p.name+":", fmt.Sprintf(format, args...))
+}
+
+// tick prints "still <what>, <elapsed>" every interval until stop is called.
+func (p progress) tick(what string, interval time.Duration) (stop func()) {
+	start := time.Now()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.printf("%s, %s elapsed", what, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

@@ -1,0 +1,92 @@
+package artifacts
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/modfile"
+
+	"kubeup.dev/kubeup/images"
+)
+
+// TestWrapperModulesMatchVersions keeps images/modules/*/go.mod and
+// images/versions.yaml in step, and every component buildable.
+func TestWrapperModulesMatchVersions(t *testing.T) {
+	modules := filepath.Join("..", "modules")
+	v := images.Pinned()
+	for _, c := range v.Components {
+		recipe, ok := buildRecipeFor(c, 0)
+		if c.Package != "" {
+			if ok {
+				t.Errorf("%s: a Debian package with a build recipe", c.Name)
+			}
+			continue
+		}
+		if !ok {
+			t.Errorf("%s: no build recipe in recipes.go", c.Name)
+			continue
+		}
+		if len(recipe.Builds) == 0 {
+			t.Errorf("%s: recipe builds nothing", c.Name)
+		}
+		dir := filepath.Join(modules, c.Name)
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+			continue
+		}
+		if c.Module != "" {
+			if err := checkModule(dir, c.Module, c.Version); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	for _, im := range v.Images {
+		if _, ok := imageRecipeFor(im.Name); !ok {
+			t.Errorf("image %s: no image recipe", im.Name)
+		}
+	}
+}
+
+// TestKubernetesStagingReplaces checks that every k8s.io staging module is
+// replaced by the release matching the pinned Kubernetes version (v1.37.2 ->
+// v0.37.2), as a Kubernetes wrapper module must.
+func TestKubernetesStagingReplaces(t *testing.T) {
+	c, _ := images.Pinned().Component("kubernetes")
+	want := "v0." + strings.SplitN(strings.TrimPrefix(c.Version, "v1."), "-", 2)[0]
+	path := filepath.Join("..", "modules", "kubernetes", "go.mod")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse(path, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range f.Replace {
+		if !strings.HasPrefix(r.Old.Path, "k8s.io/") {
+			continue
+		}
+		n++
+		if r.New.Path != r.Old.Path || r.New.Version != want {
+			t.Errorf("replace %s => %s %s, want %s", r.Old.Path, r.New.Path, r.New.Version, want)
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d k8s.io replaces; Kubernetes %s has 33 staging modules", n, c.Version)
+	}
+}
+
+func TestCheckModule(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 v3.6.15\n"), 0o644)
+	err := checkModule(dir, "go.etcd.io/etcd/server/v3", "v3.6.16")
+	if err == nil || !strings.Contains(err.Error(), "requires go.etcd.io/etcd/server/v3 v3.6.15 but images/versions.yaml pins v3.6.16") {
+		t.Errorf("err = %v", err)
+	}
+	if err := checkModule(dir, "k8s.io/kubernetes", "v1.37.2"); err == nil || !strings.Contains(err.Error(), "does not require") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -1,0 +1,266 @@
+package artifacts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/modfile"
+
+	"kubeup.dev/kubeup/images"
+)
+
+// buildInput is the key input of a component built from its wrapper module.
+type buildInput struct {
+	Version   string `json:"version"`
+	Module    string `json:"module,omitempty"`
+	ModuleDir string `json:"moduleDir"`
+	Go        goEnv  `json:"go"`
+	// Env is what kubeup sets for `go build` (GOOS, CGO_ENABLED, GOFLAGS, ...).
+	Env    []string    `json:"env"`
+	Recipe buildRecipe `json:"recipe"`
+	// ModuleFiles maps the wrapper module's go.mod, go.sum and *.go files to
+	// their sha256.
+	ModuleFiles map[string]string `json:"moduleFiles"`
+}
+
+// releaseInput is the key input of a component downloaded from its release.
+type releaseInput struct {
+	Version string               `json:"version"`
+	Files   []images.ReleaseFile `json:"files"`
+}
+
+// imageInput is the key input of a container image.
+type imageInput struct {
+	Ref     string      `json:"ref"`
+	From    string      `json:"from"`
+	FromKey string      `json:"fromKey"`
+	Recipe  imageRecipe `json:"recipe"`
+	Created int64       `json:"created"`
+}
+
+// planAll turns the selection into plans with their keys. It fails before
+// anything is built if a selected component cannot be had from the chosen
+// source, listing every such problem.
+func planAll(ctx context.Context, o *Options) ([]*plan, error) {
+	v := o.Versions
+	comps, imgs, err := selected(v, o.Only)
+	if err != nil {
+		return nil, err
+	}
+	gos := &goEnvs{goCmd: o.Go, byDir: map[string]goEnv{}}
+	var plans []*plan
+	var errs []error
+	byName := map[string]*plan{}
+	for _, n := range comps {
+		c, _ := v.Component(n)
+		recipe, canBuild := buildRecipeFor(c, o.SourceDateEpoch)
+		useRelease := !canBuild || (o.Source == SourceRelease && len(c.Release) > 0)
+		var pl *plan
+		if useRelease {
+			pl, err = releasePlan(o, c)
+		} else {
+			pl, err = buildPlan(ctx, o, gos, c, recipe)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		plans = append(plans, pl)
+		byName[n] = pl
+	}
+	for _, n := range imgs {
+		im, _ := v.Image(n)
+		from := byName[im.From]
+		if from == nil {
+			continue // its component failed to plan: already reported
+		}
+		pl, err := imagePlan(o, im, from)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		plans = append(plans, pl)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return plans, nil
+}
+
+func releasePlan(o *Options, c images.Component) (*plan, error) {
+	if len(c.Release) == 0 {
+		return nil, fmt.Errorf("%s: neither a build recipe nor release files", c.Name)
+	}
+	for _, r := range c.Release {
+		if r.SHA256 == "" {
+			return nil, fmt.Errorf("%w for %s; use --source build (%s has none in images/versions.yaml)", ErrUnpinned, c.Name, r.URL)
+		}
+	}
+	in := releaseInput{Version: c.Version, Files: c.Release}
+	key, err := computeKey(c.Name, in)
+	if err != nil {
+		return nil, err
+	}
+	src := SourceRelease
+	if c.Package != "" {
+		src = SourceDebian
+	}
+	return &plan{
+		kind: KindComponent, name: c.Name, version: c.Version, use: c.Use, source: src, keyInput: in, key: key,
+		main: mainReleaseFile(c.Release[0]),
+		build: func(ctx context.Context, root string, _ map[string]*Artifact, p progress) (*ImageInfo, error) {
+			for _, r := range c.Release {
+				if err := installRelease(ctx, o, r, root, p); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		},
+	}, nil
+}
+
+// mainReleaseFile is the install path of a release file, or of the first
+// member (in sorted order) of an archive.
+func mainReleaseFile(r images.ReleaseFile) string {
+	if r.Install != "" {
+		return r.Install
+	}
+	members := slices.Sorted(maps.Keys(r.Extract))
+	return r.Extract[members[0]]
+}
+
+func buildPlan(ctx context.Context, o *Options, gos *goEnvs, c images.Component, recipe buildRecipe) (*plan, error) {
+	if o.SrcDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		if o.SrcDir, err = FindSrcDir(wd); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
+	rel := filepath.Join("images", "modules", c.Name)
+	dir := filepath.Join(o.SrcDir, rel)
+	if c.Module != "" {
+		if err := checkModule(dir, c.Module, c.Version); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
+	files, err := moduleFiles(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name, err)
+	}
+	cgo := false
+	for _, b := range recipe.Builds {
+		cgo = cgo || b.CGO
+	}
+	env, err := gos.get(ctx, dir, cgo)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name, err)
+	}
+	in := buildInput{
+		Version: c.Version, Module: c.Module, ModuleDir: filepath.ToSlash(rel), Go: env,
+		Env: pinnedEnv(false), Recipe: recipe, ModuleFiles: files,
+	}
+	key, err := computeKey(c.Name, in)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{
+		kind: KindComponent, name: c.Name, version: c.Version, use: c.Use, source: SourceBuild, keyInput: in, key: key,
+		goVersion: env.Version, main: recipe.Builds[0].Output,
+		build: func(ctx context.Context, root string, _ map[string]*Artifact, p progress) (*ImageInfo, error) {
+			return nil, runBuilds(ctx, o.Go, dir, root, recipe, p)
+		},
+	}, nil
+}
+
+func imagePlan(o *Options, im images.Image, from *plan) (*plan, error) {
+	recipe, ok := imageRecipeFor(im.Name)
+	if !ok {
+		return nil, fmt.Errorf("image %s: no image recipe (add one in images/artifacts/recipes.go)", im.Name)
+	}
+	in := imageInput{Ref: im.Ref(), From: im.From, FromKey: from.key, Recipe: recipe, Created: o.SourceDateEpoch}
+	key, err := computeKey(im.Name, in)
+	if err != nil {
+		return nil, err
+	}
+	tarball := "var/lib/kubeup/images/" + im.Name + ".tar"
+	return &plan{
+		kind: KindImage, name: im.Name, version: im.Tag, use: images.UseRootfs, source: SourceBuild, keyInput: in, key: key,
+		main: tarball, deps: []string{im.From},
+		build: func(ctx context.Context, root string, deps map[string]*Artifact, p progress) (*ImageInfo, error) {
+			return buildImage(ctx, im.Ref(), recipe, deps[im.From], o.SourceDateEpoch, filepath.Join(root, filepath.FromSlash(tarball)), tarball, p)
+		},
+	}, nil
+}
+
+// checkModule makes sure the wrapper module builds the pinned version.
+func checkModule(dir, module, version string) error {
+	gomod := filepath.Join(dir, "go.mod")
+	data, err := os.ReadFile(gomod)
+	if err != nil {
+		return fmt.Errorf("wrapper module: %w", err)
+	}
+	f, err := modfile.ParseLax(gomod, data, nil)
+	if err != nil {
+		return fmt.Errorf("wrapper module: %w", err)
+	}
+	for _, r := range f.Require {
+		if r.Mod.Path == module {
+			if r.Mod.Version != version {
+				return fmt.Errorf("%s requires %s %s but images/versions.yaml pins %s (run: cd %s && go get %s@%s && go mod tidy)",
+					gomod, module, r.Mod.Version, version, dir, module, version)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s does not require %s (pinned %s in images/versions.yaml)", gomod, module, version)
+}
+
+// moduleFiles hashes the files of a wrapper module that determine the build.
+func moduleFiles(dir string) (map[string]string, error) {
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != dir && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		n := d.Name()
+		if n != "go.mod" && n != "go.sum" && (!strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go")) {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		files[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wrapper module: %w", err)
+	}
+	if files["go.mod"] == "" {
+		return nil, fmt.Errorf("wrapper module %s has no go.mod", dir)
+	}
+	return files, nil
+}

@@ -1,0 +1,192 @@
+package artifacts
+
+import (
+	"path"
+	"strings"
+	"time"
+
+	"kubeup.dev/kubeup/images"
+)
+
+// goBuild is one `go build` in a wrapper module.
+type goBuild struct {
+	// Package is "." (the wrapper's main), a subdirectory, or an import path.
+	Package string `json:"package"`
+	// Output is where the binary lands, relative to the root.
+	Output    string   `json:"output"`
+	Tags      []string `json:"tags,omitempty"`
+	LDFlags   []string `json:"ldflags"`
+	CGO       bool     `json:"cgo,omitempty"`
+	BuildMode string   `json:"buildmode,omitempty"`
+	// Hint is added to a failure (e.g. which C libraries a cgo build needs).
+	Hint string `json:"-"`
+}
+
+// link is a symlink in the root, Path -> Target (relative target).
+type link struct {
+	Path   string `json:"path"`
+	Target string `json:"target"`
+}
+
+// buildRecipe says how to build a component from its wrapper module
+// images/modules/<component name>.
+type buildRecipe struct {
+	Builds []goBuild `json:"builds"`
+	Links  []link    `json:"links,omitempty"`
+}
+
+// buildRecipeFor returns the recipe of a component with a Go module (or
+// kubeup's own pause), or false. Versions come from versions.yaml; the flags
+// follow each upstream's own release build (Makefile or build script), minus
+// what needs a git checkout.
+func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, bool) {
+	strip := []string{"-s", "-w"}
+	bin := func(n string) string { return "usr/local/bin/" + n }
+	switch c.Name {
+	case "kubernetes":
+		// As hack/lib/version.sh stamps them; buildDate follows
+		// SOURCE_DATE_EPOCH so that rebuilds are byte-identical.
+		major, minor := k8sMajorMinor(c.Version)
+		ld := append([]string(nil), strip...)
+		for _, pkg := range []string{"k8s.io/client-go/pkg/version", "k8s.io/component-base/version"} {
+			ld = append(ld,
+				"-X", pkg+".gitVersion="+c.Version,
+				"-X", pkg+".gitMajor="+major,
+				"-X", pkg+".gitMinor="+minor,
+				"-X", pkg+".gitTreeState=clean",
+				"-X", pkg+".buildDate="+time.Unix(sourceDateEpoch, 0).UTC().Format(time.RFC3339),
+			)
+		}
+		r := buildRecipe{Builds: []goBuild{{Package: ".", Output: bin("kubernetes"), LDFlags: ld}}}
+		for _, n := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"} {
+			r.Links = append(r.Links, link{Path: bin(n), Target: "kubernetes"})
+		}
+		return r, true
+	case "etcd":
+		// The version is a constant in go.etcd.io/etcd/api/v3/version.
+		return buildRecipe{
+			Builds: []goBuild{{Package: ".", Output: bin("etcd"), LDFlags: strip}},
+			Links:  []link{{Path: bin("etcdctl"), Target: "etcd"}},
+		}, true
+	case "containerd":
+		// Tags as upstream's static release build minus the storage drivers
+		// that need cgo. Revision (a git commit) is not known from the module.
+		tags := []string{"no_btrfs", "no_devmapper", "no_zfs"}
+		ld := append(append([]string(nil), strip...),
+			"-X", "github.com/containerd/containerd/v2/version.Version="+c.Version)
+		return buildRecipe{
+			Builds: []goBuild{
+				{Package: ".", Output: bin("containerd"), Tags: tags, LDFlags: ld},
+				{Package: "./shim", Output: bin("containerd-shim-runc-v2"), Tags: tags, LDFlags: ld},
+			},
+			Links: []link{{Path: bin("ctr"), Target: "containerd"}},
+		}, true
+	case "runc":
+		// runc's `make static`: static PIE with seccomp; cgo for libseccomp
+		// and runc's nsexec. Its version is embedded from its VERSION file.
+		return buildRecipe{Builds: []goBuild{{
+			Package:   c.Module,
+			Output:    "usr/local/sbin/runc",
+			Tags:      []string{"seccomp", "urfave_cli_no_docs", "netgo", "osusergo"},
+			LDFlags:   append(append([]string(nil), strip...), "-linkmode", "external", "-extldflags", "-static-pie"),
+			CGO:       true,
+			BuildMode: "pie",
+			Hint:      "runc needs a C compiler and the static libseccomp (Debian: apt-get install gcc libseccomp-dev)",
+		}}}, true
+	case "cni-plugins":
+		var r buildRecipe
+		for _, p := range []string{"main/bridge", "ipam/host-local", "main/loopback", "meta/portmap"} {
+			r.Builds = append(r.Builds, goBuild{
+				Package: c.Module + "/plugins/" + p,
+				Output:  "opt/cni/bin/" + path.Base(p),
+				LDFlags: append(append([]string(nil), strip...),
+					"-X", "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion="+c.Version),
+			})
+		}
+		return r, true
+	case "coredns":
+		// Into the container image's root; the version is coremain.CoreVersion.
+		return buildRecipe{Builds: []goBuild{{Package: ".", Output: "coredns", LDFlags: strip}}}, true
+	case "pause":
+		return buildRecipe{Builds: []goBuild{{Package: ".", Output: "pause",
+			LDFlags: append(append([]string(nil), strip...), "-X", "main.version="+c.Version)}}}, true
+	case "pulumi":
+		return buildRecipe{Builds: []goBuild{{
+			Package: c.Module + "/cmd/pulumi",
+			Output:  bin("pulumi"),
+			LDFlags: append(append([]string(nil), strip...),
+				"-X", "github.com/pulumi/pulumi/sdk/v3/go/common/version.Version="+c.Version),
+		}}}, true
+	}
+	return buildRecipe{}, false
+}
+
+// k8sMajorMinor splits "v1.37.2" into "1", "37".
+func k8sMajorMinor(v string) (string, string) {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return "", ""
+	}
+	return parts[0], parts[1]
+}
+
+// imageRecipe is how a container image is made from a component's files:
+// its config and what is added beside them.
+type imageRecipe struct {
+	Entrypoint   []string            `json:"entrypoint,omitempty"`
+	Cmd          []string            `json:"cmd,omitempty"`
+	User         string              `json:"user,omitempty"`
+	Env          []string            `json:"env,omitempty"`
+	ExposedPorts []string            `json:"exposedPorts,omitempty"`
+	Links        []link              `json:"links,omitempty"`
+	Files        map[string]string   `json:"files,omitempty"` // path -> content (0644)
+	Dirs         map[string]int64    `json:"dirs,omitempty"`  // path -> mode
+	Capabilities map[string][]string `json:"capabilities,omitempty"`
+}
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// busyboxApplets get a symlink in the testbox image: what smoke tests and a
+// person debugging a pod reach for.
+var busyboxApplets = []string{
+	"ash", "cat", "cp", "date", "dd", "df", "du", "echo", "env", "false", "find", "grep", "head",
+	"hostname", "id", "ip", "kill", "less", "ln", "ls", "mkdir", "mv", "nc", "netstat", "nslookup",
+	"ping", "printf", "ps", "pwd", "rm", "sed", "sh", "sleep", "sort", "stat", "tail", "tee", "test",
+	"timeout", "top", "touch", "tr", "true", "uname", "uptime", "vi", "watch", "wc", "wget", "which",
+}
+
+// imageRecipeFor returns the recipe of an image from versions.yaml. To add an
+// image: a component with `use: image` (and its build recipe), an entry under
+// images: in versions.yaml, and a case here.
+func imageRecipeFor(name string) (imageRecipe, bool) {
+	switch name {
+	case "pause":
+		// Upstream's pause image runs as 65535 too.
+		return imageRecipe{Entrypoint: []string{"/pause"}, User: "65535:65535", Env: []string{defaultPath}}, true
+	case "coredns":
+		// As upstream's image: an unprivileged user, with the file capability
+		// to bind port 53; pods add NET_BIND_SERVICE (upstream manifests do).
+		return imageRecipe{
+			Entrypoint:   []string{"/coredns"},
+			User:         "65532:65532",
+			Env:          []string{defaultPath},
+			ExposedPorts: []string{"53/tcp", "53/udp"},
+			Capabilities: map[string][]string{"coredns": {"cap_net_bind_service"}},
+		}, true
+	case "testbox":
+		r := imageRecipe{
+			Cmd: []string{"sh"},
+			Env: []string{"PATH=/bin"},
+			Files: map[string]string{
+				"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+				"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+			},
+			Dirs: map[string]int64{"tmp": 0o1777, "root": 0o700},
+		}
+		for _, a := range busyboxApplets {
+			r.Links = append(r.Links, link{Path: "bin/" + a, Target: "busybox"})
+		}
+		return r, true
+	}
+	return imageRecipe{}, false
+}

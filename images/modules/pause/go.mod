@@ -1,0 +1,3 @@
+module kubeup.dev/kubeup/images/modules/pause
+
+go 1.26.0
