@@ -1,0 +1,40 @@
+package app
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kubeup.dev/kubeup/components/agent"
+)
+
+func newProbeCommand(e *env) *cobra.Command {
+	var o agent.ProbeOptions
+	cmd := &cobra.Command{
+		Use:   "probe --url=URL",
+		Short: "Wait until an endpoint is ready (a unit's ExecStartPost)",
+		Long: `probe polls --url until it is ready and exits 0, or exits 1 after --timeout
+with the last answer. http(s) URLs are ready when they answer 200; unix:///path
+sockets when they answer gRPC's health check (or speak gRPC without it).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.URL == "" {
+				return &ExitError{Code: 2, Err: errMissing("--url")}
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := agent.Probe(ctx, o); err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.URL, "url", "", "http://, https:// or unix:// URL to probe")
+	f.StringVar(&o.CACert, "cacert", "", "CA bundle that verifies the server (default: system roots)")
+	f.StringVar(&o.Cert, "cert", "", "client certificate to present")
+	f.StringVar(&o.Key, "key", "", "key of --cert")
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after this long")
+	f.DurationVar(&o.Interval, "interval", time.Second, "pause between tries")
+	return cmd
+}

@@ -1,0 +1,181 @@
+// Package agent is kubeup's node agent, the daemon behind kubeup-agent.service
+// on every machine: it serves the machine's health, metrics (systemd units,
+// certificate expiry, scraped loopback endpoints), status and journal over
+// TLS, and programs the pod network (CNI config, routes to other machines'
+// pod CIDRs, masquerading). It also holds the `probe` check units use as
+// ExecStartPost.
+//
+// The daemon is a list of tasks (see Daemon) run under a supervisor that
+// restarts failed ones; further duties (log forwarding, etcd health) slot in
+// as more tasks.
+package agent
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/components"
+)
+
+// Config file identity.
+const (
+	ConfigAPIVersion = "kubeup.dev/v1alpha1"
+	ConfigKind       = "AgentConfig"
+)
+
+// ConfigError lists every problem of a configuration file at once, each with
+// its field path.
+type ConfigError struct {
+	File     string
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		if e.File != "" {
+			b.WriteString(e.File + ": ")
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// LoadConfig reads and validates an agent configuration file. Unknown
+// fields are errors: a typo must not silently drop a setting.
+func LoadConfig(path string) (*components.AgentConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	var cfg components.AgentConfig
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return nil, &ConfigError{File: path, Problems: []string{err.Error()}}
+	}
+	if err := ValidateConfig(&cfg); err != nil {
+		if ce, ok := err.(*ConfigError); ok {
+			ce.File = path
+		}
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var (
+	scrapeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	unitName   = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path|scope|slice)$`)
+)
+
+// ValidateConfig checks every field the agent uses and returns a
+// *ConfigError naming each bad one.
+func ValidateConfig(c *components.AgentConfig) error {
+	var p []string
+	bad := func(field, format string, args ...any) {
+		p = append(p, field+": "+fmt.Sprintf(format, args...))
+	}
+	required := func(field, v string) bool {
+		if v == "" {
+			bad(field, "required")
+			return false
+		}
+		return true
+	}
+	absolute := func(field, v string) {
+		if required(field, v) && !filepath.IsAbs(v) {
+			bad(field, "%q is not an absolute path", v)
+		}
+	}
+
+	if c.APIVersion != ConfigAPIVersion {
+		bad("apiVersion", "%q, want %q", c.APIVersion, ConfigAPIVersion)
+	}
+	if c.Kind != ConfigKind {
+		bad("kind", "%q, want %q", c.Kind, ConfigKind)
+	}
+	required("machine", c.Machine)
+	if !slices.Contains(components.Roles(), c.Role) {
+		bad("role", "%q, want one of %v", c.Role, components.Roles())
+	}
+	if c.MachineIP != "" {
+		if _, err := netip.ParseAddr(c.MachineIP); err != nil {
+			bad("machineIP", "%q is not an IP address", c.MachineIP)
+		}
+	}
+	if required("listen", c.Listen) {
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+			bad("listen", "%q is not host:port", c.Listen)
+		}
+	}
+	absolute("certFile", c.CertFile)
+	absolute("keyFile", c.KeyFile)
+	absolute("clientCAFile", c.ClientCAFile)
+	absolute("kubeconfig", c.Kubeconfig)
+	if len(c.Units) == 0 {
+		bad("units", "required")
+	}
+	for i, u := range c.Units {
+		if !unitName.MatchString(u) {
+			bad(fmt.Sprintf("units[%d]", i), "%q is not a systemd unit name", u)
+		}
+	}
+	for i, d := range c.CertificateDirs {
+		absolute(fmt.Sprintf("certificateDirs[%d]", i), d)
+	}
+	if required("network.clusterPodCIDR", c.Network.ClusterPodCIDR) {
+		if pfx, err := netip.ParsePrefix(c.Network.ClusterPodCIDR); err != nil || pfx.Masked() != pfx {
+			bad("network.clusterPodCIDR", "%q is not a network prefix", c.Network.ClusterPodCIDR)
+		}
+	}
+	absolute("network.cniConfDir", c.Network.CNIConfDir)
+	for _, name := range sortedKeys(c.Scrape) {
+		field := "scrape." + name
+		if !scrapeName.MatchString(name) {
+			bad(field, "name must be lower-case letters, digits and '-'")
+		}
+		if err := loopbackURL(c.Scrape[name]); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}
+
+// loopbackURL accepts only http(s) URLs on the loopback interface: the
+// agent serves them onwards, and must not become a proxy to elsewhere.
+func loopbackURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", raw)
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q: host must be a loopback address", raw)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/components"
+)
+
+// The configs components renders for machines must load: they are the
+// contract between the catalogue and this package.
+func TestLoadRenderedConfigs(t *testing.T) {
+	for _, machine := range []string{"master-0", "node-0"} {
+		path := filepath.Join("..", "testdata", "files", machine, "etc", "kubeup", "agent.yaml.golden")
+		cfg, err := LoadConfig(path)
+		if err != nil {
+			t.Fatalf("%s: %v", machine, err)
+		}
+		if cfg.Machine != machine || len(cfg.Units) == 0 || cfg.Network.ClusterPodCIDR == "" {
+			t.Errorf("%s: loaded %+v", machine, cfg)
+		}
+	}
+}
+
+func validConfig() components.AgentConfig {
+	return components.AgentConfig{
+		APIVersion: ConfigAPIVersion, Kind: ConfigKind,
+		Cluster: "demo", Machine: "node-0", Role: components.Node, MachineIP: "10.77.0.100",
+		Listen: ":10290", CertFile: "/pki/agent.crt", KeyFile: "/pki/agent.key", ClientCAFile: "/pki/ca.crt",
+		Kubeconfig: "/etc/kubernetes/kubelet.conf",
+		Units:      []string{"containerd.service", "kubelet.service"},
+		Network:    components.AgentNet{ClusterPodCIDR: "10.244.0.0/16", CNIConfDir: "/etc/cni/net.d"},
+		Scrape:     map[string]string{"containerd": "http://127.0.0.1:1338/v1/metrics"},
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+
+	good := validConfig()
+	data, _ := yaml.Marshal(good)
+	unknown := writeFile(t, filepath.Join(dir, "unknown.yaml"), append(data, "listne: :1\n"...))
+	if _, err := LoadConfig(unknown); err == nil || !strings.Contains(err.Error(), "listne") || !strings.Contains(err.Error(), unknown) {
+		t.Errorf("unknown field: %v", err)
+	}
+
+	bad := good
+	bad.Kind = "Agent"
+	bad.Role = "worker"
+	bad.Listen = "10290"
+	bad.MachineIP = "10.77.0"
+	bad.CertFile = ""
+	bad.Units = []string{"kubelet"}
+	bad.Network.ClusterPodCIDR = "10.244.1.0/16"
+	bad.Network.CNIConfDir = "net.d"
+	bad.Scrape = map[string]string{"Proxy": "http://10.0.0.1/metrics"}
+	data, _ = yaml.Marshal(bad)
+	path := writeFile(t, filepath.Join(dir, "bad.yaml"), data)
+	_, err := LoadConfig(path)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a *ConfigError, got %v", err)
+	}
+	for _, field := range []string{"kind", "role", "listen", "machineIP", "certFile", "units[0]",
+		"network.clusterPodCIDR", "network.cniConfDir", "scrape.Proxy: name", "scrape.Proxy: \"http://10.0.0.1/metrics\": host must be a loopback"} {
+		if !strings.Contains(err.Error(), path+": "+field) {
+			t.Errorf("no problem reported for %s in:\n%v", field, err)
+		}
+	}
+	if len(ce.Problems) != 10 {
+		t.Errorf("%d problems, want 10:\n%v", len(ce.Problems), err)
+	}
+
+	if err := ValidateConfig(&good); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}

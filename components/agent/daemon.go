@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/systemd"
+)
+
+// Options are the daemon's links to the outside world; zero fields use the
+// real thing (tests swap them).
+type Options struct {
+	Log *slog.Logger
+	// Units reads systemd units; default: the system bus.
+	Units UnitReader
+	// Journal runs journalctl; default: exec.
+	Journal JournalFunc
+	// Routes is the routing table; default: netlink in the current namespace.
+	Routes RouteTable
+	// Masquerade keeps the NAT rule; default: iptables.
+	Masquerade Masquerader
+	// Kube is the API client; default: built from Config.Kubeconfig once the
+	// file exists.
+	Kube kubernetes.Interface
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Uptime is the machine's uptime; default /proc/uptime.
+	Uptime func() (time.Duration, error)
+	// StaticPodDir is the kubelet's manifest directory; default
+	// components.StaticPodDir.
+	StaticPodDir string
+}
+
+// Daemon is `kubeup-agent agent`.
+type Daemon struct {
+	cfg     *components.AgentConfig
+	log     *slog.Logger
+	now     func() time.Time
+	uptime  func() (time.Duration, error)
+	started time.Time
+
+	tls     *tlsFiles
+	kube    *kubeClient
+	units   UnitReader
+	journal JournalFunc
+	auth    *authenticator
+	certs   *certScanner
+	podnet  *podNetwork
+	sup     *supervisor
+	reg     *prometheus.Registry
+	scrape  *http.Client
+
+	serving chan struct{} // closed when the HTTPS server stops
+	podDir  string
+}
+
+func (d *Daemon) staticPodDir() string {
+	if d.podDir != "" {
+		return d.podDir
+	}
+	return components.StaticPodDir
+}
+
+// New builds the daemon from a validated configuration; it loads the
+// serving certificate and client CA, so a machine without them fails here.
+func New(cfg *components.AgentConfig, o Options) (*Daemon, error) {
+	if err := ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Units == nil {
+		o.Units = &dbusUnits{}
+	}
+	if o.Journal == nil {
+		o.Journal = execJournal
+	}
+	if o.Routes == nil {
+		o.Routes = newNetlinkRoutes(nil)
+	}
+	if o.Masquerade == nil {
+		o.Masquerade = newIPTablesMasq()
+	}
+	if o.Uptime == nil {
+		o.Uptime = machineUptime
+	}
+	t, err := newTLSFiles(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		cfg: cfg, log: o.Log, now: o.Now, uptime: o.Uptime, started: o.Now(), podDir: o.StaticPodDir,
+		tls: t, units: o.Units, journal: o.Journal,
+		scrape:  &http.Client{Timeout: scrapeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}},
+		serving: make(chan struct{}),
+	}
+	if o.Kube != nil {
+		d.kube = newReadyKubeClient(o.Kube)
+	} else {
+		d.kube = newKubeClient(cfg.Kubeconfig, o.Log.With("task", "kubeconfig"))
+	}
+	d.auth = newAuthenticator(t, d.kube, o.Now)
+	d.certs = &certScanner{dirs: cfg.CertificateDirs}
+	d.podnet = &podNetwork{
+		machine:     cfg.Machine,
+		clusterCIDR: netip.MustParsePrefix(cfg.Network.ClusterPodCIDR), // validated
+		cniDir:      cfg.Network.CNIConfDir,
+		kube:        d.kube,
+		routes:      o.Routes,
+		masq:        o.Masquerade,
+		log:         o.Log.With("task", "pod-network"),
+		now:         o.Now,
+	}
+	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
+	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)
+	return d, nil
+}
+
+// tasks is the daemon's work, in start order. Log forwarding (journal to
+// the fluentd forward address in cfg.Logs) and etcd health (cfg.Etcd, on
+// masters) are further Tasks added here.
+func (d *Daemon) tasks() []Task {
+	return []Task{
+		d.kube,   // waits for the kubelet's kubeconfig, then publishes a client
+		d.certs,  // certificate expiry, rescanned every minute
+		d.podnet, // CNI config, routes to other machines' pod CIDRs, masquerade
+	}
+}
+
+// Run serves until ctx ends: READY=1 once the HTTPS listener is up,
+// WATCHDOG=1 while healthy, STOPPING=1 and a graceful shutdown at the end.
+func (d *Daemon) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", d.cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           d.Handler(),
+		TLSConfig:         d.tls.serverConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(d.serving)
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s: %w", d.cfg.Listen, err)
+		}
+		return nil
+	})
+	g.Go(func() error { return d.sup.Run(gctx) })
+	if err := systemd.Ready(); err != nil {
+		d.log.Warn("cannot notify systemd", "err", err)
+	}
+	d.log.Info("agent ready", "listen", ln.Addr().String(), "machine", d.cfg.Machine, "role", d.cfg.Role)
+	g.Go(func() error {
+		err := systemd.Watchdog(gctx, func() error {
+			err := d.Healthy()
+			if err != nil {
+				d.log.Error("unhealthy; not pinging the watchdog", "err", err)
+			}
+			return err
+		})
+		if err != nil {
+			d.log.Warn("watchdog", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		d.log.Info("shutting down")
+		_ = systemd.Stopping()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
+	})
+	err = g.Wait()
+	if c, ok := d.units.(interface{ Close() }); ok {
+		c.Close()
+	}
+	return err
+}
+
+// Healthy is the watchdog's check: the HTTPS server and every task loop
+// are alive, and no task reports itself wedged.
+func (d *Daemon) Healthy() error {
+	select {
+	case <-d.serving:
+		return errors.New("https server stopped")
+	default:
+	}
+	return d.sup.Healthy()
+}

@@ -1,0 +1,315 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"kubeup.dev/kubeup/test/golden"
+)
+
+func TestCNIConfigGolden(t *testing.T) {
+	data, err := CNIConfig(netip.MustParsePrefix("10.244.1.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Assert(t, CNIConfFile, data)
+	if _, err := CNIConfig(netip.Prefix{}); err == nil {
+		t.Error("invalid prefix accepted")
+	}
+}
+
+func TestWriteFileIfChanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "net.d", CNIConfFile)
+	for i, tc := range []struct {
+		data  string
+		wrote bool
+	}{{"a", true}, {"a", false}, {"b", true}} {
+		wrote, err := writeFileIfChanged(path, []byte(tc.data), 0o644)
+		if err != nil || wrote != tc.wrote {
+			t.Errorf("write %d: wrote=%v err=%v, want wrote=%v", i, wrote, err, tc.wrote)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("temp files left behind: %v", entries)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+}
+
+func r(dst, via string) Route {
+	return Route{Dst: netip.MustParsePrefix(dst), Via: netip.MustParseAddr(via)}
+}
+
+func TestPlanRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		name                     string
+		desired, current         []Route
+		wantReplace, wantRemoved []Route
+	}{
+		{name: "nothing"},
+		{name: "new nodes",
+			desired:     []Route{r("10.244.2.0/24", "10.77.0.101"), r("10.244.0.0/24", "10.77.0.10")},
+			wantReplace: []Route{r("10.244.0.0/24", "10.77.0.10"), r("10.244.2.0/24", "10.77.0.101")}},
+		{name: "in sync",
+			desired: []Route{r("10.244.0.0/24", "10.77.0.10")},
+			current: []Route{r("10.244.0.0/24", "10.77.0.10")}},
+		{name: "node moved",
+			desired:     []Route{r("10.244.0.0/24", "10.77.0.11")},
+			current:     []Route{r("10.244.0.0/24", "10.77.0.10")},
+			wantReplace: []Route{r("10.244.0.0/24", "10.77.0.11")}},
+		{name: "node gone",
+			desired:     []Route{r("10.244.0.0/24", "10.77.0.10")},
+			current:     []Route{r("10.244.0.0/24", "10.77.0.10"), r("10.244.3.0/24", "10.77.0.102")},
+			wantRemoved: []Route{r("10.244.3.0/24", "10.77.0.102")}},
+		{name: "all gone",
+			current:     []Route{r("10.244.3.0/24", "10.77.0.102"), r("10.244.1.0/24", "10.77.0.100")},
+			wantRemoved: []Route{r("10.244.1.0/24", "10.77.0.100"), r("10.244.3.0/24", "10.77.0.102")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, rem := PlanRoutes(tc.desired, tc.current)
+			if !reflect.DeepEqual(rep, tc.wantReplace) || !reflect.DeepEqual(rem, tc.wantRemoved) {
+				t.Errorf("replace %v remove %v\nwant    %v remove %v", rep, rem, tc.wantReplace, tc.wantRemoved)
+			}
+		})
+	}
+}
+
+func TestApplyRoutesKeepsGoing(t *testing.T) {
+	table := newFakeRoutes(r("10.244.9.0/24", "10.77.0.109"))
+	table.failVia = netip.MustParseAddr("10.99.0.1")
+	desired := []Route{r("10.244.0.0/24", "10.77.0.10"), r("10.244.5.0/24", "10.99.0.1"), r("10.244.2.0/24", "10.77.0.101")}
+	got, changes, err := ApplyRoutes(table, desired)
+	if err == nil || !strings.Contains(err.Error(), "10.244.5.0/24 via 10.99.0.1") {
+		t.Errorf("error %v", err)
+	}
+	want := []Route{r("10.244.0.0/24", "10.77.0.10"), r("10.244.2.0/24", "10.77.0.101")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("programmed %v, want %v", got, want)
+	}
+	if len(changes.Replaced) != 2 || len(changes.Removed) != 1 {
+		t.Errorf("changes %+v", changes)
+	}
+	if now, _ := table.List(); !reflect.DeepEqual(now, want) {
+		t.Errorf("table %v", now)
+	}
+}
+
+func node(name, podCIDR string, ips ...string) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NodeSpec{PodCIDR: podCIDR}}
+	if podCIDR != "" {
+		n.Spec.PodCIDRs = []string{podCIDR}
+	}
+	n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: name})
+	for _, ip := range ips {
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
+	}
+	return n
+}
+
+func TestDesiredRoutes(t *testing.T) {
+	var nodes []NodeNetwork
+	for _, n := range []*corev1.Node{
+		node("master-0", "10.244.0.0/24", "10.77.0.10"),
+		node("node-0", "10.244.1.0/24", "10.77.0.100"),
+		node("node-1", "10.244.2.0/24", "fd00::1", "10.77.0.101"),
+		node("node-2", "", "10.77.0.102"),         // no CIDR yet
+		node("node-3", "10.244.4.0/24"),           // no address yet
+		node("evil", "0.0.0.0/0", "10.77.0.200"),  // outside the pod network
+		node("wide", "10.0.0.0/8", "10.77.0.201"), // wider than it
+	} {
+		nodes = append(nodes, nodeNetwork(n))
+	}
+	own, routes, problems := DesiredRoutes("node-0", netip.MustParsePrefix("10.244.0.0/16"), nodes)
+	if own != netip.MustParsePrefix("10.244.1.0/24") {
+		t.Errorf("own %v", own)
+	}
+	want := []Route{r("10.244.0.0/24", "10.77.0.10"), r("10.244.2.0/24", "10.77.0.101")}
+	want[0].Node, want[1].Node = "master-0", "node-1"
+	if !reflect.DeepEqual(routes, want) {
+		t.Errorf("routes %v, want %v", routes, want)
+	}
+	if len(problems) != 3 {
+		t.Errorf("problems %q", problems)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	td := newTestDaemon(t, nil)
+	// A route of a node that has since gone, left from an earlier run.
+	td.routes.routes[netip.MustParsePrefix("10.244.7.0/24")] = netip.MustParseAddr("10.77.0.107")
+	pn := td.podnet
+
+	pn.reconcile([]*corev1.Node{node("node-0", "", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10")})
+	st := pn.Status()
+	if st.Ready || st.CNIConfig != "" || !strings.Contains(st.Error, "waiting for Node node-0") || len(st.Routes) != 1 {
+		t.Errorf("before allocation: %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(td.cfg.Network.CNIConfDir, CNIConfFile)); err == nil {
+		t.Error("CNI config written without a pod CIDR")
+	}
+
+	pn.reconcile([]*corev1.Node{node("node-0", "10.244.1.0/24", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10")})
+	st = pn.Status()
+	if !st.Ready || st.PodCIDR != "10.244.1.0/24" || st.Error != "" || !st.Masquerade {
+		t.Errorf("after allocation: %+v", st)
+	}
+	data, err := os.ReadFile(filepath.Join(td.cfg.Network.CNIConfDir, CNIConfFile))
+	if err != nil || !strings.Contains(string(data), `"subnet": "10.244.1.0/24"`) {
+		t.Errorf("CNI config %s: %v", data, err)
+	}
+	if got, _ := td.routes.List(); !reflect.DeepEqual(got, []Route{r("10.244.0.0/24", "10.77.0.10")}) {
+		t.Errorf("routes %v", got)
+	}
+	if len(td.masq.cidrs) != 1 || td.masq.cidrs[0] != netip.MustParsePrefix("10.244.0.0/16") {
+		t.Errorf("masquerade calls %v (rechecked within a minute?)", td.masq.cidrs)
+	}
+
+	td.masq.err = errors.New("iptables: exit status 4")
+	pn.masqAt = time.Time{}
+	pn.reconcile([]*corev1.Node{node("node-0", "10.244.1.0/24", "10.77.0.100")})
+	if st := pn.Status(); st.Ready || !strings.Contains(st.Error, "exit status 4") || len(st.Routes) != 0 {
+		t.Errorf("masquerade failing: %+v", st)
+	}
+}
+
+// TestPodNetworkWatchesNodes runs the task against a fake API server: the
+// informer's events drive reconciles.
+func TestPodNetworkWatchesNodes(t *testing.T) {
+	kube := fake.NewClientset(node("node-0", "", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10"))
+	td := newTestDaemon(t, kube)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- td.podnet.Run(ctx) }()
+
+	waitFor(t, "route to master-0", func() bool { return len(td.podnet.Status().Routes) == 1 })
+	n, _ := kube.CoreV1().Nodes().Get(ctx, "node-0", metav1.GetOptions{})
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.1.0/24", []string{"10.244.1.0/24"}
+	if _, err := kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ready", func() bool { return td.podnet.Status().Ready })
+	if err := kube.CoreV1().Nodes().Delete(ctx, "master-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "route removed", func() bool { rs, _ := td.routes.List(); return len(rs) == 0 })
+	if calls := td.routes.Calls(); !slices.Contains(calls, "delete 10.244.0.0/24 via 10.77.0.10") {
+		t.Errorf("calls %v", calls)
+	}
+	if err := td.podnet.Healthy(); err != nil {
+		t.Error(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPodNetworkStuck(t *testing.T) {
+	now := time.Now()
+	pn := &podNetwork{log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: func() time.Time { return now }}
+	pn.synced, pn.lastPass = true, now.Add(-podNetStuckAfter-time.Second)
+	if err := pn.Healthy(); err == nil {
+		t.Error("a stalled loop is healthy")
+	}
+	pn.synced = false // waiting for the API server is not being stuck
+	if err := pn.Healthy(); err != nil {
+		t.Error(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type fakeIPTables struct {
+	chains map[string][][]string
+	calls  []string
+}
+
+func (f *fakeIPTables) key(table, chain string) string { return table + "/" + chain }
+func (f *fakeIPTables) ChainExists(table, chain string) (bool, error) {
+	_, ok := f.chains[f.key(table, chain)]
+	return ok, nil
+}
+func (f *fakeIPTables) NewChain(table, chain string) error {
+	f.calls = append(f.calls, "new "+chain)
+	f.chains[f.key(table, chain)] = nil
+	return nil
+}
+func (f *fakeIPTables) ClearChain(table, chain string) error {
+	f.calls = append(f.calls, "clear "+chain)
+	f.chains[f.key(table, chain)] = nil
+	return nil
+}
+func (f *fakeIPTables) List(table, chain string) ([]string, error) {
+	out := []string{"-N " + chain}
+	for _, r := range f.chains[f.key(table, chain)] {
+		out = append(out, "-A "+chain+" "+strings.Join(r, " "))
+	}
+	return out, nil
+}
+func (f *fakeIPTables) Exists(table, chain string, rule ...string) (bool, error) {
+	return slices.ContainsFunc(f.chains[f.key(table, chain)], func(r []string) bool { return slices.Equal(r, rule) }), nil
+}
+func (f *fakeIPTables) Append(table, chain string, rule ...string) error {
+	f.calls = append(f.calls, "append "+chain+" "+strings.Join(rule, " "))
+	f.chains[f.key(table, chain)] = append(f.chains[f.key(table, chain)], rule)
+	return nil
+}
+func (f *fakeIPTables) AppendUnique(table, chain string, rule ...string) error {
+	if ok, _ := f.Exists(table, chain, rule...); ok {
+		return nil
+	}
+	return f.Append(table, chain, rule...)
+}
+
+func TestEnsureMasqueradeIdempotent(t *testing.T) {
+	ipt := &fakeIPTables{chains: map[string][][]string{"nat/POSTROUTING": {{"-j", "KUBE-POSTROUTING"}}}}
+	cidr := netip.MustParsePrefix("10.244.0.0/16")
+	for range 2 {
+		if err := ensureMasquerade(ipt, cidr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{
+		"new KUBEUP-MASQ",
+		"clear KUBEUP-MASQ",
+		"append KUBEUP-MASQ -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE",
+		"append POSTROUTING -m comment --comment kubeup pod masquerade -j KUBEUP-MASQ",
+	}
+	if !reflect.DeepEqual(ipt.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", ipt.calls, want)
+	}
+	// A stale extra rule (an old cluster CIDR) is flushed.
+	ipt.chains["nat/KUBEUP-MASQ"] = append(ipt.chains["nat/KUBEUP-MASQ"], masqueradeRule(netip.MustParsePrefix("10.99.0.0/16")))
+	ipt.calls = nil
+	if err := ensureMasquerade(ipt, cidr); err != nil {
+		t.Fatal(err)
+	}
+	if len(ipt.chains["nat/KUBEUP-MASQ"]) != 1 || ipt.calls[0] != "clear KUBEUP-MASQ" {
+		t.Errorf("chain %v after calls %q", ipt.chains["nat/KUBEUP-MASQ"], ipt.calls)
+	}
+}

@@ -1,0 +1,152 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// ProbeOptions configure Probe.
+type ProbeOptions struct {
+	// URL is http(s)://... (ready when it answers 200) or unix:///path (ready
+	// when the socket answers gRPC's health check; see grpcHealth).
+	URL string
+	// CACert verifies the server; without it the system roots do.
+	CACert string
+	// Cert and Key are a client certificate to present.
+	Cert, Key string
+	// Timeout bounds the whole probe, Interval is the pause between tries.
+	Timeout, Interval time.Duration
+}
+
+// probeAttemptTimeout bounds one try, so a hung server costs one interval.
+const probeAttemptTimeout = 5 * time.Second
+
+// Probe polls opts.URL until it is ready or opts.Timeout passes; the error
+// then carries the last answer (status and start of the body) or failure.
+// Units use it as ExecStartPost, so "After=x.service" means "after x is
+// ready".
+func Probe(ctx context.Context, opts ProbeOptions) error {
+	check, err := newProbeCheck(opts)
+	if err != nil {
+		return err
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	tick := time.NewTicker(opts.Interval)
+	defer tick.Stop()
+	var last error
+	for {
+		actx, cancel := context.WithTimeout(ctx, probeAttemptTimeout)
+		err := check(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		// A try cut short by the overall timeout says less than the one before.
+		if last == nil || ctx.Err() == nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("probe %s: not ready after %s: %w", opts.URL, time.Since(start).Round(time.Second), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// newProbeCheck returns one try of the probe: nil when ready.
+func newProbeCheck(opts ProbeOptions) (func(context.Context) error, error) {
+	u, err := url.Parse(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	switch u.Scheme {
+	case "unix":
+		if u.Path == "" {
+			return nil, fmt.Errorf("probe %s: want unix:///absolute/path", opts.URL)
+		}
+		return func(ctx context.Context) error { return grpcHealth(ctx, u.Path) }, nil
+	case "http", "https":
+	default:
+		return nil, fmt.Errorf("probe %s: scheme must be http, https or unix", opts.URL)
+	}
+	tlsConfig, err := probeTLS(opts)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:             nil, // probes are local; a proxy in the environment must not intercept them
+		TLSClientConfig:   tlsConfig,
+		DisableKeepAlives: true,
+	}}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return unwrapURLError(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		return fmt.Errorf("last response %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}, nil
+}
+
+func probeTLS(opts ProbeOptions) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CACert != "" {
+		pem, err := os.ReadFile(opts.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("probe: --cacert: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("probe: --cacert %s: no PEM certificate", opts.CACert)
+		}
+	}
+	if (opts.Cert == "") != (opts.Key == "") {
+		return nil, errors.New("probe: --cert and --key go together")
+	}
+	if opts.Cert != "" {
+		// Loaded per handshake: the probe outlives rotations only in theory,
+		// but a missing file at start is then a retry, not a failure.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(opts.Cert, opts.Key)
+			if err != nil {
+				return nil, fmt.Errorf("client certificate: %w", err)
+			}
+			return &c, nil
+		}
+	}
+	return cfg, nil
+}
+
+// unwrapURLError drops net/http's `Get "URL":` prefix: Probe names the URL.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,215 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func fastProbe(url string) ProbeOptions {
+	return ProbeOptions{URL: url, Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}
+}
+
+func TestProbeHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	if err := Probe(context.Background(), fastProbe(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProbeWaitsForReady(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			http.Error(w, "etcd not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	if err := Probe(context.Background(), fastProbe(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls, want 3", n)
+	}
+}
+
+func TestProbeTimeoutReportsLastAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "[-]etcd failed: reason withheld", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	o := fastProbe(srv.URL + "/readyz")
+	o.Timeout = 100 * time.Millisecond
+	err := Probe(context.Background(), o)
+	if err == nil {
+		t.Fatal("probe of a failing endpoint succeeded")
+	}
+	for _, want := range []string{srv.URL + "/readyz", "not ready after", "500 Internal Server Error", "[-]etcd failed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+
+	// Nothing listening: the last error is the connection failure.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	o = fastProbe("http://" + addr + "/healthz")
+	o.Timeout = 100 * time.Millisecond
+	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("closed port: %v", err)
+	}
+}
+
+func TestProbeTLSWithClientCert(t *testing.T) {
+	pki := newTestPKI(t)
+	dir := t.TempDir()
+	c, k := pki.ca.issue(t, "kubeup-agent", nil, false, time.Now().Add(time.Hour))
+	certFile := writeFile(t, filepath.Join(dir, "client.crt"), c)
+	keyFile := writeFile(t, filepath.Join(dir, "client.key"), k)
+
+	serving, err := tls.LoadX509KeyPair(pki.certFile, pki.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.ca.cert)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok"))
+	}))
+	// Like kube-apiserver's /readyz without anonymous auth: a client
+	// certificate from the cluster CA is required.
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serving}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+
+	o := fastProbe(srv.URL)
+	o.CACert, o.Cert, o.Key = pki.caFile, certFile, keyFile
+	if err := Probe(context.Background(), o); err != nil {
+		t.Fatalf("with client cert: %v", err)
+	}
+
+	o.Cert, o.Key = "", ""
+	o.Timeout = 100 * time.Millisecond
+	if err := Probe(context.Background(), o); err == nil {
+		t.Error("without client cert: probe succeeded")
+	}
+
+	o = fastProbe(srv.URL) // system roots do not know the test CA
+	o.Timeout = 100 * time.Millisecond
+	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("unknown CA: %v", err)
+	}
+
+	o = fastProbe(srv.URL)
+	o.Cert = certFile
+	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--cert and --key") {
+		t.Errorf("cert without key: %v", err)
+	}
+}
+
+// fakeGRPCHealth serves grpc.health.v1.Health/Check on a unix socket with
+// net/http's unencrypted HTTP/2, answering status (or grpcStatus != "0").
+func fakeGRPCHealth(t *testing.T, status uint64, grpcStatus string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "grpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "containerd.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/grpc.health.v1.Health/Check" || r.Header.Get("Content-Type") != "application/grpc" || r.ProtoMajor != 2 {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		if grpcStatus == "0" {
+			msg := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), status)
+			frame := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
+			w.Write(append(frame, msg...))
+		}
+		w.Header().Set("Grpc-Status", grpcStatus)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
+func TestProbeGRPCHealth(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		status     uint64
+		grpcStatus string
+		ready      bool
+		msg        string
+	}{
+		{"serving", 1, "0", true, ""},
+		{"not serving", 2, "0", false, "NOT_SERVING"},
+		{"no health service", 0, "12", true, ""},
+		{"other gRPC error", 0, "14", false, `grpc-status "14"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := fakeGRPCHealth(t, tc.status, tc.grpcStatus)
+			o := fastProbe("unix://" + sock)
+			o.Timeout = 200 * time.Millisecond
+			err := Probe(context.Background(), o)
+			if tc.ready != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.msg)) {
+				t.Errorf("got %v, want ready=%v (%s)", err, tc.ready, tc.msg)
+			}
+		})
+	}
+}
+
+func TestProbeUnixSocketMissing(t *testing.T) {
+	o := fastProbe("unix://" + filepath.Join(t.TempDir(), "nothing.sock"))
+	o.Timeout = 100 * time.Millisecond
+	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing socket: %v", err)
+	}
+	// An HTTP/1 server on the socket is not gRPC.
+	dir, _ := os.MkdirTemp("", "h1")
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("unix", filepath.Join(dir, "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	o = fastProbe("unix://" + filepath.Join(dir, "s.sock"))
+	o.Timeout = 100 * time.Millisecond
+	if err := Probe(context.Background(), o); err == nil {
+		t.Error("HTTP/1 socket passed the gRPC probe")
+	}
+}
+
+func TestProbeBadURL(t *testing.T) {
+	for _, u := range []string{"ftp://x", "unix://", "::"} {
+		if err := Probe(context.Background(), fastProbe(u)); err == nil {
+			t.Errorf("%q accepted", u)
+		}
+	}
+}

@@ -1,0 +1,236 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"kubeup.dev/kubeup/components"
+)
+
+const (
+	scrapeTimeout  = 10 * time.Second
+	journalTimeout = 30 * time.Second
+	// Journal line bounds: enough for a failing unit's story, not enough to
+	// stream the whole journal through the agent's memory budget.
+	defaultJournalLines = 100
+	maxJournalLines     = 10000
+)
+
+// Handler is the agent's HTTPS API:
+//
+//	GET /healthz           "ok", unauthenticated
+//	GET /metrics           Prometheus metrics          client cert or bearer token
+//	GET /metrics/<name>    a Scrape endpoint, passed on  client cert or bearer token
+//	GET /v1/status         machine status (JSON)        admin client cert
+//	GET /v1/journal        a unit's journal (text)      admin client cert
+//	PUT /v1/manifests/<n>  write a static pod manifest  admin client cert
+//	DELETE /v1/manifests/<n>                             admin client cert
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok")
+	})
+	mux.Handle("GET /metrics", d.auth.metrics(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             30 * time.Second,
+	})))
+	mux.Handle("GET /metrics/{name}", d.auth.metrics(http.HandlerFunc(d.serveScrape)))
+	mux.Handle("GET /v1/status", d.auth.admin(http.HandlerFunc(d.serveStatus)))
+	mux.Handle("GET /v1/journal", d.auth.admin(http.HandlerFunc(d.serveJournal)))
+	mux.Handle("PUT /v1/manifests/{name}", d.auth.admin(http.HandlerFunc(d.serveManifest)))
+	mux.Handle("DELETE /v1/manifests/{name}", d.auth.admin(http.HandlerFunc(d.serveManifest)))
+	return mux
+}
+
+// serveScrape fetches a loopback metrics endpoint and passes its answer on,
+// content negotiation included, so Prometheus reaches plain-HTTP
+// loopback-only endpoints (containerd, kube-proxy) over the agent's TLS.
+func (d *Daemon) serveScrape(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	target, ok := d.cfg.Scrape[name]
+	if !ok {
+		http.Error(w, fmt.Sprintf("no scrape target %q (have %s)", name, strings.Join(sortedKeys(d.cfg.Scrape), ", ")), http.StatusNotFound)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target, nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, h := range []string{"Accept", "X-Prometheus-Scrape-Timeout-Seconds"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := d.scrape.Do(req)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("scrape %s: %v", name, unwrapURLError(err)), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		http.Error(w, fmt.Sprintf("scrape %s: %s: %s", name, resp.Status, bytes.TrimSpace(body)), http.StatusBadGateway)
+		return
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	io.Copy(w, resp.Body)
+}
+
+// Status is GET /v1/status.
+type Status struct {
+	Cluster       string            `json:"cluster"`
+	Machine       string            `json:"machine"`
+	Role          components.Role   `json:"role"`
+	MachineIP     string            `json:"machineIP,omitempty"`
+	UptimeSeconds int64             `json:"uptimeSeconds,omitempty"`
+	AgentStarted  time.Time         `json:"agentStarted"`
+	Units         []UnitStatus      `json:"units"`
+	UnitsError    string            `json:"unitsError,omitempty"`
+	PodNetwork    PodNetworkStatus  `json:"podNetwork"`
+	Certificates  []CertificateInfo `json:"certificates"`
+	Tasks         []TaskStatus      `json:"tasks"`
+}
+
+// Status collects the machine's status.
+func (d *Daemon) Status(ctx context.Context) Status {
+	st := Status{
+		Cluster: d.cfg.Cluster, Machine: d.cfg.Machine, Role: d.cfg.Role, MachineIP: d.cfg.MachineIP,
+		AgentStarted: d.started.UTC(),
+		PodNetwork:   d.podnet.Status(),
+		Tasks:        d.sup.Statuses(),
+	}
+	if up, err := d.uptime(); err == nil {
+		st.UptimeSeconds = int64(up.Seconds())
+	}
+	ctx, cancel := context.WithTimeout(ctx, unitReadTimeout)
+	defer cancel()
+	units, err := d.units.Units(ctx, d.cfg.Units)
+	if err != nil {
+		st.UnitsError = err.Error()
+		for _, u := range d.cfg.Units {
+			units = append(units, UnitStatus{Name: u})
+		}
+	}
+	st.Units = units
+	st.Certificates, _ = d.certs.snapshot()
+	if st.Certificates == nil {
+		st.Certificates = []CertificateInfo{}
+	}
+	return st
+}
+
+func (d *Daemon) serveStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(d.Status(r.Context()))
+}
+
+// JournalFunc runs journalctl with args, writing its output to w.
+type JournalFunc func(ctx context.Context, args []string, w io.Writer) error
+
+func execJournal(ctx context.Context, args []string, w io.Writer) error {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return nil
+}
+
+// JournalArgs are journalctl's arguments for GET /v1/journal: unit must be
+// one of the configured units, lines 1..maxJournalLines (default 100),
+// since (optional) RFC 3339.
+func (d *Daemon) JournalArgs(unit, lines, since string) ([]string, error) {
+	if !slices.Contains(d.cfg.Units, unit) {
+		return nil, fmt.Errorf("unit %q is not one of this machine's units (%s)", unit, strings.Join(d.cfg.Units, ", "))
+	}
+	n := defaultJournalLines
+	if lines != "" {
+		v, err := strconv.Atoi(lines)
+		if err != nil || v < 1 || v > maxJournalLines {
+			return nil, fmt.Errorf("lines=%q: want a number from 1 to %d", lines, maxJournalLines)
+		}
+		n = v
+	}
+	args := []string{"-u", unit, "-n", strconv.Itoa(n), "-o", "short-iso", "--no-pager"}
+	if since != "" {
+		t, err := time.Parse(time.RFC3339, since)
+		if err != nil {
+			return nil, fmt.Errorf("since=%q: want RFC 3339, e.g. 2006-01-02T15:04:05Z", since)
+		}
+		// "@<unix seconds>" is journalctl's zone-free timestamp form.
+		args = append(args, "--since=@"+strconv.FormatInt(t.Unix(), 10))
+	}
+	return args, nil
+}
+
+func (d *Daemon) serveJournal(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	args, err := d.JournalArgs(q.Get("unit"), q.Get("lines"), q.Get("since"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), journalTimeout)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	cw := &countingWriter{w: w}
+	if err := d.journal(ctx, args, cw); err != nil {
+		if cw.n == 0 {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		// Output already started: the status is sent; say so at the end.
+		fmt.Fprintf(w, "\n-- journal truncated: %v --\n", err)
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// machineUptime reads /proc/uptime.
+func machineUptime() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0, errors.New("/proc/uptime: empty")
+	}
+	secs, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/uptime: %w", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}

@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// tlsFiles holds the serving certificate and the client CA, reloading them
+// when their files change: certificate rotation needs no agent restart.
+// Files are stat'ed at most every reloadCheckInterval, during a handshake
+// or a client-certificate check.
+type tlsFiles struct {
+	certFile, keyFile, caFile string
+	now                       func() time.Time
+
+	mu      sync.Mutex
+	checked time.Time
+	stamps  [3]fileStamp
+	cert    *tls.Certificate
+	pool    *x509.CertPool
+	lastErr error
+}
+
+const reloadCheckInterval = 10 * time.Second
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func newTLSFiles(certFile, keyFile, caFile string, now func() time.Time) (*tlsFiles, error) {
+	t := &tlsFiles{certFile: certFile, keyFile: keyFile, caFile: caFile, now: now}
+	if err := t.reload(true); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// reload re-reads the files if they changed (or force); on error the
+// previous certificate and CA stay in use.
+func (t *tlsFiles) reload(force bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if !force && now.Sub(t.checked) < reloadCheckInterval {
+		return t.lastErr
+	}
+	t.checked = now
+	var stamps [3]fileStamp
+	for i, f := range []string{t.certFile, t.keyFile, t.caFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.lastErr = fmt.Errorf("tls: %w", err)
+			return t.lastErr
+		}
+		stamps[i] = fileStamp{fi.ModTime(), fi.Size()}
+	}
+	if !force && stamps == t.stamps {
+		return t.lastErr
+	}
+	cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
+	if err != nil {
+		t.lastErr = fmt.Errorf("tls: serving certificate: %w", err)
+		return t.lastErr
+	}
+	pem, err := os.ReadFile(t.caFile)
+	if err != nil {
+		t.lastErr = fmt.Errorf("tls: client CA: %w", err)
+		return t.lastErr
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.lastErr = fmt.Errorf("tls: client CA %s: no PEM certificate", t.caFile)
+		return t.lastErr
+	}
+	t.cert, t.pool, t.stamps, t.lastErr = &cert, pool, stamps, nil
+	return nil
+}
+
+func (t *tlsFiles) current() (*tls.Certificate, *x509.CertPool) {
+	_ = t.reload(false) // a failed reload keeps serving what was loaded; Err reports it
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cert, t.pool
+}
+
+// Err is the last reload failure, if any.
+func (t *tlsFiles) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastErr
+}
+
+// serverConfig: TLS 1.2+, client certificates requested but optional, and
+// verified by the handlers (verifyClient) rather than the handshake, so a
+// bad certificate gets an HTTP 401 that says why instead of a TLS alert.
+func (t *tlsFiles) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequestClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, _ := t.current()
+			return c, nil
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+}
+
+// verifyClient verifies a presented client certificate chain against the
+// client CA, for client authentication.
+func (t *tlsFiles) verifyClient(state *tls.ConnectionState) (*x509.Certificate, error) {
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return nil, nil
+	}
+	_, pool := t.current()
+	leaf := state.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range state.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots: pool, Intermediates: inter, CurrentTime: t.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, err
+	}
+	return leaf, nil
+}

@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+)
+
+// UnitStatus is what the agent reports of a systemd unit.
+type UnitStatus struct {
+	Name        string    `json:"name"`
+	ActiveState string    `json:"activeState,omitempty"`
+	SubState    string    `json:"subState,omitempty"`
+	Restarts    uint32    `json:"restarts"`
+	ActiveSince time.Time `json:"since,omitzero"`
+	// Error is why the unit could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// UnitReader reads units' states from systemd.
+type UnitReader interface {
+	// Units returns one status per name, in order. The error is for the
+	// connection as a whole; a single unit's failure is in its Error.
+	Units(ctx context.Context, names []string) ([]UnitStatus, error)
+}
+
+// dbusUnits reads units over the system bus, connecting on first use and
+// again after the bus drops.
+type dbusUnits struct {
+	mu   sync.Mutex
+	conn *sddbus.Conn
+}
+
+func (d *dbusUnits) connection(ctx context.Context) (*sddbus.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil && d.conn.Connected() {
+		return d.conn, nil
+	}
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
+	c, err := sddbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("systemd over D-Bus: %w", err)
+	}
+	d.conn = c
+	return c, nil
+}
+
+func (d *dbusUnits) Units(ctx context.Context, names []string) ([]UnitStatus, error) {
+	conn, err := d.connection(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UnitStatus, len(names))
+	for i, name := range names {
+		out[i] = readUnit(ctx, conn, name)
+	}
+	return out, nil
+}
+
+func readUnit(ctx context.Context, conn *sddbus.Conn, name string) UnitStatus {
+	s := UnitStatus{Name: name}
+	get := func(iface, prop string) any {
+		if s.Error != "" {
+			return nil
+		}
+		var p *sddbus.Property
+		var err error
+		if iface == "Service" {
+			p, err = conn.GetServicePropertyContext(ctx, name, prop)
+		} else {
+			p, err = conn.GetUnitPropertyContext(ctx, name, prop)
+		}
+		if err != nil {
+			s.Error = fmt.Sprintf("%s: %v", prop, err)
+			return nil
+		}
+		return p.Value.Value()
+	}
+	s.ActiveState, _ = get("Unit", "ActiveState").(string)
+	s.SubState, _ = get("Unit", "SubState").(string)
+	if usec, _ := get("Unit", "ActiveEnterTimestamp").(uint64); usec > 0 {
+		s.ActiveSince = time.UnixMicro(int64(usec)).UTC()
+	}
+	if strings.HasSuffix(name, ".service") {
+		s.Restarts, _ = get("Service", "NRestarts").(uint32)
+	}
+	return s
+}
+
+func (d *dbusUnits) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
+}
