@@ -33,6 +33,7 @@ deps-apt:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeup ./cmd/kubeup
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-agent ./cmd/kubeup-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/pulumi-resource-kubeup ./cmd/pulumi-resource-kubeup
 
 # Unit, golden and real-tool tests; integration tests run when their inputs
 # (cached artifacts, images) are present and skip with a reason otherwise.
@@ -42,6 +43,11 @@ test:
 
 test-short:
 	$(GO) test -short ./...
+
+# End to end: images, a local cluster through Pulumi, every check, down, and
+# nothing left behind. Sized for TCG on 2 cores.
+e2e: build image-test
+	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 80m -v -run TestE2E ./test/e2e/
 
 # Builds both images (cached) and boots each by UEFI and by BIOS under QEMU.
 image-test: build

@@ -77,4 +77,5 @@ var commands = []func(*env) *cobra.Command{
 	newVersionCommand,
 	newRenderCommand,
 	newArtifactsCommand,
+	newBuildCommand,
 }

@@ -1,0 +1,570 @@
+// Package build is `kubeup build`: it turns the cached Debian base layer, the
+// pinned artifacts and the rendered role units into bootable master and node
+// disk images, with a JSON manifest for each.
+//
+// Layers are cached by their inputs: the base layer (mmdebstrap) by its
+// package list, artifacts by theirs (images/artifacts), and a role's images
+// by everything that goes into them, so a rebuild with nothing changed only
+// reads manifests, and a changed unit reuses the base layer.
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/images"
+	"kubeup.dev/kubeup/images/artifacts"
+	"kubeup.dev/kubeup/images/disk"
+	"kubeup.dev/kubeup/images/preload"
+	"kubeup.dev/kubeup/images/rootfs"
+	"kubeup.dev/kubeup/provision/render"
+)
+
+// SchemaVersion of the manifest and of the role layer key.
+const SchemaVersion = 1
+
+// Options for Build.
+type Options struct {
+	Roles   []components.Role
+	Formats []string
+	OutDir  string
+	// CacheDir is kubeup's cache (artifacts, base layer, work space).
+	CacheDir string
+	// Artifacts selects where artifacts come from (their own CacheDir and
+	// Progress are filled in from here).
+	Artifacts artifacts.Options
+	// AgentBinary is the kubeup-agent binary put into every image.
+	AgentBinary string
+	// Addons are manifests baked into the master image (for the addon
+	// manager), by file name.
+	Addons []components.File
+	// SourceDateEpoch fixes every timestamp the build writes.
+	SourceDateEpoch int64
+	Progress        io.Writer
+	// Now is the clock for build times (default time.Now).
+	Now func() time.Time
+}
+
+// Manifest describes one built role image.
+type Manifest struct {
+	SchemaVersion     int             `json:"schemaVersion"`
+	Role              components.Role `json:"role"`
+	KubernetesVersion string          `json:"kubernetesVersion"`
+	Key               string          `json:"key"`
+	// BuiltAt is SOURCE_DATE_EPOCH when set (reproducible), else the clock.
+	BuiltAt     time.Time        `json:"builtAt"`
+	Files       []OutputFile     `json:"files"`
+	RootFSBytes int64            `json:"rootfsBytes"`
+	ESPBytes    int64            `json:"espBytes"`
+	Packages    []string         `json:"packages"`
+	Artifacts   []ArtifactRef    `json:"artifacts"`
+	Images      []preload.Image  `json:"preloadedImages"`
+	Units       []string         `json:"units"`
+	Removed     []rootfs.Removed `json:"removed"`
+	Kernel      string           `json:"kernel"`
+	Cmdline     string           `json:"cmdline"`
+	Base        string           `json:"baseLayer"`
+}
+
+// Timings are a build's step durations, kept out of the manifest so that
+// two builds of the same inputs give the same manifest.
+type Timings struct {
+	Role         components.Role `json:"role"`
+	Key          string          `json:"key"`
+	Cached       bool            `json:"cached"`
+	BuildSeconds float64         `json:"buildSeconds"`
+	Steps        []Step          `json:"steps"`
+}
+
+// OutputFile is one written image file.
+type OutputFile struct {
+	Format string `json:"format"`
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// ArtifactRef is an artifact as it went into the image.
+type ArtifactRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Source  string `json:"source"`
+	Key     string `json:"key"`
+	Main    string `json:"main,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Size    int64  `json:"size"`
+}
+
+// Step is one timed build step.
+type Step struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// ImageName is the base name of a role's image files.
+func ImageName(role components.Role, k8sVersion string) string {
+	return fmt.Sprintf("kubeup-%s-%s", role, k8sVersion)
+}
+
+// ManifestPath is where a role's manifest is written.
+func ManifestPath(outDir string, role components.Role, k8sVersion string) string {
+	return filepath.Join(outDir, ImageName(role, k8sVersion)+".json")
+}
+
+// TimingsPath is where a role's build timings are written.
+func TimingsPath(outDir string, role components.Role, k8sVersion string) string {
+	return filepath.Join(outDir, ImageName(role, k8sVersion)+".timings.json")
+}
+
+// ErrMissingTool wraps a missing host tool; the message names the package.
+var ErrMissingTool = errors.New("missing host tool")
+
+// hostTools maps each tool to the Debian package that has it.
+var hostTools = map[string]string{
+	"mmdebstrap": "mmdebstrap", "tar": "tar", "mkfs.ext4": "e2fsprogs", "mkfs.vfat": "dosfstools",
+	"mmd": "mtools", "mcopy": "mtools", "syslinux": "syslinux", "sgdisk": "gdisk",
+	"qemu-img": "qemu-utils", "systemd-analyze": "systemd", "chroot": "coreutils",
+}
+
+// CheckHost verifies the build can run here: root, tools, boot loader files.
+func CheckHost() error {
+	if os.Geteuid() != 0 {
+		return errors.New("kubeup build must run as root (mmdebstrap installs packages into a chroot, containerd unpacks image layers)")
+	}
+	var missing []string
+	for _, tool := range slices.Sorted(maps.Keys(hostTools)) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", tool, hostTools[tool]))
+		}
+	}
+	for file, pkg := range map[string]string{disk.SystemdBootEFI: "systemd-boot-efi", disk.GPTMBR: "syslinux-common"} {
+		if _, err := os.Stat(file); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", file, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s; run `make deps` or apt-get install them", ErrMissingTool, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// ParseRoles turns "master", "node" or "all" into roles.
+func ParseRoles(s string) ([]components.Role, error) {
+	switch s {
+	case "all", "":
+		return components.Roles(), nil
+	case string(components.Master):
+		return []components.Role{components.Master}, nil
+	case string(components.Node):
+		return []components.Role{components.Node}, nil
+	}
+	return nil, fmt.Errorf("unknown role %q (use master, node or all)", s)
+}
+
+// ParseFormats checks a comma-separated format list.
+func ParseFormats(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(disk.Formats(), f) {
+			return nil, fmt.Errorf("unknown image format %q (use raw, qcow2, gce)", f)
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no image format given (use raw, qcow2, gce)")
+	}
+	return out, nil
+}
+
+// Minimum free space a role build needs in the cache and output directories.
+const needFreeBytes = 4 << 30
+
+func checkFree(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("check free space in %s: %w", dir, err)
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < needFreeBytes {
+		return fmt.Errorf("only %d MiB free in %s; a build needs %d MiB: free some space or point --out/--cache-dir elsewhere", free>>20, dir, needFreeBytes>>20)
+	}
+	return nil
+}
+
+// Build builds every requested role and returns their manifests and timings.
+func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if err := CheckHost(); err != nil {
+		return nil, nil, err
+	}
+	agent, err := os.ReadFile(o.AgentBinary)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the kubeup-agent binary (make build writes bin/kubeup-agent; or pass --agent): %w", err)
+	}
+	for _, d := range []string{o.OutDir, o.CacheDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, nil, err
+		}
+		if err := checkFree(d); err != nil {
+			return nil, nil, err
+		}
+	}
+	ao := o.Artifacts
+	ao.CacheDir, ao.Progress, ao.SourceDateEpoch = o.CacheDir, o.Progress, o.SourceDateEpoch
+	set, err := artifacts.Ensure(ctx, ao)
+	if err != nil {
+		return nil, nil, fmt.Errorf("artifacts: %w", err)
+	}
+	base, err := rootfs.EnsureBase(ctx, rootfs.BaseOptions{CacheDir: o.CacheDir, SourceDateEpoch: o.SourceDateEpoch, Progress: o.Progress})
+	if err != nil {
+		return nil, nil, err
+	}
+	roles := render.Roles()
+	var ms []*Manifest
+	var ts []*Timings
+	for _, role := range o.Roles {
+		in := roleInputs{role: role, base: base, set: set, agent: agent, files: roles[role], formats: o.Formats}
+		if role == components.Master {
+			in.addons = o.Addons
+		}
+		m, t, err := buildRole(ctx, o, in)
+		if err != nil {
+			return nil, nil, fmt.Errorf("build %s image: %w", role, err)
+		}
+		ms, ts = append(ms, m), append(ts, t)
+	}
+	return ms, ts, nil
+}
+
+type roleInputs struct {
+	role    components.Role
+	base    *rootfs.Base
+	set     *artifacts.Set
+	agent   []byte
+	files   render.Role
+	addons  []components.File
+	formats []string
+}
+
+// key hashes everything that goes into a role's image.
+func (in roleInputs) key(epoch int64) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "kubeup-role-v%d\n%s\n%s\n%d\n", SchemaVersion, in.role, in.base.Key, epoch)
+	for _, a := range in.set.Artifacts {
+		fmt.Fprintf(h, "artifact %s %s %s\n", a.Kind, a.Name, a.Key)
+	}
+	fmt.Fprintf(h, "agent %x\n", sha256.Sum256(in.agent))
+	for _, u := range in.files.Units {
+		data, _ := u.Bytes()
+		fmt.Fprintf(h, "unit %s %x\n", u.Name, sha256.Sum256(data))
+	}
+	for _, f := range append(slices.Clone(in.files.Files), in.addons...) {
+		fmt.Fprintf(h, "file %s %o %x\n", f.Path, f.Mode, sha256.Sum256(f.Content))
+	}
+	fmt.Fprintf(h, "cmdline %s\nrecipe %s\ndisk %d\n", cmdline, rootfs.RecipeHash(), disk.LayoutVersion)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// cmdline: the serial console first for logs, the VGA console for people.
+const cmdline = "console=tty0 console=ttyS0,115200n8 panic=10 systemd.show_status=auto"
+
+// upToDate returns the existing manifest when every requested format of the
+// role was built from the same inputs and is still there unchanged in size.
+func upToDate(path, key string, formats []string, outDir string) *Manifest {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var m Manifest
+	if json.Unmarshal(data, &m) != nil || m.Key != key || m.SchemaVersion != SchemaVersion {
+		return nil
+	}
+	for _, f := range formats {
+		i := slices.IndexFunc(m.Files, func(of OutputFile) bool { return of.Format == f })
+		if i < 0 {
+			return nil
+		}
+		fi, err := os.Stat(filepath.Join(outDir, m.Files[i].Name))
+		if err != nil || fi.Size() != m.Files[i].Size {
+			return nil
+		}
+	}
+	return &m
+}
+
+func buildRole(ctx context.Context, o Options, in roleInputs) (*Manifest, *Timings, error) {
+	m, t, err := buildRoleImage(ctx, o, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	k8s, _ := images.Pinned().Component("kubernetes")
+	if err := writeJSON(TimingsPath(o.OutDir, in.role, k8s.Version), t); err != nil {
+		return nil, nil, err
+	}
+	return m, t, nil
+}
+
+func buildRoleImage(ctx context.Context, o Options, in roleInputs) (*Manifest, *Timings, error) {
+	start := o.Now()
+	kc, _ := images.Pinned().Component("kubernetes")
+	key := in.key(o.SourceDateEpoch)
+	timings := &Timings{Role: in.role, Key: key}
+	manifestPath := ManifestPath(o.OutDir, in.role, kc.Version)
+	if m := upToDate(manifestPath, key, in.formats, o.OutDir); m != nil {
+		fmt.Fprintf(o.Progress, "==> %s image: up to date (key %s)\n", in.role, key)
+		timings.Cached = true
+		timings.BuildSeconds = o.Now().Sub(start).Seconds()
+		return m, timings, nil
+	}
+	m := &Manifest{SchemaVersion: SchemaVersion, Role: in.role, KubernetesVersion: kc.Version, Key: key,
+		Base: in.base.Key, Cmdline: disk.KernelCmdline(cmdline), BuiltAt: start.UTC().Truncate(time.Second)}
+	if o.SourceDateEpoch > 0 {
+		m.BuiltAt = time.Unix(o.SourceDateEpoch, 0).UTC()
+	}
+	step := func(name string, f func() error) error {
+		t := time.Now()
+		fmt.Fprintf(o.Progress, "==> %s image: %s\n", in.role, name)
+		err := f()
+		d := time.Since(t)
+		timings.Steps = append(timings.Steps, Step{Name: name, Seconds: d.Seconds()})
+		if err == nil {
+			fmt.Fprintf(o.Progress, "    %s image: %s done in %s\n", in.role, name, d.Round(100*time.Millisecond))
+		}
+		return err
+	}
+
+	work, err := os.MkdirTemp(filepath.Join(o.CacheDir), ".build-"+string(in.role)+"-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(work)
+	root := filepath.Join(work, "root")
+	var kernel, initrd string
+	if err := step("unpack base layer "+in.base.Key, func() error {
+		if err := rootfs.Unpack(ctx, in.base, root); err != nil {
+			return err
+		}
+		k, i, err := rootfs.Kernel(root)
+		if err != nil {
+			return err
+		}
+		kernel, initrd = filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img")
+		m.Kernel = strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+		if err := os.Rename(k, kernel); err != nil {
+			return err
+		}
+		return os.Rename(i, initrd)
+	}); err != nil {
+		return nil, nil, err
+	}
+	if err := step("trim", func() error {
+		removed, err := rootfs.Trim(root)
+		m.Removed = removed
+		return err
+	}); err != nil {
+		return nil, nil, err
+	}
+	if err := step("install artifacts, agent and units", func() error {
+		return install(root, in, m)
+	}); err != nil {
+		return nil, nil, err
+	}
+	if err := step("preload container images", func() error {
+		return preloadImages(ctx, root, work, in.set, m)
+	}); err != nil {
+		return nil, nil, err
+	}
+	if err := step("verify units (systemd-analyze verify --root)", func() error {
+		return VerifyUnits(ctx, root, m.Units)
+	}); err != nil {
+		return nil, nil, err
+	}
+	pkgs, err := os.ReadFile(filepath.Join(root, "var/lib/dpkg/status"))
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Packages = rootfs.SortedPackages(rootfs.ParseDpkgStatus(pkgs))
+	if err := writeImageInfo(root, m); err != nil {
+		return nil, nil, err
+	}
+	// Directory mtimes change as the files go in, so clamp last (to the
+	// epoch, or to when the build started).
+	epoch := o.SourceDateEpoch
+	if epoch == 0 {
+		epoch = start.Unix()
+	}
+	if err := rootfs.ClampTimes(root, epoch); err != nil {
+		return nil, nil, err
+	}
+
+	raw := filepath.Join(work, "disk.raw")
+	if err := step("assemble disk (ext4 root, EFI partition, GPT)", func() error {
+		res, err := disk.Build(ctx, raw, disk.Options{Root: root, Boot: disk.Boot{Kernel: kernel, Initrd: initrd, Cmdline: cmdline},
+			SourceDateEpoch: o.SourceDateEpoch, WorkDir: work})
+		if err != nil {
+			return err
+		}
+		m.RootFSBytes, m.ESPBytes = res.RootSize, res.ESPSize
+		return os.RemoveAll(root)
+	}); err != nil {
+		return nil, nil, err
+	}
+	name := ImageName(in.role, kc.Version)
+	for _, f := range in.formats {
+		file := name + "." + disk.Ext(f)
+		if err := step("write "+file, func() error {
+			tmp := filepath.Join(o.OutDir, "."+file+".tmp")
+			defer os.Remove(tmp)
+			if err := disk.Convert(ctx, raw, f, tmp, o.SourceDateEpoch); err != nil {
+				return err
+			}
+			sum, size, err := fileSHA256(tmp)
+			if err != nil {
+				return err
+			}
+			if err := os.Rename(tmp, filepath.Join(o.OutDir, file)); err != nil {
+				return err
+			}
+			m.Files = append(m.Files, OutputFile{Format: f, Name: file, SHA256: sum, Size: size})
+			return nil
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
+	timings.BuildSeconds = o.Now().Sub(start).Seconds()
+	return m, timings, writeJSON(manifestPath, m)
+}
+
+// writeJSON writes v to path through a temporary file.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// artifactRoles are the artifacts only one role needs (the rest go into
+// both images: masters run a kubelet, kube-proxy and containerd too).
+var artifactRoles = map[string]components.Role{"etcd": components.Master}
+
+// install copies the artifacts, the agent, the role's units and files into
+// the root and configures it as the role's appliance.
+func install(root string, in roleInputs, m *Manifest) error {
+	for _, a := range in.set.Artifacts {
+		if a.Kind != artifacts.KindComponent || a.Use != images.UseRootfs {
+			continue
+		}
+		if r, ok := artifactRoles[a.Name]; ok && r != in.role {
+			continue
+		}
+		if err := rootfs.CopyTree(a.Root(), root); err != nil {
+			return fmt.Errorf("install %s: %w", a.Name, err)
+		}
+		main := a.MainFile()
+		m.Artifacts = append(m.Artifacts, ArtifactRef{Name: a.Name, Version: a.Version, Source: string(a.Source),
+			Key: a.Key, Main: main.Path, SHA256: main.SHA256, Size: a.TotalSize()})
+	}
+	agentSum := sha256.Sum256(in.agent)
+	m.Artifacts = append(m.Artifacts, ArtifactRef{Name: "kubeup-agent", Version: "built from this checkout", Source: "build",
+		Main: strings.TrimPrefix(components.AgentBinary, "/"), SHA256: hex.EncodeToString(agentSum[:]), Size: int64(len(in.agent))})
+	files := append(slices.Clone(in.files.Files), components.File{Path: components.AgentBinary, Mode: 0o755, Content: in.agent})
+	for _, f := range in.addons {
+		files = append(files, components.File{Path: components.ImageAddonDir + "/" + filepath.Base(f.Path), Mode: 0o644, Content: f.Content})
+	}
+	for _, u := range in.files.Units {
+		m.Units = append(m.Units, u.Name)
+	}
+	return rootfs.Configure(root, rootfs.Appliance{Role: in.role, Units: in.files.Units,
+		Target: components.RoleTarget(in.role), Files: files})
+}
+
+func preloadImages(ctx context.Context, root, work string, set *artifacts.Set, m *Manifest) error {
+	ctrd := filepath.Join(root, "usr/local/bin/containerd")
+	if _, err := os.Stat(ctrd); err != nil {
+		return fmt.Errorf("containerd is not in the image: %w", err)
+	}
+	var tarballs []string
+	for _, a := range set.Artifacts {
+		if a.Kind == artifacts.KindImage {
+			tarballs = append(tarballs, a.TarballPath())
+		}
+	}
+	sort.Strings(tarballs)
+	imgs, err := preload.Run(ctx, preload.Options{Containerd: ctrd, Root: root, Tarballs: tarballs, WorkDir: filepath.Join(work, "preload")})
+	if err != nil {
+		return err
+	}
+	m.Images = imgs
+	return nil
+}
+
+// VerifyUnits runs systemd-analyze verify on units inside an image root;
+// any complaint (unknown key, missing binary) is an error.
+func VerifyUnits(ctx context.Context, root string, units []string) error {
+	args := append([]string{"verify", "--root=" + root}, units...)
+	cmd := exec.CommandContext(ctx, "systemd-analyze", args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		return fmt.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// writeImageInfo leaves a description of the image inside it.
+func writeImageInfo(root string, m *Manifest) error {
+	info := map[string]any{"role": m.Role, "kubernetesVersion": m.KubernetesVersion, "key": m.Key,
+		"artifacts": m.Artifacts, "preloadedImages": m.Images, "kernel": m.Kernel}
+	data, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(root, "etc/kubeup/image.json")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, append(data, '\n'), 0o644)
+}
+
+func fileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}

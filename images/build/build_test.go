@@ -1,0 +1,102 @@
+package build
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/images/artifacts"
+	"kubeup.dev/kubeup/images/rootfs"
+	"kubeup.dev/kubeup/provision/render"
+	"kubeup.dev/kubeup/systemd"
+)
+
+func TestParseRolesAndFormats(t *testing.T) {
+	if r, err := ParseRoles("all"); err != nil || len(r) != 2 {
+		t.Errorf("all: %v %v", r, err)
+	}
+	if _, err := ParseRoles("worker"); err == nil || !strings.Contains(err.Error(), `unknown role "worker" (use master, node or all)`) {
+		t.Errorf("worker: %v", err)
+	}
+	if f, err := ParseFormats("qcow2, raw,qcow2"); err != nil || strings.Join(f, ",") != "qcow2,raw" {
+		t.Errorf("formats %v %v", f, err)
+	}
+	if _, err := ParseFormats("vmdk"); err == nil || !strings.Contains(err.Error(), `unknown image format "vmdk"`) {
+		t.Errorf("vmdk: %v", err)
+	}
+	if _, err := ParseFormats(""); err == nil {
+		t.Error("empty format list accepted")
+	}
+}
+
+func inputs() roleInputs {
+	return roleInputs{
+		role: components.Node, base: &rootfs.Base{Key: "base1"},
+		set:   &artifacts.Set{Artifacts: []*artifacts.Artifact{{Manifest: artifacts.Manifest{Kind: artifacts.KindComponent, Name: "etcd", Key: "k1"}}}},
+		agent: []byte("agent"), files: render.Roles()[components.Node],
+	}
+}
+
+// The role key changes with any input and only then: a changed unit
+// rebuilds the role image (not the base layer, which has its own key).
+func TestRoleKey(t *testing.T) {
+	base := inputs().key(0)
+	if inputs().key(0) != base {
+		t.Fatal("key is not stable")
+	}
+	changes := map[string]func(*roleInputs){
+		"base layer": func(in *roleInputs) { in.base = &rootfs.Base{Key: "base2"} },
+		"artifact":   func(in *roleInputs) { in.set.Artifacts[0].Key = "k2" },
+		"agent":      func(in *roleInputs) { in.agent = []byte("agent2") },
+		"unit": func(in *roleInputs) {
+			units := append([]systemd.Unit(nil), in.files.Units...)
+			units[0] = systemd.Service{Description: "changed", ExecStart: "/bin/true"}.Unit(units[0].Name)
+			in.files.Units = units
+		},
+		"addon": func(in *roleInputs) { in.addons = []components.File{{Path: "x.yaml", Content: []byte("a")}} },
+	}
+	for name, change := range changes {
+		in := inputs()
+		change(&in)
+		if in.key(0) == base {
+			t.Errorf("changing the %s does not change the key", name)
+		}
+	}
+	if inputs().key(1) == base {
+		t.Error("SOURCE_DATE_EPOCH does not change the key")
+	}
+}
+
+func TestUpToDate(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "img.qcow2"), []byte("1234"), 0o644)
+	m := Manifest{SchemaVersion: SchemaVersion, Key: "k", Files: []OutputFile{{Format: "qcow2", Name: "img.qcow2", Size: 4}}}
+	data, _ := json.Marshal(m)
+	path := filepath.Join(dir, "m.json")
+	os.WriteFile(path, data, 0o644)
+	if upToDate(path, "k", []string{"qcow2"}, dir) == nil {
+		t.Error("same key and files: not up to date")
+	}
+	if upToDate(path, "other", []string{"qcow2"}, dir) != nil {
+		t.Error("different key: up to date")
+	}
+	if upToDate(path, "k", []string{"qcow2", "raw"}, dir) != nil {
+		t.Error("missing format: up to date")
+	}
+	os.WriteFile(filepath.Join(dir, "img.qcow2"), []byte("12"), 0o644)
+	if upToDate(path, "k", []string{"qcow2"}, dir) != nil {
+		t.Error("truncated file: up to date")
+	}
+}
+
+func TestCheckFree(t *testing.T) {
+	if err := checkFree(t.TempDir()); err != nil && !strings.Contains(err.Error(), "MiB free") {
+		t.Errorf("unexpected error %v", err)
+	}
+	if err := checkFree("/nonexistent/dir"); err == nil {
+		t.Error("no error for a missing directory")
+	}
+}

@@ -1,0 +1,283 @@
+package build_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/images"
+	"kubeup.dev/kubeup/images/artifacts"
+	"kubeup.dev/kubeup/images/build"
+	"kubeup.dev/kubeup/infra/qemu"
+	"kubeup.dev/kubeup/provision/config"
+	"kubeup.dev/kubeup/provision/pki"
+	"kubeup.dev/kubeup/provision/render"
+	"kubeup.dev/kubeup/systemd"
+	"kubeup.dev/kubeup/test/e2e"
+)
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// buildAgent compiles kubeup-agent from this checkout.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "kubeup-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/kubeup-agent")
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build kubeup-agent: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestE2EImage builds both images, boots each by UEFI and by BIOS with a
+// NoCloud seed from render, and checks from inside the guest that
+// cloud-init finished cleanly, the role target is active, nothing failed,
+// the units are the rendered ones and the images are preloaded.
+func TestE2EImage(t *testing.T) {
+	if !e2e.Enabled() {
+		t.Skip("end-to-end test: run with make image-test (KUBEUP_E2E=1); it builds images and boots VMs")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building images needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	cache, err := artifacts.DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outDir := filepath.Join(cache, "vm-images")
+	t0 := time.Now()
+	ms, ts, err := build.Build(ctx, build.Options{
+		Roles: components.Roles(), Formats: []string{"qcow2"}, OutDir: outDir, CacheDir: cache,
+		Artifacts: artifacts.Options{SrcDir: repoRoot()}, AgentBinary: buildAgent(t), Progress: testWriter{t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range ms {
+		t.Logf("%s image: %s %d MiB (build %.0fs, cached %v)", m.Role, m.Files[0].Name, m.Files[0].Size>>20, ts[i].BuildSeconds, ts[i].Cached)
+	}
+	t.Logf("build: %s", time.Since(t0).Round(time.Second))
+
+	dir := t.TempDir()
+	key, pub, err := e2e.NewKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default("imgtest")
+	c.Spec.SSH.AuthorizedKeys = []string{pub}
+	bundle, err := pki.Generate(render.PKICluster(c), pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(c, bundle, render.Options{Images: components.Images{Pause: images.PauseImage()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteDir(filepath.Join(dir, "render")); err != nil {
+		t.Fatal(err)
+	}
+	admin := filepath.Join(dir, "render", "admin.kubeconfig")
+
+	imageOf := map[components.Role]string{}
+	for _, m := range ms {
+		imageOf[m.Role] = filepath.Join(outDir, m.Files[0].Name)
+	}
+	accel := os.Getenv("KUBEUP_ACCEL")
+	if accel == "" {
+		accel = qemu.AccelTCG
+	}
+	// Two VMs at a time, on one cluster network: each image once by UEFI
+	// and once by BIOS.
+	for r, round := range [][2]qemu.Firmware{{qemu.UEFI, qemu.BIOS}, {qemu.BIOS, qemu.UEFI}} {
+		sw := &qemu.Switch{Dir: filepath.Join(dir, fmt.Sprintf("switch-%d", r))}
+		if _, err := sw.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i, m := range res.Machines {
+			fw := round[i]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t.Run(fmt.Sprintf("%s-%s", m.Role, fw), func(t *testing.T) {
+					bootAndCheck(ctx, t, bootCase{machine: m, firmware: fw, image: imageOf[components.Role(m.Role)], sw: sw.Socket(),
+						seed: filepath.Join(dir, "render", "machines", m.Name, "seed.iso"), key: key, accel: accel,
+						admin: admin, units: render.Roles()[components.Role(m.Role)].Units, manifest: manifestOf(ms, m.Role)})
+				})
+			}()
+		}
+		wg.Wait()
+		if err := sw.Stop(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func manifestOf(ms []*build.Manifest, role config.Role) *build.Manifest {
+	for _, m := range ms {
+		if string(m.Role) == string(role) {
+			return m
+		}
+	}
+	return nil
+}
+
+type bootCase struct {
+	machine  render.Machine
+	firmware qemu.Firmware
+	image    string
+	sw       string
+	seed     string
+	key      string
+	accel    string
+	admin    string
+	units    []systemd.Unit
+	manifest *build.Manifest
+}
+
+func bootAndCheck(ctx context.Context, t *testing.T, bc bootCase) {
+	sshPort, _ := qemu.FreePort()
+	apiPort, _ := qemu.FreePort()
+	vm := &qemu.VM{
+		Name: bc.machine.Name + "-" + string(bc.firmware), Dir: t.TempDir(), Image: bc.image, DiskBytes: 8 << 30,
+		Seed: bc.seed, CPUs: 2, MemoryMiB: 2048, Firmware: bc.firmware, Accel: bc.accel,
+		Switch: bc.sw, ClusterMAC: bc.machine.ClusterMAC, MgmtMAC: bc.machine.ManagementMAC,
+		Forwards: []qemu.Forward{{Name: "ssh", HostPort: sshPort, GuestPort: 22}, {Name: "apiserver", HostPort: apiPort, GuestPort: 6443}},
+	}
+	start := time.Now()
+	pid, err := vm.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := vm.Stop(0); err != nil {
+			t.Errorf("stop %s (pid %d): %v", vm.Name, pid, err)
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(vm.ConsoleLog())
+			t.Logf("console of %s (last 60 lines):\n%s", vm.Name, lastLines(string(log), 60))
+		}
+	})
+	ssh := e2e.SSH{Port: sshPort, Key: bc.key, User: "kubeup"}
+	target := components.RoleTarget(components.Role(bc.machine.Role))
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if _, err := ssh.Wait(wctx, "systemctl is-active "+target, 3*time.Second); err != nil {
+		t.Fatalf("%s never became active: %v", target, err)
+	}
+	t.Logf("%s: %s active %s after QEMU start", vm.Name, target, time.Since(start).Round(time.Second))
+	mono, _ := ssh.Run(ctx, "systemctl show -p ActiveEnterTimestampMonotonic --value "+target)
+	t.Logf("%s: %s active at %s µs of guest monotonic time", vm.Name, target, strings.TrimSpace(mono))
+
+	if _, err := ssh.Wait(wctx, "cloud-init status --wait >/dev/null; test -f /run/cloud-init/result.json", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	result, err := ssh.Run(ctx, "cat /run/cloud-init/result.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		V1 struct {
+			Errors     []string `json:"errors"`
+			Datasource string   `json:"datasource"`
+		} `json:"v1"`
+	}
+	if err := json.Unmarshal([]byte(result), &r); err != nil {
+		t.Fatalf("cloud-init result %q: %v", result, err)
+	}
+	if len(r.V1.Errors) > 0 {
+		t.Errorf("cloud-init errors: %v", r.V1.Errors)
+	}
+	if !strings.Contains(r.V1.Datasource, "NoCloud") {
+		t.Errorf("datasource %q, want NoCloud", r.V1.Datasource)
+	}
+	status, _ := ssh.Run(ctx, "cloud-init status --long")
+	if !strings.Contains(status, "status: done") {
+		t.Errorf("cloud-init status:\n%s", status)
+	}
+
+	// Give the role's units time to settle, then nothing may have failed.
+	if _, err := ssh.Wait(wctx, `test -z "$(systemctl list-jobs --no-legend)"`, 3*time.Second); err != nil {
+		t.Errorf("jobs still queued: %v", err)
+	}
+	if bc.machine.Role == config.RoleMaster {
+		if _, err := ssh.Wait(wctx, "systemctl is-active kube-apiserver kube-controller-manager kube-scheduler etcd", 5*time.Second); err != nil {
+			out, _ := ssh.Run(ctx, "sudo journalctl -u kube-apiserver -u etcd -n 40 --no-pager")
+			t.Errorf("control plane not active: %v\n%s", err, out)
+		}
+	}
+	failed, err := ssh.Run(ctx, "systemctl --failed --no-legend --plain")
+	if err != nil || strings.TrimSpace(failed) != "" {
+		t.Errorf("failed units: %q %v", failed, err)
+	}
+
+	// The units are exactly the rendered ones.
+	sums, err := ssh.Run(ctx, "cd /etc/systemd/system && sha256sum *.service *.target")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range bc.units {
+		data, _ := u.Bytes()
+		sum := sha256.Sum256(data)
+		if !strings.Contains(sums, hex.EncodeToString(sum[:])+"  "+u.Name) {
+			t.Errorf("%s: %s in the guest differs from the rendered unit", vm.Name, u.Name)
+		}
+	}
+
+	// Preloaded images are in containerd's store (no registry was reachable:
+	// the management NIC is restricted and the cluster NIC has no router).
+	list, err := ssh.Run(ctx, "sudo /usr/local/bin/ctr -n k8s.io images ls -q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range bc.manifest.Images {
+		if !strings.Contains(list, img.Ref) {
+			t.Errorf("preloaded image %s missing from containerd:\n%s", img.Ref, list)
+		}
+	}
+	// On a master, the API server answers the host through the forward,
+	// with the admin credentials render wrote.
+	if bc.machine.Role == config.RoleMaster {
+		cs, err := e2e.Clientset(bc.admin, fmt.Sprintf("127.0.0.1:%d", apiPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil || string(body) != "ok" {
+			t.Errorf("GET /readyz: %q %v", body, err)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

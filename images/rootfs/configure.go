@@ -1,0 +1,212 @@
+package rootfs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/systemd"
+)
+
+// RootLabel is the root filesystem label fstab and the kernel command line
+// name (kept equal to disk.RootLabel by a test).
+const RootLabel = "kubeup-root"
+
+// Appliance is what makes a Debian root a kubeup role image.
+type Appliance struct {
+	Role components.Role
+	// Units are installed into /etc/systemd/system; Target is enabled.
+	Units  []systemd.Unit
+	Target string
+	// Files are installed as given (role static files, manifests, ...).
+	Files []components.File
+}
+
+// systemFiles are the appliance's own settings, the same for every role.
+func systemFiles() []components.File {
+	return []components.File{
+		{Path: "/etc/fstab", Mode: 0o644, Content: []byte("# kubeup appliance: the root filesystem, found by label.\nLABEL=" + RootLabel + " / ext4 defaults,errors=remount-ro 0 1\n")},
+		// Empty: every machine generates its own machine-id on first boot.
+		{Path: "/etc/machine-id", Mode: 0o444, Content: nil},
+		{Path: "/etc/hostname", Mode: 0o644, Content: []byte("localhost\n")},
+		{Path: "/etc/cloud/cloud.cfg.d/90-kubeup.cfg", Mode: 0o644, Content: []byte(`# kubeup: where machines get their user-data. NoCloud for local VMs and bare
+# metal (a seed volume labelled cidata), the clouds' metadata services elsewhere.
+datasource_list: [NoCloud, ConfigDrive, Ec2, GCE, None]
+# Images are complete; nothing is installed at boot.
+package_update: false
+package_upgrade: false
+# The appliance runs in C.UTF-8 (built into glibc); it ships no locales.
+locale: false
+`)},
+		{Path: "/etc/systemd/journald.conf.d/90-kubeup.conf", Mode: 0o644, Content: []byte(`# kubeup: keep the journal across reboots, bounded, and never drop a burst
+# (the node agent forwards every line to the cluster's log store).
+[Journal]
+Storage=persistent
+SystemMaxUse=256M
+RateLimitIntervalSec=0
+`)},
+		{Path: "/etc/systemd/system.conf.d/90-kubeup.conf", Mode: 0o644, Content: []byte(`# kubeup: account resources of every unit.
+[Manager]
+DefaultCPUAccounting=yes
+DefaultMemoryAccounting=yes
+DefaultIOAccounting=yes
+DefaultTasksAccounting=yes
+DefaultTimeoutStopSec=30s
+`)},
+	}
+}
+
+// enabled are units enabled in every image (name → the target wanting it);
+// masked are units an appliance must not run.
+var (
+	enabled = map[string]string{
+		"systemd-networkd.service": "multi-user.target",
+		"systemd-resolved.service": "multi-user.target",
+	}
+	masked = []string{"apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service", "apt-daily-upgrade.service"}
+)
+
+// Configure turns a trimmed Debian root into the role's appliance.
+func Configure(root string, a Appliance) error {
+	files := append(systemFiles(), a.Files...)
+	for _, u := range a.Units {
+		data, err := u.Bytes()
+		if err != nil {
+			return err
+		}
+		files = append(files, components.File{Path: "/etc/systemd/system/" + u.Name, Mode: 0o644, Content: data})
+	}
+	for _, f := range files {
+		if err := writeFile(root, f); err != nil {
+			return err
+		}
+	}
+	// Host keys are made per machine on first boot (cloud-init's ssh module).
+	keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*"))
+	for _, k := range keys {
+		if err := os.Remove(k); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(filepath.Join(root, "var/lib/dbus/machine-id"))
+	if err := symlink(root, "/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf"); err != nil {
+		return err
+	}
+	for unit, wantedBy := range enabled {
+		if err := enable(root, unit, wantedBy); err != nil {
+			return err
+		}
+	}
+	if a.Target != "" {
+		if err := enable(root, a.Target, "multi-user.target"); err != nil {
+			return err
+		}
+	}
+	for _, m := range masked {
+		if err := symlink(root, "/etc/systemd/system/"+m, "/dev/null"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enable does what `systemctl enable` does for a unit with WantedBy=.
+func enable(root, unit, wantedBy string) error {
+	target := "/etc/systemd/system/" + unit
+	if _, err := os.Stat(filepath.Join(root, target)); err != nil {
+		target = "/lib/systemd/system/" + unit
+		if _, err := os.Stat(filepath.Join(root, target)); err != nil {
+			return fmt.Errorf("enable %s: unit not found in the image", unit)
+		}
+	}
+	return symlink(root, "/etc/systemd/system/"+wantedBy+".wants/"+unit, target)
+}
+
+func symlink(root, path, target string) error {
+	p := filepath.Join(root, path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return os.Symlink(target, p)
+}
+
+func writeFile(root string, f components.File) error {
+	if !strings.HasPrefix(f.Path, "/") {
+		return fmt.Errorf("image file %q: path must be absolute", f.Path)
+	}
+	p := filepath.Join(root, f.Path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(p)
+	if err := os.WriteFile(p, f.Content, fs.FileMode(f.Mode)); err != nil {
+		return err
+	}
+	return os.Chmod(p, f.Mode) // not subject to umask
+}
+
+// CopyTree copies src into root (owners root, modes and symlinks kept): how
+// artifacts, laid out as they install, go into the image.
+func CopyTree(src, root string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == "." {
+			return nil
+		}
+		dst := filepath.Join(root, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case info.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			_ = os.Remove(dst)
+			return os.Symlink(t, dst)
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return writeFile(root, components.File{Path: "/" + filepath.ToSlash(rel), Mode: info.Mode().Perm(), Content: data})
+		}
+		return nil
+	})
+}
+
+// RecipeVersion changes when Trim or Configure change behaviour in a way
+// RecipeHash cannot see (code rather than data).
+const RecipeVersion = 1
+
+// RecipeHash covers everything Trim and Configure put into or take out of
+// an image, so that a role image is rebuilt when the appliance recipe changes.
+func RecipeHash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "recipe %d\n", RecipeVersion)
+	for _, f := range systemFiles() {
+		fmt.Fprintf(h, "file %s %o %x\n", f.Path, f.Mode, sha256.Sum256(f.Content))
+	}
+	for _, u := range slices.Sorted(maps.Keys(enabled)) {
+		fmt.Fprintf(h, "enable %s %s\n", u, enabled[u])
+	}
+	fmt.Fprintf(h, "mask %s\nmodules %s\n", strings.Join(masked, ","), strings.Join(unusedModules, ","))
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,301 @@
+// Package qemu runs kubeup's machines as QEMU virtual machines on this host:
+// a copy-on-write overlay over a role image, a NoCloud seed, a NIC on the
+// cluster's L2 segment (a vde_switch on a unix socket, so machine-to-machine
+// traffic never touches the host's IP stack) and a management NIC (QEMU user
+// networking, restricted: no way out) whose port forwards on 127.0.0.1 are
+// how the host reaches the machine. VMs run detached (-daemonize) and are
+// found again, and stopped, by the PID in their pidfile.
+//
+// It does not import Pulumi: the Pulumi provider (infra/provider) and the
+// image tests both use it.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Firmware a VM boots with.
+type Firmware string
+
+// Firmwares.
+const (
+	BIOS Firmware = "bios" // SeaBIOS, QEMU's default
+	UEFI Firmware = "uefi" // OVMF
+)
+
+// Accelerators.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// OVMF firmware files (Debian package ovmf).
+var (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// Forward is a host port forwarded to a guest port on the management NIC.
+type Forward struct {
+	Name      string `json:"name"`
+	HostPort  int    `json:"hostPort"`
+	GuestPort int    `json:"guestPort"`
+}
+
+// VM describes one machine.
+type VM struct {
+	Name string
+	// Dir holds the VM's files: overlay, firmware vars, pidfile, console
+	// log, monitor socket.
+	Dir string
+	// Image is the role image the overlay is made over (qcow2 or raw).
+	Image string
+	// DiskBytes is the overlay's virtual size (the root grows into it).
+	DiskBytes int64
+	// Seed is the NoCloud seed ISO.
+	Seed      string
+	CPUs      int
+	MemoryMiB int64
+	Firmware  Firmware
+	Accel     string
+	// Switch is the vde_switch socket directory of the cluster network
+	// ("" for no cluster NIC).
+	Switch     string
+	ClusterMAC string
+	MgmtMAC    string
+	Forwards   []Forward
+}
+
+// Files of a VM in its Dir.
+func (v *VM) overlay() string    { return filepath.Join(v.Dir, "disk.qcow2") }
+func (v *VM) vars() string       { return filepath.Join(v.Dir, "OVMF_VARS.fd") }
+func (v *VM) PIDFile() string    { return filepath.Join(v.Dir, "qemu.pid") }
+func (v *VM) ConsoleLog() string { return filepath.Join(v.Dir, "console.log") }
+func (v *VM) QMPSocket() string  { return filepath.Join(v.Dir, "qmp.sock") }
+func (v *VM) qemuLog() string    { return filepath.Join(v.Dir, "qemu.log") }
+
+// Args is the qemu-system-x86_64 command line (without the binary).
+func (v *VM) Args() []string {
+	args := []string{
+		"-name", v.Name,
+		"-machine", "q35", "-accel", accelArg(v.Accel),
+		"-cpu", cpu(v.Accel),
+		"-smp", strconv.Itoa(v.CPUs), "-m", strconv.FormatInt(v.MemoryMiB, 10),
+		"-display", "none", "-vga", "none",
+		"-serial", "file:" + v.ConsoleLog(),
+		"-monitor", "none",
+		"-qmp", "unix:" + v.QMPSocket() + ",server=on,wait=off",
+		"-pidfile", v.PIDFile(),
+		"-rtc", "base=utc",
+		"-device", "virtio-rng-pci",
+		"-drive", "if=virtio,file=" + v.overlay() + ",format=qcow2,discard=unmap,cache=unsafe",
+		"-drive", "if=virtio,file=" + v.Seed + ",format=raw,readonly=on",
+	}
+	if v.Firmware == UEFI {
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+v.vars())
+	}
+	if v.Switch != "" {
+		args = append(args,
+			"-netdev", "vde,id=cluster,sock="+v.Switch,
+			"-device", "virtio-net-pci,netdev=cluster,mac="+v.ClusterMAC)
+	}
+	// restrict=on: the guest reaches nothing outside (air-gapped); only the
+	// forwards come in.
+	user := "user,id=mgmt,restrict=on"
+	for _, f := range v.Forwards {
+		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+	}
+	args = append(args, "-netdev", user, "-device", "virtio-net-pci,netdev=mgmt,mac="+v.MgmtMAC)
+	return append(args, "-daemonize")
+}
+
+func accelArg(a string) string {
+	if a == AccelKVM {
+		return "kvm"
+	}
+	// Multi-threaded TCG: one host thread per virtual CPU.
+	return "tcg,thread=multi"
+}
+
+func cpu(a string) string {
+	if a == AccelKVM {
+		// Not "host": QEMU 7.2 aborts on an MSR assertion with it on some hosts.
+		return "max"
+	}
+	return "max"
+}
+
+// Start creates the VM's files and starts it detached. It returns once QEMU
+// has daemonized (the PID file exists).
+func (v *VM) Start(ctx context.Context) (int, error) {
+	if err := os.MkdirAll(v.Dir, 0o755); err != nil {
+		return 0, err
+	}
+	if pid, ok := v.Running(); ok {
+		return pid, fmt.Errorf("%s is already running (pid %d)", v.Name, pid)
+	}
+	fmtName := "qcow2"
+	if strings.HasSuffix(v.Image, ".raw") {
+		fmtName = "raw"
+	}
+	size := strconv.FormatInt(v.DiskBytes, 10)
+	if _, err := os.Stat(v.overlay()); os.IsNotExist(err) {
+		if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", fmtName, "-b", v.Image, v.overlay(), size).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("create overlay for %s: %w\n%s", v.Name, err, out)
+		}
+	}
+	if v.Firmware == UEFI {
+		if _, err := os.Stat(v.vars()); os.IsNotExist(err) {
+			data, err := os.ReadFile(OVMFVars)
+			if err != nil {
+				return 0, fmt.Errorf("UEFI firmware variables (install the Debian package ovmf): %w", err)
+			}
+			if err := os.WriteFile(v.vars(), data, 0o644); err != nil {
+				return 0, err
+			}
+		}
+	}
+	_ = os.Remove(v.PIDFile())
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", v.Args()...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// Its own session: the VM must outlive the process that started it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		_ = os.WriteFile(v.qemuLog(), out.Bytes(), 0o644)
+		return 0, fmt.Errorf("start %s: %w\n%s", v.Name, err, strings.TrimSpace(out.String()))
+	}
+	pid, ok := v.Running()
+	if !ok {
+		return 0, fmt.Errorf("start %s: qemu exited right after starting\n%s", v.Name, out.String())
+	}
+	return pid, nil
+}
+
+// PID reads the VM's pidfile.
+func (v *VM) PID() (int, error) {
+	data, err := os.ReadFile(v.PIDFile())
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+// Running reports whether the process in the pidfile is this VM's QEMU.
+func (v *VM) Running() (int, bool) {
+	pid, err := v.PID()
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, IsQEMU(pid, v.PIDFile())
+}
+
+// IsQEMU reports whether pid is alive and is a QEMU started with pidfile
+// (so a recycled PID is never mistaken for the VM).
+func IsQEMU(pid int, pidfile string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 0 && strings.Contains(filepath.Base(args[0]), "qemu-system") &&
+		bytes.Contains(cmdline, []byte(pidfile))
+}
+
+// Stop powers the VM off: an ACPI shutdown through QMP, then SIGTERM, then
+// SIGKILL, each after a grace period. It is a no-op for a stopped VM.
+func (v *VM) Stop(grace time.Duration) error {
+	pid, ok := v.Running()
+	if !ok {
+		return nil
+	}
+	if grace > 0 && qmp(v.QMPSocket(), "system_powerdown") == nil && waitExit(pid, grace) {
+		return nil
+	}
+	return Kill(pid, v.PIDFile())
+}
+
+// Kill stops a QEMU by PID: SIGTERM, then SIGKILL.
+func Kill(pid int, pidfile string) error {
+	if !IsQEMU(pid, pidfile) {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	if waitExit(pid, 5*time.Second) {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	if !waitExit(pid, 5*time.Second) {
+		return fmt.Errorf("qemu pid %d did not exit", pid)
+	}
+	return nil
+}
+
+func waitExit(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		// A zombie (not yet reaped by its parent) counts as gone.
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+// qmp sends one command over the QMP socket.
+func qmp(sock, command string) error {
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	if _, err := c.Read(buf); err != nil { // greeting
+		return err
+	}
+	for _, msg := range []string{`{"execute":"qmp_capabilities"}`, `{"execute":"` + command + `"}`} {
+		if _, err := c.Write([]byte(msg + "\n")); err != nil {
+			return err
+		}
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(buf[:n], []byte(`"error"`)) {
+			return fmt.Errorf("qmp %s: %s", command, buf[:n])
+		}
+	}
+	return nil
+}
+
+// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
