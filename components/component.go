@@ -41,7 +41,14 @@ type Machine struct {
 // Images are the container image references the rendered configs use; they
 // come from images/versions.yaml and are preloaded into every image.
 type Images struct {
-	Pause string
+	Pause   string
+	CoreDNS string
+	Testbox string
+}
+
+// Addons are the cluster addons switched on.
+type Addons struct {
+	DNS, Monitoring, Logging, UI bool
 }
 
 // Cluster is the resolved cluster description the components need.
@@ -63,6 +70,10 @@ type Cluster struct {
 	// when the logging addon is off.
 	LogForward string
 	Images     Images
+	Addons     Addons
+	// UpstreamDNS says whether machines have a resolver for names outside
+	// the cluster (cluster DNS forwards to it); local clusters have none.
+	UpstreamDNS bool
 }
 
 // Secrets are the cluster secrets some files embed.

@@ -16,6 +16,7 @@ import (
 
 	"kubeup.dev/kubeup/cloudinit"
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/addons"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 	"kubeup.dev/kubeup/systemd"
@@ -90,6 +91,12 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 		DNSServiceIP:       c.DNSServiceIP(),
 		DNSDomain:          n.DNSDomain,
 		Images:             images,
+		Addons: components.Addons{
+			DNS: config.Enabled(c.Spec.Addons.DNS), Monitoring: config.Enabled(c.Spec.Addons.Monitoring),
+			Logging: config.Enabled(c.Spec.Addons.Logging), UI: config.Enabled(c.Spec.Addons.UI),
+		},
+		// Clouds give machines a resolver; the local target is air-gapped.
+		UpstreamDNS: c.Spec.Target.Provider != config.ProviderLocal,
 	}
 	for _, m := range c.Masters() {
 		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})
@@ -148,6 +155,11 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 	place := pki.PlaceNode
 	if role == components.Master {
 		place = pki.PlaceMaster
+		manifests, err := addons.Manifests(cc)
+		if err != nil {
+			return Machine{}, err
+		}
+		files = append(files, manifests...)
 	}
 	for _, f := range b.MachineFiles(place, m.Name) {
 		files = append(files, components.File{Path: f.Path, Mode: f.Mode, Content: f.Content})

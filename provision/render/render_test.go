@@ -55,7 +55,7 @@ func renderExample(t *testing.T, edit func(*config.Cluster)) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Render(c, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10"}})
+	r, err := Render(c, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,5 +79,5 @@ func renderCluster(c *config.Cluster, pkiDir string) (*render.Result, error) {
 }
 
 func componentImages() components.Images {
-	return components.Images{Pause: images.PauseImage()}
+	return components.Images{Pause: images.PauseImage(), CoreDNS: images.CoreDNSImage(), Testbox: images.TestboxImage()}
 }

@@ -1,0 +1,64 @@
+// Package addons renders the cluster addons the addon manager keeps in
+// kube-system: typed Kubernetes objects marshalled to YAML, one file per
+// addon. They depend on the cluster (service IPs, DNS domain), so they reach
+// the masters through cloud-init with the rest of the cluster's files.
+package addons
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/components"
+)
+
+// Namespace every addon lives in.
+const Namespace = "kube-system"
+
+// Addon is one addon's objects.
+type Addon struct {
+	Name    string
+	Objects []any
+}
+
+// Manifests renders the enabled addons as files for ClusterAddonDir.
+func Manifests(c *components.Cluster) ([]components.File, error) {
+	var out []components.File
+	for _, a := range Enabled(c) {
+		data, err := marshal(a.Objects)
+		if err != nil {
+			return nil, fmt.Errorf("addon %s: %w", a.Name, err)
+		}
+		out = append(out, components.File{Path: components.ClusterAddonDir + "/" + a.Name + ".yaml", Mode: 0o644, Content: data})
+	}
+	return out, nil
+}
+
+// Enabled lists the addons the cluster turned on, in apply order.
+func Enabled(c *components.Cluster) []Addon {
+	var out []Addon
+	if c.Addons.DNS {
+		out = append(out, DNS(c))
+	}
+	return out
+}
+
+func marshal(objs []any) ([]byte, error) {
+	var out []byte
+	for i, o := range objs {
+		data, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, data...)
+	}
+	return out, nil
+}
+
+// labels marks an object as the addon manager's to keep as declared.
+func labels(app string) map[string]string {
+	return map[string]string{components.AddonModeLabel: components.AddonModeReconcile, "k8s-app": app}
+}

@@ -1,0 +1,89 @@
+package addons
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/test/golden"
+)
+
+func cluster() *components.Cluster {
+	return &components.Cluster{
+		Name: "demo", DNSDomain: "cluster.local", DNSServiceIP: netip.MustParseAddr("10.96.0.10"),
+		Images: components.Images{CoreDNS: "registry.kubeup.dev/coredns:v1.15.0"},
+		Addons: components.Addons{DNS: true},
+	}
+}
+
+func TestManifestsGolden(t *testing.T) {
+	files, err := Manifests(cluster())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Path != "/etc/kubeup/addons/dns.yaml" {
+		t.Fatalf("files %+v", files)
+	}
+	for _, f := range files {
+		golden.Assert(t, strings.TrimSuffix(f.Path[strings.LastIndex(f.Path, "/")+1:], ".yaml"), f.Content)
+	}
+}
+
+// Every document decodes strictly into its Kubernetes type and carries the
+// addon manager's label.
+func TestManifestsAreValidObjects(t *testing.T) {
+	files, err := Manifests(cluster())
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]func() any{
+		"ServiceAccount": func() any { return &corev1.ServiceAccount{} }, "ConfigMap": func() any { return &corev1.ConfigMap{} },
+		"Service": func() any { return &corev1.Service{} }, "Deployment": func() any { return &appsv1.Deployment{} },
+		"ClusterRole": func() any { return &rbacv1.ClusterRole{} }, "ClusterRoleBinding": func() any { return &rbacv1.ClusterRoleBinding{} },
+	}
+	for _, f := range files {
+		for _, doc := range bytes.Split(f.Content, []byte("\n---\n")) {
+			var head struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Labels map[string]string `json:"labels"`
+				} `json:"metadata"`
+			}
+			if err := yaml.Unmarshal(doc, &head); err != nil {
+				t.Fatal(err)
+			}
+			mk, ok := types[head.Kind]
+			if !ok {
+				t.Fatalf("unexpected kind %q", head.Kind)
+			}
+			if err := yaml.UnmarshalStrict(doc, mk()); err != nil {
+				t.Errorf("%s: %v", head.Kind, err)
+			}
+			if head.Metadata.Labels[components.AddonModeLabel] != components.AddonModeReconcile {
+				t.Errorf("%s lacks the addon manager label", head.Kind)
+			}
+		}
+	}
+}
+
+func TestCorefileForwardsOnlyWithUpstream(t *testing.T) {
+	c := cluster()
+	if strings.Contains(Corefile(c), "forward") {
+		t.Error("air-gapped Corefile forwards")
+	}
+	c.UpstreamDNS = true
+	if !strings.Contains(Corefile(c), "forward . /etc/resolv.conf") {
+		t.Error("Corefile with upstream does not forward")
+	}
+	c.Addons.DNS = false
+	if files, _ := Manifests(c); len(files) != 0 {
+		t.Error("DNS addon rendered while off")
+	}
+}
