@@ -104,14 +104,16 @@ func TestProbeTLSWithClientCert(t *testing.T) {
 		t.Fatalf("with client cert: %v", err)
 	}
 
+	// Long enough for one attempt on a loaded machine; each attempt fails
+	// at once, and the error is the last attempt's.
 	o.Cert, o.Key = "", ""
-	o.Timeout = 100 * time.Millisecond
+	o.Timeout = 2 * time.Second
 	if err := Probe(context.Background(), o); err == nil {
 		t.Error("without client cert: probe succeeded")
 	}
 
 	o = fastProbe(srv.URL) // system roots do not know the test CA
-	o.Timeout = 100 * time.Millisecond
+	o.Timeout = 2 * time.Second
 	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("unknown CA: %v", err)
 	}
