@@ -41,7 +41,8 @@ type AgentConfig struct {
 	CertFile     string `json:"certFile"`
 	KeyFile      string `json:"keyFile"`
 	ClientCAFile string `json:"clientCAFile"`
-	// Kubeconfig is the kubelet's: the agent acts with the node's identity.
+	// Kubeconfig is the agent's own (group kubeup:agents): the node
+	// authorizer no longer lets a kubelet's identity list other Nodes.
 	Kubeconfig string `json:"kubeconfig"`
 	// Units are the systemd units the agent watches and forwards logs of.
 	Units []string `json:"units"`
@@ -105,7 +106,7 @@ func AgentConfigFor(ctx Context) AgentConfig {
 		CertFile:        pki("kubeup-agent.crt"),
 		KeyFile:         pki("kubeup-agent.key"),
 		ClientCAFile:    pki("ca.crt"),
-		Kubeconfig:      KubeletKubeconfig,
+		Kubeconfig:      AgentKubeconfig,
 		CertificateDirs: []string{PKIDir, KubeletCertDir},
 		Logs: AgentLogs{
 			Forward:        c.LogForward,
@@ -132,12 +133,30 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	return cfg
 }
 
+// AgentGroup is the group of the agents' shared client certificate; the
+// addon manager binds it to AgentClusterRole.
+const (
+	AgentGroup       = "kubeup:agents"
+	AgentClusterRole = "kubeup:agent"
+)
+
 func (Agent) Files(ctx Context) ([]File, error) {
 	data, err := yaml.Marshal(AgentConfigFor(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("kubeup-agent config: %w", err)
 	}
-	return []File{{Path: AgentConfigPath, Mode: 0o644, Content: data}}, nil
+	server := ctx.Cluster.APIServerEndpoint
+	if ctx.Machine.Role == Master {
+		server = localAPIServer()
+	}
+	kc, err := certKubeconfig(ctx.Cluster.Name, server, "kubeup-agent", pki("kubeup-agent.crt"), pki("kubeup-agent.key"))
+	if err != nil {
+		return nil, err
+	}
+	return []File{
+		{Path: AgentConfigPath, Mode: 0o644, Content: data},
+		{Path: AgentKubeconfig, Mode: 0o600, Content: kc},
+	}, nil
 }
 
 func (Agent) Health() Endpoint {

@@ -78,4 +78,9 @@ var commands = []func(*env) *cobra.Command{
 	newRenderCommand,
 	newArtifactsCommand,
 	newBuildCommand,
+	newUpCommand,
+	newDownCommand,
+	newStatusCommand,
+	newKubeconfigCommand,
+	newVerifyCommand,
 }

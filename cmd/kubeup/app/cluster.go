@@ -1,0 +1,288 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kubeup.dev/kubeup/images/artifacts"
+	"kubeup.dev/kubeup/provision/cluster"
+	"kubeup.dev/kubeup/provision/config"
+	"kubeup.dev/kubeup/provision/verify"
+)
+
+// clusterFlags are shared by the commands that act on a cluster.
+type clusterFlags struct {
+	name, dataDir, cacheDir, backend string
+}
+
+func (f *clusterFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.name, "name", "", "cluster name (default: the config's metadata.name, or kubeup)")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "kubeup's data directory: clusters and Pulumi state (default $KUBEUP_DATA_DIR or ~/.local/share/kubeup)")
+	cmd.Flags().StringVar(&f.cacheDir, "cache-dir", "", "cache directory: artifacts and images (default $KUBEUP_CACHE_DIR or ~/.cache/kubeup)")
+	cmd.Flags().StringVar(&f.backend, "backend", os.Getenv("KUBEUP_PULUMI_BACKEND"), "Pulumi state backend URL (default file:// under the data directory; e.g. s3://bucket/prefix)")
+}
+
+func (f *clusterFlags) options(e *env) (cluster.Options, error) {
+	var o cluster.Options
+	var err error
+	if o.DataDir = f.dataDir; o.DataDir == "" {
+		if o.DataDir, err = cluster.DefaultDataDir(); err != nil {
+			return o, err
+		}
+	}
+	if o.CacheDir = f.cacheDir; o.CacheDir == "" {
+		if o.CacheDir, err = artifacts.DefaultCacheDir(); err != nil {
+			return o, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return o, err
+	}
+	o.BinDir = filepath.Dir(self)
+	o.Backend = f.backend
+	o.Progress = e.stdout
+	return o, nil
+}
+
+func (f *clusterFlags) clusterName() string {
+	if f.name != "" {
+		return f.name
+	}
+	return "kubeup"
+}
+
+func newUpCommand(e *env) *cobra.Command {
+	var f clusterFlags
+	var configPath, timings string
+	var nodes int
+	var doVerify bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "up [--config FILE] [--name NAME] [--nodes N]",
+		Short: "Create a cluster (local QEMU VMs through Pulumi) and wait until it is Ready",
+		Long: `up builds the images if they are missing, renders every machine's cloud-init
+seed, deploys the machines with Pulumi (a local vde switch and QEMU VMs through
+kubeup's own provider), and waits until every node is Ready and every
+kube-system pod is Ready, printing one line per phase. It writes an admin
+kubeconfig (kubeup kubeconfig prints it again) and the phase timings.
+
+Without flags: the built-in default, one master and one node, named kubeup.
+If the cluster does not become Ready, up says which machine and which unit is
+failing, with the end of that unit's journal.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if f.name != "" {
+				c.Metadata.Name = f.name
+			}
+			if cmd.Flags().Changed("nodes") {
+				c.Spec.Nodes.Count, c.Spec.Nodes.Names = &nodes, nil
+			}
+			if errs := config.Validate(c); len(errs) > 0 {
+				return &ExitError{Code: 2, Err: errs}
+			}
+			o, err := f.options(e)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			o.ReadyTimeout, o.TimingsFile = timeout, timings
+			fmt.Fprintf(e.stdout, "kubeup up: cluster %q, %d masters, %d nodes\n", c.Metadata.Name, len(c.Masters()), len(c.Nodes()))
+			st, t, err := cluster.Up(cmd.Context(), c, o)
+			if err != nil {
+				if t != nil {
+					_ = t.Write(timings, o.DataDir)
+				}
+				return err
+			}
+			path, _, _ := cluster.Kubeconfig(o.DataDir, st.Name)
+			fmt.Fprintf(e.stdout, "cluster %q is Ready: kubectl --kubeconfig %s get nodes\n", st.Name, path)
+			if doVerify {
+				if err := runVerify(cmd, e, o, st.Name); err != nil {
+					_ = t.Write(timings, o.DataDir)
+					return err
+				}
+				t.Add("checks passed")
+				return t.Write(timings, o.DataDir)
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "cluster config file (default: the built-in 1 master + 1 node)")
+	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of nodes (overrides spec.nodes)")
+	cmd.Flags().StringVar(&timings, "timings", "", "write phase timings as JSON to this file (default <data dir>/clusters/NAME/timings.json)")
+	cmd.Flags().BoolVar(&doVerify, "verify", false, "run kubeup verify once the cluster is Ready")
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for each readiness phase")
+	return cmd
+}
+
+func newDownCommand(e *env) *cobra.Command {
+	var f clusterFlags
+	cmd := &cobra.Command{
+		Use:   "down [--name NAME]",
+		Short: "Destroy a cluster and everything it created",
+		Long: `down runs Pulumi destroy, removes the stack, then stops any process and removes
+every file the cluster left, also after a failed or interrupted up. With
+nothing to destroy it says so and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options(e)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			start := time.Now()
+			name := f.clusterName()
+			err = cluster.Down(cmd.Context(), name, o)
+			if errors.Is(err, cluster.ErrNothingToDestroy) {
+				fmt.Fprintf(e.stdout, "cluster %q: nothing to destroy\n", name)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if left := cluster.Leftovers(o.DataDir, name); len(left) > 0 {
+				return fmt.Errorf("cluster %q destroyed but processes remain: %s", name, strings.Join(left, ", "))
+			}
+			fmt.Fprintf(e.stdout, "cluster %q destroyed in %s\n", name, time.Since(start).Round(100*time.Millisecond))
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func newStatusCommand(e *env) *cobra.Command {
+	var f clusterFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--name NAME]",
+		Short: "Show each machine's VM, Node condition and kubeup units",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options(e)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			ms, err := cluster.Status(cmd.Context(), o.DataDir, f.clusterName())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "MACHINE\tROLE\tIP\tVM\tNODE\tUNITS")
+			for _, m := range ms {
+				units := m.Agent
+				if units == "" {
+					var parts []string
+					for _, u := range m.Units {
+						s := strings.TrimSuffix(u.Name, ".service") + "=" + u.ActiveState
+						if u.Restarts > 0 {
+							s += fmt.Sprintf("(%d restarts)", u.Restarts)
+						}
+						parts = append(parts, s)
+					}
+					units = strings.Join(parts, " ")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.IP, m.VM, m.Node, units)
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newKubeconfigCommand(e *env) *cobra.Command {
+	var f clusterFlags
+	var pathOnly bool
+	cmd := &cobra.Command{
+		Use:   "kubeconfig [--name NAME] [--path]",
+		Short: "Print the cluster's admin kubeconfig (or its path)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options(e)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			path, data, err := cluster.Kubeconfig(o.DataDir, f.clusterName())
+			if err != nil {
+				return err
+			}
+			if pathOnly {
+				fmt.Fprintln(e.stdout, path)
+				return nil
+			}
+			_, err = e.stdout.Write(data)
+			return err
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&pathOnly, "path", false, "print the file's path instead of its content")
+	return cmd
+}
+
+func newVerifyCommand(e *env) *cobra.Command {
+	var f clusterFlags
+	cmd := &cobra.Command{
+		Use:   "verify [--name NAME]",
+		Short: "Prove a running cluster works: controllers, pod network, Services, kubelet features",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options(e)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			return runVerify(cmd, e, o, f.clusterName())
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func runVerify(cmd *cobra.Command, e *env, o cluster.Options, name string) error {
+	st, err := cluster.LoadState(o.DataDir, name)
+	if err != nil {
+		return err
+	}
+	b, err := cluster.LoadBundle(o.DataDir, name)
+	if err != nil {
+		return err
+	}
+	_, kc, err := cluster.Kubeconfig(o.DataDir, name)
+	if err != nil {
+		return err
+	}
+	results, err := verify.Run(cmd.Context(), verify.Target{State: st, Bundle: b, Kubeconfig: kc,
+		Images: cluster.Images(), Out: e.stdout})
+	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d checks failed", failed, len(results))
+	}
+	fmt.Fprintf(e.stdout, "all %d checks passed\n", len(results))
+	return nil
+}

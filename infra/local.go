@@ -1,0 +1,280 @@
+// Package infra deploys kubeup clusters with Pulumi: the Automation API with
+// an inline Go program, a file:// state backend under kubeup's data directory
+// (or any backend URL a team points it at), a passphrase secrets provider and
+// one stack per cluster. The local target's resources come from kubeup's own
+// provider plugin (infra/provider, binary pulumi-resource-kubeup).
+package infra
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/blang/semver"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"kubeup.dev/kubeup/infra/provider"
+	"kubeup.dev/kubeup/infra/qemu"
+)
+
+// Project is the Pulumi project every kubeup stack belongs to.
+const Project = "kubeup"
+
+// Machine is one local VM to deploy.
+type Machine struct {
+	Name       string
+	Role       string
+	Image      string
+	ImageSHA   string // changes replace the VM
+	Seed       string
+	SeedSHA    string // changes replace the VM
+	CPUs       int
+	MemoryMiB  int64
+	DiskBytes  int64
+	Firmware   qemu.Firmware
+	ClusterMAC string
+	MgmtMAC    string
+	Forwards   []qemu.Forward
+}
+
+// LocalCluster is what the local target deploys.
+type LocalCluster struct {
+	Name string
+	// Dir is the cluster's directory: the switch and each VM live under it.
+	Dir      string
+	Accel    string
+	Machines []Machine
+}
+
+// SwitchDir and MachineDir are where the resources keep their files.
+func (c LocalCluster) SwitchDir() string             { return filepath.Join(c.Dir, "network") }
+func (c LocalCluster) MachineDir(name string) string { return filepath.Join(c.Dir, "machines", name) }
+
+// Engine runs Pulumi for kubeup.
+type Engine struct {
+	// DataDir holds kubeup's Pulumi home, the file backend and the
+	// passphrase (default <user data dir>/kubeup).
+	DataDir string
+	// Backend overrides the state backend URL (e.g. s3://bucket/prefix).
+	Backend string
+	// PulumiRoot is the directory whose bin/pulumi is the CLI.
+	PulumiRoot string
+	// PluginDir holds pulumi-resource-kubeup (put on the engine's PATH).
+	PluginDir string
+	// Progress receives the engine's output.
+	Progress io.Writer
+}
+
+func (e *Engine) backend() string {
+	if e.Backend != "" {
+		return e.Backend
+	}
+	return "file://" + filepath.Join(e.DataDir, "state")
+}
+
+// passphrase is the secrets provider's passphrase: $PULUMI_CONFIG_PASSPHRASE,
+// or one generated once and kept (0600) in the data directory.
+func (e *Engine) passphrase() (string, error) {
+	if p := os.Getenv("PULUMI_CONFIG_PASSPHRASE"); p != "" {
+		return p, nil
+	}
+	path := filepath.Join(e.DataDir, "passphrase")
+	if data, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(data)), nil
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	p := hex.EncodeToString(buf)
+	if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(p+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return p, os.Rename(tmp, path)
+}
+
+func (e *Engine) workspaceOptions(ctx context.Context) ([]auto.LocalWorkspaceOption, error) {
+	if err := os.MkdirAll(filepath.Join(e.DataDir, "state"), 0o700); err != nil {
+		return nil, err
+	}
+	pass, err := e.passphrase()
+	if err != nil {
+		return nil, fmt.Errorf("secrets passphrase: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.PulumiRoot, "bin", "pulumi")); err != nil {
+		return nil, fmt.Errorf("the Pulumi CLI is not at %s/bin/pulumi: run `make deps` (kubeup artifacts builds it): %w", e.PulumiRoot, err)
+	}
+	if _, err := os.Stat(filepath.Join(e.PluginDir, "pulumi-resource-"+provider.Name)); err != nil {
+		return nil, fmt.Errorf("the kubeup Pulumi provider is not at %s: run `make build`: %w", e.PluginDir, err)
+	}
+	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: e.PulumiRoot, Version: semver.Version{}, SkipVersionCheck: true})
+	if err != nil {
+		return nil, err
+	}
+	home := filepath.Join(e.DataDir, "pulumi-home")
+	workDir := filepath.Join(e.DataDir, "workspace")
+	for _, d := range []string{home, workDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	env := map[string]string{
+		"PULUMI_CONFIG_PASSPHRASE":                 pass,
+		"PULUMI_SKIP_UPDATE_CHECK":                 "true",
+		"PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+		"PULUMI_DIY_BACKEND_NO_LEGACY_WARNING":     "true",
+		"PULUMI_BACKEND_URL":                       e.backend(),
+		// The engine finds pulumi-resource-kubeup on PATH (an ambient plugin).
+		"PATH": e.PluginDir + string(os.PathListSeparator) + filepath.Join(e.PulumiRoot, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
+	}
+	return []auto.LocalWorkspaceOption{
+		auto.Pulumi(cmd),
+		auto.PulumiHome(home),
+		auto.WorkDir(workDir),
+		auto.EnvVars(env),
+		auto.SecretsProvider("passphrase"),
+		auto.Project(workspace.Project{
+			Name:    Project,
+			Runtime: workspace.NewProjectRuntimeInfo("go", nil),
+			Backend: &workspace.ProjectBackend{URL: e.backend()},
+		}),
+	}, nil
+}
+
+func (e *Engine) stack(ctx context.Context, name string, program pulumi.RunFunc) (auto.Stack, error) {
+	opts, err := e.workspaceOptions(ctx)
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	s, err := auto.UpsertStackInlineSource(ctx, name, Project, program, opts...)
+	if err != nil {
+		return auto.Stack{}, fmt.Errorf("pulumi stack %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// UpLocal creates or updates a local cluster's switch and VMs.
+func (e *Engine) UpLocal(ctx context.Context, c LocalCluster) error {
+	s, err := e.stack(ctx, c.Name, localProgram(c))
+	if err != nil {
+		return err
+	}
+	w := e.Progress
+	if w == nil {
+		w = io.Discard
+	}
+	// Refresh first: a VM that died since the last run is recreated.
+	if _, err := s.Up(ctx, optup.ProgressStreams(w), optup.Refresh(), optup.Parallel(8)); err != nil {
+		return fmt.Errorf("pulumi up: %w", err)
+	}
+	return nil
+}
+
+// ErrNoStack is returned by Destroy when there is nothing to destroy.
+var ErrNoStack = errors.New("no such cluster")
+
+// Destroy destroys a cluster's resources and removes its stack.
+func (e *Engine) Destroy(ctx context.Context, name string) error {
+	opts, err := e.workspaceOptions(ctx)
+	if err != nil {
+		return err
+	}
+	ws, err := auto.NewLocalWorkspace(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	stacks, err := ws.ListStacks(ctx)
+	if err != nil {
+		return fmt.Errorf("list stacks: %w", err)
+	}
+	found := false
+	for _, s := range stacks {
+		if s.Name == name {
+			found = true
+		}
+	}
+	if !found {
+		return ErrNoStack
+	}
+	s, err := auto.SelectStack(ctx, name, ws)
+	if err != nil {
+		return err
+	}
+	w := e.Progress
+	if w == nil {
+		w = io.Discard
+	}
+	if _, err := s.Destroy(ctx, optdestroy.ProgressStreams(w), optdestroy.Refresh(), optdestroy.Parallel(8)); err != nil {
+		return fmt.Errorf("pulumi destroy: %w", err)
+	}
+	if err := ws.RemoveStack(ctx, name); err != nil {
+		return fmt.Errorf("remove stack %s: %w", name, err)
+	}
+	return nil
+}
+
+// resources as the program sees them.
+type switchResource struct {
+	pulumi.CustomResourceState
+	Socket pulumi.StringOutput `pulumi:"socket"`
+}
+
+type machineResource struct {
+	pulumi.CustomResourceState
+	PID pulumi.IntOutput `pulumi:"pid"`
+}
+
+// localProgram is the inline Pulumi program of a local cluster.
+func localProgram(c LocalCluster) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		var sw switchResource
+		if err := ctx.RegisterResource(provider.SwitchType, "network", pulumi.Map{
+			"dir": pulumi.String(c.SwitchDir()),
+		}, &sw); err != nil {
+			return err
+		}
+		for _, m := range c.Machines {
+			var fwd pulumi.Array
+			for _, f := range m.Forwards {
+				fwd = append(fwd, pulumi.Map{"name": pulumi.String(f.Name), "hostPort": pulumi.Int(f.HostPort), "guestPort": pulumi.Int(f.GuestPort)})
+			}
+			var vm machineResource
+			if err := ctx.RegisterResource(provider.MachineType, m.Name, pulumi.Map{
+				"name":        pulumi.String(c.Name + "-" + m.Name),
+				"role":        pulumi.String(m.Role),
+				"dir":         pulumi.String(c.MachineDir(m.Name)),
+				"image":       pulumi.String(m.Image),
+				"imageSHA256": pulumi.String(m.ImageSHA),
+				"seed":        pulumi.String(m.Seed),
+				"seedSHA256":  pulumi.String(m.SeedSHA),
+				"cpus":        pulumi.Int(m.CPUs),
+				"memoryMiB":   pulumi.Float64(float64(m.MemoryMiB)),
+				"diskBytes":   pulumi.Float64(float64(m.DiskBytes)),
+				"firmware":    pulumi.String(string(m.Firmware)),
+				"accel":       pulumi.String(c.Accel),
+				"switch":      sw.Socket,
+				"clusterMAC":  pulumi.String(m.ClusterMAC),
+				"mgmtMAC":     pulumi.String(m.MgmtMAC),
+				"forwards":    fwd,
+			}, &vm, pulumi.DependsOn([]pulumi.Resource{&sw})); err != nil {
+				return err
+			}
+			ctx.Export(m.Name+"/pid", vm.PID)
+		}
+		return nil
+	}
+}

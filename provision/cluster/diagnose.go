@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"kubeup.dev/kubeup/components/agent"
+	"kubeup.dev/kubeup/infra/qemu"
+	"kubeup.dev/kubeup/provision/pki"
+)
+
+// journalLines is how much of a failing unit's journal a diagnosis shows.
+const journalLines = 25
+
+// AgentClient connects to a machine's agent through its port forward with
+// the cluster's admin credentials.
+func AgentClient(st *State, m MachineState, b *pki.Bundle) (*agent.Client, error) {
+	cert, key, ok := b.Cert("admin")
+	if !ok {
+		return nil, fmt.Errorf("the cluster PKI has no admin certificate")
+	}
+	return agent.NewClient(fmt.Sprintf("https://127.0.0.1:%d", m.AgentPort), b.CAPEM(pki.KubernetesCA), cert, key)
+}
+
+// Diagnose says, for every machine, which kubeup units are not running,
+// with the last lines of their journals, so that a failed `up` explains
+// itself without a console. A machine whose agent does not answer gets the
+// end of its serial console instead.
+func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) string {
+	var out strings.Builder
+	out.WriteString("diagnosis:\n")
+	for _, m := range st.Machines {
+		vm := &qemu.VM{Dir: filepath.Join(Dir(dataDir, st.Name), "machines", m.Name)}
+		if _, ok := vm.Running(); !ok {
+			fmt.Fprintf(&out, "  %s: the VM is not running\n", m.Name)
+			continue
+		}
+		c, err := AgentClient(st, m, b)
+		if err != nil {
+			fmt.Fprintf(&out, "  %s: %v\n", m.Name, err)
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		status, err := c.Status(actx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(&out, "  %s: the agent does not answer (%v); end of the serial console (%s):\n%s\n",
+				m.Name, err, vm.ConsoleLog(), indent(tail(vm.ConsoleLog(), 20), "    | "))
+			continue
+		}
+		bad := 0
+		for _, u := range status.Units {
+			if u.ActiveState == "active" && u.SubState == "running" {
+				continue
+			}
+			bad++
+			fmt.Fprintf(&out, "  %s: %s is %s/%s (restarted %d times); last %d journal lines:\n", m.Name, u.Name, u.ActiveState, u.SubState, u.Restarts, journalLines)
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			j, err := c.Journal(jctx, u.Name, journalLines)
+			cancel()
+			if err != nil {
+				j = err.Error()
+			}
+			out.WriteString(indent(j, "    | "))
+		}
+		if bad == 0 {
+			fmt.Fprintf(&out, "  %s: every kubeup unit is running (pod network: %+v)\n", m.Name, status.PodNetwork)
+		}
+	}
+	return out.String()
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s, prefix string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return ""
+	}
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix) + "\n"
+}

@@ -1,0 +1,116 @@
+// Package cluster is kubeup's orchestration of a cluster's life: `up`
+// (images, render, deploy through Pulumi, wait until Ready), `down`,
+// `status` and the kubeconfig. Everything a cluster made lives under its
+// directory in kubeup's data directory, next to the Pulumi state.
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"kubeup.dev/kubeup/provision/config"
+)
+
+// DefaultDataDir is $KUBEUP_DATA_DIR, else $XDG_DATA_HOME/kubeup, else
+// ~/.local/share/kubeup.
+func DefaultDataDir() (string, error) {
+	if d := os.Getenv("KUBEUP_DATA_DIR"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "kubeup"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find the data directory (set KUBEUP_DATA_DIR): %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "kubeup"), nil
+}
+
+// Dir is a cluster's directory.
+func Dir(dataDir, name string) string { return filepath.Join(dataDir, "clusters", name) }
+
+// Files in a cluster's directory.
+const (
+	stateFile      = "state.json"
+	kubeconfigFile = "kubeconfig"
+	renderDir      = "render"
+	pkiDir         = "pki"
+)
+
+// State is what `up` decided about a cluster, kept so that later commands
+// (status, verify, kubeconfig, down) need no config file.
+type State struct {
+	Name          string         `json:"name"`
+	Provider      string         `json:"provider"`
+	Accel         string         `json:"accel"`
+	APIServerPort int            `json:"apiServerPort"`
+	Machines      []MachineState `json:"machines"`
+	Created       time.Time      `json:"created"`
+}
+
+// MachineState is one machine's host-side facts.
+type MachineState struct {
+	Name      string      `json:"name"`
+	Role      config.Role `json:"role"`
+	IP        string      `json:"ip"`
+	AgentPort int         `json:"agentPort"`
+	SSHPort   int         `json:"sshPort,omitempty"`
+}
+
+// ErrNotFound: no cluster of that name.
+var ErrNotFound = errors.New("no such cluster")
+
+// LoadState reads a cluster's state.
+func LoadState(dataDir, name string) (*State, error) {
+	data, err := os.ReadFile(filepath.Join(Dir(dataDir, name), stateFile))
+	if os.IsNotExist(err) {
+		return nil, fmt.Errorf("%w %q (kubeup up --name %s creates it)", ErrNotFound, name, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(Dir(dataDir, name), stateFile), err)
+	}
+	return &s, nil
+}
+
+func (s *State) save(dir string) error {
+	return writeFile(filepath.Join(dir, stateFile), mustJSON(s), 0o644)
+}
+
+func mustJSON(v any) []byte {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		panic(err) // only plain structs are marshalled
+	}
+	return append(data, '\n')
+}
+
+// writeFile writes through a temporary file and a rename.
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Machine returns a machine's state by name.
+func (s *State) Machine(name string) (MachineState, bool) {
+	for _, m := range s.Machines {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MachineState{}, false
+}
