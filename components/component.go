@@ -41,9 +41,13 @@ type Machine struct {
 // Images are the container image references the rendered configs use; they
 // come from images/versions.yaml and are preloaded into every image.
 type Images struct {
-	Pause   string
-	CoreDNS string
-	Testbox string
+	Pause         string
+	CoreDNS       string
+	Testbox       string
+	Prometheus    string
+	LogStore      string // VictoriaLogs
+	LogAggregator string // OpenTelemetry Collector
+	UI            string // kubeup-agent, run as `kubeup-agent ui`
 }
 
 // Addons are the cluster addons switched on.
@@ -80,6 +84,14 @@ type Cluster struct {
 type Secrets struct {
 	BootstrapToken string // "abcdef.0123456789abcdef"
 	EncryptionKey  []byte // 32 bytes, for secrets at rest
+	// EtcdMetrics is the client certificate Prometheus presents to etcd
+	// (etcd serves metrics only to clients of its CA).
+	EtcdMetrics CertPair
+}
+
+// CertPair is a PEM certificate, its key and its CA.
+type CertPair struct {
+	CA, Cert, Key []byte
 }
 
 // Context is what a machine-specific render needs.

@@ -22,9 +22,13 @@ type Addon struct {
 }
 
 // Manifests renders the enabled addons as files for ClusterAddonDir.
-func Manifests(c *components.Cluster) ([]components.File, error) {
+func Manifests(c *components.Cluster, s components.Secrets) ([]components.File, error) {
+	enabled, err := Enabled(c, s)
+	if err != nil {
+		return nil, err
+	}
 	var out []components.File
-	for _, a := range Enabled(c) {
+	for _, a := range enabled {
 		data, err := marshal(a.Objects)
 		if err != nil {
 			return nil, fmt.Errorf("addon %s: %w", a.Name, err)
@@ -35,12 +39,19 @@ func Manifests(c *components.Cluster) ([]components.File, error) {
 }
 
 // Enabled lists the addons the cluster turned on, in apply order.
-func Enabled(c *components.Cluster) []Addon {
+func Enabled(c *components.Cluster, s components.Secrets) ([]Addon, error) {
 	var out []Addon
 	if c.Addons.DNS {
 		out = append(out, DNS(c))
 	}
-	return out
+	if c.Addons.Monitoring {
+		m, err := Monitoring(c, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 func marshal(objs []any) ([]byte, error) {

@@ -24,7 +24,7 @@ func cluster() *components.Cluster {
 }
 
 func TestManifestsGolden(t *testing.T) {
-	files, err := Manifests(cluster())
+	files, err := Manifests(cluster(), components.Secrets{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestManifestsGolden(t *testing.T) {
 // Every document decodes strictly into its Kubernetes type and carries the
 // addon manager's label.
 func TestManifestsAreValidObjects(t *testing.T) {
-	files, err := Manifests(cluster())
+	files, err := Manifests(cluster(), components.Secrets{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,36 @@ func TestCorefileForwardsOnlyWithUpstream(t *testing.T) {
 		t.Error("Corefile with upstream does not forward")
 	}
 	c.Addons.DNS = false
-	if files, _ := Manifests(c); len(files) != 0 {
+	if files, _ := Manifests(c, components.Secrets{}); len(files) != 0 {
 		t.Error("DNS addon rendered while off")
+	}
+}
+
+func TestMonitoring(t *testing.T) {
+	c := cluster()
+	c.Addons.Monitoring = true
+	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
+	c.Images.Prometheus, c.Images.Testbox = "registry.kubeup.dev/prometheus:v3", "registry.kubeup.dev/testbox:1"
+	s := components.Secrets{EtcdMetrics: components.CertPair{CA: []byte("ca"), Cert: []byte("cert"), Key: []byte("key")}}
+	files, err := Manifests(c, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || files[1].Path != "/etc/kubeup/addons/monitoring.yaml" {
+		t.Fatalf("files %v", files)
+	}
+	golden.Assert(t, "monitoring", files[1].Content)
+	cfg, err := PrometheusConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, job := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "cadvisor",
+		"kube-proxy", "containerd", "kubeup-agent", "kubeup-addon-manager", "coredns"} {
+		if !strings.Contains(cfg, "job_name: "+job+"\n") {
+			t.Errorf("no scrape job %s", job)
+		}
+	}
+	if !strings.Contains(cfg, "10.77.0.10:2379") || !strings.Contains(cfg, "server_name: kubeup-agent") {
+		t.Errorf("config:\n%s", cfg)
 	}
 }

@@ -36,7 +36,7 @@ import (
 )
 
 // SchemaVersion of the manifest and of the role layer key.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Options for Build.
 type Options struct {

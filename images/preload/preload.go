@@ -18,6 +18,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/platforms"
 )
@@ -98,13 +99,26 @@ address = %q
 	}
 	defer client.Close()
 	ctx = namespaces.WithNamespace(ctx, Namespace)
+	// Everything happens under one lease; deleting it synchronously runs
+	// the garbage collector, which removes the compressed layer blobs the
+	// unpacked snapshots make redundant (the image would carry every layer
+	// twice otherwise).
+	ls := client.LeasesService()
+	lease, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("containerd lease: %w", err)
+	}
+	lctx := leases.WithLease(ctx, lease.ID)
 	var out []Image
 	for _, tb := range o.Tarballs {
-		imgs, err := importOne(ctx, client, tb)
+		imgs, err := importOne(lctx, client, tb)
 		if err != nil {
 			return nil, fmt.Errorf("preload %s: %w", tb, err)
 		}
 		out = append(out, imgs...)
+	}
+	if err := ls.Delete(ctx, lease, leases.SynchronousDelete); err != nil {
+		return nil, fmt.Errorf("release containerd lease: %w", err)
 	}
 	return out, nil
 }
@@ -141,7 +155,8 @@ func importOne(ctx context.Context, client *containerd.Client, tarball string) (
 	defer f.Close()
 	imgs, err := client.Import(ctx, f,
 		containerd.WithImportPlatform(platforms.Only(platforms.MustParse("linux/amd64"))),
-		containerd.WithImageLabels(Labels))
+		containerd.WithImageLabels(Labels),
+		containerd.WithDiscardUnpackedLayers())
 	if err != nil {
 		return nil, err
 	}

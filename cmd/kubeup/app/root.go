@@ -83,4 +83,7 @@ var commands = []func(*env) *cobra.Command{
 	newStatusCommand,
 	newKubeconfigCommand,
 	newVerifyCommand,
+	newUICommand,
+	newMetricsCommand,
+	newLogsCommand,
 }
