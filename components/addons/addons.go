@@ -51,6 +51,9 @@ func Enabled(c *components.Cluster, s components.Secrets) ([]Addon, error) {
 		}
 		out = append(out, m)
 	}
+	if c.Addons.UI {
+		out = append(out, UI(c))
+	}
 	return out, nil
 }
 

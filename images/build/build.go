@@ -395,7 +395,7 @@ func buildRoleImage(ctx context.Context, o Options, in roleInputs) (*Manifest, *
 		return nil, nil, err
 	}
 	if err := step("preload container images", func() error {
-		return preloadImages(ctx, root, work, in.set, m)
+		return preloadImages(ctx, root, work, in, o.SourceDateEpoch, m)
 	}); err != nil {
 		return nil, nil, err
 	}
@@ -477,6 +477,12 @@ func writeJSON(path string, v any) error {
 // both images: masters run a kubelet, kube-proxy and containerd too).
 var artifactRoles = map[string]components.Role{"etcd": components.Master}
 
+// imageRoles are the container images only one role preloads: the addons
+// run on masters (their pods are pinned there), so nodes stay small.
+var imageRoles = map[string]components.Role{
+	"prometheus": components.Master, "victoria-logs": components.Master, "otelcol": components.Master,
+}
+
 // install copies the artifacts, the agent, the role's units and files into
 // the root and configures it as the role's appliance.
 func install(root string, in roleInputs, m *Manifest) error {
@@ -508,18 +514,31 @@ func install(root string, in roleInputs, m *Manifest) error {
 		Target: components.RoleTarget(in.role), Files: files})
 }
 
-func preloadImages(ctx context.Context, root, work string, set *artifacts.Set, m *Manifest) error {
+func preloadImages(ctx context.Context, root, work string, in roleInputs, epoch int64, m *Manifest) error {
 	ctrd := filepath.Join(root, "usr/local/bin/containerd")
 	if _, err := os.Stat(ctrd); err != nil {
 		return fmt.Errorf("containerd is not in the image: %w", err)
 	}
 	var tarballs []string
-	for _, a := range set.Artifacts {
-		if a.Kind == artifacts.KindImage {
-			tarballs = append(tarballs, a.TarballPath())
+	for _, a := range in.set.Artifacts {
+		if a.Kind != artifacts.KindImage {
+			continue
 		}
+		if r, ok := imageRoles[a.Name]; ok && r != in.role {
+			continue
+		}
+		tarballs = append(tarballs, a.TarballPath())
 	}
 	sort.Strings(tarballs)
+	if in.role == components.Master {
+		// The UI addon runs kubeup-agent from an image of this very binary.
+		out := filepath.Join(work, "kubeup-agent-image.tar")
+		if _, err := artifacts.BinaryImage(ctx, images.AgentImageRef(in.agent), "kubeup-agent", in.agent,
+			strings.TrimPrefix(components.AgentBinary, "/"), "65532", epoch, out); err != nil {
+			return fmt.Errorf("kubeup-agent image: %w", err)
+		}
+		tarballs = append(tarballs, out)
+	}
 	imgs, err := preload.Run(ctx, preload.Options{Containerd: ctrd, Root: root, Tarballs: tarballs, WorkDir: filepath.Join(work, "preload")})
 	if err != nil {
 		return err

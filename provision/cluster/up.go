@@ -91,7 +91,11 @@ func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, er
 	if err != nil {
 		return nil, t, fmt.Errorf("cluster PKI: %w", err)
 	}
-	res, err := render.Render(c, bundle, render.Options{Images: Images()})
+	imgRefs, err := Images(o.BinDir)
+	if err != nil {
+		return nil, t, err
+	}
+	res, err := render.Render(c, bundle, render.Options{Images: imgRefs})
 	if err != nil {
 		return nil, t, err
 	}
@@ -131,9 +135,17 @@ func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, er
 	return st, t, t.write(o.TimingsFile, dir)
 }
 
-// Images are the container images the rendered configs reference.
-func Images() components.Images {
-	return components.Images{Pause: images.PauseImage(), CoreDNS: images.CoreDNSImage(), Testbox: images.TestboxImage()}
+// Images are the container images the rendered configs reference; binDir
+// holds the kubeup-agent binary whose image the UI addon runs.
+func Images(binDir string) (components.Images, error) {
+	agent, err := os.ReadFile(filepath.Join(binDir, "kubeup-agent"))
+	if err != nil {
+		return components.Images{}, fmt.Errorf("the kubeup-agent binary (make build writes it next to kubeup): %w", err)
+	}
+	return components.Images{
+		Pause: images.PauseImage(), CoreDNS: images.CoreDNSImage(), Testbox: images.TestboxImage(),
+		UI: images.AgentImageRef(agent),
+	}, nil
 }
 
 // ensureImages returns each role's qcow2 image. As root it runs the image

@@ -96,6 +96,7 @@ var commands = []func(*env) *cobra.Command{
 	newProbeCommand,
 	newAgentCommand,
 	newAddonManagerCommand,
+	newUICommand,
 }
 
 // signalContext ends on SIGTERM (systemd stopping the unit) or SIGINT.

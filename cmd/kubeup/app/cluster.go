@@ -269,8 +269,12 @@ func runVerify(cmd *cobra.Command, e *env, o cluster.Options, name string) error
 	if err != nil {
 		return err
 	}
+	imgs, err := cluster.Images(o.BinDir)
+	if err != nil {
+		return err
+	}
 	results, err := verify.Run(cmd.Context(), verify.Target{State: st, Bundle: b, Kubeconfig: kc,
-		Images: cluster.Images(), Out: e.stdout})
+		Images: imgs, Out: e.stdout})
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {

@@ -2,19 +2,19 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"kubeup.dev/kubeup/components"
-	"kubeup.dev/kubeup/images"
+	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 	"kubeup.dev/kubeup/provision/render"
 )
 
 func newRenderCommand(e *env) *cobra.Command {
-	var configPath, out, pkiDir string
+	var configPath, out, pkiDir, agent string
 	cmd := &cobra.Command{
 		Use:   "render --config FILE --out DIR",
 		Short: "Render every machine's cloud-init seed and every role's systemd units",
@@ -34,7 +34,7 @@ and writes nothing.`,
 			if pkiDir == "" {
 				pkiDir = filepath.Join(out, "pki")
 			}
-			res, err := renderCluster(c, pkiDir)
+			res, err := renderCluster(c, pkiDir, agent)
 			if err != nil {
 				return err
 			}
@@ -51,6 +51,7 @@ and writes nothing.`,
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "cluster config file (see examples/cluster.yaml)")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output directory")
 	cmd.Flags().StringVar(&pkiDir, "pki", "", "directory holding the cluster's PKI (default: OUT/pki)")
+	cmd.Flags().StringVar(&agent, "agent", "", "the kubeup-agent binary whose image the UI addon runs (default: next to this kubeup)")
 	_ = cmd.MarkFlagRequired("config")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -70,14 +71,24 @@ func loadConfig(path string) (*config.Cluster, error) {
 }
 
 // renderCluster loads or creates the PKI in pkiDir and renders c.
-func renderCluster(c *config.Cluster, pkiDir string) (*render.Result, error) {
+func renderCluster(c *config.Cluster, pkiDir, agent string) (*render.Result, error) {
 	bundle, err := pki.LoadOrGenerate(pkiDir, render.PKICluster(c), pki.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("cluster PKI in %s: %w", pkiDir, err)
 	}
-	return render.Render(c, bundle, render.Options{Images: componentImages()})
-}
-
-func componentImages() components.Images {
-	return components.Images{Pause: images.PauseImage(), CoreDNS: images.CoreDNSImage(), Testbox: images.TestboxImage()}
+	binDir := filepath.Dir(agent)
+	if agent == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		binDir = filepath.Dir(self)
+	} else if filepath.Base(agent) != "kubeup-agent" {
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--agent %s: the file must be named kubeup-agent", agent)}
+	}
+	imgs, err := cluster.Images(binDir)
+	if err != nil {
+		return nil, err
+	}
+	return render.Render(c, bundle, render.Options{Images: imgs})
 }
