@@ -29,7 +29,10 @@ func BinaryImage(ctx context.Context, ref, name string, binary []byte, installPa
 		Entrypoint: []string{"/" + installPath},
 		User:       user,
 		Env:        []string{defaultPath},
-		Files:      map[string]string{"etc/passwd": passwd + "kubeup:x:65532:65532:kubeup:/nonexistent:/bin/false\n", "etc/group": group + "kubeup:x:65532:\n"},
+		Files: map[string]string{
+			"etc/passwd": "root:x:0:0:root:/root:/bin/false\nkubeup:x:65532:65532:kubeup:/nonexistent:/bin/false\n",
+			"etc/group":  "root:x:0:\nkubeup:x:65532:\n",
+		},
 	}
 	_ = os.Remove(out)
 	return buildImage(ctx, ref, r, a, created, out, filepath.Base(out), progress{w: io.Discard, name: name})
