@@ -70,8 +70,9 @@ type Image struct {
 	Repository string `json:"repository"`
 	// From names the component whose files make up the image.
 	From string `json:"from"`
-	// Tag is derived from From's version by Load (see TagFor).
-	Tag string `json:"-"`
+	// Tag is derived from From's version by Load (see TagFor) unless set in
+	// the file (where upstream's version is not its Go module's).
+	Tag string `json:"tag,omitempty"`
 }
 
 // Ref is the image reference, repository:tag.
@@ -116,6 +117,16 @@ func CoreDNSImage() string { return mustRef("coredns") }
 // TestboxImage is the busybox-based image reference used by smoke tests.
 func TestboxImage() string { return mustRef("testbox") }
 
+// PrometheusImage is the monitoring addon's Prometheus (with its web UI).
+func PrometheusImage() string { return mustRef("prometheus") }
+
+// VictoriaLogsImage is the logging addon's log store (with its web UI).
+func VictoriaLogsImage() string { return mustRef("victoria-logs") }
+
+// OtelcolImage is the logging addon's aggregator, kubeup's OpenTelemetry
+// Collector distribution.
+func OtelcolImage() string { return mustRef("otelcol") }
+
 func mustRef(name string) string {
 	i, ok := Pinned().Image(name)
 	if !ok {
@@ -151,7 +162,7 @@ func Load(data []byte) (*Versions, error) {
 		return nil, fmt.Errorf("parse versions: %w", err)
 	}
 	for i := range v.Images {
-		if c, ok := v.Component(v.Images[i].From); ok {
+		if c, ok := v.Component(v.Images[i].From); ok && v.Images[i].Tag == "" {
 			v.Images[i].Tag = TagFor(c.Version)
 		}
 	}

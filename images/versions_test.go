@@ -17,6 +17,10 @@ func TestPinned(t *testing.T) {
 		"cni-plugins": "v1.10.0",
 		"coredns":     "v1.15.0",
 		"pulumi":      "v3.274.1",
+		// Prometheus 3.16.0; VictoriaLogs and the collector as the task pins them.
+		"prometheus":    "v0.316.0",
+		"victoria-logs": "v1.52.1",
+		"otelcol":       "v0.165.1",
 	}
 	for name, version := range want {
 		c, ok := v.Component(name)
@@ -37,6 +41,9 @@ func TestImageRefs(t *testing.T) {
 		{PauseImage(), "registry.kubeup.dev/pause:3.10"},
 		{CoreDNSImage(), "registry.kubeup.dev/coredns:v1.15.0"},
 		{TestboxImage(), "registry.kubeup.dev/testbox:1.35.0-4-deb12u1-b1"},
+		{PrometheusImage(), "registry.kubeup.dev/prometheus:v3.16.0"},
+		{VictoriaLogsImage(), "registry.kubeup.dev/victoria-logs:v1.52.1"},
+		{OtelcolImage(), "registry.kubeup.dev/otelcol:v0.165.1"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("image ref %q, want %q", tc.got, tc.want)
@@ -99,6 +106,7 @@ images:
 		{"missing from", "from: busybox", "from: nothing", []string{`images[0](testbox).from: no component "nothing"`}},
 		{"from not image", "from: busybox", "from: etcd", []string{`use "rootfs"`}},
 		{"bad repository", "registry.kubeup.dev/testbox", "Registry/Testbox:1", []string{"images[0](testbox).repository"}},
+		{"bad tag", "from: busybox", "from: busybox\n    tag: no/slash", []string{"images[0](testbox)", "reference"}},
 		{"duplicate", "name: busybox", "name: etcd", []string{`duplicate component "etcd"`}},
 		// Several problems are reported together.
 		{"two problems", "version: v3.6.16\n    module", "version: \"\"\n    module", []string{"version: missing"}},

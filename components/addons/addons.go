@@ -51,6 +51,13 @@ func Enabled(c *components.Cluster, s components.Secrets) ([]Addon, error) {
 		}
 		out = append(out, m)
 	}
+	if c.Addons.Logging {
+		l, err := Logging(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
 	if c.Addons.UI {
 		out = append(out, UI(c))
 	}

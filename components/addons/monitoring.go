@@ -138,17 +138,17 @@ func mastersOnly() map[string]string {
 
 // scrape is one Prometheus scrape job (only the fields kubeup uses).
 type scrape struct {
-	JobName         string            `json:"job_name"`
-	Scheme          string            `json:"scheme,omitempty"`
-	MetricsPath     string            `json:"metrics_path,omitempty"`
-	ScrapeInterval  string            `json:"scrape_interval,omitempty"`
-	TLSConfig       *tlsConfig        `json:"tls_config,omitempty"`
-	Authorization   *authorization    `json:"authorization,omitempty"`
-	StaticConfigs   []staticConfig    `json:"static_configs,omitempty"`
-	KubernetesSD    []kubernetesSD    `json:"kubernetes_sd_configs,omitempty"`
-	RelabelConfigs  []relabel         `json:"relabel_configs,omitempty"`
-	MetricRelabels  []relabel         `json:"metric_relabel_configs,omitempty"`
-	HonorLabels     bool              `json:"honor_labels,omitempty"`
+	JobName        string         `json:"job_name"`
+	Scheme         string         `json:"scheme,omitempty"`
+	MetricsPath    string         `json:"metrics_path,omitempty"`
+	ScrapeInterval string         `json:"scrape_interval,omitempty"`
+	TLSConfig      *tlsConfig     `json:"tls_config,omitempty"`
+	Authorization  *authorization `json:"authorization,omitempty"`
+	StaticConfigs  []staticConfig `json:"static_configs,omitempty"`
+	KubernetesSD   []kubernetesSD `json:"kubernetes_sd_configs,omitempty"`
+	RelabelConfigs []relabel      `json:"relabel_configs,omitempty"`
+	MetricRelabels []relabel      `json:"metric_relabel_configs,omitempty"`
+	HonorLabels    bool           `json:"honor_labels,omitempty"`
 }
 
 type tlsConfig struct {

@@ -106,9 +106,13 @@ func buildEnv(cgo bool) []string {
 	return append(env, pinned...)
 }
 
-// goBuildArgs is the `go build` command line of one build.
-func goBuildArgs(b goBuild, output string) []string {
+// goBuildArgs is the `go build` command line of one build; modFile, if not
+// empty, replaces the wrapper's go.mod (a patched source).
+func goBuildArgs(b goBuild, output, modFile string) []string {
 	args := []string{"build", "-trimpath"}
+	if modFile != "" {
+		args = append(args, "-modfile="+modFile)
+	}
 	if b.BuildMode != "" {
 		args = append(args, "-buildmode="+b.BuildMode)
 	}
@@ -121,6 +125,15 @@ func goBuildArgs(b goBuild, output string) []string {
 // runBuilds runs a recipe's builds in the wrapper module dir, then makes its
 // symlinks.
 func runBuilds(ctx context.Context, goCmd, dir, root string, r buildRecipe, p progress) error {
+	modFile := ""
+	if r.Patch != nil {
+		src, err := preparePatch(ctx, goCmd, dir, r.Patch, p)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		modFile = src.ModFile
+	}
 	for i, b := range r.Builds {
 		out := filepath.Join(root, filepath.FromSlash(b.Output))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -129,7 +142,7 @@ func runBuilds(ctx context.Context, goCmd, dir, root string, r buildRecipe, p pr
 		p.printf("go build %s -> %s (%d/%d)", b.Package, b.Output, i+1, len(r.Builds))
 		start := time.Now()
 		stop := p.tick("building "+b.Output, tickInterval)
-		_, err := run(ctx, dir, buildEnv(b.CGO), goCmd, goBuildArgs(b, out)...)
+		_, err := run(ctx, dir, buildEnv(b.CGO), goCmd, goBuildArgs(b, out, modFile)...)
 		stop()
 		if err != nil {
 			if b.Hint != "" {

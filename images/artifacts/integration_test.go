@@ -3,9 +3,13 @@ package artifacts
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,6 +86,9 @@ func TestIntegrationArtifacts(t *testing.T) {
 		{"coredns", "coredns", []string{"-version"}, "CoreDNS-" + bare("coredns")},
 		{"pause", "pause", []string{"-v"}, "pause " + ver("pause")},
 		{"pulumi", "usr/local/bin/pulumi", []string{"version"}, ver("pulumi")},
+		{"prometheus", "bin/prometheus", []string{"--version"}, "prometheus, version " + PrometheusVersion(ver("prometheus"))},
+		{"victoria-logs", "victoria-logs", []string{"--version"}, "-tags-" + ver("victoria-logs")},
+		{"otelcol", "otelcol", []string{"--version"}, "otelcol version " + ver("otelcol")},
 	} {
 		t.Run(tc.component+"/"+tc.file[strings.LastIndex(tc.file, "/")+1:], func(t *testing.T) {
 			a := set.Component(tc.component)
@@ -125,6 +132,22 @@ func TestIntegrationArtifacts(t *testing.T) {
 		}
 	})
 
+	t.Run("prometheus serves its web UI", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "prometheus.yml")
+		os.WriteFile(cfg, []byte("global: {scrape_interval: 1m}\n"), 0o644)
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		d := startDaemon(t, dir, "prometheus", set.Component("prometheus").Path("bin/prometheus"),
+			"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+		waitHTTP(t, d, "http://"+addr+"/-/ready")
+		for _, path := range []string{"/query", "/targets"} {
+			body := httpGet(t, "http://"+addr+path)
+			if !strings.Contains(body, `<div id="root">`) || !strings.Contains(body, "/assets/") {
+				t.Errorf("%s is not the UI's index.html:\n%s", path, body)
+			}
+		}
+	})
+
 	for _, im := range v.Images {
 		t.Run("image/"+im.Name, func(t *testing.T) {
 			a := set.Image(im.Name)
@@ -153,6 +176,12 @@ func TestIntegrationArtifacts(t *testing.T) {
 			if !slices.Equal(cf.Config.Entrypoint, r.Entrypoint) || !slices.Equal(cf.Config.Cmd, r.Cmd) {
 				t.Errorf("entrypoint %q cmd %q, want %q %q", cf.Config.Entrypoint, cf.Config.Cmd, r.Entrypoint, r.Cmd)
 			}
+			if cf.Config.User != r.User {
+				t.Errorf("user %q, want %q", cf.Config.User, r.User)
+			}
+			if fi, err := os.Stat(a.TarballPath()); err == nil {
+				t.Logf("%s: %s", im.Ref(), humanSize(fi.Size()))
+			}
 			if d, _ := img.Digest(); d.String() != a.Image.Digest {
 				t.Errorf("digest %s, manifest says %s", d, a.Image.Digest)
 			}
@@ -172,4 +201,18 @@ func runArtifact(t *testing.T, path string, args ...string) string {
 		t.Errorf("%s %s: %v\n%s", path, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+func httpGet(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", u, resp.Status, err)
+	}
+	return string(b)
 }

@@ -30,6 +30,8 @@ type buildInput struct {
 	// ModuleFiles maps the wrapper module's go.mod, go.sum and *.go files to
 	// their sha256.
 	ModuleFiles map[string]string `json:"moduleFiles"`
+	// Node is `node --version` for recipes that build a web UI.
+	Node string `json:"node,omitempty"`
 }
 
 // releaseInput is the key input of a component downloaded from its release.
@@ -170,6 +172,13 @@ func buildPlan(ctx context.Context, o *Options, gos *goEnvs, c images.Component,
 	in := buildInput{
 		Version: c.Version, Module: c.Module, ModuleDir: filepath.ToSlash(rel), Go: env,
 		Env: pinnedEnv(false), Recipe: recipe, ModuleFiles: files,
+	}
+	if recipe.Patch != nil && recipe.Patch.UI != nil {
+		out, err := run(ctx, dir, nil, "node", "--version")
+		if err != nil {
+			return nil, fmt.Errorf("%s: its web UI is built with Node.js (>= 20.19) and npm: %w", c.Name, err)
+		}
+		in.Node = strings.TrimSpace(string(out))
 	}
 	key, err := computeKey(c.Name, in)
 	if err != nil {

@@ -33,6 +33,41 @@ type link struct {
 type buildRecipe struct {
 	Builds []goBuild `json:"builds"`
 	Links  []link    `json:"links,omitempty"`
+	// Patch, if set, builds from a patched copy of one module.
+	Patch *sourcePatch `json:"patch,omitempty"`
+}
+
+// sourcePatch makes the builds use a patched copy of one module (`go build
+// -modfile` with a replace to the copy) for what upstream's release build
+// does to its checkout before compiling: Prometheus selects its service
+// discovery plugins by rewriting plugins/*.go (`make plugins`) and embeds a
+// web UI built with npm (`make assets-compress`). The module cache itself is
+// never changed (Go refuses overlays of it).
+type sourcePatch struct {
+	Module string `json:"module"`
+	// Keep prunes directories to the listed files (dir -> kept file names).
+	Keep map[string][]string `json:"keep,omitempty"`
+	// Files are added or replaced (module-relative path -> content).
+	Files map[string]string `json:"files,omitempty"`
+	UI    *uiBuild          `json:"ui,omitempty"`
+}
+
+// uiBuild builds a JavaScript UI in the module copy with Node.js and pnpm
+// (from the npm registry), then gzips its output for go:embed as upstream's
+// scripts/compress_assets.sh does.
+type uiBuild struct {
+	// Dir holds the pnpm workspace, module-relative.
+	Dir string `json:"dir"`
+	// PNPM is the pnpm version, installed with npm into the work directory.
+	PNPM string `json:"pnpm"`
+	// Overrides are pnpm overrides added to the workspace: versions the
+	// lockfile pins that the npm registry reachable here does not serve.
+	Overrides map[string]string `json:"overrides,omitempty"`
+	// Run is the build command, run in Dir with pnpm on $PATH.
+	Run []string `json:"run"`
+	// Output is the directory (relative to Dir) whose files are replaced by
+	// gzipped copies (name.gz).
+	Output string `json:"output"`
 }
 
 // buildRecipeFor returns the recipe of a component with a Go module (or
@@ -110,6 +145,53 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 	case "pause":
 		return buildRecipe{Builds: []goBuild{{Package: ".", Output: "pause",
 			LDFlags: append(append([]string(nil), strip...), "-X", "main.version="+c.Version)}}}, true
+	case "prometheus":
+		// As upstream's .promu.yml: netgo and builtinassets, version stamped
+		// into prometheus/common/version.
+		return buildRecipe{
+			Builds: []goBuild{{
+				Package: c.Module + "/cmd/prometheus",
+				Output:  "bin/prometheus",
+				Tags:    []string{"netgo", "builtinassets"},
+				LDFlags: append(append([]string(nil), strip...),
+					"-X", "github.com/prometheus/common/version.Version="+PrometheusVersion(c.Version),
+					"-X", "github.com/prometheus/common/version.Branch=HEAD",
+					"-X", "github.com/prometheus/common/version.BuildUser=kubeup",
+					"-X", "github.com/prometheus/common/version.BuildDate="+time.Unix(sourceDateEpoch, 0).UTC().Format("20060102-15:04:05")),
+				Hint: "Prometheus' web UI is built with Node.js (>= 20.19) and npm from the npm registry",
+			}},
+			Patch: &sourcePatch{
+				Module: c.Module,
+				// Service discovery: kubernetes_sd (and static, built in); the
+				// minimum set (file, http) upstream always links.
+				Keep: map[string][]string{"plugins": {"minimum.go", "plugin_kubernetes.go"}},
+				// What compress_assets.sh generates (it lists every file;
+				// the directory embeds the same set).
+				Files: map[string]string{"web/ui/embed.go": "//go:build builtinassets\n\npackage ui\n\nimport \"embed\"\n\n//go:embed static\nvar EmbedFS embed.FS\n"},
+				UI: &uiBuild{
+					Dir:  "web/ui",
+					PNPM: "10.34.9",
+					// The lockfile's 9.7.2 is not served here; 9.6.2 is the
+					// newest that is (the UI only uses its CodeHighlight).
+					Overrides: map[string]string{"@mantine/code-highlight": "9.6.2"},
+					Run:       []string{"bash", "build_ui.sh", "--mantine-ui"},
+					Output:    "static",
+				},
+			},
+		}, true
+	case "victoria-logs":
+		// Upstream's Makefile stamps buildinfo.Version as
+		// victoria-logs-<date>-<git describe>; the module gives no git.
+		return buildRecipe{Builds: []goBuild{{
+			Package: "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs",
+			Output:  "victoria-logs",
+			LDFlags: append(append([]string(nil), strip...),
+				"-X", "github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-"+
+					time.Unix(sourceDateEpoch, 0).UTC().Format("20060102-150405")+"-tags-"+c.Version),
+		}}}, true
+	case "otelcol":
+		return buildRecipe{Builds: []goBuild{{Package: ".", Output: "otelcol",
+			LDFlags: append(append([]string(nil), strip...), "-X", "main.version="+c.Version)}}}, true
 	case "pulumi":
 		return buildRecipe{Builds: []goBuild{{
 			Package: c.Module + "/cmd/pulumi",
@@ -130,6 +212,21 @@ func k8sMajorMinor(v string) (string, string) {
 	return parts[0], parts[1]
 }
 
+// PrometheusVersion is the Prometheus release of a Prometheus Go module
+// version: v0.316.0 is 3.16.0 (upstream tags module versions v0.MMmm.p for
+// release M.mm.p since 3.0).
+func PrometheusVersion(module string) string {
+	parts := strings.SplitN(strings.TrimPrefix(module, "v0."), ".", 2)
+	if len(parts) != 2 || len(parts[0]) < 3 {
+		return strings.TrimPrefix(module, "v")
+	}
+	major, minor := parts[0][:len(parts[0])-2], strings.TrimLeft(parts[0][len(parts[0])-2:], "0")
+	if minor == "" {
+		minor = "0"
+	}
+	return major + "." + minor + "." + parts[1]
+}
+
 // imageRecipe is how a container image is made from a component's files:
 // its config and what is added beside them.
 type imageRecipe struct {
@@ -145,6 +242,13 @@ type imageRecipe struct {
 }
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// passwd and group name the users of the images without a shell, so that
+// user lookups (Go's os/user, the collector's file storage) find them.
+const (
+	passwd = "root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+	group  = "root:x:0:\nnogroup:x:65534:\n"
+)
 
 // busyboxApplets get a symlink in the testbox image: what smoke tests and a
 // person debugging a pod reach for.
@@ -173,13 +277,48 @@ func imageRecipeFor(name string) (imageRecipe, bool) {
 			ExposedPorts: []string{"53/tcp", "53/udp"},
 			Capabilities: map[string][]string{"coredns": {"cap_net_bind_service"}},
 		}, true
+	case "prometheus":
+		// As upstream's image: nobody, data in /prometheus; the monitoring
+		// addon passes every flag.
+		return imageRecipe{
+			Entrypoint:   []string{"/bin/prometheus"},
+			Cmd:          []string{"--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"},
+			User:         "65534:65534",
+			Env:          []string{defaultPath},
+			ExposedPorts: []string{"9090/tcp"},
+			Dirs:         map[string]int64{"prometheus": 0o777},
+			Files:        map[string]string{"etc/passwd": passwd, "etc/group": group},
+		}, true
+	case "victoria-logs":
+		return imageRecipe{
+			Entrypoint:   []string{"/victoria-logs"},
+			Cmd:          []string{"-storageDataPath=/victoria-logs-data"},
+			User:         "65534:65534",
+			Env:          []string{defaultPath},
+			ExposedPorts: []string{"9428/tcp"},
+			Dirs:         map[string]int64{"victoria-logs-data": 0o777},
+			Files:        map[string]string{"etc/passwd": passwd, "etc/group": group},
+		}, true
+	case "otelcol":
+		// Upstream's collector images run as 10001 with /otelcol as the
+		// entrypoint; the logging addon passes --config.
+		return imageRecipe{
+			Entrypoint:   []string{"/otelcol"},
+			User:         "10001:10001",
+			Env:          []string{defaultPath},
+			ExposedPorts: []string{"24224/tcp", "4318/tcp", "13133/tcp"},
+			Files: map[string]string{
+				"etc/passwd": passwd + "otel:x:10001:10001:otel:/nonexistent:/bin/false\n",
+				"etc/group":  group + "otel:x:10001:\n",
+			},
+		}, true
 	case "testbox":
 		r := imageRecipe{
 			Cmd: []string{"sh"},
 			Env: []string{"PATH=/bin"},
 			Files: map[string]string{
 				"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-				"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+				"etc/group":  group,
 			},
 			Dirs: map[string]int64{"tmp": 0o1777, "root": 0o700},
 		}

@@ -144,6 +144,7 @@ func Images(binDir string) (components.Images, error) {
 	}
 	return components.Images{
 		Pause: images.PauseImage(), CoreDNS: images.CoreDNSImage(), Testbox: images.TestboxImage(),
+		Prometheus: images.PrometheusImage(), LogStore: images.VictoriaLogsImage(), LogAggregator: images.OtelcolImage(),
 		UI: images.AgentImageRef(agent),
 	}, nil
 }

@@ -52,6 +52,18 @@ func Validate(c *Cluster) ErrorList {
 		seen[m.name] = m.path
 	}
 
+	// The logging aggregator and the UI find the log store and Prometheus by
+	// their cluster DNS names.
+	if !Enabled(c.Spec.Addons.DNS) {
+		for _, a := range []struct {
+			field string
+			on    *bool
+		}{{"spec.addons.logging", c.Spec.Addons.Logging}, {"spec.addons.ui", c.Spec.Addons.UI}} {
+			if Enabled(a.on) {
+				e.add(a.field, "needs spec.addons.dns (it finds its peers by cluster DNS names); turn dns on or this off")
+			}
+		}
+	}
 	validateNetwork(&e, c, len(masters), len(nodes))
 	validateTarget(&e, c)
 	for i, k := range c.Spec.SSH.AuthorizedKeys {
