@@ -62,7 +62,7 @@ func (AddonManager) Description() string { return "kubeup addon manager" }
 func (AddonManager) Roles() []Role       { return []Role{Master} }
 
 func (a AddonManager) Unit(role Role) systemd.Unit {
-	return service(a, role, AgentBinary+" addon-manager", systemd.Service{
+	return service(a, role, AddonsBinary+" addon-manager", systemd.Service{
 		Wants:           []string{"kube-apiserver.service"},
 		After:           []string{"kube-apiserver.service"},
 		Type:            "notify",

@@ -18,6 +18,9 @@ type Agent struct{}
 // Agent paths and port.
 const (
 	AgentBinary     = BinDir + "/kubeup-agent"
+	// AddonsBinary runs the addon manager on masters (and the UI, from its
+	// own container image); nodes do not carry it.
+	AddonsBinary = BinDir + "/kubeup-addons"
 	AgentConfigPath = "/etc/kubeup/agent.yaml"
 	AgentStateDir   = "/var/lib/kubeup-agent"
 	AgentPort       = 10290
@@ -25,7 +28,10 @@ const (
 	// aggregator is unreachable; past it the oldest entries are dropped
 	// (and counted).
 	AgentLogBufferBytes = 256 << 20
-	agentWatchdog       = 30 * time.Second
+	// AgentLogIdentifier is the SYSLOG_IDENTIFIER whose journal lines are
+	// forwarded whatever their unit (`systemd-cat -t kubeup`).
+	AgentLogIdentifier = "kubeup"
+	agentWatchdog      = 30 * time.Second
 )
 
 // AgentConfig is the agent's configuration file.
@@ -56,13 +62,19 @@ type AgentConfig struct {
 	Scrape map[string]string `json:"scrape,omitempty"`
 }
 
-// AgentLogs configures journal forwarding.
+// AgentLogs configures log forwarding: the journal of Units, journal lines
+// tagged with one of Identifiers, and the containers' logs.
 type AgentLogs struct {
 	// Forward is the fluentd forward-protocol address (host:port); empty
 	// when the logging addon is off.
 	Forward        string `json:"forward,omitempty"`
 	BufferDir      string `json:"bufferDir"`
 	BufferMaxBytes int64  `json:"bufferMaxBytes"`
+	// StateDir keeps the journal cursor and the pod log files' offsets.
+	StateDir string `json:"stateDir,omitempty"`
+	// Identifiers are SYSLOG_IDENTIFIERs forwarded besides the units'
+	// journal (`systemd-cat -t kubeup`); absent means ["kubeup"].
+	Identifiers []string `json:"identifiers,omitempty"`
 }
 
 // AgentNet configures pod networking between machines.
@@ -112,6 +124,8 @@ func AgentConfigFor(ctx Context) AgentConfig {
 			Forward:        c.LogForward,
 			BufferDir:      AgentStateDir + "/buffer",
 			BufferMaxBytes: AgentLogBufferBytes,
+			StateDir:       AgentStateDir + "/logs",
+			Identifiers:    []string{AgentLogIdentifier},
 		},
 		Network: AgentNet{ClusterPodCIDR: c.PodCIDR.String(), CNIConfDir: CNIConfDir},
 		Scrape: map[string]string{

@@ -84,14 +84,6 @@ type Cluster struct {
 type Secrets struct {
 	BootstrapToken string // "abcdef.0123456789abcdef"
 	EncryptionKey  []byte // 32 bytes, for secrets at rest
-	// EtcdMetrics is the client certificate Prometheus presents to etcd
-	// (etcd serves metrics only to clients of its CA).
-	EtcdMetrics CertPair
-}
-
-// CertPair is a PEM certificate, its key and its CA.
-type CertPair struct {
-	CA, Cert, Key []byte
 }
 
 // Context is what a machine-specific render needs.

@@ -14,9 +14,10 @@ type Etcd struct{}
 
 // Etcd ports and paths.
 const (
-	EtcdClientPort = 2379
-	EtcdPeerPort   = 2380
-	EtcdDataDir    = "/var/lib/etcd"
+	EtcdClientPort  = 2379
+	EtcdPeerPort    = 2380
+	EtcdDataDir     = "/var/lib/etcd"
+	EtcdMetricsAddr = "127.0.0.1:2381"
 )
 
 func (Etcd) Name() string        { return "etcd" }
@@ -63,6 +64,10 @@ func (Etcd) Flags(ctx Context) Flags {
 		"snapshot-count":              "10000",
 		"auto-compaction-retention":   "1",
 		"metrics":                     "basic",
+		// Plain HTTP on loopback (kubeadm's choice), served onwards over TLS
+		// by the agent: Prometheus needs no etcd client certificate, which
+		// would let it read the whole datastore.
+		"listen-metrics-urls": "http://" + EtcdMetricsAddr,
 	}
 }
 
@@ -72,9 +77,9 @@ func (Etcd) Health() Endpoint {
 	return Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/health", EtcdClientPort), Auth: AuthClientCert}
 }
 
-// Metrics are served on the client port and need an etcd-CA client certificate.
+// Metrics are on a loopback-only listener; the agent serves them onwards.
 func (Etcd) Metrics() *Endpoint {
-	return &Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/metrics", EtcdClientPort), Auth: AuthClientCert}
+	return &Endpoint{URL: "http://" + EtcdMetricsAddr + "/metrics", Auth: AuthNone}
 }
 
 func (Etcd) Certificates(Role) []string {

@@ -1,6 +1,5 @@
-// Command kubeup-agent is kubeup's on-machine binary: the node agent
-// (`agent`), the readiness probe units run as ExecStartPost (`probe`), and
-// the addon manager on masters.
+// Command kubeup-agent is kubeup's agent on every machine: the node agent
+// (`agent`) and the readiness probe units run as ExecStartPost (`probe`).
 package main
 
 import (
@@ -10,5 +9,5 @@ import (
 )
 
 func main() {
-	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(app.Binary.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

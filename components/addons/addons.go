@@ -22,8 +22,8 @@ type Addon struct {
 }
 
 // Manifests renders the enabled addons as files for ClusterAddonDir.
-func Manifests(c *components.Cluster, s components.Secrets) ([]components.File, error) {
-	enabled, err := Enabled(c, s)
+func Manifests(c *components.Cluster) ([]components.File, error) {
+	enabled, err := Enabled(c)
 	if err != nil {
 		return nil, err
 	}
@@ -39,13 +39,13 @@ func Manifests(c *components.Cluster, s components.Secrets) ([]components.File, 
 }
 
 // Enabled lists the addons the cluster turned on, in apply order.
-func Enabled(c *components.Cluster, s components.Secrets) ([]Addon, error) {
+func Enabled(c *components.Cluster) ([]Addon, error) {
 	var out []Addon
 	if c.Addons.DNS {
 		out = append(out, DNS(c))
 	}
 	if c.Addons.Monitoring {
-		m, err := Monitoring(c, s)
+		m, err := Monitoring(c)
 		if err != nil {
 			return nil, err
 		}

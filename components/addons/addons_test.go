@@ -24,7 +24,7 @@ func cluster() *components.Cluster {
 }
 
 func TestManifestsGolden(t *testing.T) {
-	files, err := Manifests(cluster(), components.Secrets{})
+	files, err := Manifests(cluster())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestManifestsGolden(t *testing.T) {
 // Every document decodes strictly into its Kubernetes type and carries the
 // addon manager's label.
 func TestManifestsAreValidObjects(t *testing.T) {
-	files, err := Manifests(cluster(), components.Secrets{})
+	files, err := Manifests(cluster())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestCorefileForwardsOnlyWithUpstream(t *testing.T) {
 		t.Error("Corefile with upstream does not forward")
 	}
 	c.Addons.DNS = false
-	if files, _ := Manifests(c, components.Secrets{}); len(files) != 0 {
+	if files, _ := Manifests(c); len(files) != 0 {
 		t.Error("DNS addon rendered while off")
 	}
 }
@@ -93,8 +93,7 @@ func TestMonitoring(t *testing.T) {
 	c.Addons.Monitoring = true
 	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
 	c.Images.Prometheus, c.Images.Testbox = "registry.kubeup.dev/prometheus:v3", "registry.kubeup.dev/testbox:1"
-	s := components.Secrets{EtcdMetrics: components.CertPair{CA: []byte("ca"), Cert: []byte("cert"), Key: []byte("key")}}
-	files, err := Manifests(c, s)
+	files, err := Manifests(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +111,7 @@ func TestMonitoring(t *testing.T) {
 			t.Errorf("no scrape job %s", job)
 		}
 	}
-	if !strings.Contains(cfg, "10.77.0.10:2379") || !strings.Contains(cfg, "server_name: kubeup-agent") {
+	if !strings.Contains(cfg, "10.77.0.10:10290") || !strings.Contains(cfg, "/metrics/etcd") || !strings.Contains(cfg, "server_name: kubeup-agent") {
 		t.Errorf("config:\n%s", cfg)
 	}
 }

@@ -24,15 +24,14 @@ const (
 	// the UI; Prometheus needs it to build its links.
 	PrometheusProxyPath = "/api/v1/namespaces/kube-system/services/prometheus:web/proxy/"
 	saDir               = "/var/run/secrets/kubernetes.io/serviceaccount"
-	etcdCertDir         = "/etc/prometheus/etcd"
 )
 
 // Monitoring is the monitoring addon: Prometheus (with its web UI) on a
 // master, scraping every component over TLS with its ServiceAccount token
-// (RBAC: /metrics and nodes/metrics) or, for etcd, a client certificate of
-// etcd's CA. Data lives on the master's disk ("persistent enough" for a
+// (RBAC: /metrics and nodes/metrics); what only serves plain HTTP on
+// loopback (etcd, containerd, kube-proxy) it reaches through the agents. Data lives on the master's disk ("persistent enough" for a
 // test cluster), retained for 7 days.
-func Monitoring(c *components.Cluster, s components.Secrets) (Addon, error) {
+func Monitoring(c *components.Cluster) (Addon, error) {
 	const name, app = "prometheus", "prometheus"
 	l := labels(app)
 	meta := func(n string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: n, Namespace: Namespace, Labels: l} }
@@ -58,9 +57,6 @@ func Monitoring(c *components.Cluster, s components.Secrets) (Addon, error) {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: Namespace}},
 	}
 	cm := &corev1.ConfigMap{TypeMeta: tm("v1", "ConfigMap"), ObjectMeta: meta(name), Data: map[string]string{"prometheus.yml": cfg}}
-	etcd := &corev1.Secret{TypeMeta: tm("v1", "Secret"), ObjectMeta: meta("prometheus-etcd-client"),
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"ca.crt": s.EtcdMetrics.CA, "tls.crt": s.EtcdMetrics.Cert, "tls.key": s.EtcdMetrics.Key}}
 	dep := &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),
 		ObjectMeta: meta(name),
@@ -109,13 +105,11 @@ func Monitoring(c *components.Cluster, s components.Secrets) (Addon, error) {
 							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "config", MountPath: "/etc/prometheus", ReadOnly: true},
-							{Name: "etcd", MountPath: etcdCertDir, ReadOnly: true},
 							{Name: "data", MountPath: "/prometheus"},
 						},
 					}},
 					Volumes: []corev1.Volume{
 						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}},
-						{Name: "etcd", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "prometheus-etcd-client", DefaultMode: ptr.To[int32](0o444)}}},
 						{Name: "data", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: PrometheusDataDir, Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}},
 					},
 				},
@@ -128,7 +122,7 @@ func Monitoring(c *components.Cluster, s components.Secrets) (Addon, error) {
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"k8s-app": app},
 			Ports: []corev1.ServicePort{{Name: "web", Port: PrometheusPort, TargetPort: intstr.FromInt32(PrometheusPort)}}},
 	}
-	return Addon{Name: "monitoring", Objects: []any{sa, role, binding, cm, etcd, dep, svc}}, nil
+	return Addon{Name: "monitoring", Objects: []any{sa, role, binding, cm, dep, svc}}, nil
 }
 
 // mastersOnly pins a pod to masters, whose images carry the addons'.
@@ -206,8 +200,7 @@ func PrometheusConfig(c *components.Cluster) (string, error) {
 		}
 	}
 	jobs := []scrape{
-		{JobName: "etcd", Scheme: "https", StaticConfigs: masters(components.EtcdClientPort),
-			TLSConfig: &tlsConfig{CAFile: etcdCertDir + "/ca.crt", CertFile: etcdCertDir + "/tls.crt", KeyFile: etcdCertDir + "/tls.key"}},
+		{JobName: "etcd", Scheme: "https", MetricsPath: "/metrics/etcd", TLSConfig: agentTLS, Authorization: token, StaticConfigs: masters(components.AgentPort)},
 		{JobName: "kube-apiserver", Scheme: "https", TLSConfig: saTLS, Authorization: token, StaticConfigs: masters(components.APIServerPort)},
 		{JobName: "kube-controller-manager", Scheme: "https", TLSConfig: saTLS, Authorization: token, StaticConfigs: masters(components.ControllerManagerPort)},
 		{JobName: "kube-scheduler", Scheme: "https", TLSConfig: saTLS, Authorization: token, StaticConfigs: masters(components.SchedulerPort)},

@@ -14,7 +14,6 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // AdminGroup is the certificate Organization of kubeup's admin credentials;
@@ -143,8 +142,7 @@ func (a *authenticator) reviewToken(ctx context.Context, token, path string) dec
 	}
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
-	tr, err := client.AuthenticationV1().TokenReviews().Create(ctx,
-		&authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	tr, err := client.CreateTokenReview(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}})
 	if err != nil {
 		return decision{code: http.StatusServiceUnavailable, msg: "token review: " + err.Error()}
 	}
@@ -160,12 +158,12 @@ func (a *authenticator) reviewToken(ctx context.Context, token, path string) dec
 	for k, v := range u.Extra {
 		extra[k] = authzv1.ExtraValue(v)
 	}
-	sar, err := client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{
+	sar, err := client.CreateSubjectAccessReview(ctx, &authzv1.SubjectAccessReview{
 		Spec: authzv1.SubjectAccessReviewSpec{
 			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
 			NonResourceAttributes: &authzv1.NonResourceAttributes{Path: path, Verb: "get"},
 		},
-	}, metav1.CreateOptions{})
+	})
 	if err != nil {
 		return decision{code: http.StatusServiceUnavailable, msg: "subject access review: " + err.Error()}
 	}

@@ -1,13 +1,14 @@
 // Package agent is kubeup's node agent, the daemon behind kubeup-agent.service
 // on every machine: it serves the machine's health, metrics (systemd units,
-// certificate expiry, scraped loopback endpoints), status and journal over
-// TLS, and programs the pod network (CNI config, routes to other machines'
-// pod CIDRs, masquerading). It also holds the `probe` check units use as
-// ExecStartPost.
+// certificate expiry, scraped loopback endpoints, log forwarding, etcd
+// health on masters), status and journal over TLS, programs the pod network
+// (CNI config, routes to other machines' pod CIDRs, masquerading), and
+// forwards the units' journal and the containers' logs to the cluster's log
+// aggregator (package logforward). It also holds the `probe` check units
+// use as ExecStartPost.
 //
-// The daemon is a list of tasks (see Daemon) run under a supervisor that
-// restarts failed ones; further duties (log forwarding, etcd health) slot in
-// as more tasks.
+// The daemon is a list of tasks (see Daemon.tasks) run under a supervisor
+// that restarts failed ones.
 package agent
 
 import (
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -73,9 +75,16 @@ func LoadConfig(path string) (*components.AgentConfig, error) {
 	return &cfg, nil
 }
 
+// minLogBuffer: a smaller log buffer would drop records within seconds of
+// an aggregator outage.
+const minLogBuffer = 1 << 20
+
 var (
-	scrapeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-	unitName   = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path|scope|slice)$`)
+	// syslogIdentifier: a journal field value safe on journalctl's command
+	// line (no '=' or '+' term, no spaces).
+	syslogIdentifier = regexp.MustCompile(`^[A-Za-z0-9_.:@-]+$`)
+	scrapeName       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	unitName         = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path|scope|slice)$`)
 )
 
 // ValidateConfig checks every field the agent uses and returns a
@@ -139,6 +148,34 @@ func ValidateConfig(c *components.AgentConfig) error {
 		}
 	}
 	absolute("network.cniConfDir", c.Network.CNIConfDir)
+	if c.Logs.Forward != "" {
+		if host, port, err := net.SplitHostPort(c.Logs.Forward); err != nil || host == "" || !validPort(port) {
+			bad("logs.forward", "%q is not host:port", c.Logs.Forward)
+		}
+		absolute("logs.bufferDir", c.Logs.BufferDir)
+		absolute("logs.stateDir", c.Logs.StateDir)
+		if c.Logs.BufferMaxBytes < minLogBuffer {
+			bad("logs.bufferMaxBytes", "%d is below the minimum of %d", c.Logs.BufferMaxBytes, minLogBuffer)
+		}
+		for i, id := range c.Logs.Identifiers {
+			if !syslogIdentifier.MatchString(id) {
+				bad(fmt.Sprintf("logs.identifiers[%d]", i), "%q is not a syslog identifier", id)
+			}
+		}
+	}
+	if e := c.Etcd; e != nil {
+		if len(e.Endpoints) == 0 {
+			bad("etcd.endpoints", "required")
+		}
+		for i, ep := range e.Endpoints {
+			if u, err := url.Parse(ep); err != nil || u.Scheme != "https" || u.Host == "" {
+				bad(fmt.Sprintf("etcd.endpoints[%d]", i), "%q is not an https:// URL", ep)
+			}
+		}
+		absolute("etcd.caFile", e.CAFile)
+		absolute("etcd.certFile", e.CertFile)
+		absolute("etcd.keyFile", e.KeyFile)
+	}
 	for _, name := range sortedKeys(c.Scrape) {
 		field := "scrape." + name
 		if !scrapeName.MatchString(name) {
@@ -169,6 +206,20 @@ func loopbackURL(raw string) error {
 		return fmt.Errorf("%q: host must be a loopback address", raw)
 	}
 	return nil
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n < 65536
+}
+
+// logIdentifiers are the SYSLOG_IDENTIFIERs to forward: absent means the
+// default, an explicit empty list means none.
+func logIdentifiers(l components.AgentLogs) []string {
+	if l.Identifiers == nil {
+		return []string{components.AgentLogIdentifier}
+	}
+	return l.Identifiers
 }
 
 func sortedKeys[V any](m map[string]V) []string {

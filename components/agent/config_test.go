@@ -82,3 +82,38 @@ func TestLoadConfigErrors(t *testing.T) {
 		t.Errorf("valid config refused: %v", err)
 	}
 }
+
+func TestValidateLogsAndEtcd(t *testing.T) {
+	good := validConfig()
+	good.Logs = components.AgentLogs{Forward: "10.96.0.11:24224", BufferDir: "/var/lib/kubeup-agent/buffer",
+		BufferMaxBytes: 256 << 20, StateDir: "/var/lib/kubeup-agent/logs", Identifiers: []string{"kubeup"}}
+	good.Etcd = &components.AgentEtcd{Endpoints: []string{"https://127.0.0.1:2379"},
+		CAFile: "/pki/etcd/ca.crt", CertFile: "/pki/etcd/hc.crt", KeyFile: "/pki/etcd/hc.key"}
+	if err := ValidateConfig(&good); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	// Forwarding off: the other log fields do not matter.
+	off := validConfig()
+	off.Logs = components.AgentLogs{BufferMaxBytes: 1}
+	if err := ValidateConfig(&off); err != nil {
+		t.Errorf("forwarding off: %v", err)
+	}
+
+	bad := good
+	bad.Logs = components.AgentLogs{Forward: "10.96.0.11", BufferDir: "buffer", BufferMaxBytes: 1024,
+		Identifiers: []string{"kubeup", "a b", "x=y"}}
+	bad.Etcd = &components.AgentEtcd{Endpoints: []string{"http://127.0.0.1:2379"}, CAFile: "ca.crt"}
+	err := ValidateConfig(&bad)
+	for _, field := range []string{"logs.forward", "logs.bufferDir", "logs.stateDir: required", "logs.bufferMaxBytes",
+		"logs.identifiers[1]", "logs.identifiers[2]", "etcd.endpoints[0]", "etcd.caFile", "etcd.certFile: required", "etcd.keyFile: required"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("no problem reported for %s in:\n%v", field, err)
+		}
+	}
+	if got := logIdentifiers(components.AgentLogs{}); len(got) != 1 || got[0] != "kubeup" {
+		t.Errorf("default identifiers %q", got)
+	}
+	if got := logIdentifiers(components.AgentLogs{Identifiers: []string{}}); len(got) != 0 {
+		t.Errorf("explicitly none: %q", got)
+	}
+}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/systemd"
@@ -33,7 +32,7 @@ type Options struct {
 	Masquerade Masquerader
 	// Kube is the API client; default: built from Config.Kubeconfig once the
 	// file exists.
-	Kube kubernetes.Interface
+	Kube KubeAPI
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Uptime is the machine's uptime; default /proc/uptime.
@@ -41,6 +40,9 @@ type Options struct {
 	// StaticPodDir is the kubelet's manifest directory; default
 	// components.StaticPodDir.
 	StaticPodDir string
+	// PodLogDir is the kubelet's container log directory; default
+	// /var/log/pods.
+	PodLogDir string
 }
 
 // Daemon is `kubeup-agent agent`.
@@ -58,6 +60,8 @@ type Daemon struct {
 	auth    *authenticator
 	certs   *certScanner
 	podnet  *podNetwork
+	logs    *logPipeline // nil when cfg.Logs.Forward is empty
+	etcd    *etcdHealth  // nil without cfg.Etcd (nodes)
 	sup     *supervisor
 	reg     *prometheus.Registry
 	scrape  *http.Client
@@ -127,20 +131,41 @@ func New(cfg *components.AgentConfig, o Options) (*Daemon, error) {
 		log:         o.Log.With("task", "pod-network"),
 		now:         o.Now,
 	}
+	if cfg.Logs.Forward != "" {
+		if d.logs, err = newLogPipeline(cfg, o.Journal, o.PodLogDir, o.Log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Etcd != nil {
+		d.etcd = newEtcdHealth(cfg.Etcd, o.Log.With("task", "etcd-health"))
+	}
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
 	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)
+	if d.logs != nil {
+		d.reg.MustRegister(d.logs.metrics)
+	}
+	if d.etcd != nil {
+		d.reg.MustRegister(d.etcd)
+	}
 	return d, nil
 }
 
-// tasks is the daemon's work, in start order. Log forwarding (journal to
-// the fluentd forward address in cfg.Logs) and etcd health (cfg.Etcd, on
-// masters) are further Tasks added here.
+// tasks is the daemon's work, in start order.
 func (d *Daemon) tasks() []Task {
-	return []Task{
+	tasks := []Task{
 		d.kube,   // waits for the kubelet's kubeconfig, then publishes a client
 		d.certs,  // certificate expiry, rescanned every minute
 		d.podnet, // CNI config, routes to other machines' pod CIDRs, masquerade
 	}
+	if d.logs != nil {
+		// The forwarder (aggregator connection, disk buffer), then its
+		// sources: the units' journal and the containers' log files.
+		tasks = append(tasks, d.logs.tasks()...)
+	}
+	if d.etcd != nil {
+		tasks = append(tasks, d.etcd) // etcd member health, every 30 s
+	}
+	return tasks
 }
 
 // Run serves until ctx ends: READY=1 once the HTTPS listener is up,

@@ -12,7 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 
 	"kubeup.dev/kubeup/components"
 )
@@ -104,12 +110,29 @@ func (f *fakeMasq) EnsureMasquerade(c netip.Prefix) error {
 	return f.err
 }
 
+// fakeJournal answers /v1/journal's journalctl with a line, and log
+// forwarding's `journalctl --follow` with the JSON lines in follow, then
+// blocks as --follow does.
 type fakeJournal struct {
-	args [][]string
+	mu     sync.Mutex
+	args   [][]string
+	follow []string
 }
 
-func (f *fakeJournal) run(_ context.Context, args []string, w io.Writer) error {
+func (f *fakeJournal) run(ctx context.Context, args []string, w io.Writer) error {
+	f.mu.Lock()
 	f.args = append(f.args, args)
+	lines := slices.Clone(f.follow)
+	f.mu.Unlock()
+	if slices.Contains(args, "--follow") {
+		for _, l := range lines {
+			if _, err := io.WriteString(w, l+"\n"); err != nil {
+				return err
+			}
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	_, err := io.WriteString(w, "2026-01-01T00:00:00+0000 node-0 kubelet[1]: started\n")
 	return err
 }
@@ -122,9 +145,35 @@ type testDaemon struct {
 	routes  *fakeRoutes
 	masq    *fakeMasq
 	journal *fakeJournal
+	// podLogDir is the daemon's /var/log/pods.
+	podLogDir string
 }
 
-func newTestDaemon(t *testing.T, kube kubernetes.Interface, edit ...func(*components.AgentConfig)) *testDaemon {
+// fakeKube is KubeAPI over client-go's fake clientset (test binaries may
+// link the full clientset; the agent does not).
+type fakeKube struct{ c *fake.Clientset }
+
+func (f fakeKube) CreateTokenReview(ctx context.Context, tr *authnv1.TokenReview) (*authnv1.TokenReview, error) {
+	return f.c.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
+}
+
+func (f fakeKube) CreateSubjectAccessReview(ctx context.Context, sar *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error) {
+	return f.c.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+}
+
+func (f fakeKube) NodeListWatch() cache.ListerWatcher {
+	nodes := f.c.CoreV1().Nodes()
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return nodes.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return nodes.Watch(ctx, o)
+		},
+	}, f.c)
+}
+
+func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*components.AgentConfig)) *testDaemon {
 	t.Helper()
 	pki := newTestPKI(t)
 	cfg := validConfig()
@@ -135,7 +184,12 @@ func newTestDaemon(t *testing.T, kube kubernetes.Interface, edit ...func(*compon
 	for _, e := range edit {
 		e(&cfg)
 	}
-	td := &testDaemon{pki: pki, cfg: &cfg, routes: newFakeRoutes(), masq: &fakeMasq{}, journal: &fakeJournal{}}
+	td := &testDaemon{pki: pki, cfg: &cfg, routes: newFakeRoutes(), masq: &fakeMasq{}, journal: &fakeJournal{},
+		podLogDir: filepath.Join(t.TempDir(), "pods")}
+	var api KubeAPI
+	if kube != nil {
+		api = fakeKube{kube}
+	}
 	d, err := New(&cfg, Options{
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Units: &fakeUnits{statuses: map[string]UnitStatus{
@@ -143,12 +197,13 @@ func newTestDaemon(t *testing.T, kube kubernetes.Interface, edit ...func(*compon
 				ActiveSince: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 			"containerd.service": {ActiveState: "failed", SubState: "failed"},
 		}},
-		Journal:    td.journal.run,
-		Routes:     td.routes,
-		Masquerade: td.masq,
-		Kube:       kube,
+		Journal:      td.journal.run,
+		Routes:       td.routes,
+		Masquerade:   td.masq,
+		Kube:         api,
 		Uptime:       func() (time.Duration, error) { return time.Hour, nil },
 		StaticPodDir: filepath.Join(t.TempDir(), "manifests"),
+		PodLogDir:    td.podLogDir,
 	})
 	if err != nil {
 		t.Fatal(err)

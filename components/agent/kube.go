@@ -10,9 +10,81 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 )
+
+// KubeAPI is the part of the Kubernetes API the agent uses: token and
+// access reviews for bearer-token metrics, and Nodes for the pod network.
+type KubeAPI interface {
+	CreateTokenReview(ctx context.Context, tr *authnv1.TokenReview) (*authnv1.TokenReview, error)
+	CreateSubjectAccessReview(ctx context.Context, sar *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error)
+	// NodeListWatch lists and watches Nodes, for an informer.
+	NodeListWatch() cache.ListerWatcher
+}
+
+// restKube is KubeAPI on client-go's rest.RESTClient with a scheme of just
+// core/v1, authentication/v1 and authorization/v1. The generated clientset
+// (k8s.io/client-go/kubernetes) would do, but it links and registers every
+// API group of Kubernetes to use three resources, and its code and init
+// work are a large share of the pages a small static binary maps in.
+type restKube struct {
+	core, authn, authz *rest.RESTClient
+}
+
+func newRESTKube(cfg *rest.Config) (*restKube, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authnv1.AddToScheme, authzv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	codecs := serializer.NewCodecFactory(scheme)
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client := func(gv schema.GroupVersion, apiPath string) (*rest.RESTClient, error) {
+		c := rest.CopyConfig(cfg)
+		c.GroupVersion, c.APIPath = &gv, apiPath
+		c.NegotiatedSerializer = codecs.WithoutConversion()
+		return rest.RESTClientForConfigAndClient(c, httpClient)
+	}
+	var k restKube
+	if k.core, err = client(corev1.SchemeGroupVersion, "/api"); err != nil {
+		return nil, err
+	}
+	if k.authn, err = client(authnv1.SchemeGroupVersion, "/apis"); err != nil {
+		return nil, err
+	}
+	if k.authz, err = client(authzv1.SchemeGroupVersion, "/apis"); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+func (k *restKube) CreateTokenReview(ctx context.Context, tr *authnv1.TokenReview) (*authnv1.TokenReview, error) {
+	out := &authnv1.TokenReview{}
+	return out, k.authn.Post().Resource("tokenreviews").Body(tr).Do(ctx).Into(out)
+}
+
+func (k *restKube) CreateSubjectAccessReview(ctx context.Context, sar *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error) {
+	out := &authzv1.SubjectAccessReview{}
+	return out, k.authz.Post().Resource("subjectaccessreviews").Body(sar).Do(ctx).Into(out)
+}
+
+func (k *restKube) NodeListWatch() cache.ListerWatcher {
+	return cache.NewListWatchFromClient(k.core, "nodes", metav1.NamespaceAll, fields.Everything())
+}
 
 // kubeClient is the task that waits for the kubelet's kubeconfig (on nodes
 // the kubelet writes it only after TLS bootstrapping), then publishes a
@@ -26,7 +98,7 @@ type kubeClient struct {
 
 	once   sync.Once
 	ready  chan struct{}
-	client kubernetes.Interface
+	client KubeAPI
 }
 
 func newKubeClient(path string, log *slog.Logger) *kubeClient {
@@ -34,13 +106,13 @@ func newKubeClient(path string, log *slog.Logger) *kubeClient {
 }
 
 // newReadyKubeClient publishes c at once (tests, or a caller with its own client).
-func newReadyKubeClient(c kubernetes.Interface) *kubeClient {
+func newReadyKubeClient(c KubeAPI) *kubeClient {
 	k := &kubeClient{ready: make(chan struct{})}
 	k.publish(c)
 	return k
 }
 
-func (k *kubeClient) publish(c kubernetes.Interface) {
+func (k *kubeClient) publish(c KubeAPI) {
 	k.once.Do(func() {
 		k.client = c
 		close(k.ready)
@@ -77,7 +149,7 @@ func (k *kubeClient) Run(ctx context.Context) error {
 		return fmt.Errorf("kubeconfig %s: %w", k.path, err)
 	}
 	cfg.UserAgent = "kubeup-agent"
-	c, err := kubernetes.NewForConfig(cfg)
+	c, err := newRESTKube(cfg)
 	if err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", k.path, err)
 	}
@@ -87,7 +159,7 @@ func (k *kubeClient) Run(ctx context.Context) error {
 }
 
 // Get returns the client if it is ready.
-func (k *kubeClient) Get() (kubernetes.Interface, bool) {
+func (k *kubeClient) Get() (KubeAPI, bool) {
 	select {
 	case <-k.ready:
 		return k.client, true
@@ -97,7 +169,7 @@ func (k *kubeClient) Get() (kubernetes.Interface, bool) {
 }
 
 // Wait blocks until the client is ready or ctx ends.
-func (k *kubeClient) Wait(ctx context.Context) (kubernetes.Interface, error) {
+func (k *kubeClient) Wait(ctx context.Context) (KubeAPI, error) {
 	select {
 	case <-k.ready:
 		return k.client, nil

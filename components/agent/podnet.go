@@ -14,8 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -83,12 +81,15 @@ func (p *podNetwork) Run(ctx context.Context) error {
 		p.status.Error = "waiting for the list of Nodes from the API server"
 	}
 	p.mu.Unlock()
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimNode))
-	defer factory.Shutdown()
+	nodes := cache.NewSharedIndexInformer(client.NodeListWatch(), &corev1.Node{}, 0, cache.Indexers{})
+	if err := nodes.SetTransform(trimNode); err != nil {
+		return fmt.Errorf("watch nodes: %w", err)
+	}
+	var informer sync.WaitGroup
+	defer informer.Wait()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // before Shutdown, which waits for the informer to stop
+	defer cancel() // before the Wait: it stops the informer
 
-	nodes := factory.Core().V1().Nodes()
 	poke := make(chan struct{}, 1)
 	kick := func() {
 		select {
@@ -96,15 +97,15 @@ func (p *podNetwork) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { kick() },
 		UpdateFunc: func(_, _ any) { kick() },
 		DeleteFunc: func(any) { kick() },
 	}); err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
+	informer.Go(func() { nodes.RunWithContext(ctx) })
+	if !cache.WaitForCacheSync(ctx.Done(), nodes.HasSynced) {
 		return nil
 	}
 	p.mu.Lock()
@@ -119,9 +120,11 @@ func (p *podNetwork) Run(ctx context.Context) error {
 	tick := time.NewTicker(podNetResync)
 	defer tick.Stop()
 	for {
-		list, err := nodes.Lister().List(labels.Everything())
-		if err != nil {
-			return fmt.Errorf("list nodes: %w", err)
+		var list []*corev1.Node
+		for _, obj := range nodes.GetStore().List() {
+			if n, ok := obj.(*corev1.Node); ok {
+				list = append(list, n)
+			}
 		}
 		p.reconcile(list)
 		select {

@@ -109,6 +109,10 @@ type Status struct {
 	PodNetwork    PodNetworkStatus  `json:"podNetwork"`
 	Certificates  []CertificateInfo `json:"certificates"`
 	Tasks         []TaskStatus      `json:"tasks"`
+	// Logs is log forwarding, when on.
+	Logs *LogStatus `json:"logs,omitempty"`
+	// Etcd is the last etcd health poll (masters).
+	Etcd []EtcdMemberStatus `json:"etcd,omitempty"`
 }
 
 // Status collects the machine's status.
@@ -118,6 +122,12 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		AgentStarted: d.started.UTC(),
 		PodNetwork:   d.podnet.Status(),
 		Tasks:        d.sup.Statuses(),
+	}
+	if d.logs != nil {
+		st.Logs = d.logs.status()
+	}
+	if d.etcd != nil {
+		st.Etcd = d.etcd.Status()
 	}
 	if up, err := d.uptime(); err == nil {
 		st.UptimeSeconds = int64(up.Seconds())

@@ -48,8 +48,9 @@ type Options struct {
 	// Artifacts selects where artifacts come from (their own CacheDir and
 	// Progress are filled in from here).
 	Artifacts artifacts.Options
-	// AgentBinary is the kubeup-agent binary put into every image.
-	AgentBinary string
+	// BinDir holds kubeup's own binaries: kubeup-agent goes into every
+	// image, kubeup-addons into the master image (and the UI's image).
+	BinDir string
 	// Addons are manifests baked into the master image (for the addon
 	// manager), by file name.
 	Addons []components.File
@@ -222,9 +223,13 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 	if err := CheckHost(); err != nil {
 		return nil, nil, err
 	}
-	agent, err := os.ReadFile(o.AgentBinary)
+	agent, err := os.ReadFile(filepath.Join(o.BinDir, "kubeup-agent"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the kubeup-agent binary (make build writes bin/kubeup-agent; or pass --agent): %w", err)
+		return nil, nil, fmt.Errorf("read the kubeup-agent binary (make build writes bin/kubeup-agent; or pass --bin-dir): %w", err)
+	}
+	addonsBin, err := os.ReadFile(filepath.Join(o.BinDir, "kubeup-addons"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the kubeup-addons binary (make build writes bin/kubeup-addons; or pass --bin-dir): %w", err)
 	}
 	for _, d := range []string{o.OutDir, o.CacheDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -250,7 +255,7 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 	for _, role := range o.Roles {
 		in := roleInputs{role: role, base: base, set: set, agent: agent, files: roles[role], formats: o.Formats}
 		if role == components.Master {
-			in.addons = o.Addons
+			in.addons, in.addonsBin = o.Addons, addonsBin
 		}
 		m, t, err := buildRole(ctx, o, in)
 		if err != nil {
@@ -262,13 +267,14 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 }
 
 type roleInputs struct {
-	role    components.Role
-	base    *rootfs.Base
-	set     *artifacts.Set
-	agent   []byte
-	files   render.Role
-	addons  []components.File
-	formats []string
+	role      components.Role
+	base      *rootfs.Base
+	set       *artifacts.Set
+	agent     []byte
+	addonsBin []byte // masters only
+	files     render.Role
+	addons    []components.File
+	formats   []string
 }
 
 // key hashes everything that goes into a role's image.
@@ -278,7 +284,7 @@ func (in roleInputs) key(epoch int64) string {
 	for _, a := range in.set.Artifacts {
 		fmt.Fprintf(h, "artifact %s %s %s\n", a.Kind, a.Name, a.Key)
 	}
-	fmt.Fprintf(h, "agent %x\n", sha256.Sum256(in.agent))
+	fmt.Fprintf(h, "agent %x\naddons %x\n", sha256.Sum256(in.agent), sha256.Sum256(in.addonsBin))
 	for _, u := range in.files.Units {
 		data, _ := u.Bytes()
 		fmt.Fprintf(h, "unit %s %x\n", u.Name, sha256.Sum256(data))
@@ -504,6 +510,12 @@ func install(root string, in roleInputs, m *Manifest) error {
 	m.Artifacts = append(m.Artifacts, ArtifactRef{Name: "kubeup-agent", Version: "built from this checkout", Source: "build",
 		Main: strings.TrimPrefix(components.AgentBinary, "/"), SHA256: hex.EncodeToString(agentSum[:]), Size: int64(len(in.agent))})
 	files := append(slices.Clone(in.files.Files), components.File{Path: components.AgentBinary, Mode: 0o755, Content: in.agent})
+	if in.addonsBin != nil {
+		sum := sha256.Sum256(in.addonsBin)
+		m.Artifacts = append(m.Artifacts, ArtifactRef{Name: "kubeup-addons", Version: "built from this checkout", Source: "build",
+			Main: strings.TrimPrefix(components.AddonsBinary, "/"), SHA256: hex.EncodeToString(sum[:]), Size: int64(len(in.addonsBin))})
+		files = append(files, components.File{Path: components.AddonsBinary, Mode: 0o755, Content: in.addonsBin})
+	}
 	for _, f := range in.addons {
 		files = append(files, components.File{Path: components.ImageAddonDir + "/" + filepath.Base(f.Path), Mode: 0o644, Content: f.Content})
 	}
@@ -530,12 +542,12 @@ func preloadImages(ctx context.Context, root, work string, in roleInputs, epoch 
 		tarballs = append(tarballs, a.TarballPath())
 	}
 	sort.Strings(tarballs)
-	if in.role == components.Master {
-		// The UI addon runs kubeup-agent from an image of this very binary.
-		out := filepath.Join(work, "kubeup-agent-image.tar")
-		if _, err := artifacts.BinaryImage(ctx, images.AgentImageRef(in.agent), "kubeup-agent", in.agent,
-			strings.TrimPrefix(components.AgentBinary, "/"), "65532", epoch, out); err != nil {
-			return fmt.Errorf("kubeup-agent image: %w", err)
+	if in.addonsBin != nil {
+		// The UI addon runs kubeup-addons from an image of this very binary.
+		out := filepath.Join(work, "kubeup-addons-image.tar")
+		if _, err := artifacts.BinaryImage(ctx, images.AddonsImageRef(in.addonsBin), "kubeup-addons", in.addonsBin,
+			strings.TrimPrefix(components.AddonsBinary, "/"), "65532", epoch, out); err != nil {
+			return fmt.Errorf("kubeup-addons image: %w", err)
 		}
 		tarballs = append(tarballs, out)
 	}

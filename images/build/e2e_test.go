@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,10 +15,10 @@ import (
 	"time"
 
 	"kubeup.dev/kubeup/components"
-	"kubeup.dev/kubeup/images"
 	"kubeup.dev/kubeup/images/artifacts"
 	"kubeup.dev/kubeup/images/build"
 	"kubeup.dev/kubeup/infra/qemu"
+	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 	"kubeup.dev/kubeup/provision/render"
@@ -32,17 +31,16 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// buildAgent compiles kubeup-agent from this checkout.
-func buildAgent(t *testing.T) string {
+// binDir is where make build put kubeup's binaries.
+func binDir(t *testing.T) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "kubeup-agent")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/kubeup-agent")
-	cmd.Dir = repoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build kubeup-agent: %v\n%s", err, b)
+	d := filepath.Join(repoRoot(), "bin")
+	for _, b := range []string{"kubeup-agent", "kubeup-addons"} {
+		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
+			t.Fatalf("run make build first: %v", err)
+		}
 	}
-	return out
+	return d
 }
 
 // TestE2EImage builds both images, boots each by UEFI and by BIOS with a
@@ -66,7 +64,7 @@ func TestE2EImage(t *testing.T) {
 	t0 := time.Now()
 	ms, ts, err := build.Build(ctx, build.Options{
 		Roles: components.Roles(), Formats: []string{"qcow2"}, OutDir: outDir, CacheDir: cache,
-		Artifacts: artifacts.Options{SrcDir: repoRoot()}, AgentBinary: buildAgent(t), Progress: testWriter{t},
+		Artifacts: artifacts.Options{SrcDir: repoRoot()}, BinDir: binDir(t), Progress: testWriter{t},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +85,11 @@ func TestE2EImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := render.Render(c, bundle, render.Options{Images: components.Images{Pause: images.PauseImage()}})
+	imgs, err := cluster.Images(binDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(c, bundle, render.Options{Images: imgs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,16 +136,16 @@ func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, er
 }
 
 // Images are the container images the rendered configs reference; binDir
-// holds the kubeup-agent binary whose image the UI addon runs.
+// holds the kubeup-addons binary whose image the UI addon runs.
 func Images(binDir string) (components.Images, error) {
-	agent, err := os.ReadFile(filepath.Join(binDir, "kubeup-agent"))
+	addons, err := os.ReadFile(filepath.Join(binDir, "kubeup-addons"))
 	if err != nil {
-		return components.Images{}, fmt.Errorf("the kubeup-agent binary (make build writes it next to kubeup): %w", err)
+		return components.Images{}, fmt.Errorf("the kubeup-addons binary (make build writes it next to kubeup): %w", err)
 	}
 	return components.Images{
 		Pause: images.PauseImage(), CoreDNS: images.CoreDNSImage(), Testbox: images.TestboxImage(),
 		Prometheus: images.PrometheusImage(), LogStore: images.VictoriaLogsImage(), LogAggregator: images.OtelcolImage(),
-		UI: images.AgentImageRef(agent),
+		UI: images.AddonsImageRef(addons),
 	}, nil
 }
 
@@ -171,7 +171,7 @@ func ensureImages(ctx context.Context, o Options, t *Timings) (map[components.Ro
 		}
 		_, _, err := build.Build(ctx, build.Options{
 			Roles: components.Roles(), Formats: []string{"qcow2"}, OutDir: outDir, CacheDir: o.CacheDir,
-			Artifacts: o.Artifacts, AgentBinary: filepath.Join(o.BinDir, "kubeup-agent"), Progress: o.Progress,
+			Artifacts: o.Artifacts, BinDir: o.BinDir, Progress: o.Progress,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("build images: %w", err)
@@ -335,8 +335,18 @@ func waitReady(ctx context.Context, o Options, st *State, bundle *pki.Bundle, c 
 		return err
 	}
 	var expect []string
-	if config.Enabled(c.Spec.Addons.DNS) {
-		expect = append(expect, "coredns")
+	for _, a := range []struct {
+		on   *bool
+		pods []string
+	}{
+		{c.Spec.Addons.DNS, []string{"coredns"}},
+		{c.Spec.Addons.Monitoring, []string{"prometheus"}},
+		{c.Spec.Addons.Logging, []string{"victoria-logs", "log-aggregator"}},
+		{c.Spec.Addons.UI, []string{"kubeup-ui"}},
+	} {
+		if config.Enabled(a.on) {
+			expect = append(expect, a.pods...)
+		}
 	}
 	return wait("kube-system pods Ready", func(ctx context.Context) error {
 		return health.WaitSystemPodsReady(ctx, cs, expect)

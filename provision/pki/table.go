@@ -112,9 +112,6 @@ func Table(c Cluster) []Spec {
 	}
 	add(Spec{Name: "etcd-healthcheck-client", CA: EtcdCA, CommonName: "kube-etcd-healthcheck-client",
 		Usages: client, Where: masters}, "etcd/healthcheck-client")
-	// Prometheus scrapes etcd with this one; kubeup puts it into a Secret.
-	add(Spec{Name: "etcd-metrics-client", CA: EtcdCA, CommonName: "kubeup-etcd-metrics-client",
-		Usages: client, Where: hostOnly}, "")
 
 	for _, comp := range []string{"controller-manager", "scheduler"} {
 		add(Spec{Name: comp + "-client", CA: KubernetesCA, CommonName: "system:kube-" + comp,

@@ -24,8 +24,8 @@ func TestTableRows(t *testing.T) {
 	if !slices.EqualFunc(specs, Table(c), func(a, b Spec) bool { return a.ID() == b.ID() }) {
 		t.Fatal("Table order is not deterministic")
 	}
-	// 3 CAs + service account + 11 shared leaves + 7 per-master leaves per master.
-	if want := 3 + 1 + 11 + 7*3; len(specs) != want {
+	// 3 CAs + service account + 10 shared leaves + 7 per-master leaves per master.
+	if want := 3 + 1 + 10 + 7*3; len(specs) != want {
 		t.Errorf("%d rows, want %d", len(specs), want)
 	}
 	ids := map[string]Spec{}
@@ -83,7 +83,7 @@ func TestTableRows(t *testing.T) {
 	if ca := ids[KubernetesCA]; !slices.Equal(ca.Where, []Place{PlaceMaster, PlaceNode}) || !slices.Equal(ca.KeyWhere, []Place{PlaceMaster}) {
 		t.Errorf("kubernetes-ca placement %v / key %v", ca.Where, ca.KeyWhere)
 	}
-	for _, id := range []string{EtcdCA, FrontProxyCA, "admin", "etcd-metrics-client"} {
+	for _, id := range []string{EtcdCA, FrontProxyCA, "admin"} {
 		if s := ids[id]; !slices.Equal(s.KeyWhere, []Place{PlaceHost}) {
 			t.Errorf("%s: key goes to %v, want the host only", id, s.KeyWhere)
 		}

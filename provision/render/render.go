@@ -135,9 +135,6 @@ func Render(c *config.Cluster, b *pki.Bundle, o Options) (*Result, error) {
 	}
 	res := &Result{Config: c, Cluster: ComponentsCluster(c, o.Images), PKI: b}
 	secrets := components.Secrets{BootstrapToken: b.BootstrapToken.String(), EncryptionKey: b.EncryptionKey}
-	if cert, key, ok := b.Cert("etcd-metrics-client"); ok {
-		secrets.EtcdMetrics = components.CertPair{CA: b.CAPEM(pki.EtcdCA), Cert: cert, Key: key}
-	}
 	for _, m := range c.Machines() {
 		rm, err := renderMachine(c, res.Cluster, b, secrets, m, o)
 		if err != nil {
@@ -158,7 +155,7 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 	place := pki.PlaceNode
 	if role == components.Master {
 		place = pki.PlaceMaster
-		manifests, err := addons.Manifests(cc, secrets)
+		manifests, err := addons.Manifests(cc)
 		if err != nil {
 			return Machine{}, err
 		}

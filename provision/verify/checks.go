@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -393,4 +395,93 @@ func checkLogs(ctx context.Context, r *run) error {
 		}
 		return nil
 	})
+}
+
+// checkDNS resolves the API server's Service and the test Service by name
+// from a pod, through the cluster DNS the kubelet points pods at.
+func checkDNS(ctx context.Context, r *run) error {
+	if _, err := r.cs.CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		return errSkip{"the DNS addon is off"}
+	}
+	names := []string{"kubernetes.default.svc." + r.domain(), webApp + "." + r.ns + ".svc." + r.domain()}
+	script := ""
+	for _, n := range names {
+		script += fmt.Sprintf("ok=; for i in 1 2 3 4 5 6 7 8 9 10; do /bin/busybox nslookup %[1]s && ok=1 && break; sleep 3; done; [ -n \"$ok\" ] || { echo 'cannot resolve %[1]s'; exit 1; }\n", n)
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "lookup", Image: r.t.Images.Testbox, Command: []string{"/bin/busybox", "sh", "-c", script},
+		}}},
+	}
+	onNode(&p.Spec, r.node.Name)
+	return r.runToCompletion(ctx, p)
+}
+
+// domain is the cluster DNS domain, read back from the API server's
+// service-account issuer (https://kubernetes.default.svc.<domain>).
+func (r *run) domain() string {
+	if r.dnsDomain != "" {
+		return r.dnsDomain
+	}
+	r.dnsDomain = "cluster.local"
+	body, err := r.cs.Discovery().RESTClient().Get().AbsPath("/.well-known/openid-configuration").DoRaw(context.Background())
+	if err == nil {
+		var doc struct {
+			Issuer string `json:"issuer"`
+		}
+		if json.Unmarshal(body, &doc) == nil {
+			if d, ok := strings.CutPrefix(doc.Issuer, "https://kubernetes.default.svc."); ok && d != "" {
+				r.dnsDomain = d
+			}
+		}
+	}
+	return r.dnsDomain
+}
+
+// checkUI reads the UI's overview through the API server's service proxy,
+// sees a write refused, and sees its ServiceAccount denied any change.
+func checkUI(ctx context.Context, r *run) error {
+	if _, err := r.cs.CoreV1().Services("kube-system").Get(ctx, "kubeup-ui", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		return errSkip{"the UI addon is off"}
+	}
+	var overview struct {
+		Nodes []struct {
+			Name string `json:"name"`
+		} `json:"nodes"`
+	}
+	if err := poll(ctx, func() error {
+		body, err := r.cs.CoreV1().Services("kube-system").ProxyGet("http", "kubeup-ui", "http", "/api/overview", nil).DoRaw(ctx)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(body, &overview); err != nil {
+			return fmt.Errorf("overview %q: %w", body, err)
+		}
+		if len(overview.Nodes) != len(r.t.State.Machines) {
+			return fmt.Errorf("the overview shows %d nodes, want %d", len(overview.Nodes), len(r.t.State.Machines))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	err := r.cs.CoreV1().RESTClient().Post().AbsPath("/api/v1/namespaces/kube-system/services/kubeup-ui:http/proxy/").Body([]byte("x")).Do(ctx).Error()
+	if !apierrors.IsMethodNotSupported(err) && !strings.Contains(fmt.Sprint(err), "405") && !strings.Contains(fmt.Sprint(err), "Method Not Allowed") {
+		return fmt.Errorf("a POST to the UI answered %v, want 405 Method Not Allowed", err)
+	}
+	for _, verb := range []string{"create", "delete", "update", "patch"} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               "system:serviceaccount:kube-system:kubeup-ui",
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "pods", Namespace: "default"},
+		}}
+		res, err := r.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if res.Status.Allowed {
+			return fmt.Errorf("the UI's ServiceAccount may %s pods", verb)
+		}
+	}
+	return nil
 }

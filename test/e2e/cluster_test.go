@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/provision/cluster"
 )
@@ -32,9 +35,15 @@ func kubeup(t *testing.T, ctx context.Context, dataDir string, args ...string) (
 	return out.String(), err
 }
 
-// TestE2ECluster is the promise in one test: `kubeup up --verify` brings a
-// local cluster to Ready and every check passes, kubectl on the host works
-// with the kubeconfig it wrote, and `kubeup down` leaves nothing (twice).
+// logsDeadline is how soon after up every unit's logs must be searchable.
+const logsDeadline = 60 * time.Second
+
+// TestE2ECluster is the promise in one test: `kubeup up` brings a local
+// cluster to Ready; every unit's logs and a pod's output are in the log
+// store within a minute; `kubeup verify` passes; every Prometheus target is
+// up; no log line is lost while the aggregator is down; the addon manager
+// restores a deleted addon; kubectl on the host works with the kubeconfig
+// kubeup wrote; and `kubeup down` leaves nothing (twice).
 func TestE2ECluster(t *testing.T) {
 	if !Enabled() {
 		t.Skip("end-to-end test: run with make e2e (KUBEUP_E2E=1); it boots a cluster of VMs")
@@ -56,13 +65,83 @@ func TestE2ECluster(t *testing.T) {
 		}
 	})
 
-	out, err := kubeup(t, ctx, dataDir, "up", "--name", name, "--verify", "--timings", timings)
+	// A cluster with SSH access for the checks that need a shell on a
+	// machine (the log-loss test writes to a node's journal).
+	key, pub, err := NewKey(t.TempDir())
 	if err != nil {
-		t.Fatalf("kubeup up --verify: %v", err)
+		t.Fatal(err)
 	}
-	if !strings.Contains(out, "checks passed") {
-		t.Errorf("up --verify did not report its checks")
+	cfgFile := filepath.Join(t.TempDir(), "cluster.yaml")
+	cfg := fmt.Sprintf("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  ssh:\n    authorizedKeys: [%q]\n", name, pub)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	out, err := kubeup(t, ctx, dataDir, "up", "--config", cfgFile, "--timings", timings)
+	if err != nil {
+		t.Fatalf("kubeup up: %v", err)
+	}
+	upDone := time.Now()
+	st, err := cluster.LoadState(dataDir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := cluster.Connect(dataDir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := cluster.Images(filepath.Join(repoRoot(), "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Logs of every unit on every machine, and a pod's output, reach the
+	// store within a minute of up.
+	marker := fmt.Sprintf("kubeup-e2e-marker-%d", time.Now().UnixNano())
+	if err := PodPrints(ctx, a, images.Testbox, marker); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for {
+		missing, err = UnitsWithoutLogs(ctx, a, st)
+		if err == nil && len(missing) == 0 {
+			if n, _, cerr := CountMessages(ctx, a, marker); cerr == nil && n > 0 {
+				break
+			}
+			missing = []string{"the test pod's output"}
+		}
+		if time.Since(upDone) > logsDeadline {
+			t.Errorf("%s after up, no logs yet from %v (%v)", logsDeadline, missing, err)
+			break
+		}
+		time.Sleep(3 * time.Second)
+	}
+	t.Logf("logs of every unit and of a pod in the store %s after up", time.Since(upDone).Round(time.Second))
+
+	out, err = kubeup(t, ctx, dataDir, "verify", "--name", name)
+	if err != nil || !strings.Contains(out, "checks passed") {
+		t.Errorf("kubeup verify: %v", err)
+	}
+
+	// Every component's metrics: each job up == 1 for every machine.
+	for {
+		missing, err = TargetsUp(ctx, a, st)
+		if err == nil && len(missing) == 0 {
+			break
+		}
+		if time.Since(upDone) > 15*time.Minute {
+			t.Errorf("Prometheus targets not up: %v (%v)", missing, err)
+			break
+		}
+		time.Sleep(5 * time.Second)
+	}
+	t.Logf("every Prometheus target up == 1 %s after up", time.Since(upDone).Round(time.Second))
+	if out, err := kubeup(t, ctx, dataDir, "logs", "--name", name, "--unit", "kube-apiserver", "--machine", "master-0", "--since", "10m", "--limit", "5"); err != nil || !strings.Contains(out, "kube-apiserver.service") {
+		t.Errorf("kubeup logs: %v", err)
+	}
+
+	lossTest(t, ctx, a, st, key)
+	addonRestoreTest(t, ctx, a)
+
 	var tm cluster.Timings
 	if data, err := os.ReadFile(timings); err == nil && json.Unmarshal(data, &tm) == nil {
 		for _, p := range tm.Phases {
@@ -102,4 +181,103 @@ func TestE2ECluster(t *testing.T) {
 	if err != nil || !strings.Contains(out, "nothing to destroy") {
 		t.Errorf("second down: %v %q", err, out)
 	}
+}
+
+// lossTest stops the log aggregator (and the addon manager, which would
+// bring it straight back), writes 10,000 numbered lines through a node's
+// journal, starts the aggregator again and finds every line exactly once.
+func lossTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.State, key string) {
+	t.Helper()
+	var master, node cluster.MachineState
+	for _, m := range st.Machines {
+		if m.Role == "master" && master.Name == "" {
+			master = m
+		}
+		if m.Role == "node" && node.Name == "" {
+			node = m
+		}
+	}
+	ms := SSH{Port: master.SSHPort, Key: key, User: "kubeup"}
+	ns := SSH{Port: node.SSHPort, Key: key, User: "kubeup"}
+	scale := func(n int32) error {
+		s, err := a.Clientset.AppsV1().Deployments("kube-system").GetScale(ctx, "log-aggregator", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Replicas = n
+		_, err = a.Clientset.AppsV1().Deployments("kube-system").UpdateScale(ctx, "log-aggregator", s, metav1.UpdateOptions{})
+		return err
+	}
+	if _, err := ms.Run(ctx, "sudo systemctl stop kubeup-addon-manager"); err != nil {
+		t.Fatal(err)
+	}
+	if err := scale(0); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for {
+		pods, err := a.Clientset.CoreV1().Pods("kube-system").List(wctx, metav1.ListOptions{LabelSelector: "k8s-app=log-aggregator"})
+		if err == nil && len(pods.Items) == 0 {
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("the aggregator did not stop: %v", err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	prefix := fmt.Sprintf("loss-test-%d-", time.Now().UnixNano())
+	if _, err := ns.Run(ctx, fmt.Sprintf("seq 1 10000 | sed 's/^/%s/' | systemd-cat -t kubeup", prefix)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Second) // the agent finds the aggregator gone and buffers
+	if n, _, err := CountMessages(ctx, a, prefix); err != nil || n != 0 {
+		t.Errorf("with the aggregator stopped the store already has %d lines (%v)", n, err)
+	}
+	if err := scale(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Run(ctx, "sudo systemctl start kubeup-addon-manager"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		total, distinct, err := CountMessages(ctx, a, prefix)
+		if err == nil && total >= 10000 {
+			if total != 10000 || distinct != 10000 {
+				t.Errorf("after the outage: %d lines, %d distinct; want 10000 exactly once each", total, distinct)
+			}
+			t.Logf("10000 buffered lines in the store %s after the aggregator came back", time.Since(start).Round(time.Second))
+			return
+		}
+		if time.Since(start) > 10*time.Minute {
+			t.Errorf("after the outage only %d of 10000 lines (%d distinct) reached the store (%v)", total, distinct, err)
+			return
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+// addonRestoreTest deletes an addon's Deployment and waits for the addon
+// manager to restore it.
+func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
+	t.Helper()
+	deps := a.Clientset.AppsV1().Deployments("kube-system")
+	old, err := deps.Get(ctx, "kubeup-ui", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deps.Delete(ctx, "kubeup-ui", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for time.Since(start) < 5*time.Minute {
+		d, err := deps.Get(ctx, "kubeup-ui", metav1.GetOptions{})
+		if err == nil && d.UID != old.UID {
+			t.Logf("the addon manager restored the deleted kubeup-ui Deployment in %s", time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Error("the addon manager did not restore the deleted kubeup-ui Deployment within 5 minutes")
 }

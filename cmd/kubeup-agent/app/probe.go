@@ -1,6 +1,7 @@
 package app
 
 import (
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -8,7 +9,7 @@ import (
 	"kubeup.dev/kubeup/components/agent"
 )
 
-func newProbeCommand(e *env) *cobra.Command {
+func newProbeCommand(e *cli.Env) *cobra.Command {
 	var o agent.ProbeOptions
 	cmd := &cobra.Command{
 		Use:   "probe --url=URL",
@@ -19,12 +20,12 @@ sockets when they answer gRPC's health check (or speak gRPC without it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.URL == "" {
-				return &ExitError{Code: 2, Err: errMissing("--url")}
+				return &cli.ExitError{Code: 2, Err: errMissing("--url")}
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := cli.SignalContext()
 			defer cancel()
 			if err := agent.Probe(ctx, o); err != nil {
-				return &ExitError{Code: 1, Err: err}
+				return &cli.ExitError{Code: 1, Err: err}
 			}
 			return nil
 		},

@@ -11,7 +11,7 @@ import (
 
 func runCLI(args ...string) (int, string) {
 	var out bytes.Buffer
-	code := Main(args, &out, &out)
+	code := Binary.Main(args, &out, &out)
 	return code, out.String()
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 func newBuildCommand(e *env) *cobra.Command {
-	var role, formats, out, cacheDir, src, agent, source string
+	var role, formats, out, cacheDir, src, binDir, source string
 	cmd := &cobra.Command{
 		Use:   "build [--role master|node|all] [--format raw,qcow2,gce] [--out DIR]",
 		Short: "Build the master and node appliance disk images",
@@ -41,7 +41,7 @@ reads manifests. Needs root. Set SOURCE_DATE_EPOCH for reproducible output.`,
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			o, err := buildOptions(cacheDir, out, agent)
+			o, err := buildOptions(cacheDir, out, binDir)
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
@@ -74,14 +74,14 @@ reads manifests. Needs root. Set SOURCE_DATE_EPOCH for reproducible output.`,
 	f.StringVar(&formats, "format", "raw,qcow2,gce", "comma-separated formats: raw, qcow2, gce (a tar.gz with disk.raw)")
 	f.StringVar(&out, "out", "", "output directory (default <cache dir>/vm-images)")
 	f.StringVar(&cacheDir, "cache-dir", "", "cache directory (default $KUBEUP_CACHE_DIR or <user cache dir>/kubeup)")
-	f.StringVar(&agent, "agent", "", "kubeup-agent binary to put into the images (default: next to this kubeup)")
+	f.StringVar(&binDir, "bin-dir", "", "directory with the kubeup-agent and kubeup-addons binaries the images carry (default: this kubeup's)")
 	f.StringVar(&source, "source", "build", "artifact source: build (from pinned Go modules) or release (pinned downloads)")
 	f.StringVar(&src, "src", "", "kubeup checkout holding images/modules (default: found from the working directory)")
 	return cmd
 }
 
 // buildOptions fills the directories every image-using command shares.
-func buildOptions(cacheDir, out, agent string) (build.Options, error) {
+func buildOptions(cacheDir, out, binDir string) (build.Options, error) {
 	var o build.Options
 	if cacheDir == "" {
 		d, err := artifacts.DefaultCacheDir()
@@ -93,17 +93,17 @@ func buildOptions(cacheDir, out, agent string) (build.Options, error) {
 	if out == "" {
 		out = filepath.Join(cacheDir, "vm-images")
 	}
-	if agent == "" {
+	if binDir == "" {
 		self, err := os.Executable()
 		if err != nil {
 			return o, err
 		}
-		agent = filepath.Join(filepath.Dir(self), "kubeup-agent")
+		binDir = filepath.Dir(self)
 	}
 	epoch, err := artifacts.SourceDateEpochFromEnv()
 	if err != nil {
 		return o, err
 	}
-	o.CacheDir, o.OutDir, o.AgentBinary, o.SourceDateEpoch = cacheDir, out, agent, epoch
+	o.CacheDir, o.OutDir, o.BinDir, o.SourceDateEpoch = cacheDir, out, binDir, epoch
 	return o, nil
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func newRenderCommand(e *env) *cobra.Command {
-	var configPath, out, pkiDir, agent string
+	var configPath, out, pkiDir, binDir string
 	cmd := &cobra.Command{
 		Use:   "render --config FILE --out DIR",
 		Short: "Render every machine's cloud-init seed and every role's systemd units",
@@ -34,7 +34,7 @@ and writes nothing.`,
 			if pkiDir == "" {
 				pkiDir = filepath.Join(out, "pki")
 			}
-			res, err := renderCluster(c, pkiDir, agent)
+			res, err := renderCluster(c, pkiDir, binDir)
 			if err != nil {
 				return err
 			}
@@ -51,7 +51,7 @@ and writes nothing.`,
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "cluster config file (see examples/cluster.yaml)")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output directory")
 	cmd.Flags().StringVar(&pkiDir, "pki", "", "directory holding the cluster's PKI (default: OUT/pki)")
-	cmd.Flags().StringVar(&agent, "agent", "", "the kubeup-agent binary whose image the UI addon runs (default: next to this kubeup)")
+	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory with the kubeup-addons binary whose image the UI addon runs (default: this kubeup's)")
 	_ = cmd.MarkFlagRequired("config")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -71,20 +71,17 @@ func loadConfig(path string) (*config.Cluster, error) {
 }
 
 // renderCluster loads or creates the PKI in pkiDir and renders c.
-func renderCluster(c *config.Cluster, pkiDir, agent string) (*render.Result, error) {
+func renderCluster(c *config.Cluster, pkiDir, binDir string) (*render.Result, error) {
 	bundle, err := pki.LoadOrGenerate(pkiDir, render.PKICluster(c), pki.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("cluster PKI in %s: %w", pkiDir, err)
 	}
-	binDir := filepath.Dir(agent)
-	if agent == "" {
+	if binDir == "" {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, err
 		}
 		binDir = filepath.Dir(self)
-	} else if filepath.Base(agent) != "kubeup-agent" {
-		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--agent %s: the file must be named kubeup-agent", agent)}
 	}
 	imgs, err := cluster.Images(binDir)
 	if err != nil {

@@ -46,18 +46,18 @@ func TestRenderMissingConfig(t *testing.T) {
 	}
 }
 
-// fakeAgent stands in for the kubeup-agent binary: render only hashes it
-// to name the UI's image.
-func fakeAgent(t *testing.T) string {
-	p := filepath.Join(t.TempDir(), "kubeup-agent")
-	os.WriteFile(p, []byte("agent"), 0o755)
-	return p
+// fakeBinDir stands in for the directory of kubeup's binaries: render only
+// hashes kubeup-addons to name the UI's image.
+func fakeBinDir(t *testing.T) string {
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "kubeup-addons"), []byte("addons"), 0o755)
+	return d
 }
 
 func TestRenderExample(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	agent := fakeAgent(t)
-	code, stdout, stderr := run(t, "render", "--config", "../../../examples/cluster.yaml", "--out", out, "--agent", agent)
+	binDir := fakeBinDir(t)
+	code, stdout, stderr := run(t, "render", "--config", "../../../examples/cluster.yaml", "--out", out, "--bin-dir", binDir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -71,7 +71,7 @@ func TestRenderExample(t *testing.T) {
 	}
 	// A second render reuses the PKI: the CA does not change.
 	ca1, _ := os.ReadFile(filepath.Join(out, "pki/kubernetes-ca.crt"))
-	if code, _, stderr := run(t, "render", "--config", "../../../examples/cluster.yaml", "--out", out, "--agent", agent); code != 0 {
+	if code, _, stderr := run(t, "render", "--config", "../../../examples/cluster.yaml", "--out", out, "--bin-dir", binDir); code != 0 {
 		t.Fatal(stderr)
 	}
 	ca2, _ := os.ReadFile(filepath.Join(out, "pki/kubernetes-ca.crt"))

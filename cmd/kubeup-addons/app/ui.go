@@ -1,6 +1,7 @@
 package app
 
 import (
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,7 +10,7 @@ import (
 	"kubeup.dev/kubeup/components/ui"
 )
 
-func newUICommand(e *env) *cobra.Command {
+func newUICommand(e *cli.Env) *cobra.Command {
 	cfg := ui.Config{
 		Listen:        ":8080",
 		PrometheusURL: "http://prometheus.kube-system.svc:9090",
@@ -33,13 +34,13 @@ answers only GET and HEAD. /api/overview is the same overview as JSON;
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if err := cfg.Validate(); err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			// client-go logs through klog: send it to the same handler.
-			klog.SetSlogLogger(e.log)
-			ctx, cancel := signalContext()
+			klog.SetSlogLogger(e.Log)
+			ctx, cancel := cli.SignalContext()
 			defer cancel()
-			return ui.Run(ctx, cfg, e.log)
+			return ui.Run(ctx, cfg, e.Log)
 		},
 	}
 	f := cmd.Flags()

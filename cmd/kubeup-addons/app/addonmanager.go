@@ -3,12 +3,13 @@ package app
 import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
+	"kubeup.dev/kubeup/cmd/internal/cli"
 
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/addonmanager"
 )
 
-func newAddonManagerCommand(e *env) *cobra.Command {
+func newAddonManagerCommand(e *cli.Env) *cobra.Command {
 	config := components.AddonManagerConfigPath
 	cmd := &cobra.Command{
 		Use:   "addon-manager",
@@ -26,13 +27,13 @@ make progress.`,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := addonmanager.LoadConfig(config)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			// client-go logs through klog: send it to the same handler.
-			klog.SetSlogLogger(e.log)
-			ctx, cancel := signalContext()
+			klog.SetSlogLogger(e.Log)
+			ctx, cancel := cli.SignalContext()
 			defer cancel()
-			return addonmanager.Run(ctx, cfg, e.log)
+			return addonmanager.Run(ctx, cfg, e.Log)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", config, "addon manager configuration file (AddonManagerConfig)")

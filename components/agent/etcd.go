@@ -1,0 +1,245 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"kubeup.dev/kubeup/components"
+)
+
+// etcd health timing: a poll every 30 s, each call bounded.
+const (
+	etcdPollInterval = 30 * time.Second
+	etcdCallTimeout  = 5 * time.Second
+)
+
+// EtcdMemberStatus is one etcd endpoint as last polled.
+type EtcdMemberStatus struct {
+	// Member is the member's name; the endpoint's host until etcd has
+	// answered once.
+	Member   string `json:"member"`
+	Endpoint string `json:"endpoint"`
+	// Reachable: the member answered a status request.
+	Reachable bool   `json:"reachable"`
+	Healthy   bool   `json:"healthy"`
+	HasLeader bool   `json:"hasLeader"`
+	DBSize    int64  `json:"dbSizeBytes,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// etcdChecker polls one endpoint.
+type etcdChecker func(ctx context.Context, endpoint string) EtcdMemberStatus
+
+// etcdHealth is the task (on masters) that polls the configured etcd
+// endpoints every 30 s for kubeup_etcd_* metrics. A failing etcd is a
+// metric and a log line, never a task failure: the agent's health is its
+// own, and etcd is what the metrics are for.
+type etcdHealth struct {
+	endpoints []string
+	check     etcdChecker
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	members []EtcdMemberStatus
+	names   map[string]string // endpoint -> member name, once known
+}
+
+func newEtcdHealth(cfg *components.AgentEtcd, log *slog.Logger) *etcdHealth {
+	return &etcdHealth{endpoints: cfg.Endpoints, check: clientv3Checker(*cfg), log: log, names: map[string]string{}}
+}
+
+func (e *etcdHealth) Name() string { return "etcd-health" }
+
+func (e *etcdHealth) Run(ctx context.Context) error {
+	for {
+		e.poll(ctx)
+		if sleepCtx(ctx, etcdPollInterval) != nil {
+			return nil
+		}
+	}
+}
+
+func (e *etcdHealth) poll(ctx context.Context) {
+	out := make([]EtcdMemberStatus, len(e.endpoints))
+	for i, ep := range e.endpoints {
+		cctx, cancel := context.WithTimeout(ctx, 3*etcdCallTimeout)
+		st := e.check(cctx, ep)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		st.Endpoint = ep
+		e.mu.Lock()
+		if st.Member != "" {
+			e.names[ep] = st.Member
+		} else if name, ok := e.names[ep]; ok {
+			st.Member = name
+		} else {
+			st.Member = endpointHost(ep)
+		}
+		e.mu.Unlock()
+		out[i] = st
+	}
+	e.mu.Lock()
+	prev := e.members
+	e.members = out
+	e.mu.Unlock()
+	for i, st := range out {
+		was := i < len(prev) && prev[i].Healthy
+		switch {
+		case st.Healthy && !was && prev != nil:
+			e.log.Info("etcd member healthy", "member", st.Member, "endpoint", st.Endpoint)
+		case !st.Healthy && (was || prev == nil):
+			e.log.Warn("etcd member unhealthy", "member", st.Member, "endpoint", st.Endpoint, "err", st.Error)
+		}
+	}
+}
+
+// Status returns the last poll's results.
+func (e *etcdHealth) Status() []EtcdMemberStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]EtcdMemberStatus(nil), e.members...)
+}
+
+func endpointHost(ep string) string {
+	if u, err := url.Parse(ep); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return ep
+}
+
+// clientv3Checker checks an endpoint the way `etcdctl endpoint health` and
+// `endpoint status` do: Status (member ID, leader, database size), a
+// linearizable read of the key "health" (it needs a leader and a quorum;
+// permission denied still proves that), and no alarm (NOSPACE, CORRUPT)
+// raised for the member. A client per poll: certificates are re-read (the
+// healthcheck client certificate can be rotated) and no connection or
+// goroutines are held between polls.
+func clientv3Checker(cfg components.AgentEtcd) etcdChecker {
+	return func(ctx context.Context, endpoint string) EtcdMemberStatus {
+		var st EtcdMemberStatus
+		fail := func(err error) EtcdMemberStatus {
+			st.Healthy, st.Error = false, err.Error()
+			return st
+		}
+		tlsCfg, err := etcdTLS(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints: []string{endpoint},
+			TLS:       tlsCfg,
+			Logger:    zap.NewNop(), // its default logs JSON to stderr
+		})
+		if err != nil {
+			return fail(fmt.Errorf("etcd client: %w", err))
+		}
+		defer cli.Close()
+		call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, etcdCallTimeout) }
+
+		c, cancel := call()
+		s, err := cli.Status(c, endpoint)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("status: %w", err))
+		}
+		st.Reachable, st.HasLeader, st.DBSize = true, s.Leader != 0, s.DbSize
+		id := s.Header.GetMemberId()
+
+		c, cancel = call()
+		if ml, err := cli.MemberList(c); err == nil {
+			for _, m := range ml.Members {
+				if m.ID == id {
+					st.Member = m.Name
+				}
+			}
+		}
+		cancel()
+
+		c, cancel = call()
+		_, err = cli.Get(c, "health")
+		cancel()
+		if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			return fail(fmt.Errorf("read: %w", err))
+		}
+
+		c, cancel = call()
+		alarms, err := cli.AlarmList(c)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("alarms: %w", err))
+		}
+		for _, a := range alarms.Alarms {
+			if a.MemberID == id {
+				return fail(fmt.Errorf("alarm %s", a.Alarm))
+			}
+		}
+		st.Healthy = true
+		return st
+	}
+}
+
+func etcdTLS(cfg components.AgentEtcd) (*tls.Config, error) {
+	ca, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("etcd CA %s: no certificate", cfg.CAFile)
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+var (
+	etcdHealthyDesc = prometheus.NewDesc("kubeup_etcd_member_healthy",
+		"1 when the etcd member answered status and a linearizable read and has no alarm (polled every 30 s).",
+		[]string{"member"}, nil)
+	etcdHasLeaderDesc = prometheus.NewDesc("kubeup_etcd_has_leader",
+		"1 when every etcd member that answered knows a leader (and at least one answered).", nil, nil)
+	etcdDBSizeDesc = prometheus.NewDesc("kubeup_etcd_db_size_bytes",
+		"Size of the etcd member's database file.", []string{"member"}, nil)
+)
+
+func (e *etcdHealth) Describe(ch chan<- *prometheus.Desc) {
+	ch <- etcdHealthyDesc
+	ch <- etcdHasLeaderDesc
+	ch <- etcdDBSizeDesc
+}
+
+func (e *etcdHealth) Collect(ch chan<- prometheus.Metric) {
+	members := e.Status()
+	if len(members) == 0 {
+		return // not polled yet
+	}
+	answered, leader := 0, true
+	for _, m := range members {
+		ch <- prometheus.MustNewConstMetric(etcdHealthyDesc, prometheus.GaugeValue, boolValue(m.Healthy), m.Member)
+		if m.DBSize > 0 {
+			ch <- prometheus.MustNewConstMetric(etcdDBSizeDesc, prometheus.GaugeValue, float64(m.DBSize), m.Member)
+		}
+		if m.Reachable {
+			answered++
+			leader = leader && m.HasLeader
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(etcdHasLeaderDesc, prometheus.GaugeValue, boolValue(answered > 0 && leader))
+}
