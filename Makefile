@@ -14,7 +14,7 @@ DEB_PACKAGES := \
 	syslinux syslinux-common systemd-boot-efi openssh-client \
 	busybox-static iproute2 iptables systemd-journal-remote
 
-.PHONY: all deps deps-apt build test test-short e2e image-test images artifacts artifacts-smoke artifacts-test clean
+.PHONY: all deps deps-apt build test test-short golden e2e image-test images artifacts artifacts-smoke artifacts-test clean
 
 all: build
 
@@ -46,6 +46,10 @@ test:
 
 test-short:
 	$(GO) test -short ./...
+
+# Rewrites every golden file (testdata/*.golden); review the diff after.
+golden:
+	$(GO) test -short $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | awk '/kubeup.dev\/kubeup\/test\/golden/ {print $$1}') -update
 
 # End to end: images, a local cluster through Pulumi, every check, down, and
 # nothing left behind. Sized for TCG on 2 cores.

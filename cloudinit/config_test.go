@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,28 +15,9 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"kubeup.dev/kubeup/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name.golden, or rewrites it under -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cloudinit -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; run go test ./cloudinit -update and review the diff\n--- got:\n%s", p, got)
-	}
-}
 
 // binaryBlob is not valid UTF-8 and has NUL bytes, so it must be rendered base64-encoded.
 var binaryBlob = []byte{0x00, 0xff, 0xfe, 0x1f, 0x8b, 'k', 'u', 'b', 'e', 0x00, 0x80, '\n'}
@@ -88,7 +68,7 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "user-data", out)
+	golden.Assert(t, "user-data", out)
 	checkCloudConfig(t, out)
 
 	// Deterministic: rendering again gives the same bytes.

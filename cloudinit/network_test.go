@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kubeup.dev/kubeup/test/golden"
 )
 
 func exampleMetaData() MetaData {
@@ -17,7 +19,7 @@ func TestMetaDataGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "meta-data", out)
+	golden.Assert(t, "meta-data", out)
 }
 
 func TestMetaDataValidation(t *testing.T) {
@@ -55,7 +57,7 @@ func TestNetworkConfigGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "network-config", out)
+	golden.Assert(t, "network-config", out)
 	for range 5 {
 		again, err := exampleNetworkConfig().Render()
 		if err != nil {

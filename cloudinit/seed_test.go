@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kubeup.dev/kubeup/test/golden"
 )
 
 func exampleSeed(t *testing.T) Seed {
@@ -225,7 +227,7 @@ func TestWriteSeedDeterministic(t *testing.T) {
 	}
 	// The hash pins the image across machines; it changes only when the content or the ISO writer (go-diskfs
 	// version, normalisation) changes, and then the new image should be checked with the tests below.
-	golden(t, "seed.iso.sha256", fmt.Appendf(nil, "%x\n", sha256.Sum256(a)))
+	golden.Assert(t, "seed.iso.sha256", fmt.Appendf(nil, "%x\n", sha256.Sum256(a)))
 
 	time.Sleep(1100 * time.Millisecond)
 	out := filepath.Join(t.TempDir(), "child.iso")

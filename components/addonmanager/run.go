@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
 
@@ -100,14 +101,14 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 		return nil
 	}
 
-	files, err := newTLSFiles(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile)
+	files, err := httpauth.NewTLSFiles(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile, time.Now)
 	if err != nil {
 		return err
 	}
-	auth := &metricsAuth{tls: files, client: client, cache: map[string]decision{}}
+	auth := newAuthenticator(files, client)
 	srv := &http.Server{
-		Handler:           Handler(healthy, metrics, auth.wrap, log),
-		TLSConfig:         files.serverConfig(),
+		Handler:           Handler(healthy, metrics, auth.Metrics, log),
+		TLSConfig:         files.ServerConfig(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

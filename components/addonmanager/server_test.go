@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"kubeup.dev/kubeup/components/httpauth"
 )
 
 type testCA struct {
@@ -85,7 +87,7 @@ func TestServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	files, err := newTLSFiles(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt"))
+	files, err := httpauth.NewTLSFiles(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt"), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +109,11 @@ func TestServer(t *testing.T) {
 		sar.Status.Allowed = sar.Spec.User == "system:serviceaccount:monitoring:prometheus" && na != nil && na.Path == "/metrics" && na.Verb == "get"
 		return true, sar, nil
 	})
-	auth := &metricsAuth{tls: files, client: client, cache: map[string]decision{}}
+	auth := newAuthenticator(files, client)
 	var health error
 	m := NewMetrics()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	srv := &http.Server{Handler: Handler(func() error { return health }, m, auth.wrap, log), TLSConfig: files.serverConfig(),
+	srv := &http.Server{Handler: Handler(func() error { return health }, m, auth.Metrics, log), TLSConfig: files.ServerConfig(),
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
 
@@ -53,11 +54,11 @@ type Daemon struct {
 	uptime  func() (time.Duration, error)
 	started time.Time
 
-	tls     *tlsFiles
+	tls     *httpauth.TLSFiles
 	kube    *kubeClient
 	units   UnitReader
 	journal JournalFunc
-	auth    *authenticator
+	auth    *httpauth.Authenticator
 	certs   *certScanner
 	podnet  *podNetwork
 	logs    *logPipeline // nil when cfg.Logs.Forward is empty
@@ -104,7 +105,7 @@ func New(cfg *components.AgentConfig, o Options) (*Daemon, error) {
 	if o.Uptime == nil {
 		o.Uptime = machineUptime
 	}
-	t, err := newTLSFiles(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile, o.Now)
+	t, err := httpauth.NewTLSFiles(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func New(cfg *components.AgentConfig, o Options) (*Daemon, error) {
 	} else {
 		d.kube = newKubeClient(cfg.Kubeconfig, o.Log.With("task", "kubeconfig"))
 	}
-	d.auth = newAuthenticator(t, d.kube, o.Now)
+	d.auth = httpauth.NewAuthenticator(t, d.kube, "kubeup-agent", o.Now)
 	d.certs = &certScanner{dirs: cfg.CertificateDirs}
 	d.podnet = &podNetwork{
 		machine:     cfg.Machine,
@@ -177,7 +178,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           d.Handler(),
-		TLSConfig:         d.tls.serverConfig(),
+		TLSConfig:         d.tls.ServerConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -73,49 +71,6 @@ kubeup_certificate_scan_errors 1
 	if err := testutil.CollectAndCompare(c, strings.NewReader(expected)); err != nil {
 		t.Error(err)
 	}
-}
-
-func TestTLSReload(t *testing.T) {
-	pki := newTestPKI(t)
-	now := time.Now()
-	clock := func() time.Time { return now }
-	files, err := newTLSFiles(pki.certFile, pki.keyFile, pki.caFile, clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _ := files.current()
-
-	c, k := pki.ca.issue(t, "kubeup-agent-rotated", nil, true, time.Now().Add(2*time.Hour))
-	writeFile(t, pki.certFile, c)
-	writeFile(t, pki.keyFile, k)
-	if got, _ := files.current(); got != first {
-		t.Error("reloaded before the check interval")
-	}
-	now = now.Add(reloadCheckInterval)
-	if got, _ := files.current(); got == first || subject(t, got) != "CN=kubeup-agent-rotated" {
-		t.Error("rotated certificate not picked up")
-	}
-
-	// A half-written rotation keeps the working certificate.
-	second, _ := files.current()
-	writeFile(t, pki.keyFile, []byte("garbage"))
-	now = now.Add(reloadCheckInterval)
-	if got, _ := files.current(); got != second || files.Err() == nil {
-		t.Errorf("bad key: cert replaced or no error (%v)", files.Err())
-	}
-
-	if _, err := newTLSFiles(pki.certFile, filepath.Join(t.TempDir(), "none"), pki.caFile, clock); err == nil {
-		t.Error("missing key accepted at start")
-	}
-}
-
-func subject(t *testing.T, c *tls.Certificate) string {
-	t.Helper()
-	x, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x.Subject.String()
 }
 
 type flakyTask struct {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,9 +138,16 @@ func (f *fakeJournal) run(ctx context.Context, args []string, w io.Writer) error
 	return err
 }
 
+// testClock is time.Now moved on by what a test advanced it.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
 // testDaemon is a Daemon on fakes, with a real PKI in a temp dir.
 type testDaemon struct {
 	*Daemon
+	clock   *testClock // the daemon's clock
 	pki     *testPKI
 	cfg     *components.AgentConfig
 	routes  *fakeRoutes
@@ -184,7 +192,7 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*components.
 	for _, e := range edit {
 		e(&cfg)
 	}
-	td := &testDaemon{pki: pki, cfg: &cfg, routes: newFakeRoutes(), masq: &fakeMasq{}, journal: &fakeJournal{},
+	td := &testDaemon{clock: &testClock{}, pki: pki, cfg: &cfg, routes: newFakeRoutes(), masq: &fakeMasq{}, journal: &fakeJournal{},
 		podLogDir: filepath.Join(t.TempDir(), "pods")}
 	var api KubeAPI
 	if kube != nil {
@@ -201,6 +209,7 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*components.
 		Routes:       td.routes,
 		Masquerade:   td.masq,
 		Kube:         api,
+		Now:          td.clock.Now,
 		Uptime:       func() (time.Duration, error) { return time.Hour, nil },
 		StaticPodDir: filepath.Join(t.TempDir(), "manifests"),
 		PodLogDir:    td.podLogDir,

@@ -21,13 +21,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeup.dev/kubeup/components/httpauth"
 )
 
 // KubeAPI is the part of the Kubernetes API the agent uses: token and
 // access reviews for bearer-token metrics, and Nodes for the pod network.
 type KubeAPI interface {
-	CreateTokenReview(ctx context.Context, tr *authnv1.TokenReview) (*authnv1.TokenReview, error)
-	CreateSubjectAccessReview(ctx context.Context, sar *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error)
+	httpauth.Reviewer
 	// NodeListWatch lists and watches Nodes, for an informer.
 	NodeListWatch() cache.ListerWatcher
 }
@@ -166,6 +167,30 @@ func (k *kubeClient) Get() (KubeAPI, bool) {
 	default:
 		return nil, false
 	}
+}
+
+// errNoKubeconfig: bearer tokens cannot be checked before the kubeconfig
+// exists (a 503).
+var errNoKubeconfig = fmt.Errorf("%w: waiting for the kubeconfig", httpauth.ErrNotReady)
+
+// CreateTokenReview makes kubeClient the authenticator's httpauth.Reviewer:
+// it asks through the published client, or fails with httpauth.ErrNotReady
+// until there is one.
+func (k *kubeClient) CreateTokenReview(ctx context.Context, tr *authnv1.TokenReview) (*authnv1.TokenReview, error) {
+	c, ok := k.Get()
+	if !ok {
+		return nil, errNoKubeconfig
+	}
+	return c.CreateTokenReview(ctx, tr)
+}
+
+// CreateSubjectAccessReview: see CreateTokenReview.
+func (k *kubeClient) CreateSubjectAccessReview(ctx context.Context, sar *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error) {
+	c, ok := k.Get()
+	if !ok {
+		return nil, errNoKubeconfig
+	}
+	return c.CreateSubjectAccessReview(ctx, sar)
 }
 
 // Wait blocks until the client is ready or ctx ends.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/httpauth"
 )
 
 const (
@@ -29,6 +30,10 @@ const (
 	defaultJournalLines = 100
 	maxJournalLines     = 10000
 )
+
+// AdminGroup is the certificate Organization of kubeup's admin credentials;
+// only it may read /v1/status and /v1/journal.
+const AdminGroup = httpauth.AdminGroup
 
 // Handler is the agent's HTTPS API:
 //
@@ -45,17 +50,17 @@ func (d *Daemon) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok")
 	})
-	mux.Handle("GET /metrics", d.auth.metrics(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", d.auth.Metrics(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 		Timeout:             30 * time.Second,
 	})))
-	mux.Handle("GET /metrics/{name}", d.auth.metrics(http.HandlerFunc(d.serveScrape)))
-	mux.Handle("GET /v1/status", d.auth.admin(http.HandlerFunc(d.serveStatus)))
-	mux.Handle("GET /v1/journal", d.auth.admin(http.HandlerFunc(d.serveJournal)))
-	mux.Handle("PUT /v1/manifests/{name}", d.auth.admin(http.HandlerFunc(d.serveManifest)))
-	mux.Handle("DELETE /v1/manifests/{name}", d.auth.admin(http.HandlerFunc(d.serveManifest)))
+	mux.Handle("GET /metrics/{name}", d.auth.Metrics(http.HandlerFunc(d.serveScrape)))
+	mux.Handle("GET /v1/status", d.auth.Admin(http.HandlerFunc(d.serveStatus)))
+	mux.Handle("GET /v1/journal", d.auth.Admin(http.HandlerFunc(d.serveJournal)))
+	mux.Handle("PUT /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
+	mux.Handle("DELETE /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	return mux
 }
 

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
@@ -18,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/httpauth"
 )
 
 // serve starts the daemon's handler on an httptest TLS server with the
@@ -25,7 +25,7 @@ import (
 func serve(t *testing.T, td *testDaemon) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(td.Handler())
-	srv.TLS = td.tls.serverConfig()
+	srv.TLS = td.tls.ServerConfig()
 	// httptest adds its own certificate when none is set; give it ours.
 	pair, err := tls.LoadX509KeyPair(td.pki.certFile, td.pki.keyFile)
 	if err != nil {
@@ -143,7 +143,7 @@ func TestMetricsAuth(t *testing.T) {
 		t.Errorf("%d reviews for cached decisions", n-before)
 	}
 	// ... for a minute.
-	td.auth.now = func() time.Time { return time.Now().Add(2 * decisionTTL) }
+	td.clock.Advance(2 * httpauth.DecisionTTL)
 	anon.get("/metrics", "good")
 	if n := calls.Load(); n != before+2 {
 		t.Errorf("expired decision: %d reviews, want 2", n-before)

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"kubeup.dev/kubeup/images"
+	"kubeup.dev/kubeup/images/internal/heartbeat"
 )
 
 // Source says where component files come from.
@@ -359,23 +360,9 @@ func (p progress) printf(format string, args ...any) {
 	fmt.Fprintf(p.w, "%-16s %s\n", p.name+":", fmt.Sprintf(format, args...))
 }
 
-// tick prints "still <what>, <elapsed>" every interval until stop is called.
+// tick prints "<what>, <elapsed> elapsed" every interval until stop is called.
 func (p progress) tick(what string, interval time.Duration) (stop func()) {
-	start := time.Now()
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p.printf("%s, %s elapsed", what, time.Since(start).Round(time.Second))
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+	return heartbeat.Start(context.Background(), interval, time.Now(), func(elapsed time.Duration) {
+		p.printf("%s, %s elapsed", what, elapsed.Round(time.Second))
+	})
 }

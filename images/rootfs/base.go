@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"kubeup.dev/kubeup/images/internal/heartbeat"
 )
 
 // Packages are the Debian packages of every kubeup image, with why.
@@ -180,23 +182,11 @@ func progress(ctx context.Context, w io.Writer, step string, start time.Time) fu
 		w = io.Discard
 	}
 	fmt.Fprintf(w, "==> %s\n", step)
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(15 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				fmt.Fprintf(w, "    %s: still running (%s)\n", step, time.Since(start).Round(time.Second))
-			}
-		}
-	}()
+	stop := heartbeat.Start(ctx, 15*time.Second, start, func(elapsed time.Duration) {
+		fmt.Fprintf(w, "    %s: still running (%s)\n", step, elapsed.Round(time.Second))
+	})
 	return func() {
-		close(stop)
+		stop()
 		fmt.Fprintf(w, "    %s: done in %s\n", step, time.Since(start).Round(100*time.Millisecond))
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/cryptotest"
 	"time"
+
+	"kubeup.dev/kubeup/test/golden"
 )
 
 // TestGoldenPEM pins whole PEMs. Key material and serials come from the
@@ -30,22 +32,22 @@ func TestGoldenPEM(t *testing.T) {
 		if !ok {
 			t.Fatalf("no %s", tc.id)
 		}
-		golden(t, tc.file, cert)
+		golden.Assert(t, tc.file, cert)
 	}
 	pub, key, _ := b.Cert(ServiceAccount)
-	golden(t, "service-account.pub", pub)
+	golden.Assert(t, "service-account.pub", pub)
 	_, key, _ = b.Cert("kube-proxy") // one key, to pin the key derivation
-	golden(t, "kube-proxy.key", key)
+	golden.Assert(t, "kube-proxy.key", key)
 	kc, err := b.Kubeconfig("controller-manager", "https://127.0.0.1:6443", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "controller-manager.kubeconfig", kc)
+	golden.Assert(t, "controller-manager.kubeconfig", kc)
 	kc, err = BootstrapKubeconfig("https://10.0.0.10:6443", b.CAPEM(KubernetesCA), b.BootstrapToken.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "bootstrap-kubelet.kubeconfig", kc)
+	golden.Assert(t, "bootstrap-kubelet.kubeconfig", kc)
 }
 
 // pems collects every PEM and secret of b by ID.

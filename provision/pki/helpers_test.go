@@ -1,8 +1,6 @@
 package pki
 
 import (
-	"bytes"
-	"flag"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
@@ -12,8 +10,6 @@ import (
 	"testing"
 	"time"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // clock is the fixed time of every test.
 var clock = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -51,28 +47,6 @@ func mustGenerate(t *testing.T, c Cluster, o Options) *Bundle {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// golden compares got with testdata/<name>.golden, rewriting it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./provision/pki -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update and review the diff)\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
-	}
 }
 
 // readTree returns every regular file under dir by relative path.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"kubeup.dev/kubeup/test/golden"
 )
 
 func TestTableGolden(t *testing.T) {
@@ -15,7 +17,7 @@ func TestTableGolden(t *testing.T) {
 	if err := WriteTable(&buf, Table(testCluster(3))); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "table", buf.Bytes())
+	golden.Assert(t, "table", buf.Bytes())
 }
 
 func TestTableRows(t *testing.T) {

@@ -1,4 +1,13 @@
-package agent
+// Package httpauth is the HTTPS authentication kubeup's own daemons share
+// (kubeup-agent, kubeup-addons): serving certificate and client CA reloaded
+// from files, client certificates verified in the handler, and handlers that
+// admit a client certificate from the cluster CA or a bearer token the API
+// server vouches for, the way the Kubernetes components' delegated
+// authentication and authorisation do.
+//
+// It needs only the two review calls of the Kubernetes API (Reviewer), not
+// client-go's clientset, so the agent's small static binary stays small.
+package httpauth
 
 import (
 	"crypto/tls"
@@ -9,11 +18,11 @@ import (
 	"time"
 )
 
-// tlsFiles holds the serving certificate and the client CA, reloading them
-// when their files change: certificate rotation needs no agent restart.
-// Files are stat'ed at most every reloadCheckInterval, during a handshake
-// or a client-certificate check.
-type tlsFiles struct {
+// TLSFiles holds the serving certificate and the client CA, reloading them
+// when their files change: certificate rotation needs no restart. Files
+// are stat'ed at most every reloadCheckInterval, during a handshake or a
+// client-certificate check.
+type TLSFiles struct {
 	certFile, keyFile, caFile string
 	now                       func() time.Time
 
@@ -32,17 +41,23 @@ type fileStamp struct {
 	size int64
 }
 
-func newTLSFiles(certFile, keyFile, caFile string, now func() time.Time) (*tlsFiles, error) {
-	t := &tlsFiles{certFile: certFile, keyFile: keyFile, caFile: caFile, now: now}
-	if err := t.reload(true); err != nil {
+// NewTLSFiles loads the serving certificate and key and the client CA; now
+// is the clock (nil: time.Now).
+func NewTLSFiles(certFile, keyFile, caFile string, now func() time.Time) (*TLSFiles, error) {
+	if now == nil {
+		now = time.Now
+	}
+	t := &TLSFiles{certFile: certFile, keyFile: keyFile, caFile: caFile, now: now}
+	if err := t.Reload(true); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-// reload re-reads the files if they changed (or force); on error the
-// previous certificate and CA stay in use.
-func (t *tlsFiles) reload(force bool) error {
+// Reload re-reads the files if they changed (or force), at most every
+// reloadCheckInterval unless forced; on error the previous certificate and
+// CA stay in use and Err reports the failure.
+func (t *TLSFiles) Reload(force bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -81,24 +96,24 @@ func (t *tlsFiles) reload(force bool) error {
 	return nil
 }
 
-func (t *tlsFiles) current() (*tls.Certificate, *x509.CertPool) {
-	_ = t.reload(false) // a failed reload keeps serving what was loaded; Err reports it
+func (t *TLSFiles) current() (*tls.Certificate, *x509.CertPool) {
+	_ = t.Reload(false) // a failed reload keeps serving what was loaded; Err reports it
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.cert, t.pool
 }
 
 // Err is the last reload failure, if any.
-func (t *tlsFiles) Err() error {
+func (t *TLSFiles) Err() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.lastErr
 }
 
-// serverConfig: TLS 1.2+, client certificates requested but optional, and
-// verified by the handlers (verifyClient) rather than the handshake, so a
+// ServerConfig: TLS 1.2+, client certificates requested but optional, and
+// verified by the handlers (VerifyClient) rather than the handshake, so a
 // bad certificate gets an HTTP 401 that says why instead of a TLS alert.
-func (t *tlsFiles) serverConfig() *tls.Config {
+func (t *TLSFiles) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.RequestClientCert,
@@ -110,9 +125,10 @@ func (t *tlsFiles) serverConfig() *tls.Config {
 	}
 }
 
-// verifyClient verifies a presented client certificate chain against the
-// client CA, for client authentication.
-func (t *tlsFiles) verifyClient(state *tls.ConnectionState) (*x509.Certificate, error) {
+// VerifyClient verifies a presented client certificate chain against the
+// client CA, for client authentication: the leaf, or nil when none was
+// presented.
+func (t *TLSFiles) VerifyClient(state *tls.ConnectionState) (*x509.Certificate, error) {
 	if state == nil || len(state.PeerCertificates) == 0 {
 		return nil, nil
 	}
