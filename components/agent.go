@@ -17,10 +17,10 @@ type Agent struct{}
 
 // Agent paths and port.
 const (
-	AgentBinary     = BinDir + "/kubeup-agent"
+	AgentBinary = BinDir + "/kubeup-agent"
 	// AddonsBinary runs the addon manager on masters (and the UI, from its
 	// own container image); nodes do not carry it.
-	AddonsBinary = BinDir + "/kubeup-addons"
+	AddonsBinary    = BinDir + "/kubeup-addons"
 	AgentConfigPath = "/etc/kubeup/agent.yaml"
 	AgentStateDir   = "/var/lib/kubeup-agent"
 	AgentPort       = 10290
@@ -137,6 +137,7 @@ func AgentConfigFor(ctx Context) AgentConfig {
 		cfg.Units = append(cfg.Units, comp.Name()+".service")
 	}
 	if m.Role == Master {
+		cfg.Scrape["etcd"] = "http://" + EtcdMetricsAddr + "/metrics"
 		cfg.Etcd = &AgentEtcd{
 			Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort)},
 			CAFile:    pki("etcd/ca.crt"),

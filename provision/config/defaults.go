@@ -10,11 +10,14 @@ const (
 	DefaultServiceCIDR       = "10.96.0.0/12"
 	DefaultDNSDomain         = "cluster.local"
 	DefaultMasterCPUs        = 2
-	DefaultMasterMemory      = "2Gi"
-	DefaultNodeCPUs          = 2
-	DefaultNodeMemory        = "2Gi"
-	DefaultDiskSize          = "10Gi"
-	DefaultAccelerator       = "auto"
+	// Masters run the control plane and, by default, the addons
+	// (Prometheus, the log store and aggregator, the UI): 3Gi leaves them
+	// room; nodes only run workloads.
+	DefaultMasterMemory = "3Gi"
+	DefaultNodeCPUs     = 2
+	DefaultNodeMemory   = "2Gi"
+	DefaultDiskSize     = "10Gi"
+	DefaultAccelerator  = "auto"
 )
 
 // SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.

@@ -17,6 +17,7 @@ import (
 
 	"kubeup.dev/kubeup/cloudinit"
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/addons"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 	"kubeup.dev/kubeup/test/golden"
@@ -241,5 +242,32 @@ func TestMACs(t *testing.T) {
 	m := r.Machines[0]
 	if m.ClusterMAC != "52:54:00:4d:00:0a" || m.ManagementMAC != "52:54:01:4d:00:0a" {
 		t.Errorf("MACs %s %s", m.ClusterMAC, m.ManagementMAC)
+	}
+}
+
+// Every /metrics/<name> path Prometheus scrapes on an agent is one the
+// agent serves on that machine's role.
+func TestPrometheusAgentPathsAreServed(t *testing.T) {
+	r := renderExample(t, nil)
+	cfg, err := addons.PrometheusConfig(r.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Machines {
+		ac := components.AgentConfigFor(components.Context{Cluster: r.Cluster,
+			Machine: components.Machine{Name: m.Name, Role: components.Role(m.Role), IP: m.IP}})
+		for _, line := range strings.Split(cfg, "\n") {
+			path, ok := strings.CutPrefix(strings.TrimSpace(line), "metrics_path: /metrics/")
+			if !ok || path == "cadvisor" {
+				continue
+			}
+			masterOnly := path == "etcd"
+			if masterOnly && m.Role != config.RoleMaster {
+				continue
+			}
+			if _, ok := ac.Scrape[path]; !ok {
+				t.Errorf("Prometheus scrapes /metrics/%s on %s's agent, which does not serve it", path, m.Name)
+			}
+		}
 	}
 }

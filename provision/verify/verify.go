@@ -34,7 +34,8 @@ type Target struct {
 	Kubeconfig []byte
 	Images     components.Images
 	Out        io.Writer
-	// CheckTimeout bounds each check (default 4 minutes: TCG is slow).
+	// CheckTimeout bounds each check (default 8 minutes: a busy cluster
+	// under TCG can take minutes to start a pod).
 	CheckTimeout time.Duration
 }
 
@@ -94,7 +95,7 @@ func checks() []check {
 // Run runs every check, printing each result as it finishes.
 func Run(ctx context.Context, t Target) ([]Result, error) {
 	if t.CheckTimeout == 0 {
-		t.CheckTimeout = 4 * time.Minute
+		t.CheckTimeout = 8 * time.Minute
 	}
 	if t.Out == nil {
 		t.Out = io.Discard

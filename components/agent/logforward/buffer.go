@@ -53,7 +53,8 @@ type Buffer struct {
 	readerID  uint64
 	window    []byte // read cache of reader at windowOff
 	windowOff int64
-	peeked    int64 // frame length of the record Peek returned, 0 if none
+	peeked    int64 // frame bytes of the records Peek or PeekBatch returned, 0 if none
+	peekedN   int64 // and their number
 
 	records int64 // unread records
 	bytes   int64 // size of all segment files
@@ -305,7 +306,7 @@ func (b *Buffer) dropOldest() error {
 	b.segs = b.segs[1:]
 	b.bytes -= s.size
 	b.records -= lost
-	b.head, b.headCount, b.peeked = 0, 0, 0
+	b.head, b.headCount, b.peeked, b.peekedN = 0, 0, 0, 0
 	if lost > 0 {
 		b.onDrop(DropBufferFull, lost)
 	}
@@ -347,20 +348,53 @@ func (b *Buffer) Peek() (Record, error) {
 			b.head += int64(len(frame))
 			continue
 		}
-		b.peeked = int64(len(frame))
+		b.peeked, b.peekedN = int64(len(frame)), 1
 		return r, nil
 	}
 }
 
-// Pop consumes the record Peek returned.
+// PeekBatch returns the oldest unread record and, after it, as many of the
+// records that follow it in the same segment as fit accepts: fit is
+// offered each record in order, the oldest first, and the batch ends
+// before the first one it refuses (the oldest is returned whatever fit
+// says). It also ends at an unreadable frame, which the next Peek or
+// PeekBatch meets at the head and skips as Peek does. io.EOF when there
+// is no record.
+func (b *Buffer) PeekBatch(fit func(Record) bool) ([]Record, error) {
+	first, err := b.Peek()
+	if err != nil {
+		return nil, err
+	}
+	fit(first)
+	batch := []Record{first}
+	s := b.segs[0]
+	off, count := b.head+b.peeked, b.headCount+1
+	for off < s.size && count < s.records {
+		frame, err := b.readFrame(s, off)
+		if err != nil {
+			break
+		}
+		r, err := decodePayload(frame[frameHeader:])
+		if err != nil || !fit(r) {
+			break
+		}
+		batch = append(batch, r)
+		off += int64(len(frame))
+		count++
+	}
+	b.peeked, b.peekedN = off-b.head, count-b.headCount
+	return batch, nil
+}
+
+// Pop consumes the records Peek or PeekBatch returned.
 func (b *Buffer) Pop() error {
 	if b.peeked == 0 {
 		return errors.New("log buffer: pop without peek")
 	}
 	b.head += b.peeked
-	b.headCount++
-	b.records--
-	b.peeked = 0
+	b.headCount += b.peekedN
+	b.records -= b.peekedN
+	b.peeked, b.peekedN = 0, 0
 	if b.records == 0 {
 		return b.reset()
 	}
@@ -379,7 +413,7 @@ func (b *Buffer) nextSegment() error {
 	}
 	b.segs = b.segs[1:]
 	b.bytes -= s.size
-	b.head, b.headCount, b.peeked = 0, 0, 0
+	b.head, b.headCount, b.peeked, b.peekedN = 0, 0, 0, 0
 	return b.SaveHead()
 }
 
@@ -398,7 +432,7 @@ func (b *Buffer) reset() error {
 		}
 	}
 	b.segs = nil
-	b.head, b.headCount, b.peeked, b.records, b.bytes = 0, 0, 0, 0, 0
+	b.head, b.headCount, b.peeked, b.peekedN, b.records, b.bytes = 0, 0, 0, 0, 0, 0
 	// The head names the next segment, so no segment written later looks
 	// older than the head and gets taken for one already read.
 	if err := b.writeHead(b.nextID, 0); err != nil {

@@ -3,33 +3,28 @@ package logforward
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/fluent/fluent-logger-golang/fluent"
-	"github.com/tinylib/msgp/msgp"
 )
 
-// Sender sends one record to the aggregator and returns once it is acked.
+// Sender is a connection to the aggregator.
 type Sender interface {
-	Send(Record) error
+	// Send sends records, all of one tag, as one message and returns once
+	// the aggregator acked it. When ctx ends, the wait for the ack is cut
+	// short (FluentDialer's after shutdownGrace).
+	Send(ctx context.Context, recs []Record) error
 	Close() error
 }
 
 // Dialer connects to the aggregator.
 type Dialer func() (Sender, error)
 
-// Forwarder timing: reconnection back-off, and how many buffered records
-// one drain pass sends before it looks at new submissions again.
+// Forwarder timing: reconnection back-off.
 const (
-	retryMin   = time.Second
-	retryMax   = 30 * time.Second
-	drainChunk = 64
+	retryMin = time.Second
+	retryMax = 30 * time.Second
 )
 
 // ForwarderConfig configures a Forwarder.
@@ -56,16 +51,21 @@ type ForwardStatus struct {
 // disk buffer. Sources hand it records with Submit; a single loop sends
 // them, so records leave in the order they were submitted:
 //
-//   - buffer empty and aggregator up: each record is sent and acked;
+//   - buffer empty and aggregator up: the records are sent in batches,
+//     each one message acked once (see batchSizer: consecutive records of
+//     one tag, at most 512 records and 512 KiB). A submission goes out as
+//     soon as it arrives, whatever its size: the sources submit what they
+//     have read, so an idle source's few lines are not held back;
 //   - the aggregator unreachable, refusing or not acking (a send error):
-//     this and later records are appended to the Buffer (fsynced), and the
-//     loop reconnects with back-off (1 s doubling to 30 s);
+//     the failed batch's records and all later ones are appended to the
+//     Buffer (fsynced), in order, and the loop reconnects with back-off
+//     (1 s doubling to 30 s);
 //   - buffer not empty and aggregator back: the loop resends the buffer,
-//     oldest first, in chunks; records submitted meanwhile are appended
-//     behind it, so new records never overtake buffered ones. Once it is
-//     empty, records go straight out again.
+//     oldest first, a batch at a time; records submitted meanwhile are
+//     appended behind it, so new records never overtake buffered ones.
+//     Once it is empty, records go straight out again.
 //
-// A record whose send failed after it was written (the ack never came) is
+// A batch whose send failed after it was written (the ack never came) is
 // buffered and sent again: if the aggregator had in fact stored it, it is
 // stored twice. That is the price of at-least-once delivery; a clean
 // outage (connection refused, as with the aggregator stopped or scaled to
@@ -166,7 +166,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			if f.sender != nil && !f.buf.Empty() {
 				select {
 				case req := <-f.reqs:
-					f.handle(req)
+					f.handle(ctx, req)
 				case <-ctx.Done():
 					return nil
 				default:
@@ -184,7 +184,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		select {
 		case req := <-f.reqs:
-			f.handle(req)
+			f.handle(ctx, req)
 		case <-wake:
 			if f.buf.Empty() {
 				f.connected()
@@ -196,10 +196,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-// handle delivers one submission: straight to the aggregator while the
-// buffer is empty and the connection works, otherwise (and from the first
-// failed send on) into the buffer.
-func (f *Forwarder) handle(req *submission) {
+// handle delivers one submission: straight to the aggregator, batch by
+// batch, while the buffer is empty and the connection works, otherwise
+// (and from the first failed batch on) into the buffer.
+func (f *Forwarder) handle(ctx context.Context, req *submission) {
 	answered := false
 	defer func() {
 		if !answered {
@@ -209,12 +209,13 @@ func (f *Forwarder) handle(req *submission) {
 	recs := req.recs
 	if f.buf.Empty() && f.connected() {
 		for len(recs) > 0 {
-			if err := f.sender.Send(recs[0]); err != nil {
+			n := batchLen(recs)
+			if err := f.sender.Send(ctx, recs[:n]); err != nil {
 				f.fail(err)
 				break
 			}
-			f.sent(1)
-			recs = recs[1:]
+			f.sent(n)
+			recs = recs[n:]
 		}
 	}
 	var err error
@@ -229,35 +230,31 @@ func (f *Forwarder) handle(req *submission) {
 	answered = true
 }
 
-// drain resends up to drainChunk buffered records, oldest first.
+// drain resends one batch of the oldest buffered records.
 func (f *Forwarder) drain(ctx context.Context) error {
-	n := 0
-	for ; n < drainChunk && ctx.Err() == nil; n++ {
-		r, err := f.buf.Peek()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := f.sender.Send(r); err != nil {
-			f.fail(err)
-			break
-		}
-		f.sent(1)
-		if err := f.buf.Pop(); err != nil {
-			return err
-		}
+	defer f.publish()
+	var size batchSizer
+	batch, err := f.buf.PeekBatch(size.fit)
+	if errors.Is(err, io.EOF) {
+		return nil
 	}
-	if n > 0 {
-		if err := f.buf.SaveHead(); err != nil {
-			return err
-		}
-		if f.buf.Empty() {
-			f.cfg.Log.Info("log buffer resent")
-		}
+	if err != nil {
+		return err
 	}
-	f.publish()
+	if err := f.sender.Send(ctx, batch); err != nil {
+		f.fail(err)
+		return nil
+	}
+	f.sent(len(batch))
+	if err := f.buf.Pop(); err != nil {
+		return err
+	}
+	if err := f.buf.SaveHead(); err != nil {
+		return err
+	}
+	if f.buf.Empty() {
+		f.cfg.Log.Info("log buffer resent")
+	}
 	return nil
 }
 
@@ -301,8 +298,10 @@ func (f *Forwarder) fail(err error) {
 	f.mu.Unlock()
 }
 
+// sent counts a batch of n records the aggregator acked.
 func (f *Forwarder) sent(n int) {
 	f.cfg.Metrics.Sent.Add(float64(n))
+	f.cfg.Metrics.Batches.Inc()
 	f.backoff = retryMin
 }
 
@@ -331,68 +330,3 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
-
-// Fluent client timeouts: connecting, writing a record, and waiting for
-// its ack. An aggregator that accepts connections but does not ack costs
-// ackTimeout per attempt, then records go to the buffer.
-const (
-	dialTimeout  = 5 * time.Second
-	writeTimeout = 10 * time.Second
-	ackTimeout   = 10 * time.Second
-)
-
-// FluentDialer connects to a forward-protocol server at addr (host:port)
-// with fluent-logger-golang in synchronous mode: RequestAck (the server
-// acks each record once its pipeline accepted it), SubSecondPrecision
-// (EventTime, nanoseconds), and a single attempt per call (MaxRetry 1):
-// the Forwarder owns retries, back-off and buffering, and the library's
-// own retry loop would block the sources for minutes.
-//
-// The library has no batch (Forward or PackedForward mode) API: each
-// record costs one round trip for its ack, which bounds throughput by the
-// latency to the aggregator (see BenchmarkForward).
-func FluentDialer(addr string) (Dialer, error) {
-	return fluentDialer(addr, dialTimeout, writeTimeout, ackTimeout)
-}
-
-func fluentDialer(addr string, dialTimeout, writeTimeout, ackTimeout time.Duration) (Dialer, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("log aggregator address %q: %w", addr, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 {
-		return nil, fmt.Errorf("log aggregator address %q: bad port", addr)
-	}
-	return func() (Sender, error) {
-		fl, err := fluent.New(fluent.Config{
-			FluentNetwork:      "tcp",
-			FluentHost:         host,
-			FluentPort:         port,
-			Timeout:            dialTimeout,
-			WriteTimeout:       writeTimeout,
-			ReadTimeout:        ackTimeout,
-			MaxRetry:           1,
-			RequestAck:         true,
-			SubSecondPrecision: true,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("connect to log aggregator %s: %w", addr, err)
-		}
-		return &fluentSender{fl: fl, addr: addr}, nil
-	}, nil
-}
-
-type fluentSender struct {
-	fl   *fluent.Fluent
-	addr string
-}
-
-func (s *fluentSender) Send(r Record) error {
-	if err := s.fl.PostWithTime(r.Tag, r.Time, msgp.Raw(r.Body)); err != nil {
-		return fmt.Errorf("send to log aggregator %s: %w", s.addr, err)
-	}
-	return nil
-}
-
-func (s *fluentSender) Close() error { return s.fl.Close() }

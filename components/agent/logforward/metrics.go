@@ -15,6 +15,8 @@ const (
 //
 //	kubeup_log_entries_read_total{source}     records read from the journal / pod log files
 //	kubeup_log_entries_sent_total             records the aggregator acked
+//	kubeup_log_forward_batches_total          messages the aggregator acked (each
+//	                                          carries up to 512 records of one tag)
 //	kubeup_log_entries_buffered               records in the on-disk buffer
 //	kubeup_log_buffer_bytes                   bytes the buffer's segment files take
 //	kubeup_log_entries_dropped_total{reason}  records lost: buffer_full (oldest
@@ -26,6 +28,7 @@ const (
 type Metrics struct {
 	Read     *prometheus.CounterVec
 	Sent     prometheus.Counter
+	Batches  prometheus.Counter
 	Dropped  *prometheus.CounterVec
 	Up       prometheus.Gauge
 	Errors   prometheus.Counter
@@ -44,6 +47,10 @@ func NewMetrics() *Metrics {
 		Sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubeup_log_entries_sent_total",
 			Help: "Log records the aggregator acknowledged.",
+		}),
+		Batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeup_log_forward_batches_total",
+			Help: "Forward-mode messages (batches of log records of one tag) the log aggregator acknowledged.",
 		}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_log_entries_dropped_total",
@@ -76,7 +83,7 @@ func NewMetrics() *Metrics {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Read, m.Sent, m.Dropped, m.Up, m.Errors, m.buffered, m.bytes}
+	return []prometheus.Collector{m.Read, m.Sent, m.Batches, m.Dropped, m.Up, m.Errors, m.buffered, m.bytes}
 }
 
 // Describe implements prometheus.Collector.

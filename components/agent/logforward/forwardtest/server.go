@@ -1,9 +1,12 @@
 // Package forwardtest is a minimal fluentd forward-protocol server for
-// tests, in the spirit of net/http/httptest: it accepts Message-mode
-// events ([tag, time, record, option]), with the time an integer or an
-// EventTime, acks each one carrying a "chunk" option, and keeps what it
-// received. It can be stopped and started again on the same address (an
-// aggregator outage) and told to stop acking (a wedged pipeline).
+// tests, in the spirit of net/http/httptest. It accepts Message mode
+// ([tag, time, record, option]) and Forward mode ([tag, [[time, record],
+// ...], option]) messages, with times as integers or EventTime, acks each
+// message carrying a "chunk" option once (for every event in it), and
+// keeps what it received: the events, and the messages they came in. It
+// can be stopped and started again on the same address (an aggregator
+// outage), told to stop acking (a wedged pipeline) and to delay its acks
+// (a round trip to a distant aggregator with a durable queue).
 package forwardtest
 
 import (
@@ -23,24 +26,46 @@ type Event struct {
 	Tag    string
 	Time   time.Time
 	Record map[string]any
+	// Message is the index in Messages of the message it came in.
+	Message int
+}
+
+// Modes of Message.
+const (
+	MessageMode = "message"
+	ForwardMode = "forward"
+)
+
+// Message is one received forward-protocol message.
+type Message struct {
+	Mode   string // MessageMode or ForwardMode
+	Tag    string
+	Events int
+	// Bytes is the size of the events' encoded records.
+	Bytes int
+	Chunk string
 }
 
 // Server is a forward-protocol server on 127.0.0.1.
 type Server struct {
 	Addr string
 
-	// NoAck, when set, makes the server read events without acking them.
+	// NoAck, when set, makes the server read messages without acking them.
 	NoAck atomic.Bool
 	// KeepRecords, when false, counts events without keeping them
 	// (benchmarks).
 	KeepRecords bool
 
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]bool
-	events []Event
-	count  int
-	wg     sync.WaitGroup
+	ackDelay atomic.Int64
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]bool
+	events   []Event
+	messages []Message
+	count    int
+	drop     func(Message) bool
+	wg       sync.WaitGroup
 }
 
 // NewServer starts a server on a free loopback port.
@@ -61,6 +86,20 @@ func NewStoppedServer() (*Server, error) {
 	}
 	s.Stop()
 	return s, nil
+}
+
+// SetAckDelay makes the server wait d after reading a message before it
+// acks it: a round trip to an aggregator across the network that acks
+// once the records are in its fsynced queue.
+func (s *Server) SetAckDelay(d time.Duration) { s.ackDelay.Store(int64(d)) }
+
+// SetDrop installs a function asked about every message before it is kept:
+// when it returns true the message is neither kept nor acked, as with
+// NoAck (the client times out and resends it).
+func (s *Server) SetDrop(drop func(Message) bool) {
+	s.mu.Lock()
+	s.drop = drop
+	s.mu.Unlock()
 }
 
 func (s *Server) listen(addr string) error {
@@ -105,11 +144,19 @@ func (s *Server) Stop() {
 	s.wg.Wait()
 }
 
-// Events returns a copy of what was received.
+// Events returns a copy of the events received.
 func (s *Server) Events() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Event(nil), s.events...)
+}
+
+// Messages returns a copy of the messages received (kept, like events,
+// only with KeepRecords).
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.messages...)
 }
 
 // Count is the number of events received.
@@ -150,83 +197,143 @@ func (s *Server) serve(c net.Conn) {
 	r := msgp.NewReader(c)
 	w := msgp.NewWriter(c)
 	for {
-		ev, chunk, err := readEvent(r)
+		msg, evs, err := readMessage(r)
 		if err != nil {
 			return
 		}
-		if s.NoAck.Load() {
-			continue // and never record it: the client will resend
+		s.mu.Lock()
+		drop := s.drop
+		s.mu.Unlock()
+		if s.NoAck.Load() || drop != nil && drop(msg) {
+			continue // and never keep it: the client will resend
+		}
+		if d := time.Duration(s.ackDelay.Load()); d > 0 && msg.Chunk != "" {
+			time.Sleep(d)
 		}
 		s.mu.Lock()
-		s.count++
+		s.count += len(evs)
 		if s.KeepRecords {
-			s.events = append(s.events, ev)
+			for i := range evs {
+				evs[i].Message = len(s.messages)
+			}
+			s.messages = append(s.messages, msg)
+			s.events = append(s.events, evs...)
 		}
 		s.mu.Unlock()
-		if chunk == "" {
+		if msg.Chunk == "" {
 			continue
 		}
 		if err := w.WriteMapHeader(1); err != nil {
 			return
 		}
 		w.WriteString("ack")
-		w.WriteString(chunk)
+		w.WriteString(msg.Chunk)
 		if err := w.Flush(); err != nil {
 			return
 		}
 	}
 }
 
-// readEvent reads one Message-mode event and its chunk option.
-func readEvent(r *msgp.Reader) (Event, string, error) {
+// readMessage reads one Message- or Forward-mode message; as the protocol
+// says, the mode is told by the type of the second element.
+func readMessage(r *msgp.Reader) (Message, []Event, error) {
 	n, err := r.ReadArrayHeader()
 	if err != nil {
-		return Event{}, "", err
+		return Message{}, nil, err
 	}
-	if n < 3 || n > 4 {
-		return Event{}, "", fmt.Errorf("forward: array of %d, only Message mode is supported", n)
-	}
-	var ev Event
-	if ev.Tag, err = r.ReadString(); err != nil {
-		return Event{}, "", err
+	var msg Message
+	if msg.Tag, err = r.ReadString(); err != nil {
+		return Message{}, nil, err
 	}
 	typ, err := r.NextType()
 	if err != nil {
-		return Event{}, "", err
+		return Message{}, nil, err
+	}
+	var evs []Event
+	switch typ {
+	case msgp.ExtensionType, msgp.IntType, msgp.UintType:
+		if n < 3 || n > 4 {
+			return Message{}, nil, fmt.Errorf("forward: Message mode array of %d", n)
+		}
+		msg.Mode = MessageMode
+		ev, size, err := readEntry(r, msg.Tag)
+		if err != nil {
+			return Message{}, nil, err
+		}
+		evs, msg.Bytes = []Event{ev}, size
+		n -= 3
+	case msgp.ArrayType:
+		if n < 2 || n > 3 {
+			return Message{}, nil, fmt.Errorf("forward: Forward mode array of %d", n)
+		}
+		msg.Mode = ForwardMode
+		entries, err := r.ReadArrayHeader()
+		if err != nil {
+			return Message{}, nil, err
+		}
+		for range entries {
+			if k, err := r.ReadArrayHeader(); err != nil || k != 2 {
+				return Message{}, nil, errors.Join(fmt.Errorf("forward: entry is not [time, record]"), err)
+			}
+			ev, size, err := readEntry(r, msg.Tag)
+			if err != nil {
+				return Message{}, nil, err
+			}
+			evs = append(evs, ev)
+			msg.Bytes += size
+		}
+		n -= 2
+	default:
+		return Message{}, nil, fmt.Errorf("forward: second element of type %v: only Message and Forward modes are supported", typ)
+	}
+	msg.Events = len(evs)
+	if n == 1 {
+		opt, err := r.ReadIntf()
+		if err != nil {
+			return Message{}, nil, err
+		}
+		if om, ok := opt.(map[string]any); ok {
+			msg.Chunk, _ = om["chunk"].(string)
+		}
+	}
+	return msg, evs, nil
+}
+
+// readEntry reads an event's time and record, returning the record's
+// encoded size.
+func readEntry(r *msgp.Reader, tag string) (Event, int, error) {
+	ev := Event{Tag: tag}
+	typ, err := r.NextType()
+	if err != nil {
+		return Event{}, 0, err
 	}
 	if typ == msgp.ExtensionType {
 		var et eventTime
 		if err := r.ReadExtension(&et); err != nil {
-			return Event{}, "", err
+			return Event{}, 0, err
 		}
 		ev.Time = et.t
 	} else {
 		sec, err := r.ReadInt64()
 		if err != nil {
-			return Event{}, "", err
+			return Event{}, 0, err
 		}
 		ev.Time = time.Unix(sec, 0)
 	}
-	rec, err := r.ReadIntf()
+	var raw msgp.Raw
+	if err := raw.DecodeMsg(r); err != nil {
+		return Event{}, 0, err
+	}
+	rec, _, err := msgp.ReadIntfBytes(raw)
 	if err != nil {
-		return Event{}, "", err
+		return Event{}, 0, err
 	}
 	m, ok := rec.(map[string]any)
 	if !ok {
-		return Event{}, "", errors.New("forward: record is not a map")
+		return Event{}, 0, errors.New("forward: record is not a map")
 	}
 	ev.Record = m
-	var chunk string
-	if n == 4 {
-		opt, err := r.ReadIntf()
-		if err != nil {
-			return Event{}, "", err
-		}
-		if om, ok := opt.(map[string]any); ok {
-			chunk, _ = om["chunk"].(string)
-		}
-	}
-	return ev, chunk, nil
+	return ev, len(raw), nil
 }
 
 // eventTime is the forward protocol's EventTime: extension type 0,
