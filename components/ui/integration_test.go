@@ -87,7 +87,8 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 
 	// The addon, exactly as rendered, with strict server-side validation.
 	c := &components.Cluster{Name: "it", DNSDomain: "cluster.local", DNSServiceIP: netip.MustParseAddr("10.96.0.10"),
-		Addons: components.Addons{UI: true, Monitoring: true, Logging: true}}
+		Addons: components.Addons{UI: true, Monitoring: true, Logging: true},
+		Images: components.Images{UI: "registry.kubeup.dev/kubeup-addons:0123456789abcdef"}}
 	for _, obj := range addons.UI(c).Objects {
 		data, err := yaml.Marshal(obj)
 		if err != nil {
