@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -134,9 +135,10 @@ func TestForwardIdleFlush(t *testing.T) {
 	jc.add(3, "kubeup test line %05d")
 	j := NewJournal(JournalConfig{Identifiers: []string{"kubeup"}, StateDir: t.TempDir(), Run: jc.run, Submit: f.Submit})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- j.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	stop := sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
 	start := time.Now()
 	waitFor(t, "3 records", func() bool { return srv.Count() == 3 })
 	if d := time.Since(start); d > 5*time.Second {
@@ -145,7 +147,10 @@ func TestForwardIdleFlush(t *testing.T) {
 	if got, want := summary(srv.Messages()), []string{"forward kubeup.journal 3"}; !slices.Equal(got, want) {
 		t.Errorf("messages %q, want %q", got, want)
 	}
-	waitFor(t, "the cursor", func() bool { return j.Cursor() == "c2" })
+	stop()
+	if c := j.Cursor(); c != "c2" {
+		t.Errorf("cursor %q", c)
+	}
 }
 
 // A batch whose ack never comes, after others of the same submission were

@@ -227,3 +227,94 @@ func TestBufferCorruptSegment(t *testing.T) {
 		t.Errorf("got %q, dropped %v", got, dropped)
 	}
 }
+
+// PeekBatch returns runs of one tag within a segment, as fit allows; Pop
+// consumes the whole batch, and a reopen resumes after it. A corrupt frame
+// ends a batch; the next one skips it as Peek does.
+func TestBufferPeekBatch(t *testing.T) {
+	dir := t.TempDir()
+	dropped := map[string]int64{}
+	onDrop := func(reason string, n int64) { dropped[reason] += n }
+	b, err := OpenBuffer(dir, 256<<10, onDrop) // segments of 64 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := runs(0, run{JournalTag, 300}, run{PodTag, 40}, run{JournalTag, 700})
+	for i := 0; i < len(all); i += 100 {
+		if err := b.Append(all[i:min(i+100, len(all))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := segFiles(t, dir)
+	if len(segs) < 2 {
+		t.Fatalf("segments %v", segs)
+	}
+	var got []string
+	var sizes []int
+	next := func() bool {
+		var size batchSizer
+		batch, err := b.PeekBatch(size.fit)
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) > batchMaxRecords {
+			t.Fatalf("batch of %d", len(batch))
+		}
+		for _, r := range batch {
+			if r.Tag != batch[0].Tag {
+				t.Fatalf("tags %s and %s in one batch", batch[0].Tag, r.Tag)
+			}
+			got = append(got, msgOf(t, r))
+		}
+		sizes = append(sizes, len(batch))
+		if err := b.Pop(); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	}
+	next()
+	next()
+	if n, _ := b.Len(); int(n) != len(all)-len(got) {
+		t.Fatalf("%d left after %d read", n, len(got))
+	}
+	b.Close()
+	b, err = OpenBuffer(dir, 256<<10, onDrop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for next() {
+	}
+	if !slices.Equal(got, wantLines(0, len(all))) {
+		t.Errorf("read %d records; first out of place %s", len(got), firstDiff(got, wantLines(0, len(all))))
+	}
+	// Fewer batches than records: runs are only cut by tag, size and
+	// segment ends.
+	if len(sizes) > 2+len(segs)+2 {
+		t.Errorf("batches %v over %d segments", sizes, len(segs))
+	}
+	if segs := segFiles(t, dir); len(segs) != 0 {
+		t.Errorf("segments left: %v", segs)
+	}
+
+	// A corrupt fourth frame: the first batch is the three before it, the
+	// rest of that segment is dropped, the next segment follows.
+	b.Append(recs(0, 10))
+	b.Close()
+	b, _ = OpenBuffer(dir, 256<<10, onDrop)
+	b.Append(recs(10, 10))
+	segs = segFiles(t, dir)
+	data, _ := os.ReadFile(segs[0])
+	frame := len(appendFrame(nil, rec(0)))
+	data[3*frame+frameHeader+5] ^= 0xff
+	os.WriteFile(segs[0], data, 0o600)
+	got, sizes = nil, nil
+	for next() {
+	}
+	if want := append(wantLines(0, 3), wantLines(10, 10)...); !slices.Equal(got, want) || !slices.Equal(sizes, []int{3, 10}) ||
+		dropped[DropCorrupt] != 7 {
+		t.Errorf("got %q in batches %v, dropped %v", got, sizes, dropped)
+	}
+}

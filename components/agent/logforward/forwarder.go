@@ -13,7 +13,7 @@ import (
 type Sender interface {
 	// Send sends records, all of one tag, as one message and returns once
 	// the aggregator acked it. When ctx ends, the wait for the ack is cut
-	// short (FluentDialer's after shutdownGrace).
+	// short (to shutdownGrace, for FluentDialer's connections).
 	Send(ctx context.Context, recs []Record) error
 	Close() error
 }

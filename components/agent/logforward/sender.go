@@ -18,9 +18,10 @@ import (
 // after 30 s to queue the message plus 30 s to wait for the pipeline,
 // closing the connection (which the client sees at once); ackTimeout
 // outlasts both, so a chunk the receiver may still ack (and store) is not
-// sent again early. It only runs out against a dead peer or network, and
-// costs that long once per outage before records go to the buffer. When
-// the agent stops, a wait for an ack is cut to shutdownGrace.
+// sent again early. It only runs out against a peer that went silent (a
+// dead VM, a black-holed network, a wedged receiver), where each attempt
+// costs that long before records go to the buffer. When the agent stops,
+// a wait for an ack is cut to shutdownGrace.
 const (
 	dialTimeout   = 5 * time.Second
 	writeTimeout  = 10 * time.Second

@@ -273,7 +273,7 @@ func readMessage(r *msgp.Reader) (Message, []Event, error) {
 		}
 		for range entries {
 			if k, err := r.ReadArrayHeader(); err != nil || k != 2 {
-				return Message{}, nil, errors.Join(fmt.Errorf("forward: entry is not [time, record]"), err)
+				return Message{}, nil, errors.Join(errors.New("forward: entry is not [time, record]"), err)
 			}
 			ev, size, err := readEntry(r, msg.Tag)
 			if err != nil {

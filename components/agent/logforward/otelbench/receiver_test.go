@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -159,11 +160,81 @@ func TestReceiverAcceptsRecords(t *testing.T) {
 	}
 }
 
+// TestReceiverAcceptsBatches: the receiver takes the Forwarder's
+// Forward-mode messages (EventTime entries, the chunk option) and acks
+// each once: a submission of three runs of two tags arrives as one
+// consumed batch per message, every record in order with its tag and
+// nanosecond time, and nothing is buffered.
+func TestReceiverAcceptsBatches(t *testing.T) {
+	r := startReceiver(t, true)
+	fwd := startForwarder(t, r.addr)
+	origin := logforward.Origin{Cluster: "demo", Machine: "node-0", Role: "node"}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var recs []logforward.Record
+	for i := range 1500 {
+		ts := at.Add(time.Duration(i)*time.Millisecond + time.Duration(i))
+		if i >= 600 && i < 900 {
+			recs = append(recs, logforward.Record{Tag: logforward.PodTag, Time: ts, Body: logforward.EncodePod(nil, origin,
+				logforward.PodFields{Message: fmt.Sprintf("line %05d", i), Namespace: "ns", Pod: "p", Container: "c", Stream: "stdout"})})
+			continue
+		}
+		recs = append(recs, logforward.Record{Tag: logforward.JournalTag, Time: ts, Body: logforward.EncodeJournal(nil, origin,
+			logforward.JournalFields{Message: fmt.Sprintf("line %05d", i), Unit: "kubeup", Priority: 6})})
+	}
+	if err := fwd.Submit(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if st := fwd.Status(); !st.Up || st.BufferedRecords != 0 || st.LastError != "" {
+		t.Fatalf("forwarder %+v", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for r.count() < len(recs) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var counts []int
+	i := 0
+	for _, b := range r.got {
+		counts = append(counts, b.Count)
+		for _, rec := range b.Records {
+			if i >= len(recs) {
+				t.Fatalf("more than %d records", len(recs))
+			}
+			if want := fmt.Sprintf("line %05d", i); rec.Body != want || !rec.Time.Equal(recs[i].Time) ||
+				rec.Attributes["fluent.tag"] != recs[i].Tag {
+				t.Fatalf("record %d: %s %s %v, want %s %s %v", i, rec.Body, rec.Time, rec.Attributes["fluent.tag"], want, recs[i].Time, recs[i].Tag)
+			}
+			i++
+		}
+	}
+	if i != len(recs) {
+		t.Errorf("%d of %d records", i, len(recs))
+	}
+	if want := fmt.Sprint([]int{512, 88, 300, 512, 88}); fmt.Sprint(counts) != want {
+		t.Errorf("consumed batches %v, want %s (one per message)", counts, want)
+	}
+}
+
 // BenchmarkForwardToReceiver: forwarding throughput into the real
-// receiver (one ack per record; submissions of 512 records).
+// receiver (Forward-mode messages of up to 512 records, one ack each;
+// submissions of 512 records).
 func BenchmarkForwardToReceiver(b *testing.B) {
 	r := startReceiver(b, false)
-	fwd := startForwarder(b, r.addr)
+	benchForward(b, r, r.addr)
+}
+
+// BenchmarkForwardToReceiverLatency is BenchmarkForwardToReceiver with
+// the receiver's acks 20 ms away (a proxy holds back what the receiver
+// sends), the round trip across the cluster network to an aggregator
+// with an fsynced queue.
+func BenchmarkForwardToReceiverLatency(b *testing.B) {
+	r := startReceiver(b, false)
+	benchForward(b, r, delayProxy(b, r.addr, 20*time.Millisecond))
+}
+
+func benchForward(b *testing.B, r *receiver, addr string) {
+	fwd := startForwarder(b, addr)
 	origin := logforward.Origin{Cluster: "demo", Machine: "node-0", Role: "node"}
 	recs := make([]logforward.Record, 512)
 	size := 0
@@ -183,8 +254,58 @@ func BenchmarkForwardToReceiver(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	elapsed := time.Since(start)
 	if st := fwd.Status(); st.BufferedRecords != 0 {
 		b.Fatalf("forwarder buffered records: %+v", st)
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+	deadline := time.Now().Add(10 * time.Second)
+	for r.count() < b.N && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := r.count(); n != b.N {
+		b.Fatalf("receiver consumed %d of %d records", n, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+}
+
+// delayProxy listens on loopback and forwards to addr, passing what the
+// client sends at once and what the server sends delay later.
+func delayProxy(t testing.TB, addr string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 {
+						time.Sleep(delay)
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
