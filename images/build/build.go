@@ -36,7 +36,7 @@ import (
 )
 
 // SchemaVersion of the manifest and of the role layer key.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Options for Build.
 type Options struct {
@@ -77,9 +77,12 @@ type Manifest struct {
 	Images      []preload.Image  `json:"preloadedImages"`
 	Units       []string         `json:"units"`
 	Removed     []rootfs.Removed `json:"removed"`
-	Kernel      string           `json:"kernel"`
-	Cmdline     string           `json:"cmdline"`
-	Base        string           `json:"baseLayer"`
+	// Deduplicated counts the identical files stored once (hard links),
+	// such as a binary on the machine that is also in a preloaded image.
+	Deduplicated rootfs.Deduplicated `json:"deduplicated"`
+	Kernel       string              `json:"kernel"`
+	Cmdline      string              `json:"cmdline"`
+	Base         string              `json:"baseLayer"`
 }
 
 // Timings are a build's step durations, kept out of the manifest so that
@@ -296,6 +299,10 @@ func (in roleInputs) key(epoch int64) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// dedupeDirs hold the read-only files worth deduplicating: binaries on the
+// machine and the unpacked snapshots of the preloaded images.
+var dedupeDirs = []string{"usr", "var/lib/containerd"}
+
 // cmdline: the serial console first for logs, the VGA console for people.
 const cmdline = "console=tty0 console=ttyS0,115200n8 panic=10 systemd.show_status=auto"
 
@@ -402,6 +409,16 @@ func buildRoleImage(ctx context.Context, o Options, in roleInputs) (*Manifest, *
 	}
 	if err := step("preload container images", func() error {
 		return preloadImages(ctx, root, work, in, o.SourceDateEpoch, m)
+	}); err != nil {
+		return nil, nil, err
+	}
+	if err := step("deduplicate identical files", func() error {
+		saved, err := rootfs.Dedupe(root, dedupeDirs, rootfs.DedupeMinSize)
+		m.Deduplicated = saved
+		if err == nil && saved.Files > 0 {
+			fmt.Fprintf(o.Progress, "    %s image: %d files stored once, %.1f MiB saved\n", in.role, saved.Files, float64(saved.Bytes)/(1<<20))
+		}
+		return err
 	}); err != nil {
 		return nil, nil, err
 	}
