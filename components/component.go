@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"kubeup.dev/kubeup/systemd"
 )
@@ -221,3 +222,18 @@ func EnvFileContent(component, machine string, f Flags) ([]byte, error) {
 	b.WriteString("\n")
 	return []byte(b.String()), nil
 }
+
+// Leader election of the controller manager and the scheduler. With one
+// master there is nobody to hand over to, and on a slow machine a lease
+// renewal that misses its deadline makes the daemon exit (and restart) for
+// nothing, so a single master runs without it, as k3s does. With several,
+// the timings allow for loaded machines: a renewal may take 40 s before the
+// leader steps down, and a standby takes over within a minute.
+const (
+	leaseDuration = 60 * time.Second
+	renewDeadline = 40 * time.Second
+	retryPeriod   = 5 * time.Second
+)
+
+// leaderElect says whether the control-plane daemons elect a leader.
+func (c *Cluster) leaderElect() bool { return len(c.Masters) > 1 }

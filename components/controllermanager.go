@@ -38,7 +38,7 @@ func (ControllerManager) ImageFiles() []File { return nil }
 
 func (ControllerManager) Flags(ctx Context) Flags {
 	c := ctx.Cluster
-	return Flags{
+	f := Flags{
 		"kubeconfig":                       ControllerManagerKubeconfig,
 		"authentication-kubeconfig":        ControllerManagerKubeconfig,
 		"authorization-kubeconfig":         ControllerManagerKubeconfig,
@@ -59,9 +59,15 @@ func (ControllerManager) Flags(ctx Context) Flags {
 		"cluster-cidr":                     c.PodCIDR.String(),
 		"node-cidr-mask-size":              fmt.Sprint(c.NodeCIDRMaskSize),
 		"service-cluster-ip-range":         c.ServiceCIDR.String(),
-		"leader-elect":                     "true",
+		"leader-elect":                     fmt.Sprint(c.leaderElect()),
 		"profiling":                        "false",
 	}
+	if c.leaderElect() {
+		f["leader-elect-lease-duration"] = leaseDuration.String()
+		f["leader-elect-renew-deadline"] = renewDeadline.String()
+		f["leader-elect-retry-period"] = retryPeriod.String()
+	}
+	return f
 }
 
 func (ControllerManager) Files(ctx Context) ([]File, error) {

@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"time"
 
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 
@@ -27,6 +28,13 @@ func (KubeProxy) Roles() []Role       { return []Role{Master, Node} }
 func (k KubeProxy) Unit(role Role) systemd.Unit {
 	return service(k, role, BinDir+"/kube-proxy", systemd.Service{
 		Documentation: []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/"},
+		// kube-proxy reads its Node's IPs once at start (waiting 30 s at
+		// most) and exits when they change; started before the kubelet has
+		// registered the Node (TLS bootstrapping takes longer than that on
+		// a slow machine), it would run without them and restart itself
+		// when the Node appears. So it starts once its Node has an address.
+		ExecStartPre:    []string{BinDir + "/kubeup-agent probe --node-of=" + AgentConfigPath + " --timeout=10m"},
+		TimeoutStartSec: 11 * time.Minute,
 	})
 }
 

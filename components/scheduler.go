@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	schedv1 "k8s.io/kube-scheduler/config/v1"
 	"k8s.io/utils/ptr"
 
@@ -60,7 +61,12 @@ func (Scheduler) Files(ctx Context) ([]File, error) {
 	cfg := schedv1.KubeSchedulerConfiguration{}
 	cfg.APIVersion, cfg.Kind = "kubescheduler.config.k8s.io/v1", "KubeSchedulerConfiguration"
 	cfg.ClientConnection.Kubeconfig = SchedulerKubeconfig
-	cfg.LeaderElection.LeaderElect = ptr.To(true)
+	cfg.LeaderElection.LeaderElect = ptr.To(ctx.Cluster.leaderElect())
+	if ctx.Cluster.leaderElect() {
+		cfg.LeaderElection.LeaseDuration = metav1.Duration{Duration: leaseDuration}
+		cfg.LeaderElection.RenewDeadline = metav1.Duration{Duration: renewDeadline}
+		cfg.LeaderElection.RetryPeriod = metav1.Duration{Duration: retryPeriod}
+	}
 	conf, err := marshalConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kube-scheduler config: %w", err)

@@ -228,7 +228,10 @@ func PrometheusConfig(c *components.Cluster) (string, error) {
 	}
 	doc := map[string]any{
 		"global": map[string]any{
-			"scrape_interval":     "30s",
+			"scrape_interval": "30s",
+			// Under emulation (TCG) a busy master takes more than the
+			// default 10 s to render the API server's metrics.
+			"scrape_timeout":      "25s",
 			"evaluation_interval": "30s",
 			"external_labels":     map[string]string{"cluster": c.Name},
 		},

@@ -12,6 +12,10 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // ProbeOptions configure Probe.
@@ -23,6 +27,12 @@ type ProbeOptions struct {
 	CACert string
 	// Cert and Key are a client certificate to present.
 	Cert, Key string
+	// NodeOf, instead of a URL, is an agent configuration file: the probe
+	// is ready when the Node of that machine exists with an address, read
+	// with the agent's kubeconfig. kube-proxy waits for it: started before
+	// its Node, kube-proxy runs without node IPs and exits on purpose as
+	// soon as the Node appears with them.
+	NodeOf string
 	// Timeout bounds the whole probe, Interval is the pause between tries.
 	Timeout, Interval time.Duration
 }
@@ -35,7 +45,13 @@ const probeAttemptTimeout = 5 * time.Second
 // Units use it as ExecStartPost, so "After=x.service" means "after x is
 // ready".
 func Probe(ctx context.Context, opts ProbeOptions) error {
-	check, err := newProbeCheck(opts)
+	var check func(context.Context) error
+	what, err := opts.URL, error(nil)
+	if opts.NodeOf != "" {
+		check, what, err = newNodeCheck(opts.NodeOf)
+	} else {
+		check, err = newProbeCheck(opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -64,7 +80,7 @@ func Probe(ctx context.Context, opts ProbeOptions) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("probe %s: not ready after %s: %w", opts.URL, time.Since(start).Round(time.Second), last)
+			return fmt.Errorf("probe %s: not ready after %s: %w", what, time.Since(start).Round(time.Second), last)
 		case <-tick.C:
 		}
 	}
@@ -149,4 +165,39 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// newNodeCheck returns one try of the Node probe of the agent configuration
+// at path, and what it waits for ("node NAME").
+func newNodeCheck(path string) (func(context.Context) error, string, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("probe: %w", err)
+	}
+	var core *rest.RESTClient
+	return func(ctx context.Context) error {
+		if core == nil {
+			// The kubeconfig names certificate files; build the client on
+			// the first try that finds them.
+			rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+			if err != nil {
+				return err
+			}
+			rc.Timeout = probeAttemptTimeout
+			rc.QPS = -1 // one request per interval; no client-side limiter
+			k, err := newRESTKube(rc)
+			if err != nil {
+				return err
+			}
+			core = k.core
+		}
+		var node corev1.Node
+		if err := core.Get().Resource("nodes").Name(cfg.Machine).Do(ctx).Into(&node); err != nil {
+			return err
+		}
+		if len(node.Status.Addresses) == 0 {
+			return fmt.Errorf("node %s has no address yet", cfg.Machine)
+		}
+		return nil
+	}, "node " + cfg.Machine, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"sigs.k8s.io/yaml"
 )
 
 func fastProbe(url string) ProbeOptions {
@@ -213,5 +214,68 @@ func TestProbeBadURL(t *testing.T) {
 		if err := Probe(context.Background(), fastProbe(u)); err == nil {
 			t.Errorf("%q accepted", u)
 		}
+	}
+}
+
+// TestProbeNode waits through a missing Node and a Node without addresses,
+// and is ready once the Node has one.
+func TestProbeNode(t *testing.T) {
+	var calls atomic.Int32
+	var neverAddress atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if neverAddress.Load() {
+			calls.Store(1)
+		}
+		if r.URL.Path != "/api/v1/nodes/node-0" {
+			http.Error(w, "unexpected "+r.URL.Path, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		switch calls.Add(1) {
+		case 1:
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"nodes \"node-0\" not found"}`))
+		case 2:
+			w.Write([]byte(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"node-0"}}`))
+		default:
+			w.Write([]byte(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"node-0"},"status":{"addresses":[{"type":"InternalIP","address":"10.77.0.100"}]}}`))
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	kc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: " + srv.URL + "}}]\n" +
+		"users: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := validConfig()
+	cfg.Kubeconfig = kubeconfig
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentConfig := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(agentConfig, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := ProbeOptions{NodeOf: agentConfig, Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}
+	if err := Probe(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls, want 3 (not found, no address, ready)", n)
+	}
+
+	// A Node that never gets an address: the error names the node.
+	neverAddress.Store(true)
+	o.Timeout = 100 * time.Millisecond
+	err = Probe(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "probe node node-0: not ready") || !strings.Contains(err.Error(), "no address yet") {
+		t.Errorf("Probe of a Node without addresses = %v", err)
+	}
+	// A bad agent configuration fails at once.
+	if err := Probe(context.Background(), ProbeOptions{NodeOf: filepath.Join(dir, "missing.yaml")}); err == nil {
+		t.Error("Probe with a missing agent configuration succeeded")
 	}
 }

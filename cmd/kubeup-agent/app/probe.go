@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"kubeup.dev/kubeup/cmd/internal/cli"
 	"time"
 
@@ -12,15 +13,17 @@ import (
 func newProbeCommand(e *cli.Env) *cobra.Command {
 	var o agent.ProbeOptions
 	cmd := &cobra.Command{
-		Use:   "probe --url=URL",
+		Use:   "probe --url=URL | --node-of=AGENT_CONFIG",
 		Short: "Wait until an endpoint is ready (a unit's ExecStartPost)",
 		Long: `probe polls --url until it is ready and exits 0, or exits 1 after --timeout
 with the last answer. http(s) URLs are ready when they answer 200; unix:///path
-sockets when they answer gRPC's health check (or speak gRPC without it).`,
+sockets when they answer gRPC's health check (or speak gRPC without it).
+With --node-of instead, it waits until the Node of the machine an agent
+configuration names exists with an address (kube-proxy's ExecStartPre).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.URL == "" {
-				return &cli.ExitError{Code: 2, Err: errMissing("--url")}
+			if (o.URL == "") == (o.NodeOf == "") {
+				return &cli.ExitError{Code: 2, Err: errors.New("give one of --url and --node-of")}
 			}
 			ctx, cancel := cli.SignalContext()
 			defer cancel()
@@ -32,6 +35,7 @@ sockets when they answer gRPC's health check (or speak gRPC without it).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.URL, "url", "", "http://, https:// or unix:// URL to probe")
+	f.StringVar(&o.NodeOf, "node-of", "", "agent configuration whose machine's Node to wait for")
 	f.StringVar(&o.CACert, "cacert", "", "CA bundle that verifies the server (default: system roots)")
 	f.StringVar(&o.Cert, "cert", "", "client certificate to present")
 	f.StringVar(&o.Key, "key", "", "key of --cert")

@@ -29,7 +29,7 @@ func TestProbeCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "503 Service Unavailable: not yet") {
 		t.Errorf("failing endpoint: exit %d: %s", code, out)
 	}
-	if code, out := runCLI("probe"); code != 2 || !strings.Contains(out, "--url is required") {
+	if code, out := runCLI("probe"); code != 2 || !strings.Contains(out, "give one of --url and --node-of") {
 		t.Errorf("no --url: exit %d: %s", code, out)
 	}
 }
