@@ -42,8 +42,18 @@ datasource_list: [NoCloud, ConfigDrive, Ec2, GCE, None]
 # Images are complete; nothing is installed at boot.
 package_update: false
 package_upgrade: false
-# The appliance runs in C.UTF-8 (built into glibc); it ships no locales.
-locale: false
+# Host keys without RSA, whose generation takes seconds under emulation and
+# delays every component (they start after cloud-init's network stage).
+ssh_genkeytypes: [ed25519, ecdsa]
+# Debian's module lists without what an appliance never runs: GRUB (it boots
+# by systemd-boot or SYSLINUX), apt, snaps, byobu, configuration-management
+# agents, host keys printed to the console, and locale (the appliance runs
+# in C.UTF-8, built into glibc, and ships no locales). Each is Python work that
+# competes with the control plane starting up.
+cloud_config_modules: [ssh-import-id, keyboard, set-passwords, ntp, timezone, disable-ec2-metadata, runcmd]
+cloud_final_modules: [write-files-deferred, scripts-vendor, scripts-per-once, scripts-per-boot,
+  scripts-per-instance, scripts-user, ssh-authkey-fingerprints, install-hotplug, phone-home,
+  final-message, power-state-change]
 `)},
 		{Path: "/etc/systemd/journald.conf.d/90-kubeup.conf", Mode: 0o644, Content: []byte(`# kubeup: keep the journal across reboots, bounded, and never drop a burst
 # (the node agent forwards every line to the cluster's log store).

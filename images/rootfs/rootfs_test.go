@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -110,5 +111,26 @@ func TestConfigure(t *testing.T) {
 	fstab, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
 	if !strings.Contains(string(fstab), "LABEL=kubeup-root / ext4") {
 		t.Errorf("fstab:\n%s", fstab)
+	}
+}
+
+// TestCloudConfigSchema checks the image's cloud-init settings with the
+// cloud-init the images carry (Debian's, installed by make deps).
+func TestCloudConfigSchema(t *testing.T) {
+	if _, err := exec.LookPath("cloud-init"); err != nil {
+		t.Skip("cloud-init not installed (make deps)")
+	}
+	for _, f := range systemFiles() {
+		if !strings.HasPrefix(f.Path, "/etc/cloud/cloud.cfg.d/") {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "cloud.cfg")
+		if err := os.WriteFile(path, append([]byte("#cloud-config\n"), f.Content...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("cloud-init", "schema", "--config-file", path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Valid cloud-config") {
+			t.Errorf("cloud-init schema %s: %v\n%s", f.Path, err, out)
+		}
 	}
 }
