@@ -2,18 +2,11 @@ package addonmanager
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -30,131 +23,20 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/test/kubetest"
 )
-
-// kubeBinaries finds kube-apiserver and etcd: $KUBEUP_TEST_BIN_DIR, or the
-// artifacts kubeup's build caches.
-func kubeBinaries(t *testing.T) (apiserver, etcd string) {
-	t.Helper()
-	if dir := os.Getenv("KUBEUP_TEST_BIN_DIR"); dir != "" {
-		return filepath.Join(dir, "kube-apiserver"), filepath.Join(dir, "etcd")
-	}
-	home, _ := os.UserHomeDir()
-	find := func(component, name string) string {
-		m, _ := filepath.Glob(filepath.Join(home, ".cache/kubeup/artifacts", component, "*/root/usr/local/bin", name))
-		if len(m) == 0 {
-			t.Skipf("no %s: set KUBEUP_TEST_BIN_DIR to a directory with kube-apiserver and etcd, or build the artifacts", name)
-		}
-		return m[0]
-	}
-	return find("kubernetes", "kube-apiserver"), find("etcd", "etcd")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// start runs a command until the test ends; it is stopped by its PID.
-func start(t *testing.T, name string, args ...string) {
-	t.Helper()
-	log, err := os.Create(filepath.Join(t.TempDir(), filepath.Base(name)+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			out, _ := os.ReadFile(log.Name())
-			if len(out) > 4000 {
-				out = out[len(out)-4000:]
-			}
-			t.Logf("%s output (tail):\n%s", filepath.Base(name), out)
-		}
-	})
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// issueFile issues a certificate and writes it and its key to dir/name.{crt,key}.
-func (ca *testCA) issueFile(t *testing.T, dir, name string, subject pkix.Name, usage x509.ExtKeyUsage) (crt, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: subject,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &k.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writePEM(t, crt, "CERTIFICATE", der)
-	writePEM(t, key, "EC PRIVATE KEY", kder)
-	return crt, key
-}
 
 func TestIntegrationAgainstAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver; skipped with -short")
 	}
-	apiserverBin, etcdBin := kubeBinaries(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, "kubernetes")
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	servingCrt, servingKey := ca.issueFile(t, dir, "apiserver", pkix.Name{CommonName: "kube-apiserver"}, x509.ExtKeyUsageServerAuth)
-	adminCrt, adminKey := ca.issueFile(t, dir, "admin", pkix.Name{CommonName: "system:kubeup-addon-manager", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth)
-	nodeCrt, nodeKey := ca.issueFile(t, dir, "node", pkix.Name{CommonName: "system:node:worker-1", Organization: []string{"system:nodes"}}, x509.ExtKeyUsageClientAuth)
-	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saDER, _ := x509.MarshalECPrivateKey(saKey)
-	saFile := filepath.Join(dir, "sa.key")
-	writePEM(t, saFile, "EC PRIVATE KEY", saDER)
+	api := kubetest.StartAPIServer(t, "Node,RBAC", "--enable-admission-plugins", "NodeRestriction")
+	dir, caFile := api.Dir, api.CAFile
+	servingCrt, servingKey := api.ServingCert, api.ServingKey
+	adminCrt, adminKey := api.CA.IssueFiles(t, dir, "admin", pkix.Name{CommonName: "system:kubeup-addon-manager", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth)
+	nodeCrt, nodeKey := api.CA.IssueFiles(t, dir, "node", pkix.Name{CommonName: "system:node:worker-1", Organization: []string{"system:nodes"}}, x509.ExtKeyUsageClientAuth)
 
-	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	start(t, etcdBin, "--data-dir", filepath.Join(dir, "etcd"), "--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "default="+peerURL,
-		"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	start(t, apiserverBin, "--etcd-servers", etcdURL, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-		"--secure-port", fmt.Sprint(apiPort), "--tls-cert-file", servingCrt, "--tls-private-key-file", servingKey,
-		"--client-ca-file", caFile, "--service-account-key-file", saFile, "--service-account-signing-key-file", saFile,
-		"--service-account-issuer", "https://kubernetes.default.svc", "--authorization-mode", "Node,RBAC",
-		"--enable-admission-plugins", "NodeRestriction", "--service-cluster-ip-range", "10.96.0.0/16",
-		"--endpoint-reconciler-type", "none")
-
-	server := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	server := api.URL
 	kubeconfig := filepath.Join(dir, "addon-manager.conf")
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
@@ -223,7 +105,7 @@ metadata: {name: prune-me, namespace: addons-test, labels: {addonmanager.kuberne
 	cfg := components.AddonManagerConfig{
 		APIVersion: ConfigAPIVersion, Kind: ConfigKind, Kubeconfig: kubeconfig,
 		ManifestDirs: []string{addons}, Resync: metav1.Duration{Duration: 5 * time.Second},
-		Listen:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		Listen:   fmt.Sprintf("127.0.0.1:%d", kubetest.FreePort(t)),
 		CertFile: servingCrt, KeyFile: servingKey, ClientCAFile: caFile,
 	}
 	if err := ValidateConfig(cfg); err != nil {

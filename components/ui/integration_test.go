@@ -2,20 +2,12 @@ package ui
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,6 +29,7 @@ import (
 
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/addons"
+	"kubeup.dev/kubeup/test/kubetest"
 )
 
 // Against a real kube-apiserver: the UI addon's manifests are accepted
@@ -47,40 +40,15 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver; skipped with -short")
 	}
-	apiserverBin, etcdBin := kubeBinaries(t)
-	dir := t.TempDir()
-	caCert, caKey := newCA(t)
-	caFile := filepath.Join(dir, "ca.crt")
-	writePEM(t, caFile, "CERTIFICATE", caCert.Raw)
-	servingCrt, servingKey := issue(t, caCert, caKey, dir, "apiserver", pkix.Name{CommonName: "kube-apiserver"}, x509.ExtKeyUsageServerAuth)
-	adminCrt, adminKey := issue(t, caCert, caKey, dir, "admin", pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth)
-	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saDER, _ := x509.MarshalECPrivateKey(saKey)
-	saFile := filepath.Join(dir, "sa.key")
-	writePEM(t, saFile, "EC PRIVATE KEY", saDER)
-
-	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	start(t, etcdBin, "--data-dir", filepath.Join(dir, "etcd"), "--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "default="+peerURL,
-		"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	start(t, apiserverBin, "--etcd-servers", etcdURL, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-		"--secure-port", fmt.Sprint(apiPort), "--tls-cert-file", servingCrt, "--tls-private-key-file", servingKey,
-		"--client-ca-file", caFile, "--service-account-key-file", saFile, "--service-account-signing-key-file", saFile,
-		"--service-account-issuer", "https://kubernetes.default.svc", "--authorization-mode", "RBAC",
-		"--service-cluster-ip-range", "10.96.0.0/16", "--endpoint-reconciler-type", "none")
-
-	host := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	api := kubetest.StartAPIServer(t, "RBAC")
+	dir, caFile, host := api.Dir, api.CAFile, api.URL
+	adminCrt, adminKey := api.CA.IssueFiles(t, dir, "admin", pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth)
 	adminCfg := &rest.Config{Host: host, TLSClientConfig: rest.TLSClientConfig{CAFile: caFile, CertFile: adminCrt, KeyFile: adminKey}}
 	admin := kubernetes.NewForConfigOrDie(adminCfg)
 	dyn := dynamic.NewForConfigOrDie(adminCfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	wait(t, "the API server and kube-system", 2*time.Minute, func() error {
+	kubetest.Wait(t, "the API server and kube-system", 2*time.Minute, func() error {
 		_, err := admin.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 		return err
 	})
@@ -146,7 +114,7 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 	if !s.WaitForSync(syncCtx) {
 		t.Fatal("the UI's caches did not sync with the addon's ClusterRole")
 	}
-	wait(t, "the node and event in the overview", 30*time.Second, func() error {
+	kubetest.Wait(t, "the node and event in the overview", 30*time.Second, func() error {
 		o := s.Overview(ctx)
 		if len(o.Nodes) != 1 || len(o.Events) == 0 || o.Events[0].Reason != "Testing" {
 			return fmt.Errorf("%d nodes, %d events", len(o.Nodes), len(o.Events))
@@ -168,13 +136,13 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	listen := fmt.Sprintf("127.0.0.1:%d", kubetest.FreePort(t))
 	rctx, rcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(rctx, Config{Listen: listen, Kubeconfig: kubeconfig, ClusterName: "it"}, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	}()
-	wait(t, "Run to serve a synced /healthz", 30*time.Second, func() error {
+	kubetest.Wait(t, "Run to serve a synced /healthz", 30*time.Second, func() error {
 		resp, err := http.Get("http://" + listen + "/healthz")
 		if err != nil {
 			return err
@@ -227,120 +195,5 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 		if sar.Status.Allowed != c.allowed {
 			t.Errorf("%s %s %s: allowed %v, want %v (%s)", c.verb, c.group, c.resource, sar.Status.Allowed, c.allowed, sar.Status.Reason)
 		}
-	}
-}
-
-// kubeBinaries finds kube-apiserver and etcd: $KUBEUP_TEST_BIN_DIR, or the
-// artifacts kubeup's build caches (as components/addonmanager's test does).
-func kubeBinaries(t *testing.T) (apiserver, etcd string) {
-	t.Helper()
-	if dir := os.Getenv("KUBEUP_TEST_BIN_DIR"); dir != "" {
-		return filepath.Join(dir, "kube-apiserver"), filepath.Join(dir, "etcd")
-	}
-	home, _ := os.UserHomeDir()
-	find := func(component, name string) string {
-		m, _ := filepath.Glob(filepath.Join(home, ".cache/kubeup/artifacts", component, "*/root/usr/local/bin", name))
-		if len(m) == 0 {
-			t.Skipf("no %s: set KUBEUP_TEST_BIN_DIR to a directory with kube-apiserver and etcd, or build the artifacts", name)
-		}
-		return m[0]
-	}
-	return find("kubernetes", "kube-apiserver"), find("etcd", "etcd")
-}
-
-func wait(t *testing.T, what string, timeout time.Duration, cond func() error) {
-	t.Helper()
-	var last error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if last = cond(); last == nil {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// start runs a command until the test ends; it is stopped by its PID.
-func start(t *testing.T, name string, args ...string) {
-	t.Helper()
-	logFile, err := os.Create(filepath.Join(t.TempDir(), filepath.Base(name)+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			out, _ := os.ReadFile(logFile.Name())
-			if len(out) > 4000 {
-				out = out[len(out)-4000:]
-			}
-			t.Logf("%s output (tail):\n%s", filepath.Base(name), out)
-		}
-	})
-}
-
-func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, k
-}
-
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, dir, name string, subject pkix.Name, usage x509.ExtKeyUsage) (crt, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: subject,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writePEM(t, crt, "CERTIFICATE", der)
-	writePEM(t, key, "EC PRIVATE KEY", kder)
-	return crt, key
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
