@@ -19,6 +19,7 @@ import (
 	"sort"
 
 	pbempty "google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
@@ -74,6 +75,19 @@ func (s *Server) kindOf(urn string) (kind, error) {
 	return k, nil
 }
 
+// resolve finds the kind of urn and decodes a request's properties.
+func (s *Server) resolve(urn string, props *structpb.Struct) (kind, resource.PropertyMap, error) {
+	k, err := s.kindOf(urn)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := plugin.UnmarshalProperties(props, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, m, nil
+}
+
 func (s *Server) GetPluginInfo(context.Context, *pbempty.Empty) (*pulumirpc.PluginInfo, error) {
 	return &pulumirpc.PluginInfo{Version: Version}, nil
 }
@@ -103,11 +117,7 @@ func (s *Server) Cancel(context.Context, *pbempty.Empty) (*pbempty.Empty, error)
 }
 
 func (s *Server) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	k, err := s.kindOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	news, err := plugin.UnmarshalProperties(req.GetNews(), opts)
+	k, news, err := s.resolve(req.GetUrn(), req.GetNews())
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +170,7 @@ func changedKeys(olds, news resource.PropertyMap) []string {
 }
 
 func (s *Server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	k, err := s.kindOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	props, err := plugin.UnmarshalProperties(req.GetProperties(), opts)
+	k, props, err := s.resolve(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
@@ -183,11 +189,7 @@ func (s *Server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 }
 
 func (s *Server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	k, err := s.kindOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	state, err := plugin.UnmarshalProperties(req.GetProperties(), opts)
+	k, state, err := s.resolve(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
@@ -212,11 +214,7 @@ func (s *Server) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulum
 }
 
 func (s *Server) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*pbempty.Empty, error) {
-	k, err := s.kindOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	state, err := plugin.UnmarshalProperties(req.GetProperties(), opts)
+	k, state, err := s.resolve(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
