@@ -1,17 +1,12 @@
 package addonmanager
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,62 +22,14 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/test/kubetest"
 )
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, cn string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key for cn with the given usage.
-func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 func TestServer(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "kubernetes")
-	servingCert, servingKey := ca.issue(t, "kubeup-agent", x509.ExtKeyUsageServerAuth)
-	for name, data := range map[string][]byte{"ca.crt": ca.pem, "tls.crt": servingCert, "tls.key": servingKey} {
+	ca := kubetest.NewCA(t, "kubernetes")
+	servingCert, servingKey := ca.Issue(t, pkix.Name{CommonName: "kubeup-agent"}, x509.ExtKeyUsageServerAuth, time.Time{})
+	for name, data := range map[string][]byte{"ca.crt": ca.PEM, "tls.crt": servingCert, "tls.key": servingKey} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +71,7 @@ func TestServer(t *testing.T) {
 	url := "https://" + ln.Addr().String()
 
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca.pem)
+	roots.AppendCertsFromPEM(ca.PEM)
 	get := func(path, token string, cert *tls.Certificate) (int, string) {
 		t.Helper()
 		cfg := &tls.Config{RootCAs: roots}
@@ -144,8 +91,8 @@ func TestServer(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	keyPair := func(ca *testCA) *tls.Certificate {
-		c, k := ca.issue(t, "kubeup-admin", x509.ExtKeyUsageClientAuth)
+	keyPair := func(ca *kubetest.CA) *tls.Certificate {
+		c, k := ca.Issue(t, pkix.Name{CommonName: "kubeup-admin"}, x509.ExtKeyUsageClientAuth, time.Time{})
 		kp, err := tls.X509KeyPair(c, k)
 		if err != nil {
 			t.Fatal(err)
@@ -169,7 +116,7 @@ func TestServer(t *testing.T) {
 	}{
 		{"anonymous", "", nil, http.StatusUnauthorized},
 		{"client certificate", "", keyPair(ca), http.StatusOK},
-		{"client certificate from another CA", "", keyPair(newTestCA(t, "other")), http.StatusUnauthorized},
+		{"client certificate from another CA", "", keyPair(kubetest.NewCA(t, "other")), http.StatusUnauthorized},
 		{"authorised token", "prometheus-token", nil, http.StatusOK},
 		{"unauthorised token", "bob-token", nil, http.StatusForbidden},
 		{"invalid token", "nope", nil, http.StatusUnauthorized},

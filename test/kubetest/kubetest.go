@@ -1,7 +1,8 @@
-// Package kubetest runs a real etcd and kube-apiserver for integration
-// tests, with a throw-away CA, and stops them by PID when the test ends.
-// The binaries are $KUBEUP_TEST_BIN_DIR's, or the artifacts kubeup's build
-// caches; without either the test is skipped.
+// Package kubetest is shared test support: a throw-away CA that issues
+// certificates (in PEM or to files), and a real etcd and kube-apiserver for
+// integration tests, stopped by PID when the test ends. The binaries are
+// $KUBEUP_TEST_BIN_DIR's, or the artifacts kubeup's build caches; without
+// either the integration test is skipped.
 package kubetest
 
 import (
@@ -107,18 +108,25 @@ func NewCA(t testing.TB, cn string) *CA {
 	return &CA{Cert: cert, Key: k, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// IssueFiles issues an hour's certificate for 127.0.0.1 with one extended
-// usage and writes it and its key to dir/name.crt and dir/name.key.
-func (ca *CA) IssueFiles(t testing.TB, dir, name string, subject pkix.Name, usage x509.ExtKeyUsage) (crt, key string) {
+// Issue issues a certificate for subject with one extended usage, valid
+// until notAfter (an hour from now when zero); server certificates are for
+// 127.0.0.1 and localhost. It returns the certificate and key in PEM.
+func (ca *CA) Issue(t testing.TB, subject pkix.Name, usage x509.ExtKeyUsage, notAfter time.Time) (certPEM, keyPEM []byte) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if notAfter.IsZero() {
+		notAfter = time.Now().Add(time.Hour)
+	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serials.Add(1)), Subject: subject,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	if usage == x509.ExtKeyUsageServerAuth {
+		tmpl.DNSNames = []string{"localhost"}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &k.PublicKey, ca.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -127,9 +135,20 @@ func (ca *CA) IssueFiles(t testing.TB, dir, name string, subject pkix.Name, usag
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// IssueFiles is Issue for an hour, written to dir/name.crt and
+// dir/name.key (mode 0600).
+func (ca *CA) IssueFiles(t testing.TB, dir, name string, subject pkix.Name, usage x509.ExtKeyUsage) (crt, key string) {
+	t.Helper()
+	c, k := ca.Issue(t, subject, usage, time.Time{})
 	crt, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	WritePEM(t, crt, "CERTIFICATE", der)
-	WritePEM(t, key, "EC PRIVATE KEY", kder)
+	for path, data := range map[string][]byte{crt: c, key: k} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return crt, key
 }
 
