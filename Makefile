@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X kubeup.dev/kubeup/cmd/kubeup/app.Version=$(VERSION)
+LDFLAGS := -s -w -X kubeup.dev/kubeup/cmd/internal/cli.Version=$(VERSION)
 
 # Debian packages the build, the tests and the local target use.
 DEB_PACKAGES := \

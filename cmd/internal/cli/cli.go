@@ -62,7 +62,11 @@ func (b Binary) Main(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.Execute(); err != nil {
+	// SIGTERM and Ctrl-C cancel the commands' context: long steps stop and
+	// clean up their temporary files instead of leaving half-written output.
+	ctx, stop := SignalContext()
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
 		var xe *ExitError
 		if errors.As(err, &xe) {
 			if xe.Err != nil && xe.Err.Error() != "" {

@@ -10,14 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/provision/cluster"
 )
 
 // serveUIs runs the local read-only proxy and prints where things are.
-func serveUIs(cmd *cobra.Command, e *env, f *clusterFlags, port int, first string) error {
+func serveUIs(cmd *cobra.Command, e *cli.Env, f *clusterFlags, port int, first string) error {
 	o, err := f.options(e)
 	if err != nil {
-		return &ExitError{Code: 2, Err: err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	a, err := cluster.Connect(o.DataDir, f.clusterName())
 	if err != nil {
@@ -31,13 +32,13 @@ func serveUIs(cmd *cobra.Command, e *env, f *clusterFlags, port int, first strin
 	urls := [][2]string{{"cluster UI", base + cluster.UIPath}, {"metrics (Prometheus)", base + cluster.PrometheusPath}, {"logs (VictoriaLogs)", base + cluster.LogsUIPath}}
 	sort.SliceStable(urls, func(i, j int) bool { return urls[i][0] == first })
 	for _, u := range urls {
-		fmt.Fprintf(e.stdout, "%-22s %s\n", u[0], u[1])
+		fmt.Fprintf(e.Stdout, "%-22s %s\n", u[0], u[1])
 	}
-	fmt.Fprintln(e.stdout, "serving on 127.0.0.1 until interrupted (Ctrl-C)")
+	fmt.Fprintln(e.Stdout, "serving on 127.0.0.1 until interrupted (Ctrl-C)")
 	return a.Proxy(cmd.Context(), l)
 }
 
-func newUICommand(e *env) *cobra.Command {
+func newUICommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var port int
 	cmd := &cobra.Command{
@@ -55,7 +56,7 @@ Services pass.`,
 	return cmd
 }
 
-func newMetricsCommand(e *env) *cobra.Command {
+func newMetricsCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var port int
 	cmd := &cobra.Command{
@@ -71,7 +72,7 @@ kubeup ui.`,
 			}
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			a, err := cluster.Connect(o.DataDir, f.clusterName())
 			if err != nil {
@@ -81,7 +82,7 @@ kubeup ui.`,
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 			for _, s := range samples {
 				var ls []string
 				for k, v := range s.Labels {
@@ -98,7 +99,7 @@ kubeup ui.`,
 	return cmd
 }
 
-func newLogsCommand(e *env) *cobra.Command {
+func newLogsCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var q cluster.LogQuery
 	var raw bool
@@ -116,7 +117,7 @@ finds all kube-apiserver errors on master-0 in the last 10 minutes.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			a, err := cluster.Connect(o.DataDir, f.clusterName())
 			if err != nil {
@@ -129,7 +130,7 @@ finds all kube-apiserver errors on master-0 in the last 10 minutes.`,
 			}
 			for _, le := range entries {
 				if raw {
-					fmt.Fprintln(e.stdout, le)
+					fmt.Fprintln(e.Stdout, le)
 					continue
 				}
 				src := le["unit"]
@@ -140,7 +141,7 @@ finds all kube-apiserver errors on master-0 in the last 10 minutes.`,
 				if ts, err := time.Parse(time.RFC3339Nano, t); err == nil {
 					t = ts.Local().Format("2006-01-02 15:04:05.000")
 				}
-				fmt.Fprintf(e.stdout, "%s %s %s: %s\n", t, le["machine"], src, le["_msg"])
+				fmt.Fprintf(e.Stdout, "%s %s %s: %s\n", t, le["machine"], src, le["_msg"])
 			}
 			return nil
 		},

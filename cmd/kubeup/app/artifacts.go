@@ -8,10 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/images/artifacts"
 )
 
-func newArtifactsCommand(e *env) *cobra.Command {
+func newArtifactsCommand(e *cli.Env) *cobra.Command {
 	var (
 		source, cacheDir, src string
 		only                  []string
@@ -33,13 +34,13 @@ is given. Builds stamp $SOURCE_DATE_EPOCH (default 0) as their build date.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := artifacts.ParseSource(source)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			epoch, err := artifacts.SourceDateEpochFromEnv()
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
-			progress := e.stderr
+			progress := e.Stderr
 			set, err := artifacts.Ensure(cmd.Context(), artifacts.Options{
 				CacheDir: cacheDir, SrcDir: src, Source: s, Only: only,
 				Progress: progress, SourceDateEpoch: epoch,
@@ -48,7 +49,7 @@ is given. Builds stamp $SOURCE_DATE_EPOCH (default 0) as their build date.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
+				enc := json.NewEncoder(e.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(set)
 			}
@@ -64,8 +65,8 @@ is given. Builds stamp $SOURCE_DATE_EPOCH (default 0) as their build date.`,
 	return cmd
 }
 
-func printArtifacts(e *env, set *artifacts.Set) error {
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+func printArtifacts(e *cli.Env, set *artifacts.Set) error {
+	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tVERSION\tSOURCE\tFILE\tSHA256\tSIZE\tTOTAL\tCACHED")
 	for _, a := range set.Artifacts {
 		m := a.MainFile()
@@ -85,7 +86,7 @@ func printArtifacts(e *env, set *artifacts.Set) error {
 	}
 	if len(set.Artifacts) > 0 {
 		// Dir is <cache>/artifacts/<name>/<key>.
-		fmt.Fprintf(e.stdout, "cache: %s\n", filepath.Dir(filepath.Dir(filepath.Dir(set.Artifacts[0].Dir))))
+		fmt.Fprintf(e.Stdout, "cache: %s\n", filepath.Dir(filepath.Dir(filepath.Dir(set.Artifacts[0].Dir))))
 	}
 	return nil
 }

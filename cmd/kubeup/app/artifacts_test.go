@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/images/artifacts"
 )
 
@@ -52,7 +53,7 @@ func TestPrintArtifacts(t *testing.T) {
 			Image: &artifacts.ImageInfo{Ref: "registry.kubeup.dev/pause:3.10", Tarball: "var/lib/kubeup/images/pause.tar"}}},
 	}}
 	var out bytes.Buffer
-	if err := printArtifacts(&env{stdout: &out}, set); err != nil {
+	if err := printArtifacts(&cli.Env{Stdout: &out}, set); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()

@@ -9,11 +9,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/images/artifacts"
 	"kubeup.dev/kubeup/images/build"
 )
 
-func newBuildCommand(e *env) *cobra.Command {
+func newBuildCommand(e *cli.Env) *cobra.Command {
 	var role, formats, out, cacheDir, src, binDir, source string
 	cmd := &cobra.Command{
 		Use:   "build [--role master|node|all] [--format raw,qcow2,gce] [--out DIR]",
@@ -31,29 +32,29 @@ reads manifests. Needs root. Set SOURCE_DATE_EPOCH for reproducible output.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			roles, err := build.ParseRoles(role)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			fmts, err := build.ParseFormats(formats)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			srcKind, err := artifacts.ParseSource(source)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			o, err := buildOptions(cacheDir, out, binDir)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			o.Roles, o.Formats = roles, fmts
 			o.Artifacts.Source, o.Artifacts.SrcDir = srcKind, src
-			o.Progress = e.stderr
+			o.Progress = e.Stderr
 			start := time.Now()
 			ms, ts, err := build.Build(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tFILE\tSIZE\tSHA256\tBUILD")
 			for i, m := range ms {
 				how := fmt.Sprintf("%.0fs", ts[i].BuildSeconds)
@@ -65,7 +66,7 @@ reads manifests. Needs root. Set SOURCE_DATE_EPOCH for reproducible output.`,
 				}
 			}
 			tw.Flush()
-			fmt.Fprintf(e.stdout, "built in %s; manifests: %s\n", time.Since(start).Round(time.Second), filepath.Join(o.OutDir, "kubeup-*.json"))
+			fmt.Fprintf(e.Stdout, "built in %s; manifests: %s\n", time.Since(start).Round(time.Second), filepath.Join(o.OutDir, "kubeup-*.json"))
 			return nil
 		},
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/images/artifacts"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
@@ -30,7 +31,7 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.backend, "backend", os.Getenv("KUBEUP_PULUMI_BACKEND"), "Pulumi state backend URL (default file:// under the data directory; e.g. s3://bucket/prefix)")
 }
 
-func (f *clusterFlags) options(e *env) (cluster.Options, error) {
+func (f *clusterFlags) options(e *cli.Env) (cluster.Options, error) {
 	var o cluster.Options
 	var err error
 	if o.DataDir = f.dataDir; o.DataDir == "" {
@@ -49,7 +50,7 @@ func (f *clusterFlags) options(e *env) (cluster.Options, error) {
 	}
 	o.BinDir = filepath.Dir(self)
 	o.Backend = f.backend
-	o.Progress = e.stdout
+	o.Progress = e.Stdout
 	return o, nil
 }
 
@@ -60,7 +61,7 @@ func (f *clusterFlags) clusterName() string {
 	return "kubeup"
 }
 
-func newUpCommand(e *env) *cobra.Command {
+func newUpCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var configPath, timings string
 	var nodes int
@@ -91,14 +92,14 @@ failing, with the end of that unit's journal.`,
 				c.Spec.Nodes.Count, c.Spec.Nodes.Names = &nodes, nil
 			}
 			if errs := config.Validate(c); len(errs) > 0 {
-				return &ExitError{Code: 2, Err: errs}
+				return &cli.ExitError{Code: 2, Err: errs}
 			}
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			o.ReadyTimeout, o.TimingsFile = timeout, timings
-			fmt.Fprintf(e.stdout, "kubeup up: cluster %q, %d masters, %d nodes\n", c.Metadata.Name, len(c.Masters()), len(c.Nodes()))
+			fmt.Fprintf(e.Stdout, "kubeup up: cluster %q, %d masters, %d nodes\n", c.Metadata.Name, len(c.Masters()), len(c.Nodes()))
 			st, t, err := cluster.Up(cmd.Context(), c, o)
 			if err != nil {
 				if t != nil {
@@ -107,7 +108,7 @@ failing, with the end of that unit's journal.`,
 				return err
 			}
 			path, _, _ := cluster.Kubeconfig(o.DataDir, st.Name)
-			fmt.Fprintf(e.stdout, "cluster %q is Ready: kubectl --kubeconfig %s get nodes\n", st.Name, path)
+			fmt.Fprintf(e.Stdout, "cluster %q is Ready: kubectl --kubeconfig %s get nodes\n", st.Name, path)
 			if doVerify {
 				if err := runVerify(cmd, e, o, st.Name); err != nil {
 					_ = t.Write(timings, o.DataDir)
@@ -128,7 +129,7 @@ failing, with the end of that unit's journal.`,
 	return cmd
 }
 
-func newDownCommand(e *env) *cobra.Command {
+func newDownCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	cmd := &cobra.Command{
 		Use:   "down [--name NAME]",
@@ -140,13 +141,13 @@ nothing to destroy it says so and exits 0.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			start := time.Now()
 			name := f.clusterName()
 			err = cluster.Down(cmd.Context(), name, o)
 			if errors.Is(err, cluster.ErrNothingToDestroy) {
-				fmt.Fprintf(e.stdout, "cluster %q: nothing to destroy\n", name)
+				fmt.Fprintf(e.Stdout, "cluster %q: nothing to destroy\n", name)
 				return nil
 			}
 			if err != nil {
@@ -155,7 +156,7 @@ nothing to destroy it says so and exits 0.`,
 			if left := cluster.Leftovers(o.DataDir, name); len(left) > 0 {
 				return fmt.Errorf("cluster %q destroyed but processes remain: %s", name, strings.Join(left, ", "))
 			}
-			fmt.Fprintf(e.stdout, "cluster %q destroyed in %s\n", name, time.Since(start).Round(100*time.Millisecond))
+			fmt.Fprintf(e.Stdout, "cluster %q destroyed in %s\n", name, time.Since(start).Round(100*time.Millisecond))
 			return nil
 		},
 	}
@@ -163,7 +164,7 @@ nothing to destroy it says so and exits 0.`,
 	return cmd
 }
 
-func newStatusCommand(e *env) *cobra.Command {
+func newStatusCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -173,18 +174,18 @@ func newStatusCommand(e *env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			ms, err := cluster.Status(cmd.Context(), o.DataDir, f.clusterName())
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
+				enc := json.NewEncoder(e.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(ms)
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "MACHINE\tROLE\tIP\tVM\tNODE\tUNITS")
 			for _, m := range ms {
 				units := m.Agent
@@ -209,7 +210,7 @@ func newStatusCommand(e *env) *cobra.Command {
 	return cmd
 }
 
-func newKubeconfigCommand(e *env) *cobra.Command {
+func newKubeconfigCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var pathOnly bool
 	cmd := &cobra.Command{
@@ -219,17 +220,17 @@ func newKubeconfigCommand(e *env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			path, data, err := cluster.Kubeconfig(o.DataDir, f.clusterName())
 			if err != nil {
 				return err
 			}
 			if pathOnly {
-				fmt.Fprintln(e.stdout, path)
+				fmt.Fprintln(e.Stdout, path)
 				return nil
 			}
-			_, err = e.stdout.Write(data)
+			_, err = e.Stdout.Write(data)
 			return err
 		},
 	}
@@ -238,7 +239,7 @@ func newKubeconfigCommand(e *env) *cobra.Command {
 	return cmd
 }
 
-func newVerifyCommand(e *env) *cobra.Command {
+func newVerifyCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	cmd := &cobra.Command{
 		Use:   "verify [--name NAME]",
@@ -247,7 +248,7 @@ func newVerifyCommand(e *env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(e)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
+				return &cli.ExitError{Code: 2, Err: err}
 			}
 			return runVerify(cmd, e, o, f.clusterName())
 		},
@@ -256,7 +257,7 @@ func newVerifyCommand(e *env) *cobra.Command {
 	return cmd
 }
 
-func runVerify(cmd *cobra.Command, e *env, o cluster.Options, name string) error {
+func runVerify(cmd *cobra.Command, e *cli.Env, o cluster.Options, name string) error {
 	st, err := cluster.LoadState(o.DataDir, name)
 	if err != nil {
 		return err
@@ -274,7 +275,7 @@ func runVerify(cmd *cobra.Command, e *env, o cluster.Options, name string) error
 		return err
 	}
 	results, err := verify.Run(cmd.Context(), verify.Target{State: st, Bundle: b, Kubeconfig: kc,
-		Images: imgs, Out: e.stdout})
+		Images: imgs, Out: e.Stdout})
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {
@@ -287,6 +288,6 @@ func runVerify(cmd *cobra.Command, e *env, o cluster.Options, name string) error
 	if failed > 0 {
 		return fmt.Errorf("%d of %d checks failed", failed, len(results))
 	}
-	fmt.Fprintf(e.stdout, "all %d checks passed\n", len(results))
+	fmt.Fprintf(e.Stdout, "all %d checks passed\n", len(results))
 	return nil
 }

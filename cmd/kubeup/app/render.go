@@ -7,13 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 	"kubeup.dev/kubeup/provision/render"
 )
 
-func newRenderCommand(e *env) *cobra.Command {
+func newRenderCommand(e *cli.Env) *cobra.Command {
 	var configPath, out, pkiDir, binDir string
 	cmd := &cobra.Command{
 		Use:   "render --config FILE --out DIR",
@@ -42,9 +43,9 @@ and writes nothing.`,
 				return err
 			}
 			for _, m := range res.Machines {
-				fmt.Fprintf(e.stdout, "%-10s %-6s %-15s %s\n", m.Name, m.Role, m.IP, filepath.Join(out, render.MachinesDir, m.Name, "seed.iso"))
+				fmt.Fprintf(e.Stdout, "%-10s %-6s %-15s %s\n", m.Name, m.Role, m.IP, filepath.Join(out, render.MachinesDir, m.Name, "seed.iso"))
 			}
-			fmt.Fprintf(e.stdout, "units: %s\n", filepath.Join(out, render.RolesDir))
+			fmt.Fprintf(e.Stdout, "units: %s\n", filepath.Join(out, render.RolesDir))
 			return nil
 		},
 	}
@@ -58,14 +59,14 @@ and writes nothing.`,
 }
 
 // loadConfig loads a config file, or the built-in default when path is
-// empty. An invalid file is an ExitError with status 2.
+// empty. An invalid file is an cli.ExitError with status 2.
 func loadConfig(path string) (*config.Cluster, error) {
 	if path == "" {
 		return config.Default("kubeup"), nil
 	}
 	c, err := config.Load(path)
 	if err != nil {
-		return nil, &ExitError{Code: 2, Err: err}
+		return nil, &cli.ExitError{Code: 2, Err: err}
 	}
 	return c, nil
 }

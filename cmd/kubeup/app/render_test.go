@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kubeup.dev/kubeup/cmd/internal/cli"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -81,8 +83,9 @@ func TestRenderExample(t *testing.T) {
 }
 
 func TestHelpForEveryCommand(t *testing.T) {
-	root := newRootCommand(&env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}})
-	for _, c := range root.Commands() {
+	e := &cli.Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}
+	for _, add := range Binary.Commands {
+		c := add(e)
 		if c.Short == "" {
 			t.Errorf("%s has no help text", c.Name())
 		}
