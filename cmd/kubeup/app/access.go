@@ -14,13 +14,18 @@ import (
 	"kubeup.dev/kubeup/provision/cluster"
 )
 
-// serveUIs runs the local read-only proxy and prints where things are.
-func serveUIs(cmd *cobra.Command, e *cli.Env, f *clusterFlags, port int, first string) error {
+// connect reaches the cluster the flags name (bad flags: exit status 2).
+func (f *clusterFlags) connect(e *cli.Env) (*cluster.Access, error) {
 	o, err := f.options(e)
 	if err != nil {
-		return &cli.ExitError{Code: 2, Err: err}
+		return nil, &cli.ExitError{Code: 2, Err: err}
 	}
-	a, err := cluster.Connect(o.DataDir, f.clusterName())
+	return cluster.Connect(o.DataDir, f.clusterName())
+}
+
+// serveUIs runs the local read-only proxy and prints where things are.
+func serveUIs(cmd *cobra.Command, e *cli.Env, f *clusterFlags, port int, first string) error {
+	a, err := f.connect(e)
 	if err != nil {
 		return err
 	}
@@ -70,11 +75,7 @@ kubeup ui.`,
 			if len(args) == 0 {
 				return serveUIs(cmd, e, &f, port, "metrics (Prometheus)")
 			}
-			o, err := f.options(e)
-			if err != nil {
-				return &cli.ExitError{Code: 2, Err: err}
-			}
-			a, err := cluster.Connect(o.DataDir, f.clusterName())
+			a, err := f.connect(e)
 			if err != nil {
 				return err
 			}
@@ -115,11 +116,7 @@ combine; extra words are LogsQL, e.g.
 finds all kube-apiserver errors on master-0 in the last 10 minutes.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(e)
-			if err != nil {
-				return &cli.ExitError{Code: 2, Err: err}
-			}
-			a, err := cluster.Connect(o.DataDir, f.clusterName())
+			a, err := f.connect(e)
 			if err != nil {
 				return err
 			}
