@@ -92,11 +92,7 @@ func TestServer(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 	keyPair := func(ca *kubetest.CA) *tls.Certificate {
-		c, k := ca.Issue(t, pkix.Name{CommonName: "kubeup-admin"}, x509.ExtKeyUsageClientAuth, time.Time{})
-		kp, err := tls.X509KeyPair(c, k)
-		if err != nil {
-			t.Fatal(err)
-		}
+		kp := ca.TLSCertificate(t, pkix.Name{CommonName: "kubeup-admin"}, x509.ExtKeyUsageClientAuth, time.Time{})
 		return &kp
 	}
 

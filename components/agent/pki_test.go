@@ -37,12 +37,7 @@ func (ca *testCA) issue(t *testing.T, cn string, orgs []string, server bool, not
 
 func (ca *testCA) tlsCert(t *testing.T, cn string, orgs []string) tls.Certificate {
 	t.Helper()
-	c, k := ca.issue(t, cn, orgs, false, time.Now().Add(time.Hour))
-	pair, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
+	return ca.TLSCertificate(t, pkix.Name{CommonName: cn, Organization: orgs}, x509.ExtKeyUsageClientAuth, time.Time{})
 }
 
 func writeFile(t *testing.T, path string, data []byte) string {

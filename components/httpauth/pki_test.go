@@ -31,12 +31,7 @@ func (c *ca) serving(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 
 // client issues a client certificate.
 func (c *ca) client(t *testing.T, cn string, orgs ...string) tls.Certificate {
-	certPEM, keyPEM := c.Issue(t, pkix.Name{CommonName: cn, Organization: orgs}, x509.ExtKeyUsageClientAuth, time.Time{})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
+	return c.TLSCertificate(t, pkix.Name{CommonName: cn, Organization: orgs}, x509.ExtKeyUsageClientAuth, time.Time{})
 }
 
 // files is a CA and a serving certificate on disk.

@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -136,6 +137,16 @@ func (ca *CA) Issue(t testing.TB, subject pkix.Name, usage x509.ExtKeyUsage, not
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// TLSCertificate is Issue as a tls.Certificate (a client's, typically).
+func (ca *CA) TLSCertificate(t testing.TB, subject pkix.Name, usage x509.ExtKeyUsage, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	pair, err := tls.X509KeyPair(ca.Issue(t, subject, usage, notAfter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
 }
 
 // IssueFiles is Issue for an hour, written to dir/name.crt and
