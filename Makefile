@@ -35,6 +35,8 @@ build:
 	# grpcnotrace: etcd's client (agent on masters) would otherwise link
 	# x/net/trace and html/template, megabytes of resident memory.
 	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -ldflags "-s -w" -o bin/kubeup-agent ./cmd/kubeup-agent
+	# The node image's agent: no etcd client (nodes have no etcd member).
+	CGO_ENABLED=0 $(GO) build -trimpath -tags noetcd -ldflags "-s -w" -o bin/kubeup-agent-node ./cmd/kubeup-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-addons ./cmd/kubeup-addons
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/pulumi-resource-kubeup ./cmd/pulumi-resource-kubeup
 
@@ -43,6 +45,9 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test ./...
+	# The node image's agent build (no etcd client) has its own tests.
+	$(GO) vet -tags noetcd ./components/agent/
+	$(GO) test -tags noetcd ./components/agent/
 
 test-short:
 	$(GO) test -short ./...

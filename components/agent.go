@@ -6,6 +6,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"kubeup.dev/kubeup/components/agentconfig"
 	"kubeup.dev/kubeup/systemd"
 )
 
@@ -21,7 +22,7 @@ const (
 	// AddonsBinary runs the addon manager on masters (and the UI, from its
 	// own container image); nodes do not carry it.
 	AddonsBinary    = BinDir + "/kubeup-addons"
-	AgentConfigPath = "/etc/kubeup/agent.yaml"
+	AgentConfigPath = agentconfig.Path
 	AgentStateDir   = "/var/lib/kubeup-agent"
 	AgentPort       = 10290
 	// AgentLogBufferBytes bounds the on-disk buffer used while the log
@@ -30,66 +31,18 @@ const (
 	AgentLogBufferBytes = 256 << 20
 	// AgentLogIdentifier is the SYSLOG_IDENTIFIER whose journal lines are
 	// forwarded whatever their unit (`systemd-cat -t kubeup`).
-	AgentLogIdentifier = "kubeup"
+	AgentLogIdentifier = agentconfig.LogIdentifier
 	agentWatchdog      = 30 * time.Second
 )
 
-// AgentConfig is the agent's configuration file.
-type AgentConfig struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Cluster    string `json:"cluster"`
-	Machine    string `json:"machine"`
-	Role       Role   `json:"role"`
-	MachineIP  string `json:"machineIP"`
-	// Listen is the TLS address of the agent's API and metrics.
-	Listen       string `json:"listen"`
-	CertFile     string `json:"certFile"`
-	KeyFile      string `json:"keyFile"`
-	ClientCAFile string `json:"clientCAFile"`
-	// Kubeconfig is the agent's own (group kubeup:agents): the node
-	// authorizer no longer lets a kubelet's identity list other Nodes.
-	Kubeconfig string `json:"kubeconfig"`
-	// Units are the systemd units the agent watches and forwards logs of.
-	Units []string `json:"units"`
-	// CertificateDirs are scanned for certificates to report expiry of.
-	CertificateDirs []string   `json:"certificateDirs"`
-	Logs            AgentLogs  `json:"logs"`
-	Network         AgentNet   `json:"network"`
-	Etcd            *AgentEtcd `json:"etcd,omitempty"`
-	// Scrape are loopback-only plain-HTTP metrics endpoints (containerd,
-	// kube-proxy) the agent serves onwards at /metrics/<name> over TLS.
-	Scrape map[string]string `json:"scrape,omitempty"`
-}
-
-// AgentLogs configures log forwarding: the journal of Units, journal lines
-// tagged with one of Identifiers, and the containers' logs.
-type AgentLogs struct {
-	// Forward is the fluentd forward-protocol address (host:port); empty
-	// when the logging addon is off.
-	Forward        string `json:"forward,omitempty"`
-	BufferDir      string `json:"bufferDir"`
-	BufferMaxBytes int64  `json:"bufferMaxBytes"`
-	// StateDir keeps the journal cursor and the pod log files' offsets.
-	StateDir string `json:"stateDir,omitempty"`
-	// Identifiers are SYSLOG_IDENTIFIERs forwarded besides the units'
-	// journal (`systemd-cat -t kubeup`); absent means ["kubeup"].
-	Identifiers []string `json:"identifiers,omitempty"`
-}
-
-// AgentNet configures pod networking between machines.
-type AgentNet struct {
-	ClusterPodCIDR string `json:"clusterPodCIDR"`
-	CNIConfDir     string `json:"cniConfDir"`
-}
-
-// AgentEtcd lets the agent on a master report etcd member health.
-type AgentEtcd struct {
-	Endpoints []string `json:"endpoints"`
-	CAFile    string   `json:"caFile"`
-	CertFile  string   `json:"certFile"`
-	KeyFile   string   `json:"keyFile"`
-}
+// The agent's configuration file, defined in the leaf package the agent
+// links (see agentconfig).
+type (
+	AgentConfig = agentconfig.Config
+	AgentLogs   = agentconfig.Logs
+	AgentNet    = agentconfig.Net
+	AgentEtcd   = agentconfig.Etcd
+)
 
 func (Agent) Name() string        { return "kubeup-agent" }
 func (Agent) Description() string { return "kubeup node agent" }
@@ -117,12 +70,13 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	c, m := ctx.Cluster, ctx.Machine
 	cfg := AgentConfig{
 		APIVersion: "kubeup.dev/v1alpha1", Kind: "AgentConfig",
-		Cluster: c.Name, Machine: m.Name, Role: m.Role, MachineIP: m.IP.String(),
+		Cluster: c.Name, Machine: m.Name, Role: string(m.Role), MachineIP: m.IP.String(),
 		Listen:          fmt.Sprintf(":%d", AgentPort),
 		CertFile:        pki("kubeup-agent.crt"),
 		KeyFile:         pki("kubeup-agent.key"),
 		ClientCAFile:    pki("ca.crt"),
 		Kubeconfig:      AgentKubeconfig,
+		StaticPodDir:    StaticPodDir,
 		CertificateDirs: []string{PKIDir, KubeletCertDir},
 		Logs: AgentLogs{
 			Forward:        c.LogForward,

@@ -25,7 +25,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 // Config file identity.
@@ -57,12 +57,12 @@ func (e *ConfigError) Error() string {
 
 // LoadConfig reads and validates an agent configuration file. Unknown
 // fields are errors: a typo must not silently drop a setting.
-func LoadConfig(path string) (*components.AgentConfig, error) {
+func LoadConfig(path string) (*agentconfig.Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
-	var cfg components.AgentConfig
+	var cfg agentconfig.Config
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
 		return nil, &ConfigError{File: path, Problems: []string{err.Error()}}
 	}
@@ -89,7 +89,7 @@ var (
 
 // ValidateConfig checks every field the agent uses and returns a
 // *ConfigError naming each bad one.
-func ValidateConfig(c *components.AgentConfig) error {
+func ValidateConfig(c *agentconfig.Config) error {
 	var p []string
 	bad := func(field, format string, args ...any) {
 		p = append(p, field+": "+fmt.Sprintf(format, args...))
@@ -114,8 +114,8 @@ func ValidateConfig(c *components.AgentConfig) error {
 		bad("kind", "%q, want %q", c.Kind, ConfigKind)
 	}
 	required("machine", c.Machine)
-	if !slices.Contains(components.Roles(), c.Role) {
-		bad("role", "%q, want one of %v", c.Role, components.Roles())
+	if roles := []string{agentconfig.RoleMaster, agentconfig.RoleNode}; !slices.Contains(roles, c.Role) {
+		bad("role", "%q, want one of %v", c.Role, roles)
 	}
 	if c.MachineIP != "" {
 		if _, err := netip.ParseAddr(c.MachineIP); err != nil {
@@ -215,9 +215,9 @@ func validPort(p string) bool {
 
 // logIdentifiers are the SYSLOG_IDENTIFIERs to forward: absent means the
 // default, an explicit empty list means none.
-func logIdentifiers(l components.AgentLogs) []string {
+func logIdentifiers(l agentconfig.Logs) []string {
 	if l.Identifiers == nil {
-		return []string{components.AgentLogIdentifier}
+		return []string{agentconfig.LogIdentifier}
 	}
 	return l.Identifiers
 }

@@ -8,7 +8,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 // The configs components renders for machines must load: they are the
@@ -26,14 +26,14 @@ func TestLoadRenderedConfigs(t *testing.T) {
 	}
 }
 
-func validConfig() components.AgentConfig {
-	return components.AgentConfig{
+func validConfig() agentconfig.Config {
+	return agentconfig.Config{
 		APIVersion: ConfigAPIVersion, Kind: ConfigKind,
-		Cluster: "demo", Machine: "node-0", Role: components.Node, MachineIP: "10.77.0.100",
+		Cluster: "demo", Machine: "node-0", Role: agentconfig.RoleNode, MachineIP: "10.77.0.100",
 		Listen: ":10290", CertFile: "/pki/agent.crt", KeyFile: "/pki/agent.key", ClientCAFile: "/pki/ca.crt",
 		Kubeconfig: "/etc/kubernetes/kubelet.conf",
 		Units:      []string{"containerd.service", "kubelet.service"},
-		Network:    components.AgentNet{ClusterPodCIDR: "10.244.0.0/16", CNIConfDir: "/etc/cni/net.d"},
+		Network:    agentconfig.Net{ClusterPodCIDR: "10.244.0.0/16", CNIConfDir: "/etc/cni/net.d"},
 		Scrape:     map[string]string{"containerd": "http://127.0.0.1:1338/v1/metrics"},
 	}
 }
@@ -85,24 +85,24 @@ func TestLoadConfigErrors(t *testing.T) {
 
 func TestValidateLogsAndEtcd(t *testing.T) {
 	good := validConfig()
-	good.Logs = components.AgentLogs{Forward: "10.96.0.11:24224", BufferDir: "/var/lib/kubeup-agent/buffer",
+	good.Logs = agentconfig.Logs{Forward: "10.96.0.11:24224", BufferDir: "/var/lib/kubeup-agent/buffer",
 		BufferMaxBytes: 256 << 20, StateDir: "/var/lib/kubeup-agent/logs", Identifiers: []string{"kubeup"}}
-	good.Etcd = &components.AgentEtcd{Endpoints: []string{"https://127.0.0.1:2379"},
+	good.Etcd = &agentconfig.Etcd{Endpoints: []string{"https://127.0.0.1:2379"},
 		CAFile: "/pki/etcd/ca.crt", CertFile: "/pki/etcd/hc.crt", KeyFile: "/pki/etcd/hc.key"}
 	if err := ValidateConfig(&good); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
 	// Forwarding off: the other log fields do not matter.
 	off := validConfig()
-	off.Logs = components.AgentLogs{BufferMaxBytes: 1}
+	off.Logs = agentconfig.Logs{BufferMaxBytes: 1}
 	if err := ValidateConfig(&off); err != nil {
 		t.Errorf("forwarding off: %v", err)
 	}
 
 	bad := good
-	bad.Logs = components.AgentLogs{Forward: "10.96.0.11", BufferDir: "buffer", BufferMaxBytes: 1024,
+	bad.Logs = agentconfig.Logs{Forward: "10.96.0.11", BufferDir: "buffer", BufferMaxBytes: 1024,
 		Identifiers: []string{"kubeup", "a b", "x=y"}}
-	bad.Etcd = &components.AgentEtcd{Endpoints: []string{"http://127.0.0.1:2379"}, CAFile: "ca.crt"}
+	bad.Etcd = &agentconfig.Etcd{Endpoints: []string{"http://127.0.0.1:2379"}, CAFile: "ca.crt"}
 	err := ValidateConfig(&bad)
 	for _, field := range []string{"logs.forward", "logs.bufferDir", "logs.stateDir: required", "logs.bufferMaxBytes",
 		"logs.identifiers[1]", "logs.identifiers[2]", "etcd.endpoints[0]", "etcd.caFile", "etcd.certFile: required", "etcd.keyFile: required"} {
@@ -110,10 +110,10 @@ func TestValidateLogsAndEtcd(t *testing.T) {
 			t.Errorf("no problem reported for %s in:\n%v", field, err)
 		}
 	}
-	if got := logIdentifiers(components.AgentLogs{}); len(got) != 1 || got[0] != "kubeup" {
+	if got := logIdentifiers(agentconfig.Logs{}); len(got) != 1 || got[0] != "kubeup" {
 		t.Errorf("default identifiers %q", got)
 	}
-	if got := logIdentifiers(components.AgentLogs{Identifiers: []string{}}); len(got) != 0 {
+	if got := logIdentifiers(agentconfig.Logs{Identifiers: []string{}}); len(got) != 0 {
 		t.Errorf("explicitly none: %q", got)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/agentconfig"
 	"kubeup.dev/kubeup/components/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
@@ -38,8 +38,8 @@ type Options struct {
 	Now func() time.Time
 	// Uptime is the machine's uptime; default /proc/uptime.
 	Uptime func() (time.Duration, error)
-	// StaticPodDir is the kubelet's manifest directory; default
-	// components.StaticPodDir.
+	// StaticPodDir is the kubelet's manifest directory; default the
+	// configuration's staticPodDir, or /etc/kubernetes/manifests.
 	StaticPodDir string
 	// PodLogDir is the kubelet's container log directory; default
 	// /var/log/pods.
@@ -48,7 +48,7 @@ type Options struct {
 
 // Daemon is `kubeup-agent agent`.
 type Daemon struct {
-	cfg     *components.AgentConfig
+	cfg     *agentconfig.Config
 	log     *slog.Logger
 	now     func() time.Time
 	uptime  func() (time.Duration, error)
@@ -75,12 +75,19 @@ func (d *Daemon) staticPodDir() string {
 	if d.podDir != "" {
 		return d.podDir
 	}
-	return components.StaticPodDir
+	if d.cfg.StaticPodDir != "" {
+		return d.cfg.StaticPodDir
+	}
+	return defaultStaticPodDir
 }
+
+// defaultStaticPodDir is the kubelet's usual manifest directory, for a
+// configuration without staticPodDir.
+const defaultStaticPodDir = "/etc/kubernetes/manifests"
 
 // New builds the daemon from a validated configuration; it loads the
 // serving certificate and client CA, so a machine without them fails here.
-func New(cfg *components.AgentConfig, o Options) (*Daemon, error) {
+func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	if err := ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -138,7 +145,9 @@ func New(cfg *components.AgentConfig, o Options) (*Daemon, error) {
 		}
 	}
 	if cfg.Etcd != nil {
-		d.etcd = newEtcdHealth(cfg.Etcd, o.Log.With("task", "etcd-health"))
+		if d.etcd, err = newEtcdHealth(cfg.Etcd, o.Log.With("task", "etcd-health")); err != nil {
+			return nil, err
+		}
 	}
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
 	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)

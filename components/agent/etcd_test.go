@@ -1,3 +1,5 @@
+//go:build !noetcd
+
 package agent
 
 import (
@@ -16,7 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 type fakeEtcd struct {
@@ -96,7 +98,7 @@ func TestIntegrationEtcd(t *testing.T) {
 	ca := newTestCA(t, "etcd-ca")
 	srvCert, srvKey := ca.issue(t, "etcd-server", nil, true, time.Now().Add(time.Hour))
 	cliCert, cliKey := ca.issue(t, "kube-etcd-healthcheck-client", nil, false, time.Now().Add(time.Hour))
-	cfg := components.AgentEtcd{
+	cfg := agentconfig.Etcd{
 		CAFile:   writeFile(t, filepath.Join(dir, "ca.crt"), ca.pem),
 		CertFile: writeFile(t, filepath.Join(dir, "hc.crt"), cliCert),
 		KeyFile:  writeFile(t, filepath.Join(dir, "hc.key"), cliKey),

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
-	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 type fakeUnits struct {
@@ -149,7 +149,7 @@ type testDaemon struct {
 	*Daemon
 	clock   *testClock // the daemon's clock
 	pki     *testPKI
-	cfg     *components.AgentConfig
+	cfg     *agentconfig.Config
 	routes  *fakeRoutes
 	masq    *fakeMasq
 	journal *fakeJournal
@@ -181,7 +181,7 @@ func (f fakeKube) NodeListWatch() cache.ListerWatcher {
 	}, f.c)
 }
 
-func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*components.AgentConfig)) *testDaemon {
+func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig.Config)) *testDaemon {
 	t.Helper()
 	pki := newTestPKI(t)
 	cfg := validConfig()

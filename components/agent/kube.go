@@ -34,7 +34,7 @@ type KubeAPI interface {
 }
 
 // restKube is KubeAPI on client-go's rest.RESTClient with a scheme of just
-// core/v1, authentication/v1 and authorization/v1. The generated clientset
+// Nodes, TokenReviews and SubjectAccessReviews. The generated clientset
 // (k8s.io/client-go/kubernetes) would do, but it links and registers every
 // API group of Kubernetes to use three resources, and its code and init
 // work are a large share of the pages a small static binary maps in.
@@ -43,11 +43,14 @@ type restKube struct {
 }
 
 func newRESTKube(cfg *rest.Config) (*restKube, error) {
+	// Only the kinds the agent reads or posts: the groups' AddToScheme
+	// would register (and reflect over) every kind of core/v1.
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authnv1.AddToScheme, authzv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return nil, err
-		}
+	scheme.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Node{}, &corev1.NodeList{})
+	scheme.AddKnownTypes(authnv1.SchemeGroupVersion, &authnv1.TokenReview{})
+	scheme.AddKnownTypes(authzv1.SchemeGroupVersion, &authzv1.SubjectAccessReview{})
+	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, authnv1.SchemeGroupVersion, authzv1.SchemeGroupVersion} {
+		metav1.AddToGroupVersion(scheme, gv)
 	}
 	codecs := serializer.NewCodecFactory(scheme)
 	httpClient, err := rest.HTTPClientFor(cfg)

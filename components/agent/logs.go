@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/agent/logforward"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 // logPipeline is log forwarding's three tasks: the forwarder (connection
@@ -19,7 +19,7 @@ type logPipeline struct {
 	metrics *logforward.Metrics
 }
 
-func newLogPipeline(cfg *components.AgentConfig, journal JournalFunc, podLogDir string, log *slog.Logger) (*logPipeline, error) {
+func newLogPipeline(cfg *agentconfig.Config, journal JournalFunc, podLogDir string, log *slog.Logger) (*logPipeline, error) {
 	dial, err := logforward.FluentDialer(cfg.Logs.Forward)
 	if err != nil {
 		return nil, fmt.Errorf("log forwarding: %w", err)

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/agent/logforward/forwardtest"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 // TestDaemonForwardsLogs runs the daemon's tasks with log forwarding on: the
@@ -24,8 +24,8 @@ func TestDaemonForwardsLogs(t *testing.T) {
 	}
 	defer srv.Stop()
 	state := t.TempDir()
-	td := newTestDaemon(t, nil, func(c *components.AgentConfig) {
-		c.Logs = components.AgentLogs{Forward: srv.Addr, BufferDir: filepath.Join(state, "buffer"),
+	td := newTestDaemon(t, nil, func(c *agentconfig.Config) {
+		c.Logs = agentconfig.Logs{Forward: srv.Addr, BufferDir: filepath.Join(state, "buffer"),
 			BufferMaxBytes: 8 << 20, StateDir: filepath.Join(state, "logs")}
 	})
 	for i := range 3 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"slices"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/httpauth"
 )
 
@@ -44,6 +44,7 @@ const AdminGroup = httpauth.AdminGroup
 //	GET /v1/journal        a unit's journal (text)      admin client cert
 //	PUT /v1/manifests/<n>  write a static pod manifest  admin client cert
 //	DELETE /v1/manifests/<n>                             admin client cert
+//	GET /debug/pprof/<p>   Go profiles (heap, goroutine, allocs, profile)  admin client cert
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -54,6 +55,9 @@ func (d *Daemon) Handler() http.Handler {
 		ErrorLog:            slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
+		// A few kB of text within the cluster: gzip would cost a fresh
+		// compressor (about 1 MB of heap) per scrape for nothing.
+		DisableCompression: true,
 		Timeout:             30 * time.Second,
 	})))
 	mux.Handle("GET /metrics/{name}", d.auth.Metrics(http.HandlerFunc(d.serveScrape)))
@@ -61,6 +65,12 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("GET /v1/journal", d.auth.Admin(http.HandlerFunc(d.serveJournal)))
 	mux.Handle("PUT /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	mux.Handle("DELETE /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
+	// The agent has a memory budget: its heap is inspectable in place
+	// (go tool pprof with the admin certificate), as the kubelet's is.
+	for _, p := range []string{"heap", "allocs", "goroutine"} {
+		mux.Handle("GET /debug/pprof/"+p, d.auth.Admin(pprof.Handler(p)))
+	}
+	mux.Handle("GET /debug/pprof/profile", d.auth.Admin(http.HandlerFunc(pprof.Profile)))
 	return mux
 }
 
@@ -105,7 +115,7 @@ func (d *Daemon) serveScrape(w http.ResponseWriter, r *http.Request) {
 type Status struct {
 	Cluster       string            `json:"cluster"`
 	Machine       string            `json:"machine"`
-	Role          components.Role   `json:"role"`
+	Role          string            `json:"role"`
 	MachineIP     string            `json:"machineIP,omitempty"`
 	UptimeSeconds int64             `json:"uptimeSeconds,omitempty"`
 	AgentStarted  time.Time         `json:"agentStarted"`

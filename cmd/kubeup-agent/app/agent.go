@@ -2,19 +2,19 @@ package app
 
 import (
 	"fmt"
-	"kubeup.dev/kubeup/cmd/internal/cli"
 	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
-	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/components/agent"
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
 func newAgentCommand(e *cli.Env) *cobra.Command {
-	config := components.AgentConfigPath
+	config := agentconfig.Path
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent (kubeup-agent.service)",

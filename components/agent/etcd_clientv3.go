@@ -1,0 +1,108 @@
+//go:build !noetcd
+
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"kubeup.dev/kubeup/components/agentconfig"
+)
+
+// etcdClientBuilt: this build reports etcd member health (masters).
+const etcdClientBuilt = true
+
+// clientv3Checker checks an endpoint the way `etcdctl endpoint health` and
+// `endpoint status` do: Status (member ID, leader, database size), a
+// linearizable read of the key "health" (it needs a leader and a quorum;
+// permission denied still proves that), and no alarm (NOSPACE, CORRUPT)
+// raised for the member. A client per poll: certificates are re-read (the
+// healthcheck client certificate can be rotated) and no connection or
+// goroutines are held between polls.
+func clientv3Checker(cfg agentconfig.Etcd) etcdChecker {
+	return func(ctx context.Context, endpoint string) EtcdMemberStatus {
+		var st EtcdMemberStatus
+		fail := func(err error) EtcdMemberStatus {
+			st.Healthy, st.Error = false, err.Error()
+			return st
+		}
+		tlsCfg, err := etcdTLS(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints: []string{endpoint},
+			TLS:       tlsCfg,
+			Logger:    zap.NewNop(), // its default logs JSON to stderr
+		})
+		if err != nil {
+			return fail(fmt.Errorf("etcd client: %w", err))
+		}
+		defer cli.Close()
+		call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, etcdCallTimeout) }
+
+		c, cancel := call()
+		s, err := cli.Status(c, endpoint)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("status: %w", err))
+		}
+		st.Reachable, st.HasLeader, st.DBSize = true, s.Leader != 0, s.DbSize
+		id := s.Header.GetMemberId()
+
+		c, cancel = call()
+		if ml, err := cli.MemberList(c); err == nil {
+			for _, m := range ml.Members {
+				if m.ID == id {
+					st.Member = m.Name
+				}
+			}
+		}
+		cancel()
+
+		c, cancel = call()
+		_, err = cli.Get(c, "health")
+		cancel()
+		if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			return fail(fmt.Errorf("read: %w", err))
+		}
+
+		c, cancel = call()
+		alarms, err := cli.AlarmList(c)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("alarms: %w", err))
+		}
+		for _, a := range alarms.Alarms {
+			if a.MemberID == id {
+				return fail(fmt.Errorf("alarm %s", a.Alarm))
+			}
+		}
+		st.Healthy = true
+		return st
+	}
+}
+
+func etcdTLS(cfg agentconfig.Etcd) (*tls.Config, error) {
+	ca, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("etcd CA %s: no certificate", cfg.CAFile)
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
