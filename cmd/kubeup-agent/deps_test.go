@@ -11,7 +11,8 @@ import (
 // most of its resident memory is the code and tables of what it links. This
 // guards the two cuts that matter: the component catalogue (and with it the
 // kubelet's, kube-proxy's, scheduler's and API server's configuration types)
-// stays out of the agent, and the node build (-tags noetcd) links no etcd
+// stays out of the agent, so do core/v1's generated types (the agent decodes
+// Nodes into its own kubeNode), and the node build (-tags noetcd) links no etcd
 // client and no gRPC.
 func TestAgentDependencies(t *testing.T) {
 	if testing.Short() {
@@ -34,7 +35,7 @@ func TestAgentDependencies(t *testing.T) {
 		}
 	}
 	all := deps("grpcnotrace")
-	check("the master build", all, "kubeup.dev/kubeup/components/addonmanager", "k8s.io/component-base",
+	check("the master build", all, "kubeup.dev/kubeup/components/addonmanager", "k8s.io/component-base", "k8s.io/api/core",
 		"k8s.io/kubelet", "k8s.io/kube-proxy", "k8s.io/client-go/kubernetes", "golang.org/x/net/trace", "html/template")
 	if slices.Contains(all, "kubeup.dev/kubeup/components") {
 		t.Errorf("the master build links the component catalogue (kubeup.dev/kubeup/components)")

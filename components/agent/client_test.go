@@ -33,8 +33,16 @@ func TestClient(t *testing.T) {
 	if err != nil || string(got) != string(pod) {
 		t.Errorf("manifest %q %v", got, err)
 	}
-	if err := c.PutManifest(ctx, "bad", []byte("kind: Deployment\n")); err == nil || !strings.Contains(err.Error(), "400") {
-		t.Errorf("a non-Pod was accepted: %v", err)
+	for _, bad := range []string{
+		"kind: Deployment\n",
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",                                    // no containers
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: web}]}\n", // no image
+		"apiVersion: v1\nkind: Pod\nspec: {containers: [{name: web, image: testbox}]}\n",      // no name
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: {name: web}}\n",   // not a list
+	} {
+		if err := c.PutManifest(ctx, "bad", []byte(bad)); err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("accepted as a Pod: %q: %v", bad, err)
+		}
 	}
 	if err := c.PutManifest(ctx, "../etc", pod); err == nil {
 		t.Error("a path was accepted as a manifest name")

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -169,16 +171,52 @@ func (f fakeKube) CreateSubjectAccessReview(ctx context.Context, sar *authzv1.Su
 	return f.c.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 }
 
+// NodeListWatch serves the fake clientset's Nodes as the API server's JSON
+// reaches the agent: decoded into kubeNode.
 func (f fakeKube) NodeListWatch() cache.ListerWatcher {
 	nodes := f.c.CoreV1().Nodes()
 	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return nodes.List(ctx, o)
+			l, err := nodes.List(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			out := &kubeNodeList{ListMeta: l.ListMeta}
+			for i := range l.Items {
+				out.Items = append(out.Items, *mustKubeNode(&l.Items[i]))
+			}
+			return out, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return nodes.Watch(ctx, o)
+			w, err := nodes.Watch(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+				if n, ok := e.Object.(*corev1.Node); ok {
+					e.Object = mustKubeNode(n)
+				}
+				return e, true
+			}), nil
 		},
 	}, f.c)
+}
+
+func mustKubeNode(n *corev1.Node) *kubeNode {
+	data, err := json.Marshal(n)
+	if err != nil {
+		panic(err)
+	}
+	var k kubeNode
+	if err := json.Unmarshal(data, &k); err != nil {
+		panic(err)
+	}
+	return &k
+}
+
+func asKubeNode(t *testing.T, n *corev1.Node) *kubeNode {
+	t.Helper()
+	return mustKubeNode(n)
 }
 
 func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig.Config)) *testDaemon {

@@ -12,7 +12,6 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,7 +33,7 @@ type KubeAPI interface {
 }
 
 // restKube is KubeAPI on client-go's rest.RESTClient with a scheme of just
-// Nodes, TokenReviews and SubjectAccessReviews. The generated clientset
+// Nodes (as kubeNode), TokenReviews and SubjectAccessReviews. The generated clientset
 // (k8s.io/client-go/kubernetes) would do, but it links and registers every
 // API group of Kubernetes to use three resources, and its code and init
 // work are a large share of the pages a small static binary maps in.
@@ -46,10 +45,11 @@ func newRESTKube(cfg *rest.Config) (*restKube, error) {
 	// Only the kinds the agent reads or posts: the groups' AddToScheme
 	// would register (and reflect over) every kind of core/v1.
 	scheme := runtime.NewScheme()
-	scheme.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Node{}, &corev1.NodeList{})
+	scheme.AddKnownTypeWithName(coreV1.WithKind("Node"), &kubeNode{})
+	scheme.AddKnownTypeWithName(coreV1.WithKind("NodeList"), &kubeNodeList{})
 	scheme.AddKnownTypes(authnv1.SchemeGroupVersion, &authnv1.TokenReview{})
 	scheme.AddKnownTypes(authzv1.SchemeGroupVersion, &authzv1.SubjectAccessReview{})
-	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, authnv1.SchemeGroupVersion, authzv1.SchemeGroupVersion} {
+	for _, gv := range []schema.GroupVersion{coreV1, authnv1.SchemeGroupVersion, authzv1.SchemeGroupVersion} {
 		metav1.AddToGroupVersion(scheme, gv)
 	}
 	codecs := serializer.NewCodecFactory(scheme)
@@ -61,10 +61,12 @@ func newRESTKube(cfg *rest.Config) (*restKube, error) {
 		c := rest.CopyConfig(cfg)
 		c.GroupVersion, c.APIPath = &gv, apiPath
 		c.NegotiatedSerializer = codecs.WithoutConversion()
+		// JSON both ways: kubeNode has no protobuf or CBOR codec.
+		c.ContentType, c.AcceptContentTypes = "application/json", "application/json"
 		return rest.RESTClientForConfigAndClient(c, httpClient)
 	}
 	var k restKube
-	if k.core, err = client(corev1.SchemeGroupVersion, "/api"); err != nil {
+	if k.core, err = client(coreV1, "/api"); err != nil {
 		return nil, err
 	}
 	if k.authn, err = client(authnv1.SchemeGroupVersion, "/apis"); err != nil {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -44,8 +44,7 @@ func (d *Daemon) serveManifest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("manifest is larger than %d bytes", maxManifestBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
-	var pod corev1.Pod
-	if err := yaml.UnmarshalStrict(body, &pod); err != nil || pod.Kind != "Pod" || pod.APIVersion != "v1" {
+	if err := checkStaticPod(body); err != nil {
 		http.Error(w, fmt.Sprintf("the body must be one v1 Pod: %v", err), http.StatusBadRequest)
 		return
 	}
@@ -65,4 +64,44 @@ func (d *Daemon) serveManifest(w http.ResponseWriter, r *http.Request) {
 	}
 	d.log.Info("static pod manifest written", "path", path)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// staticPod is what the agent checks of a manifest before writing it: one
+// v1 Pod with a name and named containers with images. The kubelet
+// validates the whole Pod when it reads the file (and reports an invalid
+// one in its log); the agent does not link core/v1's types for a second
+// opinion (see kubeNode).
+type staticPod struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Containers []struct {
+			Name  string `json:"name"`
+			Image string `json:"image"`
+		} `json:"containers"`
+	} `json:"spec"`
+}
+
+func checkStaticPod(body []byte) error {
+	var pod staticPod
+	if err := yaml.Unmarshal(body, &pod); err != nil {
+		return err
+	}
+	switch {
+	case pod.APIVersion != "v1" || pod.Kind != "Pod":
+		return fmt.Errorf("apiVersion %q, kind %q", pod.APIVersion, pod.Kind)
+	case pod.Metadata.Name == "":
+		return errors.New("metadata.name is empty")
+	case len(pod.Spec.Containers) == 0:
+		return errors.New("spec.containers is empty")
+	}
+	for i, c := range pod.Spec.Containers {
+		if c.Name == "" || c.Image == "" {
+			return fmt.Errorf("spec.containers[%d] needs a name and an image", i)
+		}
+	}
+	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -81,7 +80,7 @@ func (p *podNetwork) Run(ctx context.Context) error {
 		p.status.Error = "waiting for the list of Nodes from the API server"
 	}
 	p.mu.Unlock()
-	nodes := cache.NewSharedIndexInformer(client.NodeListWatch(), &corev1.Node{}, 0, cache.Indexers{})
+	nodes := cache.NewSharedIndexInformer(client.NodeListWatch(), &kubeNode{}, 0, cache.Indexers{})
 	if err := nodes.SetTransform(trimNode); err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
@@ -120,9 +119,9 @@ func (p *podNetwork) Run(ctx context.Context) error {
 	tick := time.NewTicker(podNetResync)
 	defer tick.Stop()
 	for {
-		var list []*corev1.Node
+		var list []*kubeNode
 		for _, obj := range nodes.GetStore().List() {
-			if n, ok := obj.(*corev1.Node); ok {
+			if n, ok := obj.(*kubeNode); ok {
 				list = append(list, n)
 			}
 		}
@@ -136,15 +135,12 @@ func (p *podNetwork) Run(ctx context.Context) error {
 	}
 }
 
-// trimNode drops what the controller never reads from cached Nodes (image
-// lists and managed fields are most of a Node's size).
+// trimNode drops what the controller never reads from cached Nodes (of what
+// kubeNode decodes, managed fields and annotations are most of its size).
 func trimNode(obj any) (any, error) {
-	if n, ok := obj.(*corev1.Node); ok {
+	if n, ok := obj.(*kubeNode); ok {
 		n.ManagedFields = nil
 		n.Annotations = nil
-		n.Status.Images = nil
-		n.Status.VolumesInUse = nil
-		n.Status.VolumesAttached = nil
 	}
 	return obj, nil
 }
@@ -156,7 +152,7 @@ type NodeNetwork struct {
 	InternalIP []netip.Addr
 }
 
-func nodeNetwork(n *corev1.Node) NodeNetwork {
+func nodeNetwork(n *kubeNode) NodeNetwork {
 	nn := NodeNetwork{Name: n.Name}
 	cidrs := n.Spec.PodCIDRs
 	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
@@ -168,7 +164,7 @@ func nodeNetwork(n *corev1.Node) NodeNetwork {
 		}
 	}
 	for _, a := range n.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP {
+		if a.Type != nodeInternalIP {
 			continue
 		}
 		if ip, err := netip.ParseAddr(a.Address); err == nil {
@@ -209,7 +205,7 @@ func DesiredRoutes(machine string, clusterCIDR netip.Prefix, nodes []NodeNetwork
 }
 
 // reconcile programs the machine from a list of Nodes and records the result.
-func (p *podNetwork) reconcile(list []*corev1.Node) {
+func (p *podNetwork) reconcile(list []*kubeNode) {
 	nodes := make([]NodeNetwork, len(list))
 	for i, n := range list {
 		nodes[i] = nodeNetwork(n)

@@ -122,9 +122,38 @@ func node(name, podCIDR string, ips ...string) *corev1.Node {
 	return n
 }
 
+// kubeNodes decodes Nodes the way the agent receives them: the API
+// server's JSON of a full v1 Node, into kubeNode.
+func kubeNodes(t *testing.T, nodes ...*corev1.Node) []*kubeNode {
+	t.Helper()
+	var out []*kubeNode
+	for _, n := range nodes {
+		out = append(out, asKubeNode(t, n))
+	}
+	return out
+}
+
+func TestKubeNodeDecodesANode(t *testing.T) {
+	full := node("node-1", "10.244.2.0/24", "fd00::1", "10.77.0.101")
+	full.Spec.PodCIDRs = append(full.Spec.PodCIDRs, "fd00:10:244:2::/64")
+	full.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.k8s.io/pause:3.10"}, SizeBytes: 1}}
+	full.Labels = map[string]string{"kubernetes.io/hostname": "node-1"}
+	n := asKubeNode(t, full)
+	if n.Name != "node-1" || n.Labels["kubernetes.io/hostname"] != "node-1" || n.Spec.PodCIDR != "10.244.2.0/24" ||
+		!reflect.DeepEqual(n.Spec.PodCIDRs, full.Spec.PodCIDRs) || len(n.Status.Addresses) != 3 ||
+		n.Status.Addresses[2] != (kubeNodeAddress{Type: nodeInternalIP, Address: "10.77.0.101"}) {
+		t.Errorf("decoded %+v", n)
+	}
+	c := n.DeepCopyObject().(*kubeNode)
+	c.Spec.PodCIDRs[0], c.Status.Addresses[0].Address, c.Labels["x"] = "changed", "changed", "y"
+	if n.Spec.PodCIDRs[0] == "changed" || n.Status.Addresses[0].Address == "changed" || n.Labels["x"] == "y" {
+		t.Error("DeepCopyObject shares memory with the original")
+	}
+}
+
 func TestDesiredRoutes(t *testing.T) {
 	var nodes []NodeNetwork
-	for _, n := range []*corev1.Node{
+	for _, n := range kubeNodes(t,
 		node("master-0", "10.244.0.0/24", "10.77.0.10"),
 		node("node-0", "10.244.1.0/24", "10.77.0.100"),
 		node("node-1", "10.244.2.0/24", "fd00::1", "10.77.0.101"),
@@ -132,7 +161,7 @@ func TestDesiredRoutes(t *testing.T) {
 		node("node-3", "10.244.4.0/24"),           // no address yet
 		node("evil", "0.0.0.0/0", "10.77.0.200"),  // outside the pod network
 		node("wide", "10.0.0.0/8", "10.77.0.201"), // wider than it
-	} {
+	) {
 		nodes = append(nodes, nodeNetwork(n))
 	}
 	own, routes, problems := DesiredRoutes("node-0", netip.MustParsePrefix("10.244.0.0/16"), nodes)
@@ -155,7 +184,7 @@ func TestReconcile(t *testing.T) {
 	td.routes.routes[netip.MustParsePrefix("10.244.7.0/24")] = netip.MustParseAddr("10.77.0.107")
 	pn := td.podnet
 
-	pn.reconcile([]*corev1.Node{node("node-0", "", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10")})
+	pn.reconcile(kubeNodes(t, node("node-0", "", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10")))
 	st := pn.Status()
 	if st.Ready || st.CNIConfig != "" || !strings.Contains(st.Error, "waiting for Node node-0") || len(st.Routes) != 1 {
 		t.Errorf("before allocation: %+v", st)
@@ -164,7 +193,7 @@ func TestReconcile(t *testing.T) {
 		t.Error("CNI config written without a pod CIDR")
 	}
 
-	pn.reconcile([]*corev1.Node{node("node-0", "10.244.1.0/24", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10")})
+	pn.reconcile(kubeNodes(t, node("node-0", "10.244.1.0/24", "10.77.0.100"), node("master-0", "10.244.0.0/24", "10.77.0.10")))
 	st = pn.Status()
 	if !st.Ready || st.PodCIDR != "10.244.1.0/24" || st.Error != "" || !st.Masquerade {
 		t.Errorf("after allocation: %+v", st)
@@ -182,7 +211,7 @@ func TestReconcile(t *testing.T) {
 
 	td.masq.err = errors.New("iptables: exit status 4")
 	pn.masqAt = time.Time{}
-	pn.reconcile([]*corev1.Node{node("node-0", "10.244.1.0/24", "10.77.0.100")})
+	pn.reconcile(kubeNodes(t, node("node-0", "10.244.1.0/24", "10.77.0.100")))
 	if st := pn.Status(); st.Ready || !strings.Contains(st.Error, "exit status 4") || len(st.Routes) != 0 {
 		t.Errorf("masquerade failing: %+v", st)
 	}

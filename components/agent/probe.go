@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -191,7 +190,7 @@ func newNodeCheck(path string) (func(context.Context) error, string, error) {
 			}
 			core = k.core
 		}
-		var node corev1.Node
+		var node kubeNode
 		if err := core.Get().Resource("nodes").Name(cfg.Machine).Do(ctx).Into(&node); err != nil {
 			return err
 		}

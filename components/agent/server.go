@@ -58,7 +58,7 @@ func (d *Daemon) Handler() http.Handler {
 		// A few kB of text within the cluster: gzip would cost a fresh
 		// compressor (about 1 MB of heap) per scrape for nothing.
 		DisableCompression: true,
-		Timeout:             30 * time.Second,
+		Timeout:            30 * time.Second,
 	})))
 	mux.Handle("GET /metrics/{name}", d.auth.Metrics(http.HandlerFunc(d.serveScrape)))
 	mux.Handle("GET /v1/status", d.auth.Admin(http.HandlerFunc(d.serveStatus)))
