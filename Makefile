@@ -37,6 +37,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -ldflags "-s -w" -o bin/kubeup-agent ./cmd/kubeup-agent
 	# The node image's agent: no etcd client (nodes have no etcd member).
 	CGO_ENABLED=0 $(GO) build -trimpath -tags noetcd -ldflags "-s -w" -o bin/kubeup-agent-node ./cmd/kubeup-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-probe ./cmd/kubeup-probe
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-addons ./cmd/kubeup-addons
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/pulumi-resource-kubeup ./cmd/pulumi-resource-kubeup
 

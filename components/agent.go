@@ -19,6 +19,8 @@ type Agent struct{}
 // Agent paths and port.
 const (
 	AgentBinary = BinDir + "/kubeup-agent"
+	// ProbeBinary is the readiness probe units run (every image).
+	ProbeBinary = BinDir + "/kubeup-probe"
 	// AddonsBinary runs the addon manager on masters (and the UI, from its
 	// own container image); nodes do not carry it.
 	AddonsBinary    = BinDir + "/kubeup-addons"

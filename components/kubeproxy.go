@@ -33,7 +33,7 @@ func (k KubeProxy) Unit(role Role) systemd.Unit {
 		// registered the Node (TLS bootstrapping takes longer than that on
 		// a slow machine), it would run without them and restart itself
 		// when the Node appears. So it starts once its Node has an address.
-		ExecStartPre:    []string{BinDir + "/kubeup-agent probe --node-of=" + AgentConfigPath + " --timeout=10m"},
+		ExecStartPre:    []string{ProbeBinary + " wait --node-of=" + AgentConfigPath + " --timeout=10m"},
 		TimeoutStartSec: 11 * time.Minute,
 	})
 }

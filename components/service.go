@@ -42,7 +42,7 @@ func service(c Component, role Role, binary string, s systemd.Service) systemd.U
 // probe is an ExecStartPost that holds a unit in "activating" until its
 // health endpoint answers, so that After= on it means "after it is ready".
 func probe(e Endpoint, extra ...string) string {
-	args := []string{BinDir + "/kubeup-agent", "probe", "--url=" + e.URL, "--timeout=5m"}
+	args := []string{ProbeBinary, "wait", "--url=" + e.URL, "--timeout=5m"}
 	return strings.Join(append(args, extra...), " ")
 }
 

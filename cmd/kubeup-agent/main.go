@@ -1,5 +1,4 @@
-// Command kubeup-agent is kubeup's agent on every machine: the node agent
-// (`agent`) and the readiness probe units run as ExecStartPost (`probe`).
+// Command kubeup-agent is kubeup's agent on every machine (`agent`).
 package main
 
 import (

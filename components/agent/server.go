@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -258,4 +259,14 @@ func machineUptime() (time.Duration, error) {
 		return 0, fmt.Errorf("/proc/uptime: %w", err)
 	}
 	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// unwrapURLError drops net/http's `Get "URL":` prefix where the message
+// names the target already.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -237,6 +237,10 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 		}
 		agents[role] = b
 	}
+	probeBin, err := os.ReadFile(filepath.Join(o.BinDir, "kubeup-probe"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the kubeup-probe binary (make build writes bin/kubeup-probe; or pass --bin-dir): %w", err)
+	}
 	addonsBin, err := os.ReadFile(filepath.Join(o.BinDir, "kubeup-addons"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the kubeup-addons binary (make build writes bin/kubeup-addons; or pass --bin-dir): %w", err)
@@ -263,7 +267,7 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 	var ms []*Manifest
 	var ts []*Timings
 	for _, role := range o.Roles {
-		in := roleInputs{role: role, base: base, set: set, agent: agents[role], files: roles[role], formats: o.Formats}
+		in := roleInputs{role: role, base: base, set: set, agent: agents[role], probe: probeBin, files: roles[role], formats: o.Formats}
 		if role == components.Master {
 			in.addons, in.addonsBin = o.Addons, addonsBin
 		}
@@ -281,6 +285,7 @@ type roleInputs struct {
 	base      *rootfs.Base
 	set       *artifacts.Set
 	agent     []byte
+	probe     []byte
 	addonsBin []byte // masters only
 	files     render.Role
 	addons    []components.File
@@ -294,7 +299,7 @@ func (in roleInputs) key(epoch int64) string {
 	for _, a := range in.set.Artifacts {
 		fmt.Fprintf(h, "artifact %s %s %s\n", a.Kind, a.Name, a.Key)
 	}
-	fmt.Fprintf(h, "agent %x\naddons %x\n", sha256.Sum256(in.agent), sha256.Sum256(in.addonsBin))
+	fmt.Fprintf(h, "agent %x\nprobe %x\naddons %x\n", sha256.Sum256(in.agent), sha256.Sum256(in.probe), sha256.Sum256(in.addonsBin))
 	for _, u := range in.files.Units {
 		data, _ := u.Bytes()
 		fmt.Fprintf(h, "unit %s %x\n", u.Name, sha256.Sum256(data))
@@ -541,15 +546,17 @@ func install(root string, in roleInputs, m *Manifest) error {
 		m.Artifacts = append(m.Artifacts, ArtifactRef{Name: a.Name, Version: a.Version, Source: string(a.Source),
 			Key: a.Key, Main: main.Path, SHA256: main.SHA256, Size: a.TotalSize()})
 	}
-	agentSum := sha256.Sum256(in.agent)
-	m.Artifacts = append(m.Artifacts, ArtifactRef{Name: AgentBinaryName(in.role), Version: "built from this checkout", Source: "build",
-		Main: strings.TrimPrefix(components.AgentBinary, "/"), SHA256: hex.EncodeToString(agentSum[:]), Size: int64(len(in.agent))})
-	files := append(slices.Clone(in.files.Files), components.File{Path: components.AgentBinary, Mode: 0o755, Content: in.agent})
+	files := slices.Clone(in.files.Files)
+	own := func(name, path string, content []byte) {
+		sum := sha256.Sum256(content)
+		m.Artifacts = append(m.Artifacts, ArtifactRef{Name: name, Version: "built from this checkout", Source: "build",
+			Main: strings.TrimPrefix(path, "/"), SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))})
+		files = append(files, components.File{Path: path, Mode: 0o755, Content: content})
+	}
+	own(AgentBinaryName(in.role), components.AgentBinary, in.agent)
+	own("kubeup-probe", components.ProbeBinary, in.probe)
 	if in.addonsBin != nil {
-		sum := sha256.Sum256(in.addonsBin)
-		m.Artifacts = append(m.Artifacts, ArtifactRef{Name: "kubeup-addons", Version: "built from this checkout", Source: "build",
-			Main: strings.TrimPrefix(components.AddonsBinary, "/"), SHA256: hex.EncodeToString(sum[:]), Size: int64(len(in.addonsBin))})
-		files = append(files, components.File{Path: components.AddonsBinary, Mode: 0o755, Content: in.addonsBin})
+		own("kubeup-addons", components.AddonsBinary, in.addonsBin)
 	}
 	for _, f := range in.addons {
 		files = append(files, components.File{Path: components.ImageAddonDir + "/" + filepath.Base(f.Path), Mode: 0o644, Content: f.Content})

@@ -35,7 +35,7 @@ func repoRoot() string {
 func binDir(t *testing.T) string {
 	t.Helper()
 	d := filepath.Join(repoRoot(), "bin")
-	for _, b := range []string{"kubeup-agent", "kubeup-agent-node", "kubeup-addons"} {
+	for _, b := range []string{"kubeup-agent", "kubeup-agent-node", "kubeup-probe", "kubeup-addons"} {
 		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 			t.Fatalf("run make build first: %v", err)
 		}

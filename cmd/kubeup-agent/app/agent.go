@@ -1,7 +1,6 @@
 package app
 
 import (
-	"fmt"
 	"os"
 	"runtime/debug"
 
@@ -45,8 +44,6 @@ and pings its watchdog while healthy.`,
 	cmd.Flags().StringVar(&config, "config", config, "agent configuration file (AgentConfig)")
 	return cmd
 }
-
-func errMissing(flag string) error { return fmt.Errorf("%s is required", flag) }
 
 // Go memory settings of the agent, which runs on every machine under
 // MemoryMax=128M (kubeup-agent.service) with a 20 MB RSS budget at rest:

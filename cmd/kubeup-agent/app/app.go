@@ -1,6 +1,6 @@
-// Package app holds kubeup-agent's commands: the node agent and the
-// readiness probe. The addon manager and the UI are kubeup-addons', so the
-// agent on every machine links neither.
+// Package app holds kubeup-agent's command: the node agent. The addon
+// manager and the UI are kubeup-addons', and the readiness probe is
+// kubeup-probe, so the agent on every machine links none of them.
 package app
 
 import "kubeup.dev/kubeup/cmd/internal/cli"
@@ -9,8 +9,7 @@ import "kubeup.dev/kubeup/cmd/internal/cli"
 var Binary = cli.Binary{
 	Name:  "kubeup-agent",
 	Short: "kubeup's agent on every machine",
-	Long: `kubeup-agent runs on every kubeup machine: the node agent (log forwarding,
-metrics, status, journal, pod network) and the readiness probe units run as
-ExecStartPost.`,
-	Commands: []cli.Command{newProbeCommand, newAgentCommand},
+	Long: `kubeup-agent runs on every kubeup machine: log forwarding, metrics, status,
+journal and the pod network.`,
+	Commands: []cli.Command{newAgentCommand},
 }

@@ -75,7 +75,7 @@ reads manifests. Needs root. Set SOURCE_DATE_EPOCH for reproducible output.`,
 	f.StringVar(&formats, "format", "raw,qcow2,gce", "comma-separated formats: raw, qcow2, gce (a tar.gz with disk.raw)")
 	f.StringVar(&out, "out", "", "output directory (default <cache dir>/vm-images)")
 	f.StringVar(&cacheDir, "cache-dir", "", "cache directory (default $KUBEUP_CACHE_DIR or <user cache dir>/kubeup)")
-	f.StringVar(&binDir, "bin-dir", "", "directory with the kubeup-agent and kubeup-addons binaries the images carry (default: this kubeup's)")
+	f.StringVar(&binDir, "bin-dir", "", "directory with the kubeup-agent, kubeup-agent-node, kubeup-probe and kubeup-addons binaries the images carry (default: this kubeup's)")
 	f.StringVar(&source, "source", "build", "artifact source: build (from pinned Go modules) or release (pinned downloads)")
 	f.StringVar(&src, "src", "", "kubeup checkout holding images/modules (default: found from the working directory)")
 	return cmd

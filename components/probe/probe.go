@@ -1,9 +1,20 @@
-package agent
+// Package probe waits until something a unit depends on is ready: an
+// HTTP(S) endpoint answering 200, a unix socket answering gRPC's health
+// check, or a machine's Node with an address. Units run it as
+// ExecStartPost (so After= means "after it is ready") or ExecStartPre.
+//
+// It is its own binary, kubeup-probe, not a command of the agent: probes
+// run at every boot beside the agent, and a process of the agent's binary
+// would read most of that binary into the page cache, where the agent's
+// own page faults then map it (the kernel maps cached neighbours of every
+// faulting page) and its resident memory grows by megabytes it never runs.
+package probe
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +26,13 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/components/agentconfig"
 )
 
-// ProbeOptions configure Probe.
-type ProbeOptions struct {
+// Options configure Run.
+type Options struct {
 	// URL is http(s)://... (ready when it answers 200) or unix:///path (ready
 	// when the socket answers gRPC's health check; see grpcHealth).
 	URL string
@@ -39,11 +53,10 @@ type ProbeOptions struct {
 // probeAttemptTimeout bounds one try, so a hung server costs one interval.
 const probeAttemptTimeout = 5 * time.Second
 
-// Probe polls opts.URL until it is ready or opts.Timeout passes; the error
-// then carries the last answer (status and start of the body) or failure.
-// Units use it as ExecStartPost, so "After=x.service" means "after x is
-// ready".
-func Probe(ctx context.Context, opts ProbeOptions) error {
+// Run polls opts.URL (or the Node of opts.NodeOf) until it is ready or
+// opts.Timeout passes; the error then carries the last answer (status and
+// start of the body) or failure.
+func Run(ctx context.Context, opts Options) error {
 	var check func(context.Context) error
 	what, err := opts.URL, error(nil)
 	if opts.NodeOf != "" {
@@ -86,7 +99,7 @@ func Probe(ctx context.Context, opts ProbeOptions) error {
 }
 
 // newProbeCheck returns one try of the probe: nil when ready.
-func newProbeCheck(opts ProbeOptions) (func(context.Context) error, error) {
+func newProbeCheck(opts Options) (func(context.Context) error, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
@@ -128,7 +141,7 @@ func newProbeCheck(opts ProbeOptions) (func(context.Context) error, error) {
 	}, nil
 }
 
-func probeTLS(opts ProbeOptions) (*tls.Config, error) {
+func probeTLS(opts Options) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.CACert != "" {
 		pem, err := os.ReadFile(opts.CACert)
@@ -157,7 +170,7 @@ func probeTLS(opts ProbeOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// unwrapURLError drops net/http's `Get "URL":` prefix: Probe names the URL.
+// unwrapURLError drops net/http's `Get "URL":` prefix: Run names the URL.
 func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -169,13 +182,23 @@ func unwrapURLError(err error) error {
 // newNodeCheck returns one try of the Node probe of the agent configuration
 // at path, and what it waits for ("node NAME").
 func newNodeCheck(path string) (func(context.Context) error, string, error) {
-	cfg, err := LoadConfig(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("probe: %w", err)
+		return nil, "", fmt.Errorf("probe: agent configuration: %w", err)
 	}
-	var core *rest.RESTClient
+	var cfg agentconfig.Config
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, "", fmt.Errorf("probe: agent configuration %s: %w", path, err)
+	}
+	if cfg.Machine == "" || cfg.Kubeconfig == "" {
+		return nil, "", fmt.Errorf("probe: agent configuration %s: machine and kubeconfig are required", path)
+	}
+	var (
+		host   string
+		client *http.Client
+	)
 	return func(ctx context.Context) error {
-		if core == nil {
+		if client == nil {
 			// The kubeconfig names certificate files; build the client on
 			// the first try that finds them.
 			rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
@@ -183,16 +206,46 @@ func newNodeCheck(path string) (func(context.Context) error, string, error) {
 				return err
 			}
 			rc.Timeout = probeAttemptTimeout
-			rc.QPS = -1 // one request per interval; no client-side limiter
-			k, err := newRESTKube(rc)
+			c, err := rest.HTTPClientFor(rc)
 			if err != nil {
 				return err
 			}
-			core = k.core
+			host, client = strings.TrimSuffix(rc.Host, "/"), c
 		}
-		var node kubeNode
-		if err := core.Get().Resource("nodes").Name(cfg.Machine).Do(ctx).Into(&node); err != nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/api/v1/nodes/"+url.PathEscape(cfg.Machine), nil)
+		if err != nil {
 			return err
+		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", "kubeup-probe")
+		resp, err := client.Do(req)
+		if err != nil {
+			return unwrapURLError(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			var st struct {
+				Message string `json:"message"`
+			}
+			if json.Unmarshal(body, &st) == nil && st.Message != "" {
+				return fmt.Errorf("%s: %s", resp.Status, st.Message)
+			}
+			return fmt.Errorf("%s", resp.Status)
+		}
+		// The part of a v1 Node this needs.
+		var node struct {
+			Status struct {
+				Addresses []struct {
+					Address string `json:"address"`
+				} `json:"addresses"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal(body, &node); err != nil {
+			return fmt.Errorf("node %s: %w", cfg.Machine, err)
 		}
 		if len(node.Status.Addresses) == 0 {
 			return fmt.Errorf("node %s has no address yet", cfg.Machine)

@@ -2,20 +2,20 @@ package app
 
 import (
 	"errors"
-	"kubeup.dev/kubeup/cmd/internal/cli"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"kubeup.dev/kubeup/components/agent"
+	"kubeup.dev/kubeup/cmd/internal/cli"
+	"kubeup.dev/kubeup/components/probe"
 )
 
-func newProbeCommand(e *cli.Env) *cobra.Command {
-	var o agent.ProbeOptions
+func newWaitCommand(e *cli.Env) *cobra.Command {
+	var o probe.Options
 	cmd := &cobra.Command{
-		Use:   "probe --url=URL | --node-of=AGENT_CONFIG",
+		Use:   "wait --url=URL | --node-of=AGENT_CONFIG",
 		Short: "Wait until an endpoint is ready (a unit's ExecStartPost)",
-		Long: `probe polls --url until it is ready and exits 0, or exits 1 after --timeout
+		Long: `wait polls --url until it is ready and exits 0, or exits 1 after --timeout
 with the last answer. http(s) URLs are ready when they answer 200; unix:///path
 sockets when they answer gRPC's health check (or speak gRPC without it).
 With --node-of instead, it waits until the Node of the machine an agent
@@ -27,7 +27,7 @@ configuration names exists with an address (kube-proxy's ExecStartPre).`,
 			}
 			ctx, cancel := cli.SignalContext()
 			defer cancel()
-			if err := agent.Probe(ctx, o); err != nil {
+			if err := probe.Run(ctx, o); err != nil {
 				return &cli.ExitError{Code: 1, Err: err}
 			}
 			return nil

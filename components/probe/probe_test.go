@@ -1,9 +1,10 @@
-package agent
+package probe
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"net"
 	"net/http"
@@ -16,17 +17,18 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"sigs.k8s.io/yaml"
+
+	"kubeup.dev/kubeup/test/kubetest"
 )
 
-func fastProbe(url string) ProbeOptions {
-	return ProbeOptions{URL: url, Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}
+func fastProbe(url string) Options {
+	return Options{URL: url, Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}
 }
 
 func TestProbeHTTP(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer srv.Close()
-	if err := Probe(context.Background(), fastProbe(srv.URL)); err != nil {
+	if err := Run(context.Background(), fastProbe(srv.URL)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -41,7 +43,7 @@ func TestProbeWaitsForReady(t *testing.T) {
 		w.Write([]byte("ok"))
 	}))
 	defer srv.Close()
-	if err := Probe(context.Background(), fastProbe(srv.URL)); err != nil {
+	if err := Run(context.Background(), fastProbe(srv.URL)); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 3 {
@@ -56,7 +58,7 @@ func TestProbeTimeoutReportsLastAnswer(t *testing.T) {
 	defer srv.Close()
 	o := fastProbe(srv.URL + "/readyz")
 	o.Timeout = 100 * time.Millisecond
-	err := Probe(context.Background(), o)
+	err := Run(context.Background(), o)
 	if err == nil {
 		t.Fatal("probe of a failing endpoint succeeded")
 	}
@@ -72,24 +74,22 @@ func TestProbeTimeoutReportsLastAnswer(t *testing.T) {
 	ln.Close()
 	o = fastProbe("http://" + addr + "/healthz")
 	o.Timeout = 100 * time.Millisecond
-	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "connection refused") {
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("closed port: %v", err)
 	}
 }
 
 func TestProbeTLSWithClientCert(t *testing.T) {
-	pki := newTestPKI(t)
+	ca := kubetest.NewCA(t, "kubernetes")
 	dir := t.TempDir()
-	c, k := pki.ca.issue(t, "kubeup-agent", nil, false, time.Now().Add(time.Hour))
-	certFile := writeFile(t, filepath.Join(dir, "client.crt"), c)
-	keyFile := writeFile(t, filepath.Join(dir, "client.key"), k)
-
-	serving, err := tls.LoadX509KeyPair(pki.certFile, pki.keyFile)
-	if err != nil {
+	certFile, keyFile := ca.IssueFiles(t, dir, "client", pkix.Name{CommonName: "kubeup-agent"}, x509.ExtKeyUsageClientAuth)
+	serving := ca.TLSCertificate(t, pkix.Name{CommonName: "kubeup-agent"}, x509.ExtKeyUsageServerAuth, time.Time{})
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(pki.ca.cert)
+	pool.AddCert(ca.Cert)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok"))
 	}))
@@ -100,8 +100,8 @@ func TestProbeTLSWithClientCert(t *testing.T) {
 	defer srv.Close()
 
 	o := fastProbe(srv.URL)
-	o.CACert, o.Cert, o.Key = pki.caFile, certFile, keyFile
-	if err := Probe(context.Background(), o); err != nil {
+	o.CACert, o.Cert, o.Key = caFile, certFile, keyFile
+	if err := Run(context.Background(), o); err != nil {
 		t.Fatalf("with client cert: %v", err)
 	}
 
@@ -109,19 +109,19 @@ func TestProbeTLSWithClientCert(t *testing.T) {
 	// at once, and the error is the last attempt's.
 	o.Cert, o.Key = "", ""
 	o.Timeout = 2 * time.Second
-	if err := Probe(context.Background(), o); err == nil {
+	if err := Run(context.Background(), o); err == nil {
 		t.Error("without client cert: probe succeeded")
 	}
 
 	o = fastProbe(srv.URL) // system roots do not know the test CA
 	o.Timeout = 2 * time.Second
-	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("unknown CA: %v", err)
 	}
 
 	o = fastProbe(srv.URL)
 	o.Cert = certFile
-	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--cert and --key") {
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--cert and --key") {
 		t.Errorf("cert without key: %v", err)
 	}
 }
@@ -178,7 +178,7 @@ func TestProbeGRPCHealth(t *testing.T) {
 			sock := fakeGRPCHealth(t, tc.status, tc.grpcStatus)
 			o := fastProbe("unix://" + sock)
 			o.Timeout = 200 * time.Millisecond
-			err := Probe(context.Background(), o)
+			err := Run(context.Background(), o)
 			if tc.ready != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.msg)) {
 				t.Errorf("got %v, want ready=%v (%s)", err, tc.ready, tc.msg)
 			}
@@ -189,7 +189,7 @@ func TestProbeGRPCHealth(t *testing.T) {
 func TestProbeUnixSocketMissing(t *testing.T) {
 	o := fastProbe("unix://" + filepath.Join(t.TempDir(), "nothing.sock"))
 	o.Timeout = 100 * time.Millisecond
-	if err := Probe(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing socket: %v", err)
 	}
 	// An HTTP/1 server on the socket is not gRPC.
@@ -204,14 +204,14 @@ func TestProbeUnixSocketMissing(t *testing.T) {
 	defer srv.Close()
 	o = fastProbe("unix://" + filepath.Join(dir, "s.sock"))
 	o.Timeout = 100 * time.Millisecond
-	if err := Probe(context.Background(), o); err == nil {
+	if err := Run(context.Background(), o); err == nil {
 		t.Error("HTTP/1 socket passed the gRPC probe")
 	}
 }
 
 func TestProbeBadURL(t *testing.T) {
 	for _, u := range []string{"ftp://x", "unix://", "::"} {
-		if err := Probe(context.Background(), fastProbe(u)); err == nil {
+		if err := Run(context.Background(), fastProbe(u)); err == nil {
 			t.Errorf("%q accepted", u)
 		}
 	}
@@ -249,18 +249,12 @@ func TestProbeNode(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := validConfig()
-	cfg.Kubeconfig = kubeconfig
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	agentConfig := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(agentConfig, data, 0o644); err != nil {
+	if err := os.WriteFile(agentConfig, []byte("apiVersion: kubeup.dev/v1alpha1\nkind: AgentConfig\nmachine: node-0\nkubeconfig: "+kubeconfig+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := ProbeOptions{NodeOf: agentConfig, Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}
-	if err := Probe(context.Background(), o); err != nil {
+	o := Options{NodeOf: agentConfig, Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}
+	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 3 {
@@ -270,12 +264,12 @@ func TestProbeNode(t *testing.T) {
 	// A Node that never gets an address: the error names the node.
 	neverAddress.Store(true)
 	o.Timeout = 100 * time.Millisecond
-	err = Probe(context.Background(), o)
+	err := Run(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "probe node node-0: not ready") || !strings.Contains(err.Error(), "no address yet") {
 		t.Errorf("Probe of a Node without addresses = %v", err)
 	}
 	// A bad agent configuration fails at once.
-	if err := Probe(context.Background(), ProbeOptions{NodeOf: filepath.Join(dir, "missing.yaml")}); err == nil {
+	if err := Run(context.Background(), Options{NodeOf: filepath.Join(dir, "missing.yaml")}); err == nil {
 		t.Error("Probe with a missing agent configuration succeeded")
 	}
 }

@@ -1,0 +1,34 @@
+package app
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (int, string) {
+	var out bytes.Buffer
+	code := Binary.Main(args, &out, &out)
+	return code, out.String()
+}
+
+func TestWaitCommand(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if code, out := runCLI("wait", "--url="+srv.URL+"/up", "--timeout=2s"); code != 0 {
+		t.Errorf("ready endpoint: exit %d: %s", code, out)
+	}
+	code, out := runCLI("wait", "--url="+srv.URL+"/down", "--timeout=50ms", "--interval=10ms")
+	if code != 1 || !strings.Contains(out, "503 Service Unavailable: not yet") {
+		t.Errorf("failing endpoint: exit %d: %s", code, out)
+	}
+	if code, out := runCLI("wait"); code != 2 || !strings.Contains(out, "give one of --url and --node-of") {
+		t.Errorf("no --url: exit %d: %s", code, out)
+	}
+}
