@@ -56,9 +56,10 @@ func (a Agent) Unit(role Role) systemd.Unit {
 		Type:        "notify",
 		WatchdogSec: agentWatchdog,
 		Limits:      map[string]string{"MemoryMax": "128M"},
-		// The images' Debian cloud kernel has transparent huge pages
-		// "always": every heap region the agent touches would be backed
-		// by a 2 MiB page, about 10 MB of RSS over its few MB of live heap.
+		// The images boot with transparent huge pages "madvise"; on a
+		// kernel left at "always" every heap region the agent touches
+		// would be backed by a 2 MiB page, about 10 MB of RSS over its
+		// few MB of live heap.
 		Environment: map[string]string{"GODEBUG": "disablethp=1"},
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -45,7 +44,6 @@ const AdminGroup = httpauth.AdminGroup
 //	GET /v1/journal        a unit's journal (text)      admin client cert
 //	PUT /v1/manifests/<n>  write a static pod manifest  admin client cert
 //	DELETE /v1/manifests/<n>                             admin client cert
-//	GET /debug/pprof/<p>   Go profiles (heap, goroutine, allocs, profile)  admin client cert
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -66,12 +64,6 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("GET /v1/journal", d.auth.Admin(http.HandlerFunc(d.serveJournal)))
 	mux.Handle("PUT /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	mux.Handle("DELETE /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
-	// The agent has a memory budget: its heap is inspectable in place
-	// (go tool pprof with the admin certificate), as the kubelet's is.
-	for _, p := range []string{"heap", "allocs", "goroutine"} {
-		mux.Handle("GET /debug/pprof/"+p, d.auth.Admin(pprof.Handler(p)))
-	}
-	mux.Handle("GET /debug/pprof/profile", d.auth.Admin(http.HandlerFunc(pprof.Profile)))
 	return mux
 }
 

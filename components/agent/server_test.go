@@ -227,7 +227,7 @@ func TestAdminEndpoints(t *testing.T) {
 	anon := newClient(t, srv, td.pki.clientTLS(t))
 	user := newClient(t, srv, td.pki.clientTLS(t, td.pki.ca.tlsCert(t, "prometheus", []string{"monitoring"})))
 	admin := newClient(t, srv, td.pki.clientTLS(t, td.pki.ca.tlsCert(t, "kubeup-admin", []string{AdminGroup})))
-	for _, path := range []string{"/v1/status", "/v1/journal?unit=kubelet.service", "/debug/pprof/heap"} {
+	for _, path := range []string{"/v1/status", "/v1/journal?unit=kubelet.service"} {
 		if code, _, _ := anon.get(path, ""); code != 401 {
 			t.Errorf("%s anonymous: %d", path, code)
 		}
@@ -250,14 +250,6 @@ func TestAdminEndpoints(t *testing.T) {
 	if st.Machine != "node-0" || st.Role != agentconfig.RoleNode || st.UptimeSeconds != 3600 || len(st.Units) != 2 ||
 		st.Units[1].Restarts != 2 || st.Units[1].ActiveState != "active" || len(st.Tasks) != 3 {
 		t.Errorf("status:\n%s", body)
-	}
-
-	// A heap profile is a gzipped protobuf; with debug=1, text.
-	if code, body, _ := admin.get("/debug/pprof/heap", ""); code != 200 || !strings.HasPrefix(body, "\x1f\x8b") {
-		t.Errorf("heap profile: %d, %d bytes", code, len(body))
-	}
-	if code, body, _ := admin.get("/debug/pprof/goroutine?debug=1", ""); code != 200 || !strings.Contains(body, "goroutine profile:") {
-		t.Errorf("goroutine profile: %d %.200q", code, body)
 	}
 }
 

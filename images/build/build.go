@@ -316,7 +316,11 @@ func (in roleInputs) key(epoch int64) string {
 var dedupeDirs = []string{"usr", "var/lib/containerd"}
 
 // cmdline: the serial console first for logs, the VGA console for people.
-const cmdline = "console=tty0 console=ttyS0,115200n8 panic=10 systemd.show_status=auto"
+// Transparent huge pages only where a program asks (madvise): Debian's
+// default, "always", backs any touched 2 MiB-aligned anonymous region of
+// every small daemon with a whole huge page (measured on the agent: two
+// huge pages, 4 MiB of its 10 MiB anonymous memory, for a few kB used).
+const cmdline = "console=tty0 console=ttyS0,115200n8 panic=10 systemd.show_status=auto transparent_hugepage=madvise"
 
 // upToDate returns the existing manifest when every requested format of the
 // role was built from the same inputs and is still there unchanged in size.

@@ -231,6 +231,11 @@ func bootAndCheck(ctx context.Context, t *testing.T, bc bootCase) {
 		t.Errorf("failed units: %q %v", failed, err)
 	}
 
+	// The kernel command line took effect (huge pages only on request).
+	if thp, err := ssh.Run(ctx, "cat /sys/kernel/mm/transparent_hugepage/enabled"); err != nil || !strings.Contains(thp, "[madvise]") {
+		t.Errorf("transparent huge pages: %q %v, want [madvise]", thp, err)
+	}
+
 	// The units are exactly the rendered ones.
 	sums, err := ssh.Run(ctx, "cd /etc/systemd/system && sha256sum *.service *.target")
 	if err != nil {
