@@ -230,7 +230,7 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 	}
 	agents := map[components.Role][]byte{}
 	for _, role := range o.Roles {
-		name := AgentBinaryName(role)
+		name := agentBinaryName(role)
 		b, err := os.ReadFile(filepath.Join(o.BinDir, name))
 		if err != nil {
 			return nil, nil, fmt.Errorf("read the %s binary (make build writes bin/%s; or pass --bin-dir): %w", name, name, err)
@@ -522,11 +522,11 @@ var imageRoles = map[string]components.Role{
 	"prometheus": components.Master, "victoria-logs": components.Master, "otelcol": components.Master,
 }
 
-// AgentBinaryName is the file in BinDir holding the agent a role's image
+// agentBinaryName is the file in BinDir holding the agent a role's image
 // carries. Nodes get the build with -tags noetcd: without etcd's client
 // (gRPC, protobuf, zap) it is 3 MB smaller, and every page of it a node
 // would never run is a page less of the agent's resident memory.
-func AgentBinaryName(r components.Role) string {
+func agentBinaryName(r components.Role) string {
 	if r == components.Node {
 		return "kubeup-agent-node"
 	}
@@ -557,7 +557,7 @@ func install(root string, in roleInputs, m *Manifest) error {
 			Main: strings.TrimPrefix(path, "/"), SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))})
 		files = append(files, components.File{Path: path, Mode: 0o755, Content: content})
 	}
-	own(AgentBinaryName(in.role), components.AgentBinary, in.agent)
+	own(agentBinaryName(in.role), components.AgentBinary, in.agent)
 	own("kubeup-probe", components.ProbeBinary, in.probe)
 	if in.addonsBin != nil {
 		own("kubeup-addons", components.AddonsBinary, in.addonsBin)

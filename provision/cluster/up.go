@@ -28,7 +28,8 @@ import (
 type Options struct {
 	DataDir  string
 	CacheDir string
-	// BinDir holds kubeup-agent and pulumi-resource-kubeup.
+	// BinDir holds kubeup-agent, kubeup-agent-node, kubeup-probe, kubeup-addons
+	// and pulumi-resource-kubeup.
 	BinDir string
 	// Backend overrides Pulumi's state backend URL.
 	Backend string
