@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +41,9 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 			fmt.Fprintf(&out, "  %s: the VM is not running\n", m.Name)
 			continue
 		}
+		for _, line := range kernelTrouble(vm.ConsoleLog(), 3) {
+			fmt.Fprintf(&out, "  %s: the kernel reported: %s\n", m.Name, line)
+		}
 		c, err := AgentClient(st, m, b)
 		if err != nil {
 			fmt.Fprintf(&out, "  %s: %v\n", m.Name, err)
@@ -72,6 +77,37 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 		}
 	}
 	return out.String()
+}
+
+// kernelTroubleRE matches the kernel's reports of a machine in trouble on
+// its serial console: lockups, hung tasks, the OOM killer, panics, oopses.
+var kernelTroubleRE = regexp.MustCompile(`\] (watchdog: BUG: soft lockup.*|rcu: INFO: rcu_\w+ (self-)?detected stall.*|INFO: task .* blocked for more than .*|Out of memory: Killed process .*|Kernel panic - .*|BUG: .*|Oops: .*)$`)
+
+// kernelTrouble returns the last n distinct kernel trouble reports of a
+// console log (without their timestamps), oldest first. Under TCG on a
+// starved host a guest can lock up for good; the diagnosis then says so in
+// one line instead of leaving it in a page of register dumps.
+func kernelTrouble(path string, n int) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		m := kernelTroubleRE.FindStringSubmatch(strings.TrimRight(line, "\r"))
+		if m == nil {
+			continue
+		}
+		msg := m[1]
+		if i := slices.Index(out, msg); i >= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
+		out = append(out, msg)
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
 }
 
 func tail(path string, n int) string {
