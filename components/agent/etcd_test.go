@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"kubeup.dev/kubeup/components/agentconfig"
+	"kubeup.dev/kubeup/test/kubetest"
 )
 
 type fakeEtcd struct {
@@ -105,7 +105,7 @@ func TestIntegrationEtcd(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dir, "server.crt"), srvCert)
 	writeFile(t, filepath.Join(dir, "server.key"), srvKey)
-	client, peer := freePort(t), freePort(t)
+	client, peer := kubetest.FreePort(t), kubetest.FreePort(t)
 	endpoint := fmt.Sprintf("https://127.0.0.1:%d", client)
 	cmd := exec.Command(bin, "--name=master-0", "--data-dir="+filepath.Join(dir, "data"),
 		"--listen-client-urls="+endpoint, "--advertise-client-urls="+endpoint,
@@ -182,14 +182,4 @@ func findEtcd() string {
 		return m[0]
 	}
 	return ""
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"kubeup.dev/kubeup/images"
+	"kubeup.dev/kubeup/test/kubetest"
 )
 
 // testWriter sends progress lines to t.Log.
@@ -136,7 +137,7 @@ func TestIntegrationArtifacts(t *testing.T) {
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "prometheus.yml")
 		os.WriteFile(cfg, []byte("global: {scrape_interval: 1m}\n"), 0o644)
-		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		addr := "127.0.0.1:" + strconv.Itoa(kubetest.FreePort(t))
 		d := startDaemon(t, dir, "prometheus", set.Component("prometheus").Path("bin/prometheus"),
 			"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
 		waitHTTP(t, d, "http://"+addr+"/-/ready")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/fluent/fluent-logger-golang/fluent"
 
 	"kubeup.dev/kubeup/components/addons"
+	"kubeup.dev/kubeup/test/kubetest"
 )
 
 // TestIntegrationLoggingPipeline runs the logging addon's pipeline on this
@@ -46,14 +46,14 @@ func TestIntegrationLoggingPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	vlPort, fwdPort := freePort(t), freePort(t)
+	vlPort, fwdPort := kubetest.FreePort(t), kubetest.FreePort(t)
 	vlURL := "http://127.0.0.1:" + strconv.Itoa(vlPort)
-	healthAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	healthAddr := "127.0.0.1:" + strconv.Itoa(kubetest.FreePort(t))
 	cfg, err := addons.AggregatorConfig{
 		ForwardListen: "127.0.0.1:" + strconv.Itoa(fwdPort),
-		OTLPListen:    "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		OTLPListen:    "127.0.0.1:" + strconv.Itoa(kubetest.FreePort(t)),
 		HealthListen:  healthAddr,
-		MetricsHost:   "127.0.0.1", MetricsPort: freePort(t),
+		MetricsHost:   "127.0.0.1", MetricsPort: kubetest.FreePort(t),
 		LogStoreURL: vlURL,
 		QueueDir:    filepath.Join(dir, "queue"),
 	}.Render()
@@ -180,16 +180,6 @@ func TestIntegrationLoggingPipeline(t *testing.T) {
 
 func levelOf(priority int) string {
 	return []string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}[priority]
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // daemon is a process the test started; it is stopped by PID at cleanup.

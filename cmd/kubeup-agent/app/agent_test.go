@@ -1,16 +1,17 @@
 package app
 
 import (
-	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kubeup.dev/kubeup/cmd/internal/clitest"
 )
 
+// runCLI runs the binary; the output is stdout and stderr together.
 func runCLI(args ...string) (int, string) {
-	var out bytes.Buffer
-	code := Binary.Main(args, &out, &out)
-	return code, out.String()
+	code, stdout, stderr := clitest.Run(Binary, args...)
+	return code, stdout + stderr
 }
 
 func TestAgentCommandConfigErrors(t *testing.T) {

@@ -8,13 +8,12 @@ import (
 	"testing"
 
 	"kubeup.dev/kubeup/cmd/internal/cli"
+	"kubeup.dev/kubeup/cmd/internal/clitest"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(args, &out, &errb)
-	return code, out.String(), errb.String()
+	return clitest.Run(Binary, args...)
 }
 
 func TestRenderBadConfigWritesNothing(t *testing.T) {
