@@ -4,8 +4,8 @@
 // health on masters), status and journal over TLS, programs the pod network
 // (CNI config, routes to other machines' pod CIDRs, masquerading), and
 // forwards the units' journal and the containers' logs to the cluster's log
-// aggregator (package logforward). It also holds the `probe` check units
-// use as ExecStartPost.
+// aggregator (package logforward). The readiness check units run as
+// ExecStartPost is package probe (kubeup-probe), not this one.
 //
 // The daemon is a list of tasks (see Daemon.tasks) run under a supervisor
 // that restarts failed ones.

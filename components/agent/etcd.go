@@ -51,10 +51,11 @@ type etcdHealth struct {
 }
 
 func newEtcdHealth(cfg *agentconfig.Etcd, log *slog.Logger) (*etcdHealth, error) {
-	if !etcdClientBuilt {
-		return nil, errNoEtcdClient
+	check, err := newEtcdChecker(*cfg)
+	if err != nil {
+		return nil, err
 	}
-	return &etcdHealth{endpoints: cfg.Endpoints, check: clientv3Checker(*cfg), log: log, names: map[string]string{}}, nil
+	return &etcdHealth{endpoints: cfg.Endpoints, check: check, log: log, names: map[string]string{}}, nil
 }
 
 // errNoEtcdClient: a configuration with etcd given to a build without the

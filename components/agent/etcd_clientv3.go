@@ -17,8 +17,8 @@ import (
 	"kubeup.dev/kubeup/components/agentconfig"
 )
 
-// etcdClientBuilt: this build reports etcd member health (masters).
-const etcdClientBuilt = true
+// newEtcdChecker: this build reports etcd member health (masters).
+func newEtcdChecker(cfg agentconfig.Etcd) (etcdChecker, error) { return clientv3Checker(cfg), nil }
 
 // clientv3Checker checks an endpoint the way `etcdctl endpoint health` and
 // `endpoint status` do: Status (member ID, leader, database size), a

@@ -2,20 +2,10 @@
 
 package agent
 
-import (
-	"context"
+import "kubeup.dev/kubeup/components/agentconfig"
 
-	"kubeup.dev/kubeup/components/agentconfig"
-)
-
-// The node image's agent is built with -tags noetcd: nodes have no etcd
-// member to report, and etcd's client (gRPC, protobuf, zap) is most of the
-// code a master's agent links beyond a node's, which a node would map for
-// nothing.
-const etcdClientBuilt = false
-
-func clientv3Checker(agentconfig.Etcd) etcdChecker {
-	return func(context.Context, string) EtcdMemberStatus {
-		return EtcdMemberStatus{Error: errNoEtcdClient.Error()}
-	}
-}
+// newEtcdChecker: the node image's agent is built with -tags noetcd. Nodes
+// have no etcd member to report, and etcd's client (gRPC, protobuf, zap) is
+// most of the code a master's agent links beyond a node's, which a node
+// would map for nothing.
+func newEtcdChecker(agentconfig.Etcd) (etcdChecker, error) { return nil, errNoEtcdClient }
