@@ -6,6 +6,7 @@
 package infra
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/blang/semver"
@@ -173,15 +175,83 @@ func (e *Engine) UpLocal(ctx context.Context, c LocalCluster) error {
 	if err != nil {
 		return err
 	}
-	w := e.Progress
-	if w == nil {
-		w = io.Discard
-	}
+	var out bytes.Buffer
+	w := e.progress(&out)
 	// Refresh first: a VM that died since the last run is recreated.
 	if _, err := s.Up(ctx, optup.ProgressStreams(w), optup.Refresh(), optup.Parallel(8)); err != nil {
-		return fmt.Errorf("pulumi up: %w", err)
+		return engineError("pulumi up", err, out.String())
 	}
 	return nil
+}
+
+// progress is where the engine's output goes: e.Progress and out.
+func (e *Engine) progress(out *bytes.Buffer) io.Writer {
+	if e.Progress == nil {
+		return out
+	}
+	return io.MultiWriter(e.Progress, out)
+}
+
+// engineError makes a failed Pulumi operation's error short: the engine's
+// diagnostics (which resource failed, and why) rather than its whole
+// output, which the Automation API puts in the error and whose last lines
+// are only the resource counts and the duration.
+func engineError(op string, err error, output string) error {
+	if d := Diagnostics(output); d != "" {
+		return fmt.Errorf("%s failed:\n%s", op, d)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Diagnostics returns the "Diagnostics:" section of the engine's output:
+// a block per resource with something to say, its header ("type (name):")
+// and its messages. Two kinds of message only repeat or distract and are
+// left out: the stack's "update failed", and the warning that the kubeup
+// plugin was found on PATH (that is how kubeup ships it).
+func Diagnostics(output string) string {
+	lines := strings.Split(output, "\n")
+	start := slices.IndexFunc(lines, func(l string) bool { return l == "Diagnostics:" })
+	if start < 0 {
+		return ""
+	}
+	var blocks []string
+	var header string
+	var msgs []string
+	flush := func() {
+		if header != "" && len(msgs) > 0 {
+			blocks = append(blocks, header+"\n"+strings.Join(msgs, "\n"))
+		}
+		header, msgs = "", nil
+	}
+	for _, l := range lines[start+1:] {
+		switch {
+		case l != "" && !strings.HasPrefix(l, " "):
+			flush()
+			return strings.Join(blocks, "\n") // the next section: Outputs, Resources
+		case strings.HasPrefix(l, "  ") && !strings.HasPrefix(l, "   "):
+			flush()
+			header = strings.TrimSpace(l)
+		case strings.TrimSpace(l) == "":
+		default:
+			m := strings.TrimSpace(l)
+			if noise(m) {
+				continue
+			}
+			msgs = append(msgs, "  "+strings.TrimPrefix(l, "    "))
+		}
+	}
+	flush()
+	return strings.Join(blocks, "\n")
+}
+
+func noise(msg string) bool {
+	switch {
+	case msg == "error: update failed", msg == "error: destroy failed", msg == "error: refresh failed":
+		return true
+	case strings.HasPrefix(msg, "warning: using pulumi-resource-") && strings.Contains(msg, "from $PATH"):
+		return true
+	}
+	return false
 }
 
 // ErrNoStack is returned by Destroy when there is nothing to destroy.
@@ -214,12 +284,9 @@ func (e *Engine) Destroy(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	w := e.Progress
-	if w == nil {
-		w = io.Discard
-	}
-	if _, err := s.Destroy(ctx, optdestroy.ProgressStreams(w), optdestroy.Refresh(), optdestroy.Parallel(8)); err != nil {
-		return fmt.Errorf("pulumi destroy: %w", err)
+	var out bytes.Buffer
+	if _, err := s.Destroy(ctx, optdestroy.ProgressStreams(e.progress(&out)), optdestroy.Refresh(), optdestroy.Parallel(8)); err != nil {
+		return engineError("pulumi destroy", err, out.String())
 	}
 	if err := ws.RemoveStack(ctx, name); err != nil {
 		return fmt.Errorf("remove stack %s: %w", name, err)

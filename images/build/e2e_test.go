@@ -156,8 +156,14 @@ type bootCase struct {
 }
 
 func bootAndCheck(ctx context.Context, t *testing.T, bc bootCase) {
-	sshPort, _ := qemu.FreePort()
-	apiPort, _ := qemu.FreePort()
+	sshPort, err := qemu.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiPort, err := qemu.FreePort(sshPort)
+	if err != nil {
+		t.Fatal(err)
+	}
 	vm := &qemu.VM{
 		Name: bc.machine.Name + "-" + string(bc.firmware), Dir: t.TempDir(), Image: bc.image, DiskBytes: 8 << 30,
 		Seed: bc.seed, CPUs: 2, MemoryMiB: 2048, Firmware: bc.firmware, Accel: bc.accel,

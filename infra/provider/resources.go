@@ -98,6 +98,11 @@ func (machineKind) create(ctx context.Context, p resource.PropertyMap) (string, 
 	vm := vmOf(p)
 	pid, err := vm.Start(ctx)
 	if err != nil {
+		// A failed create leaves no resource in the state, so nothing would
+		// ever delete what Start made (the overlay, firmware variables).
+		if _, running := vm.Running(); !running && vm.Dir != "" && filepath.Clean(vm.Dir) != "/" {
+			_ = os.RemoveAll(vm.Dir)
+		}
 		return "", nil, err
 	}
 	out := p.Copy()

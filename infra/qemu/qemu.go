@@ -15,10 +15,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -290,12 +292,77 @@ func qmp(sock, command string) error {
 	return nil
 }
 
-// FreePort asks the kernel for a free TCP port on 127.0.0.1.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// FreePort picks a free TCP port on 127.0.0.1 for a port forward, other
+// than the ports in avoid (those this cluster already uses).
+//
+// It picks outside the kernel's ephemeral range (ip_local_port_range): the
+// kernel hands ports of that range to every listener on port 0 and every
+// outgoing connection — Pulumi's engine and plugins open several between
+// kubeup choosing a port and QEMU binding it — so a port chosen there can
+// be taken in between, and QEMU then fails with "Could not set up host
+// forwarding rule". A port below the range is only ever taken by a program
+// that asks for it by number.
+func FreePort(avoid ...int) (int, error) {
+	lo, hi := ephemeralRange()
+	var ranges [][2]int // [first, last] of ports the kernel never hands out
+	if lo-1 >= minForwardPort {
+		ranges = append(ranges, [2]int{minForwardPort, lo - 1})
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	if hi+1 <= 65535 {
+		ranges = append(ranges, [2]int{max(hi+1, minForwardPort), 65535})
+	}
+	total := 0
+	for _, r := range ranges {
+		total += r[1] - r[0] + 1
+	}
+	for try := 0; try < 200 && total > 0; try++ {
+		n := rand.IntN(total)
+		port := 0
+		for _, r := range ranges {
+			if size := r[1] - r[0] + 1; n < size {
+				port = r[0] + n
+				break
+			} else {
+				n -= size
+			}
+		}
+		if slices.Contains(avoid, port) || !bindable(port) {
+			continue
+		}
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free TCP port on 127.0.0.1 outside the ephemeral range %d-%d", lo, hi)
+}
+
+// minForwardPort is the lowest port FreePort picks: below it are the ports
+// well-known services are configured on.
+const minForwardPort = 20000
+
+// ephemeralRange is the kernel's ip_local_port_range (Linux's default if
+// it cannot be read).
+func ephemeralRange() (lo, hi int) {
+	lo, hi = 32768, 60999
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	l, err1 := strconv.Atoi(f[0])
+	h, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || l < 1 || h < l || h > 65535 {
+		return lo, hi
+	}
+	return l, h
+}
+
+func bindable(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }

@@ -1,8 +1,10 @@
 package qemu
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -46,5 +48,38 @@ func TestRunningIgnoresOtherProcesses(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "qemu.pid"), []byte("garbage"), 0o644)
 	if _, ok := vm.Running(); ok {
 		t.Error("garbage pidfile taken for a running VM")
+	}
+}
+
+// Forward ports come from outside the kernel's ephemeral range (where
+// Pulumi's plugins and every outgoing connection take theirs), differ from
+// the ones to avoid, and are free.
+func TestFreePort(t *testing.T) {
+	lo, hi := ephemeralRange()
+	var got []int
+	for range 50 {
+		p, err := FreePort(got...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= lo && p <= hi {
+			t.Errorf("port %d is in the ephemeral range %d-%d", p, lo, hi)
+		}
+		if p < minForwardPort || p > 65535 {
+			t.Errorf("port %d is out of bounds", p)
+		}
+		if slices.Contains(got, p) {
+			t.Errorf("port %d picked twice", p)
+		}
+		got = append(got, p)
+	}
+	// A port in use is never picked.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if bindable(l.Addr().(*net.TCPAddr).Port) {
+		t.Error("a port with a listener counts as free")
 	}
 }

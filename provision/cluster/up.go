@@ -197,23 +197,36 @@ func prepareState(c *config.Cluster, dataDir string) (*State, error) {
 	if want := c.Spec.Target.Local.APIServerPort; want != 0 {
 		st.APIServerPort = want
 	}
-	if st.APIServerPort == 0 {
-		if st.APIServerPort, err = qemu.FreePort(); err != nil {
-			return nil, err
+	// Every host port of the cluster differs from the others: kept ones
+	// first, then new ones picked around them.
+	used := []int{st.APIServerPort}
+	for _, ms := range st.Machines {
+		used = append(used, ms.AgentPort, ms.SSHPort)
+	}
+	pick := func(p *int) error {
+		if *p != 0 {
+			return nil
 		}
+		var err error
+		*p, err = qemu.FreePort(used...)
+		used = append(used, *p)
+		return err
+	}
+	if err := pick(&st.APIServerPort); err != nil {
+		return nil, err
 	}
 	var machines []MachineState
 	for _, m := range c.Machines() {
 		ms, ok := st.Machine(m.Name)
 		if !ok {
 			ms = MachineState{Name: m.Name}
-			if ms.AgentPort, err = qemu.FreePort(); err != nil {
-				return nil, err
-			}
+		}
+		if err := pick(&ms.AgentPort); err != nil {
+			return nil, err
 		}
 		ms.Role, ms.IP = m.Role, m.IP.String()
-		if len(c.Spec.SSH.AuthorizedKeys) > 0 && ms.SSHPort == 0 {
-			if ms.SSHPort, err = qemu.FreePort(); err != nil {
+		if len(c.Spec.SSH.AuthorizedKeys) > 0 {
+			if err := pick(&ms.SSHPort); err != nil {
 				return nil, err
 			}
 		}
