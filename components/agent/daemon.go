@@ -63,6 +63,7 @@ type Daemon struct {
 	podnet  *podNetwork
 	logs    *logPipeline // nil when cfg.Logs.Forward is empty
 	etcd    *etcdHealth  // nil without cfg.Etcd (nodes)
+	mem     *memoryRelease
 	sup     *supervisor
 	reg     *prometheus.Registry
 	scrape  *http.Client
@@ -149,8 +150,10 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	d.mem = newMemoryRelease(o.Log.With("task", "memory-release"))
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
 	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)
+	d.reg.MustRegister(d.mem.released)
 	if d.logs != nil {
 		d.reg.MustRegister(d.logs.metrics)
 	}
@@ -175,7 +178,8 @@ func (d *Daemon) tasks() []Task {
 	if d.etcd != nil {
 		tasks = append(tasks, d.etcd) // etcd member health, every 30 s
 	}
-	return tasks
+	// Start-up-only memory back to the kernel, 1 and 5 min after start.
+	return append(tasks, d.mem)
 }
 
 // Run serves until ctx ends: READY=1 once the HTTPS listener is up,

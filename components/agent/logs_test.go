@@ -43,7 +43,7 @@ func TestDaemonForwardsLogs(t *testing.T) {
 		}
 		return n
 	}()
-	if want := []string{"kubeconfig", "certificate-scan", "pod-network", "log-forward", "journal-forward", "pod-log-forward"}; !slices.Equal(names, want) {
+	if want := []string{"kubeconfig", "certificate-scan", "pod-network", "log-forward", "journal-forward", "pod-log-forward", "memory-release"}; !slices.Equal(names, want) {
 		t.Errorf("tasks %q", names)
 	}
 

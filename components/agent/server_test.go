@@ -248,7 +248,7 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Machine != "node-0" || st.Role != agentconfig.RoleNode || st.UptimeSeconds != 3600 || len(st.Units) != 2 ||
-		st.Units[1].Restarts != 2 || st.Units[1].ActiveState != "active" || len(st.Tasks) != 3 {
+		st.Units[1].Restarts != 2 || st.Units[1].ActiveState != "active" || len(st.Tasks) != 4 {
 		t.Errorf("status:\n%s", body)
 	}
 }

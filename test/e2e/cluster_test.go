@@ -139,17 +139,9 @@ func TestE2ECluster(t *testing.T) {
 		t.Errorf("kubeup logs: %v", err)
 	}
 
-	// The agent's memory (budget: 20 MB resident at steady state).
-	for _, q := range []string{`process_resident_memory_bytes{job="kubeup-agent"}`, `go_memstats_heap_inuse_bytes{job="kubeup-agent"}`} {
-		if samples, err := a.Query(ctx, q); err == nil {
-			for _, s := range samples {
-				t.Logf("%s %s: %s", q, s.Labels["machine"], s.Value)
-			}
-		}
-	}
-
 	lossTest(t, ctx, a, st, key)
 	addonRestoreTest(t, ctx, a)
+	agentMemoryTest(t, ctx, a, st)
 
 	var tm cluster.Timings
 	if data, err := os.ReadFile(timings); err == nil && json.Unmarshal(data, &tm) == nil {

@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+// Start-up memory.
+//
+// A Go daemon's resident set is mostly its own binary: the kernel maps the
+// pages a process touches, and 64 KiB around each (fault-around), from a
+// page cache that read-ahead filled with nearly the whole file. Most of
+// those pages served only start-up — package initialisation (scheme,
+// protobuf and metric registrations), flag and configuration parsing, the
+// first TLS handshakes — and are never touched again. releaseStartupMemory
+// hands them back, as the kernel frees its __init sections after boot: the
+// read-only mappings of the executable are paged out (MADV_PAGEOUT, which
+// also drops them from the page cache, so the memory is really freed), and
+// the heap the garbage collector freed goes back to the kernel. The pages
+// the agent goes on using come back on their next touch, from the page
+// cache or the disk.
+
+// MemoryUsage is a process's resident memory, from /proc/<pid>/status.
+type MemoryUsage struct {
+	// File is resident memory backed by files (the mapped binary).
+	File int64
+	// Anon is anonymous resident memory (heap, stacks, runtime).
+	Anon int64
+}
+
+// Total is the resident set size.
+func (m MemoryUsage) Total() int64 { return m.File + m.Anon }
+
+func (m MemoryUsage) String() string {
+	return fmt.Sprintf("%.1f MB (file %.1f, anon %.1f)", float64(m.Total())/1e6, float64(m.File)/1e6, float64(m.Anon)/1e6)
+}
+
+// ReadMemoryUsage reads the current process's resident memory.
+func ReadMemoryUsage() (MemoryUsage, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return MemoryUsage{}, err
+	}
+	var m MemoryUsage
+	found := 0
+	for line := range strings.SplitSeq(string(data), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch key {
+		case "RssFile":
+			dst = &m.File
+		case "RssAnon":
+			dst = &m.Anon
+		default:
+			continue
+		}
+		f := strings.Fields(val) // "1234 kB"
+		if len(f) != 2 || f[1] != "kB" {
+			return m, fmt.Errorf("/proc/self/status: unexpected %s line %q", key, line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("/proc/self/status: %s: %w", key, err)
+		}
+		*dst = kb << 10
+		found++
+	}
+	if found != 2 {
+		return m, errors.New("/proc/self/status has no RssFile/RssAnon lines")
+	}
+	return m, nil
+}
+
+// mapping is one line of /proc/self/maps.
+type mapping struct {
+	start, end uintptr
+	perms      string
+	inode      uint64
+	path       string
+}
+
+// executableMappings returns the read-only mappings of the running
+// executable (text, rodata, the pcln table): its writable data is
+// anonymous memory once written, and paging it out would need swap.
+func executableMappings() ([]mapping, error) {
+	var exe unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
+		return nil, fmt.Errorf("stat /proc/self/exe: %w", err)
+	}
+	data, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil, err
+	}
+	var out []mapping
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		m, ok := parseMapping(sc.Text())
+		if !ok || m.inode != exe.Ino || len(m.perms) < 2 || m.perms[1] == 'w' {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, sc.Err()
+}
+
+// parseMapping parses "start-end perms offset dev inode path".
+func parseMapping(line string) (mapping, bool) {
+	f := strings.Fields(line)
+	if len(f) < 6 {
+		return mapping{}, false
+	}
+	lo, hi, ok := strings.Cut(f[0], "-")
+	if !ok {
+		return mapping{}, false
+	}
+	start, err1 := strconv.ParseUint(lo, 16, 64)
+	end, err2 := strconv.ParseUint(hi, 16, 64)
+	inode, err3 := strconv.ParseUint(f[4], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || end <= start {
+		return mapping{}, false
+	}
+	return mapping{start: uintptr(start), end: uintptr(end), perms: f[1], inode: inode, path: strings.Join(f[5:], " ")}, true
+}
+
+// releaseStartupMemory pages out the executable's read-only mappings and
+// returns freed heap to the kernel; it reports the resident memory before
+// and after.
+func releaseStartupMemory() (before, after MemoryUsage, err error) {
+	before, err = ReadMemoryUsage()
+	if err != nil {
+		return before, before, err
+	}
+	maps, err := executableMappings()
+	if err != nil {
+		return before, before, err
+	}
+	if len(maps) == 0 {
+		return before, before, errors.New("no mapping of the executable in /proc/self/maps")
+	}
+	advice := uintptr(unix.MADV_PAGEOUT)
+	for _, m := range maps {
+		_, _, e := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, advice)
+		if e == unix.EINVAL && advice == unix.MADV_PAGEOUT {
+			// Kernels before 5.4: unmap the pages from the process at
+			// least; they stay in the page cache.
+			advice = unix.MADV_DONTNEED
+			_, _, e = unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, advice)
+		}
+		if e != 0 {
+			return before, before, fmt.Errorf("madvise %s %x-%x: %w", m.path, m.start, m.end, e)
+		}
+	}
+	debug.FreeOSMemory()
+	after, err = ReadMemoryUsage()
+	return before, after, err
+}
+
+// memoryRelease is the task that releases start-up memory: once start-up
+// is over, again once a first boot's cluster has formed (the agent's
+// waiting and bootstrap paths have run by then), then every hour for the
+// rarely used paths (a certificate rescan, a reconnect).
+type memoryRelease struct {
+	log      *slog.Logger
+	release  func() (before, after MemoryUsage, err error)
+	schedule []time.Duration // the wait before each release; the last repeats
+	released prometheus.Counter
+}
+
+// memoryReleaseSchedule: 1 and 5 min after start (a first boot's cluster
+// forms in about 4 min under TCG), then hourly.
+var memoryReleaseSchedule = []time.Duration{time.Minute, 4 * time.Minute, time.Hour}
+
+func newMemoryRelease(log *slog.Logger) *memoryRelease {
+	return &memoryRelease{
+		log: log, release: releaseStartupMemory, schedule: memoryReleaseSchedule,
+		released: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeup_agent_memory_released_bytes_total",
+			Help: "Resident memory the agent gave back to the kernel: pages of its binary only start-up touched, and freed heap.",
+		}),
+	}
+}
+
+func (m *memoryRelease) Name() string { return "memory-release" }
+
+func (m *memoryRelease) Run(ctx context.Context) error {
+	for i := 0; ; i++ {
+		wait := m.schedule[min(i, len(m.schedule)-1)]
+		if err := sleepCtx(ctx, wait); err != nil {
+			return nil
+		}
+		before, after, err := m.release()
+		if err != nil {
+			m.log.Warn("cannot release start-up memory", "err", err)
+			continue
+		}
+		if freed := before.Total() - after.Total(); freed > 0 {
+			m.released.Add(float64(freed))
+		}
+		m.log.Info("released start-up memory", "before", before.String(), "after", after.String())
+	}
+}

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"kubeup.dev/kubeup/provision/cluster"
+)
+
+// Agent memory budget: resident set at steady state.
+const (
+	agentRSSBudget = 20e6 // bytes
+	// agentSteadyAge is an agent's age at which it counts as settled: the
+	// first boot's cluster has formed and the agent has released its
+	// start-up memory twice (1 and 5 min after start).
+	agentSteadyAge = 7 * time.Minute
+)
+
+// agentMemoryTest: once every agent is agentSteadyAge old, the largest
+// resident set each reported over the last minute is within the budget.
+func agentMemoryTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.State) {
+	t.Helper()
+	deadline := time.Now().Add(agentSteadyAge + 2*time.Minute)
+	for {
+		ages, err := a.Query(ctx, `time() - process_start_time_seconds{job="kubeup-agent"}`)
+		youngest := time.Duration(1<<63 - 1)
+		for _, s := range ages {
+			if v, perr := strconv.ParseFloat(s.Value, 64); perr == nil {
+				youngest = min(youngest, time.Duration(v*float64(time.Second)))
+			}
+		}
+		if err == nil && len(ages) == len(st.Machines) && youngest >= agentSteadyAge {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("agents not %s old in time: %v (%v)", agentSteadyAge, ages, err)
+			return
+		}
+		time.Sleep(15 * time.Second)
+	}
+	samples, err := a.Query(ctx, `max_over_time(process_resident_memory_bytes{job="kubeup-agent"}[1m])`)
+	if err != nil {
+		t.Errorf("agent RSS: %v", err)
+		return
+	}
+	if len(samples) != len(st.Machines) {
+		t.Errorf("agent RSS of %d machines, want %d: %v", len(samples), len(st.Machines), samples)
+	}
+	for _, s := range samples {
+		v, err := strconv.ParseFloat(s.Value, 64)
+		switch {
+		case err != nil:
+			t.Errorf("agent RSS on %s: %q: %v", s.Labels["machine"], s.Value, err)
+		case v > agentRSSBudget:
+			t.Errorf("agent RSS on %s: %.1f MB, over the %.0f MB budget", s.Labels["machine"], v/1e6, agentRSSBudget/1e6)
+		default:
+			t.Logf("agent RSS on %s: %.1f MB (budget %.0f MB)", s.Labels["machine"], v/1e6, agentRSSBudget/1e6)
+		}
+	}
+	if heap, err := a.Query(ctx, `go_memstats_heap_inuse_bytes{job="kubeup-agent"}`); err == nil {
+		for _, s := range heap {
+			t.Logf("agent heap in use on %s: %s bytes", s.Labels["machine"], s.Value)
+		}
+	}
+	// What the agents' memory releases did, from their own logs.
+	if entries, err := a.Logs(ctx, cluster.LogQuery{Unit: "kubeup-agent", Text: `"released start-up memory"`, Since: time.Hour, Limit: 20}); err == nil {
+		for _, e := range entries {
+			t.Logf("%s: %s", e["machine"], e["_msg"])
+		}
+	}
+}
