@@ -25,12 +25,16 @@ import (
 // those pages served only start-up — package initialisation (scheme,
 // protobuf and metric registrations), flag and configuration parsing, the
 // first TLS handshakes — and are never touched again. releaseStartupMemory
-// hands them back, as the kernel frees its __init sections after boot: the
-// read-only mappings of the executable are paged out (MADV_PAGEOUT, which
-// also drops them from the page cache, so the memory is really freed), and
-// the heap the garbage collector freed goes back to the kernel. The pages
-// the agent goes on using come back on their next touch, from the page
-// cache or the disk.
+// hands them back, as the kernel frees its __init sections after boot:
+//   - the read-only mappings of the executable are paged out (MADV_PAGEOUT,
+//     which also drops them from the page cache, so the memory is freed);
+//   - the rest of the binary is dropped from the page cache
+//     (POSIX_FADV_DONTNEED), or fault-around would map it again;
+//   - the mappings are marked for random access (MADV_RANDOM: no
+//     read-around, so what comes back is what is used);
+//   - the heap the garbage collector freed goes back to the kernel.
+// The pages the agent goes on using come back on their next touch, one by
+// one, from the disk.
 
 // MemoryUsage is a process's resident memory, from /proc/<pid>/status.
 type MemoryUsage struct {
@@ -137,9 +141,16 @@ func parseMapping(line string) (mapping, bool) {
 	return mapping{start: uintptr(start), end: uintptr(end), perms: f[1], inode: inode, path: strings.Join(f[5:], " ")}, true
 }
 
-// releaseStartupMemory pages out the executable's read-only mappings and
-// returns freed heap to the kernel; it reports the resident memory before
-// and after.
+func madvise(m mapping, advice int) error {
+	if _, _, e := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, uintptr(advice)); e != 0 {
+		return fmt.Errorf("madvise(%d) %s %x-%x: %w", advice, m.path, m.start, m.end, e)
+	}
+	return nil
+}
+
+// releaseStartupMemory pages out the executable's read-only mappings,
+// drops the rest of it from the page cache and returns freed heap to the
+// kernel; it reports the resident memory before and after.
 func releaseStartupMemory() (before, after MemoryUsage, err error) {
 	before, err = ReadMemoryUsage()
 	if err != nil {
@@ -152,18 +163,39 @@ func releaseStartupMemory() (before, after MemoryUsage, err error) {
 	if len(maps) == 0 {
 		return before, before, errors.New("no mapping of the executable in /proc/self/maps")
 	}
-	advice := uintptr(unix.MADV_PAGEOUT)
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return before, before, err
+	}
+	defer exe.Close()
+	// Only clean pages can be reclaimed: a binary installed a moment ago
+	// may not be written back yet.
+	if err := unix.Fdatasync(int(exe.Fd())); err != nil {
+		return before, before, fmt.Errorf("fdatasync %s: %w", exe.Name(), err)
+	}
 	for _, m := range maps {
-		_, _, e := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, advice)
-		if e == unix.EINVAL && advice == unix.MADV_PAGEOUT {
+		// Random access from now on: a page faulted back in is read alone,
+		// not with the 128 KiB of read-around that would bring the paged-out
+		// start-up code back into the page cache (and, through fault-around,
+		// into the process).
+		if err := madvise(m, unix.MADV_RANDOM); err != nil {
+			return before, before, err
+		}
+		err := madvise(m, unix.MADV_PAGEOUT)
+		if errors.Is(err, unix.EINVAL) {
 			// Kernels before 5.4: unmap the pages from the process at
 			// least; they stay in the page cache.
-			advice = unix.MADV_DONTNEED
-			_, _, e = unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, advice)
+			err = madvise(m, unix.MADV_DONTNEED)
 		}
-		if e != 0 {
-			return before, before, fmt.Errorf("madvise %s %x-%x: %w", m.path, m.start, m.end, e)
+		if err != nil {
+			return before, before, err
 		}
+	}
+	// Pages of the binary that are in the page cache but were not mapped
+	// (read-ahead brought nearly the whole file in at start) would be
+	// mapped again by fault-around: drop them from the cache too.
+	if err := unix.Fadvise(int(exe.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return before, before, fmt.Errorf("fadvise %s: %w", exe.Name(), err)
 	}
 	debug.FreeOSMemory()
 	after, err = ReadMemoryUsage()
