@@ -178,7 +178,7 @@ func (d *Daemon) tasks() []Task {
 	if d.etcd != nil {
 		tasks = append(tasks, d.etcd) // etcd member health, every 30 s
 	}
-	// Start-up-only memory back to the kernel, 1 and 5 min after start.
+	// Start-up-only memory back to the kernel, 5 and 10 min after start.
 	return append(tasks, d.mem)
 }
 

@@ -202,9 +202,10 @@ func releaseStartupMemory() (before, after MemoryUsage, err error) {
 	return before, after, err
 }
 
-// memoryRelease is the task that releases start-up memory: once start-up
-// is over, again once a first boot's cluster has formed (the agent's
-// waiting and bootstrap paths have run by then), then every 15 minutes:
+// memoryRelease is the task that releases start-up memory: once a first
+// boot is over (5 min: the cluster has formed, the agent's waiting and
+// bootstrap paths have run, and the release no longer competes with the
+// boot for the disk), again 5 min later, then every 15 minutes:
 // rarely used paths (a reconnect, an error, a certificate rescan) would
 // otherwise keep adding pages, about 0.05 MB a minute on a master. What
 // the agent really uses, about 9 MB on a master, is read back each time:
@@ -216,9 +217,9 @@ type memoryRelease struct {
 	released prometheus.Counter
 }
 
-// memoryReleaseSchedule: 1 and 5 min after start (a first boot's cluster
+// memoryReleaseSchedule: 5 and 10 min after start (a first boot's cluster
 // forms in about 4 min under TCG), then every 15 min.
-var memoryReleaseSchedule = []time.Duration{time.Minute, 4 * time.Minute, 15 * time.Minute}
+var memoryReleaseSchedule = []time.Duration{5 * time.Minute, 5 * time.Minute, 15 * time.Minute}
 
 func newMemoryRelease(log *slog.Logger) *memoryRelease {
 	return &memoryRelease{

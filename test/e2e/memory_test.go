@@ -14,7 +14,7 @@ const (
 	agentRSSBudget = 20e6 // bytes
 	// agentSteadyAge is an agent's age at which it counts as settled: the
 	// first boot's cluster has formed and the agent has released its
-	// start-up memory twice (1 and 5 min after start).
+	// start-up memory (5 min after start).
 	agentSteadyAge = 7 * time.Minute
 )
 
