@@ -13,3 +13,10 @@ func Run(b cli.Binary, args ...string) (code int, stdout, stderr string) {
 	code = b.Main(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
+
+// RunCombined runs b with args and returns its exit code and its stdout
+// and stderr together, for tests that only look for a message.
+func RunCombined(b cli.Binary, args ...string) (code int, output string) {
+	code, stdout, stderr := Run(b, args...)
+	return code, stdout + stderr
+}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -52,13 +53,19 @@ and pings its watchdog while healthy.`,
 // CPU), and a soft limit of 64 MiB makes the collector work harder well
 // before the cgroup's hard limit, leaving the rest of it to journalctl
 // and the page cache of the log buffer, which the cgroup also counts.
-// GOGC or GOMEMLIMIT in the environment (a drop-in) win.
+// GOGC or GOMEMLIMIT in the environment (a drop-in) win. Heap profiling is
+// off: the agent serves no profiles, and the sampler's stack buckets (kept
+// for the life of the process) and its walks through the binary's function
+// tables only cost resident memory. The master build links runtime/pprof
+// (through gRPC), which keeps the linker from turning it off as it does
+// for the node build.
 const (
 	agentGCPercent   = 50
 	agentMemoryLimit = 64 << 20
 )
 
 func tuneMemory() {
+	runtime.MemProfileRate = 0
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(agentGCPercent)
 	}

@@ -9,12 +9,6 @@ import (
 	"kubeup.dev/kubeup/cmd/internal/clitest"
 )
 
-// runCLI runs the binary; the output is stdout and stderr together.
-func runCLI(args ...string) (int, string) {
-	code, stdout, stderr := clitest.Run(Binary, args...)
-	return code, stdout + stderr
-}
-
 func TestWaitCommand(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/down" {
@@ -22,14 +16,14 @@ func TestWaitCommand(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	if code, out := runCLI("wait", "--url="+srv.URL+"/up", "--timeout=2s"); code != 0 {
+	if code, out := clitest.RunCombined(Binary, "wait", "--url="+srv.URL+"/up", "--timeout=2s"); code != 0 {
 		t.Errorf("ready endpoint: exit %d: %s", code, out)
 	}
-	code, out := runCLI("wait", "--url="+srv.URL+"/down", "--timeout=50ms", "--interval=10ms")
+	code, out := clitest.RunCombined(Binary, "wait", "--url="+srv.URL+"/down", "--timeout=50ms", "--interval=10ms")
 	if code != 1 || !strings.Contains(out, "503 Service Unavailable: not yet") {
 		t.Errorf("failing endpoint: exit %d: %s", code, out)
 	}
-	if code, out := runCLI("wait"); code != 2 || !strings.Contains(out, "give one of --url and --node-of") {
+	if code, out := clitest.RunCombined(Binary, "wait"); code != 2 || !strings.Contains(out, "give one of --url and --node-of") {
 		t.Errorf("no --url: exit %d: %s", code, out)
 	}
 }
