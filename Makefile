@@ -47,8 +47,8 @@ test:
 	$(GO) vet ./...
 	$(GO) test ./...
 	# The node image's agent build (no etcd client) has its own tests.
-	$(GO) vet -tags noetcd ./components/agent/
-	$(GO) test -tags noetcd ./components/agent/
+	$(GO) vet -tags noetcd ./daemons/agent/
+	$(GO) test -tags noetcd ./daemons/agent/
 
 test-short:
 	$(GO) test -short ./...

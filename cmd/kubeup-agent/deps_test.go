@@ -35,7 +35,7 @@ func TestAgentDependencies(t *testing.T) {
 		}
 	}
 	all := deps("grpcnotrace")
-	check("the master build", all, "kubeup.dev/kubeup/components/addonmanager", "k8s.io/component-base", "k8s.io/api/core",
+	check("the master build", all, "kubeup.dev/kubeup/daemons/addonmanager", "k8s.io/component-base", "k8s.io/api/core",
 		"k8s.io/kubelet", "k8s.io/kube-proxy", "k8s.io/client-go/kubernetes", "golang.org/x/net/trace", "html/template")
 	if slices.Contains(all, "kubeup.dev/kubeup/components") {
 		t.Errorf("the master build links the component catalogue (kubeup.dev/kubeup/components)")

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"kubeup.dev/kubeup/components/agent"
+	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/pki"
 )

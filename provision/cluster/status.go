@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubeup.dev/kubeup/components/agent"
+	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/health"
 	"kubeup.dev/kubeup/provision/pki"

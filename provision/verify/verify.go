@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubeup.dev/kubeup/components"
-	"kubeup.dev/kubeup/components/agent"
+	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/pki"
 )

@@ -6,7 +6,7 @@ import (
 	"kubeup.dev/kubeup/cmd/internal/cli"
 
 	"kubeup.dev/kubeup/components"
-	"kubeup.dev/kubeup/components/addonmanager"
+	"kubeup.dev/kubeup/daemons/addonmanager"
 )
 
 func newAddonManagerCommand(e *cli.Env) *cobra.Command {

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
-	"kubeup.dev/kubeup/components/ui"
+	"kubeup.dev/kubeup/daemons/ui"
 )
 
 func newUICommand(e *cli.Env) *cobra.Command {

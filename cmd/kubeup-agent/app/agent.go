@@ -9,8 +9,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"kubeup.dev/kubeup/cmd/internal/cli"
-	"kubeup.dev/kubeup/components/agent"
 	"kubeup.dev/kubeup/components/agentconfig"
+	"kubeup.dev/kubeup/daemons/agent"
 )
 
 func newAgentCommand(e *cli.Env) *cobra.Command {

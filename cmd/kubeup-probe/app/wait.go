@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kubeup.dev/kubeup/cmd/internal/cli"
-	"kubeup.dev/kubeup/components/probe"
+	"kubeup.dev/kubeup/daemons/probe"
 )
 
 func newWaitCommand(e *cli.Env) *cobra.Command {

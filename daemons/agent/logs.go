@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"kubeup.dev/kubeup/components/agent/logforward"
 	"kubeup.dev/kubeup/components/agentconfig"
+	"kubeup.dev/kubeup/daemons/agent/logforward"
 )
 
 // logPipeline is log forwarding's three tasks: the forwarder (connection

@@ -17,7 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"kubeup.dev/kubeup/components/agentconfig"
-	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/daemons/httpauth"
 )
 
 // serve starts the daemon's handler on an httptest TLS server with the

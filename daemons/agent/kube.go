@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/daemons/httpauth"
 )
 
 // KubeAPI is the part of the Kubernetes API the agent uses: token and

@@ -2,8 +2,8 @@
 // OpenTelemetry Collector fluentforward receiver (the cluster's
 // aggregator), started in-process. It is a module of its own so the
 // collector's dependencies stay out of kubeup's go.mod; run it with
-// `cd components/agent/logforward/otelbench && go test -bench . -benchtime 50000x`.
-module kubeup.dev/kubeup/components/agent/logforward/otelbench
+// `cd daemons/agent/logforward/otelbench && go test -bench . -benchtime 50000x`.
+module kubeup.dev/kubeup/daemons/agent/logforward/otelbench
 
 go 1.26.6
 

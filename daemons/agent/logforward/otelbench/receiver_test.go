@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"kubeup.dev/kubeup/components/agent/logforward"
+	"kubeup.dev/kubeup/daemons/agent/logforward"
 )
 
 var receiverBin string

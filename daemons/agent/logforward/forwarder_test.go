@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"kubeup.dev/kubeup/components/agent/logforward/forwardtest"
+	"kubeup.dev/kubeup/daemons/agent/logforward/forwardtest"
 )
 
 type testForwarder struct {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"kubeup.dev/kubeup/components/agentconfig"
-	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/daemons/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
 

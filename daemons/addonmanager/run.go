@@ -26,7 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubeup.dev/kubeup/components"
-	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/daemons/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
 

@@ -13,7 +13,7 @@ import (
 // The config kubeup renders for a master must load: the golden file is the
 // catalogue's own output (components/testdata).
 func TestLoadConfigRendered(t *testing.T) {
-	cfg, err := LoadConfig("../testdata/files/master-0/etc/kubeup/addon-manager.yaml.golden")
+	cfg, err := LoadConfig("../../components/testdata/files/master-0/etc/kubeup/addon-manager.yaml.golden")
 	if err != nil {
 		t.Fatal(err)
 	}

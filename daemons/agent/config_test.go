@@ -15,7 +15,7 @@ import (
 // contract between the catalogue and this package.
 func TestLoadRenderedConfigs(t *testing.T) {
 	for _, machine := range []string{"master-0", "node-0"} {
-		path := filepath.Join("..", "testdata", "files", machine, "etc", "kubeup", "agent.yaml.golden")
+		path := filepath.Join("..", "..", "components", "testdata", "files", machine, "etc", "kubeup", "agent.yaml.golden")
 		cfg, err := LoadConfig(path)
 		if err != nil {
 			t.Fatalf("%s: %v", machine, err)

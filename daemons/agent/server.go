@@ -19,7 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/daemons/httpauth"
 )
 
 const (

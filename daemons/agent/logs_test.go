@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"kubeup.dev/kubeup/components/agent/logforward/forwardtest"
 	"kubeup.dev/kubeup/components/agentconfig"
+	"kubeup.dev/kubeup/daemons/agent/logforward/forwardtest"
 )
 
 // TestDaemonForwardsLogs runs the daemon's tasks with log forwarding on: the

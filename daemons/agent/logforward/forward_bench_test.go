@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"kubeup.dev/kubeup/components/agent/logforward/forwardtest"
+	"kubeup.dev/kubeup/daemons/agent/logforward/forwardtest"
 )
 
 // benchRecords are journal records of a typical size (a 120-byte message).

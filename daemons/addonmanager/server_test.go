@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"kubeup.dev/kubeup/components/httpauth"
+	"kubeup.dev/kubeup/daemons/httpauth"
 	"kubeup.dev/kubeup/test/kubetest"
 )
 
