@@ -1,4 +1,3 @@
-// Package clitest runs a cli.Binary in-process for the commands' tests.
 package clitest
 
 import (

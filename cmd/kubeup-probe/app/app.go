@@ -1,5 +1,3 @@
-// Package app holds kubeup-probe's command. The probe is a binary of its
-// own, not a command of kubeup-agent: see package probe for why.
 package app
 
 import "kubeup.dev/kubeup/cmd/internal/cli"
