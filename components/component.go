@@ -39,7 +39,7 @@ type Images struct {
 	Prometheus    string
 	LogStore      string // VictoriaLogs
 	LogAggregator string // OpenTelemetry Collector
-	UI            string // kubeup-agent, run as `kubeup-agent ui`
+	UI            string // kubeup-addons, run as `kubeup-addons ui`
 }
 
 // Addons are the cluster addons switched on.

@@ -89,7 +89,7 @@ func TestEngineUpAndDestroy(t *testing.T) {
 	c.Machines = []infra.Machine{{
 		Name: "node-1", Role: "node", Image: image, ImageSHA: "x", Seed: seed, SeedSHA: "y",
 		CPUs: 1, MemoryMiB: 128, DiskBytes: 32 << 20, Firmware: qemu.BIOS,
-		ClusterMAC: "52:54:00:00:00:01", MgmtMAC: "52:54:01:00:00:01",
+		ClusterMAC: "52:54:00:00:00:01", ManagementMAC: "52:54:01:00:00:01",
 		Forwards: []qemu.Forward{{Name: "ssh", HostPort: taken, GuestPort: 22}},
 	}}
 	err = e.UpLocal(ctx, c)

@@ -29,19 +29,19 @@ const Project = "kubeup"
 
 // Machine is one local VM to deploy.
 type Machine struct {
-	Name       string
-	Role       string
-	Image      string
-	ImageSHA   string // changes replace the VM
-	Seed       string
-	SeedSHA    string // changes replace the VM
-	CPUs       int
-	MemoryMiB  int64
-	DiskBytes  int64
-	Firmware   qemu.Firmware
-	ClusterMAC string
-	MgmtMAC    string
-	Forwards   []qemu.Forward
+	Name          string
+	Role          string
+	Image         string
+	ImageSHA      string // changes replace the VM
+	Seed          string
+	SeedSHA       string // changes replace the VM
+	CPUs          int
+	MemoryMiB     int64
+	DiskBytes     int64
+	Firmware      qemu.Firmware
+	ClusterMAC    string
+	ManagementMAC string
+	Forwards      []qemu.Forward
 }
 
 // LocalCluster is what the local target deploys.
@@ -316,22 +316,22 @@ func localProgram(c LocalCluster) pulumi.RunFunc {
 			}
 			var vm machineResource
 			if err := ctx.RegisterResource(provider.MachineType, m.Name, pulumi.Map{
-				"name":        pulumi.String(c.Name + "-" + m.Name),
-				"role":        pulumi.String(m.Role),
-				"dir":         pulumi.String(c.MachineDir(m.Name)),
-				"image":       pulumi.String(m.Image),
-				"imageSHA256": pulumi.String(m.ImageSHA),
-				"seed":        pulumi.String(m.Seed),
-				"seedSHA256":  pulumi.String(m.SeedSHA),
-				"cpus":        pulumi.Int(m.CPUs),
-				"memoryMiB":   pulumi.Float64(float64(m.MemoryMiB)),
-				"diskBytes":   pulumi.Float64(float64(m.DiskBytes)),
-				"firmware":    pulumi.String(string(m.Firmware)),
-				"accel":       pulumi.String(c.Accel),
-				"switch":      sw.Socket,
-				"clusterMAC":  pulumi.String(m.ClusterMAC),
-				"mgmtMAC":     pulumi.String(m.MgmtMAC),
-				"forwards":    fwd,
+				"name":          pulumi.String(c.Name + "-" + m.Name),
+				"role":          pulumi.String(m.Role),
+				"dir":           pulumi.String(c.MachineDir(m.Name)),
+				"image":         pulumi.String(m.Image),
+				"imageSHA256":   pulumi.String(m.ImageSHA),
+				"seed":          pulumi.String(m.Seed),
+				"seedSHA256":    pulumi.String(m.SeedSHA),
+				"cpus":          pulumi.Int(m.CPUs),
+				"memoryMiB":     pulumi.Float64(float64(m.MemoryMiB)),
+				"diskBytes":     pulumi.Float64(float64(m.DiskBytes)),
+				"firmware":      pulumi.String(string(m.Firmware)),
+				"accel":         pulumi.String(c.Accel),
+				"switch":        sw.Socket,
+				"clusterMAC":    pulumi.String(m.ClusterMAC),
+				"managementMAC": pulumi.String(m.ManagementMAC),
+				"forwards":      fwd,
 			}, &vm, pulumi.DependsOn([]pulumi.Resource{&sw})); err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package addons
 import (
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
 	"kubeup.dev/kubeup/components"
@@ -56,6 +57,30 @@ func Enabled(c *components.Cluster) ([]Addon, error) {
 	}
 	if c.Addons.UI {
 		out = append(out, UI(c))
+	}
+	return out, nil
+}
+
+// Workloads names the Deployments, StatefulSets and DaemonSets of the
+// enabled addons: the pod name prefixes a healthy cluster has Ready in
+// kube-system.
+func Workloads(c *components.Cluster) ([]string, error) {
+	enabled, err := Enabled(c)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range enabled {
+		for _, o := range a.Objects {
+			switch w := o.(type) {
+			case *appsv1.Deployment:
+				out = append(out, w.Name)
+			case *appsv1.StatefulSet:
+				out = append(out, w.Name)
+			case *appsv1.DaemonSet:
+				out = append(out, w.Name)
+			}
+		}
 	}
 	return out, nil
 }

@@ -115,3 +115,24 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("config:\n%s", cfg)
 	}
 }
+
+func TestWorkloads(t *testing.T) {
+	t.Parallel()
+	c := cluster()
+	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
+	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
+	c.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+	c.LogForward = "10.96.0.11:24224"
+	got, err := Workloads(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "coredns,prometheus,victoria-logs,log-aggregator,kubeup-ui"
+	if strings.Join(got, ",") != want {
+		t.Errorf("workloads %v, want %s", got, want)
+	}
+	c.Addons = components.Addons{DNS: true}
+	if got, _ := Workloads(c); strings.Join(got, ",") != "coredns" {
+		t.Errorf("DNS only: workloads %v", got)
+	}
+}

@@ -36,7 +36,7 @@ func UIRules() []rbacv1.PolicyRule {
 	}
 }
 
-// UI is kubeup's read-only cluster UI (`kubeup-agent ui`): one replica on a
+// UI is kubeup's read-only cluster UI (`kubeup-addons ui`): one replica on a
 // master behind the kubeup-ui Service. It links to Prometheus and
 // VictoriaLogs through the API server's service proxy when the monitoring
 // and logging addons are on.
@@ -87,7 +87,7 @@ func UI(c *components.Cluster) Addon {
 					Containers: []corev1.Container{{
 						Name:  "ui",
 						Image: c.Images.UI,
-						// The image's entrypoint is kubeup-agent.
+						// The image's entrypoint is kubeup-addons.
 						Args: []string{"ui",
 							"--listen=:" + strconv.Itoa(uiTargetPort),
 							"--cluster-name=" + c.Name,

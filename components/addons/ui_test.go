@@ -18,7 +18,7 @@ import (
 func uiCluster() *components.Cluster {
 	c := cluster()
 	c.Addons.UI, c.Addons.Monitoring, c.Addons.Logging = true, true, true
-	c.Images.UI = "registry.kubeup.dev/kubeup-agent:0123456789abcdef"
+	c.Images.UI = "registry.kubeup.dev/kubeup-addons:0123456789abcdef"
 	return c
 }
 

@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Task is one duty of the daemon (pod network, certificate scan, and later
-// log forwarding and etcd health). Run works until ctx ends; returning an
+// Task is one duty of the daemon (pod network, certificate scan, log
+// forwarding, etcd health, memory release). Run works until ctx ends; returning an
 // error gets it restarted with back-off, returning nil means it is done.
 type Task interface {
 	Name() string

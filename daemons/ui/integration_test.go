@@ -125,7 +125,7 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 		t.Errorf("page: %d\n%s", rec.Code, rec.Body)
 	}
 
-	// Run, as `kubeup-agent ui --kubeconfig` runs it, serves until its
+	// Run, as `kubeup-addons ui --kubeconfig` runs it, serves until its
 	// context ends.
 	kubeconfig := filepath.Join(dir, "ui.conf")
 	kc := clientcmdapi.NewConfig()

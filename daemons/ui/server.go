@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// Config is the UI server's configuration (the `kubeup-agent ui` flags).
+// Config is the UI server's configuration (the `kubeup-addons ui` flags).
 type Config struct {
 	// Listen is the HTTP listen address, e.g. ":8080".
 	Listen string

@@ -10,7 +10,7 @@ import (
 // BinaryImage builds a single-layer linux/amd64 image holding one of
 // kubeup's own static binaries at installPath (its entrypoint, run as
 // user), as a docker-archive tarball at out, the same way the pinned
-// images are built. The UI addon runs kubeup-agent from such an image.
+// images are built. The UI addon runs kubeup-addons from such an image.
 func BinaryImage(ctx context.Context, ref, name string, binary []byte, installPath, user string, created int64, out string) (*ImageInfo, error) {
 	dir, err := os.MkdirTemp(filepath.Dir(out), ".binimage-")
 	if err != nil {

@@ -167,7 +167,7 @@ func bootAndCheck(ctx context.Context, t *testing.T, bc bootCase) {
 	vm := &qemu.VM{
 		Name: bc.machine.Name + "-" + string(bc.firmware), Dir: t.TempDir(), Image: bc.image, DiskBytes: 8 << 30,
 		Seed: bc.seed, CPUs: 2, MemoryMiB: 2048, Firmware: bc.firmware, Accel: bc.accel,
-		Switch: bc.sw, ClusterMAC: bc.machine.ClusterMAC, MgmtMAC: bc.machine.ManagementMAC,
+		Switch: bc.sw, ClusterMAC: bc.machine.ClusterMAC, ManagementMAC: bc.machine.ManagementMAC,
 		Forwards: []qemu.Forward{{Name: "ssh", HostPort: sshPort, GuestPort: 22}, {Name: "apiserver", HostPort: apiPort, GuestPort: 6443}},
 	}
 	start := time.Now()

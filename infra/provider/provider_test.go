@@ -26,7 +26,7 @@ func machineInputs(dir string) map[string]any {
 	return map[string]any{
 		"name": "demo-node-0", "dir": filepath.Join(dir, "vm"), "image": filepath.Join(dir, "img.qcow2"),
 		"seed": filepath.Join(dir, "seed.iso"), "cpus": 2, "memoryMiB": 2048, "diskBytes": 10 << 30,
-		"firmware": "uefi", "accel": "tcg", "clusterMAC": "52:54:00:4d:00:64", "mgmtMAC": "52:54:01:4d:00:64",
+		"firmware": "uefi", "accel": "tcg", "clusterMAC": "52:54:00:4d:00:64", "managementMAC": "52:54:01:4d:00:64",
 		"forwards": []any{map[string]any{"name": "agent", "hostPort": 40000, "guestPort": 10290}},
 	}
 }
@@ -44,7 +44,7 @@ func TestCheckMachine(t *testing.T) {
 	}
 	bad := machineInputs(dir)
 	bad["firmware"], bad["cpus"], bad["seed"] = "coreboot", 0, filepath.Join(dir, "missing.iso")
-	delete(bad, "mgmtMAC")
+	delete(bad, "managementMAC")
 	res, err := s.Check(context.Background(), &pulumirpc.CheckRequest{Urn: machineURN, News: props(t, bad)})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func TestCheckMachine(t *testing.T) {
 	for _, f := range res.Failures {
 		got = append(got, f.Property)
 	}
-	if strings.Join(got, ",") != "mgmtMAC,cpus,firmware,seed" {
+	if strings.Join(got, ",") != "managementMAC,cpus,firmware,seed" {
 		t.Errorf("failures on %v: %+v", got, res.Failures)
 	}
 }

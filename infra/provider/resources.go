@@ -53,7 +53,7 @@ func (switchKind) delete(_ context.Context, id string, _ resource.PropertyMap) e
 type machineKind struct{}
 
 func (machineKind) check(p resource.PropertyMap) []*pulumirpc.CheckFailure {
-	f := requireStrings(p, "name", "dir", "image", "seed", "firmware", "accel", "clusterMAC", "mgmtMAC")
+	f := requireStrings(p, "name", "dir", "image", "seed", "firmware", "accel", "clusterMAC", "managementMAC")
 	for _, k := range []string{"cpus", "memoryMiB", "diskBytes"} {
 		if v, ok := p[resource.PropertyKey(k)]; !ok || !v.IsNumber() || v.NumberValue() <= 0 {
 			f = append(f, &pulumirpc.CheckFailure{Property: k, Reason: k + " must be a positive number"})
@@ -80,7 +80,7 @@ func vmOf(p resource.PropertyMap) *qemu.VM {
 		Name: str(p, "name"), Dir: str(p, "dir"), Image: str(p, "image"), Seed: str(p, "seed"),
 		CPUs: num(p, "cpus"), MemoryMiB: int64(num(p, "memoryMiB")), DiskBytes: int64(p["diskBytes"].NumberValue()),
 		Firmware: qemu.Firmware(str(p, "firmware")), Accel: str(p, "accel"), Switch: str(p, "switch"),
-		ClusterMAC: str(p, "clusterMAC"), MgmtMAC: str(p, "mgmtMAC"),
+		ClusterMAC: str(p, "clusterMAC"), ManagementMAC: str(p, "managementMAC"),
 	}
 	if fw, ok := p["forwards"]; ok && fw.IsArray() {
 		for _, e := range fw.ArrayValue() {

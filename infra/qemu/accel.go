@@ -67,7 +67,7 @@ func probeKVM(ctx context.Context, image string) (string, string, error) {
 	}
 	defer os.RemoveAll(dir)
 	vm := &VM{Name: "kvm-probe", Dir: dir, Image: image, DiskBytes: 4 << 30, CPUs: 1, MemoryMiB: 512,
-		Firmware: BIOS, Accel: AccelKVM, MgmtMAC: "52:54:02:00:00:01"}
+		Firmware: BIOS, Accel: AccelKVM, ManagementMAC: "52:54:02:00:00:01"}
 	// No seed: the probe only needs the kernel to hand over to systemd.
 	vm.Seed = filepath.Join(dir, "empty.iso")
 	if err := os.WriteFile(vm.Seed, make([]byte, 2048), 0o644); err != nil {

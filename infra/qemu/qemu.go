@@ -63,10 +63,10 @@ type VM struct {
 	Accel     string
 	// Switch is the vde_switch socket directory of the cluster network
 	// ("" for no cluster NIC).
-	Switch     string
-	ClusterMAC string
-	MgmtMAC    string
-	Forwards   []Forward
+	Switch        string
+	ClusterMAC    string
+	ManagementMAC string
+	Forwards      []Forward
 }
 
 // Files of a VM in its Dir.
@@ -82,7 +82,7 @@ func (v *VM) Args() []string {
 	args := []string{
 		"-name", v.Name,
 		"-machine", "q35", "-accel", accelArg(v.Accel),
-		"-cpu", cpu(v.Accel),
+		"-cpu", cpuModel,
 		"-smp", strconv.Itoa(v.CPUs), "-m", strconv.FormatInt(v.MemoryMiB, 10),
 		"-display", "none", "-vga", "none",
 		"-serial", "file:" + v.ConsoleLog(),
@@ -110,7 +110,7 @@ func (v *VM) Args() []string {
 	for _, f := range v.Forwards {
 		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
 	}
-	args = append(args, "-netdev", user, "-device", "virtio-net-pci,netdev=mgmt,mac="+v.MgmtMAC)
+	args = append(args, "-netdev", user, "-device", "virtio-net-pci,netdev=mgmt,mac="+v.ManagementMAC)
 	return append(args, "-daemonize")
 }
 
@@ -122,13 +122,10 @@ func accelArg(a string) string {
 	return "tcg,thread=multi"
 }
 
-func cpu(a string) string {
-	if a == AccelKVM {
-		// Not "host": QEMU 7.2 aborts on an MSR assertion with it on some hosts.
-		return "max"
-	}
-	return "max"
-}
+// cpuModel is the guest CPU under either accelerator: every feature the
+// accelerator can offer. Not "host": under KVM, QEMU 7.2 aborts on an MSR
+// assertion with it on some hosts.
+const cpuModel = "max"
 
 // Start creates the VM's files and starts it detached. It returns once QEMU
 // has daemonized (the PID file exists).

@@ -11,7 +11,7 @@ import (
 
 func TestArgs(t *testing.T) {
 	vm := &VM{Name: "demo-master-0", Dir: "/vm", Image: "/img.qcow2", Seed: "/seed.iso", CPUs: 2, MemoryMiB: 2048,
-		Firmware: UEFI, Accel: AccelTCG, Switch: "/net/sock", ClusterMAC: "52:54:00:4d:00:0a", MgmtMAC: "52:54:01:4d:00:0a",
+		Firmware: UEFI, Accel: AccelTCG, Switch: "/net/sock", ClusterMAC: "52:54:00:4d:00:0a", ManagementMAC: "52:54:01:4d:00:0a",
 		Forwards: []Forward{{Name: "apiserver", HostPort: 6443, GuestPort: 6443}, {Name: "agent", HostPort: 40000, GuestPort: 10290}}}
 	args := strings.Join(vm.Args(), " ")
 	for _, want := range []string{

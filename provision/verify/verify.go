@@ -18,6 +18,7 @@ import (
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/provision/cluster"
+	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 )
 
@@ -104,10 +105,10 @@ func Run(ctx context.Context, t Target) ([]Result, error) {
 	}
 	r := &run{t: t, cs: cs, cfg: cfg, agents: map[string]*agent.Client{}}
 	for _, m := range t.State.Machines {
-		if m.Role == "master" && r.master.Name == "" {
+		if m.Role == config.RoleMaster && r.master.Name == "" {
 			r.master = m
 		}
-		if m.Role == "node" && r.node.Name == "" {
+		if m.Role == config.RoleNode && r.node.Name == "" {
 			r.node = m
 		}
 		c, err := cluster.AgentClient(t.State, m, t.Bundle)
