@@ -2,6 +2,7 @@ package components
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -77,6 +78,7 @@ func TestMachineFilesGolden(t *testing.T) {
 }
 
 func TestFlagsAreSortedAndStable(t *testing.T) {
+	t.Parallel()
 	ctx := testContexts()[0]
 	for _, c := range ForRole(Master) {
 		a, b := c.Flags(ctx).Args(), c.Flags(ctx).Args()
@@ -138,6 +140,7 @@ func TestSecurityFlags(t *testing.T) {
 }
 
 func TestEveryUnitWaitsForCloudInitAndRestarts(t *testing.T) {
+	t.Parallel()
 	for _, r := range Roles() {
 		for _, c := range ForRole(r) {
 			u := c.Unit(r)
@@ -235,6 +238,23 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		err := cmd.Run()
 		if err != nil || stderr.Len() > 0 {
 			t.Errorf("systemd-analyze verify (%s): %v\n%s", r, err, stderr.String())
+		}
+	}
+}
+
+func TestSortFiles(t *testing.T) {
+	t.Parallel()
+	files := []File{{Path: "/b"}, {Path: "/a"}, {Path: "/c"}}
+	if err := SortFiles(files); err != nil || files[0].Path != "/a" || files[2].Path != "/c" {
+		t.Errorf("sorted %v, %v", files, err)
+	}
+	err := SortFiles([]File{{Path: "/x"}, {Path: "/a"}, {Path: "/x"}})
+	if !errors.Is(err, ErrPathTwice) || !strings.Contains(err.Error(), "/x is written twice") {
+		t.Errorf("duplicate path: %v", err)
+	}
+	for _, r := range Roles() {
+		if _, err := RoleImageFiles(r); err != nil {
+			t.Errorf("role %s: %v", r, err)
 		}
 	}
 }

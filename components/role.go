@@ -1,8 +1,10 @@
 package components
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"kubeup.dev/kubeup/systemd"
 )
@@ -26,22 +28,17 @@ func RoleUnits(r Role) []systemd.Unit {
 	return append(units, t.Unit(RoleTarget(r)))
 }
 
-// RoleImageFiles are the static files a role's image carries besides units.
-func RoleImageFiles(r Role) []File {
+// RoleImageFiles are the static files a role's image carries besides units,
+// sorted by path.
+func RoleImageFiles(r Role) ([]File, error) {
 	var files []File
 	for _, c := range ForRole(r) {
 		files = append(files, c.ImageFiles()...)
 	}
-	slices.SortFunc(files, func(a, b File) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
-	return files
+	if err := SortFiles(files); err != nil {
+		return nil, fmt.Errorf("%s image files: %w", r, err)
+	}
+	return files, nil
 }
 
 // MachineFiles renders every machine-specific file of a machine's components:
@@ -60,19 +57,23 @@ func MachineFiles(ctx Context) ([]File, error) {
 		}
 		files = append(files, more...)
 	}
-	slices.SortFunc(files, func(a, b File) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
-	for i := 1; i < len(files); i++ {
-		if files[i].Path == files[i-1].Path {
-			return nil, fmt.Errorf("two components write %s", files[i].Path)
-		}
+	if err := SortFiles(files); err != nil {
+		return nil, fmt.Errorf("files of %s: %w", ctx.Machine.Name, err)
 	}
 	return files, nil
+}
+
+// ErrPathTwice: two files of one machine or image have the same path.
+var ErrPathTwice = errors.New("written twice")
+
+// SortFiles sorts files by path in place and refuses a path that two of
+// them write (naming it), so that no file silently replaces another.
+func SortFiles(files []File) error {
+	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	for i := 1; i < len(files); i++ {
+		if files[i].Path == files[i-1].Path {
+			return fmt.Errorf("%s is %w", files[i].Path, ErrPathTwice)
+		}
+	}
+	return nil
 }

@@ -255,7 +255,10 @@ func Build(ctx context.Context, o Options) ([]*Manifest, []*Timings, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	roles := render.Roles()
+	roles, err := render.Roles()
+	if err != nil {
+		return nil, nil, err
+	}
 	var ms []*Manifest
 	var ts []*Timings
 	for _, role := range o.Roles {

@@ -32,19 +32,23 @@ func TestParseRolesAndFormats(t *testing.T) {
 	}
 }
 
-func inputs() roleInputs {
+func inputs(t *testing.T) roleInputs {
+	roles, err := render.Roles()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return roleInputs{
 		role: components.Node, base: &rootfs.Base{Key: "base1"},
 		set:   &artifacts.Set{Artifacts: []*artifacts.Artifact{{Manifest: artifacts.Manifest{Kind: artifacts.KindComponent, Name: "etcd", Key: "k1"}}}},
-		agent: []byte("agent"), files: render.Roles()[components.Node],
+		agent: []byte("agent"), files: roles[components.Node],
 	}
 }
 
 // The role key changes with any input and only then: a changed unit
 // rebuilds the role image (not the base layer, which has its own key).
 func TestRoleKey(t *testing.T) {
-	base := inputs().key(0)
-	if inputs().key(0) != base {
+	base := inputs(t).key(0)
+	if inputs(t).key(0) != base {
 		t.Fatal("key is not stable")
 	}
 	changes := map[string]func(*roleInputs){
@@ -59,13 +63,13 @@ func TestRoleKey(t *testing.T) {
 		"addon": func(in *roleInputs) { in.addons = []components.File{{Path: "x.yaml", Content: []byte("a")}} },
 	}
 	for name, change := range changes {
-		in := inputs()
+		in := inputs(t)
 		change(&in)
 		if in.key(0) == base {
 			t.Errorf("changing the %s does not change the key", name)
 		}
 	}
-	if inputs().key(1) == base {
+	if inputs(t).key(1) == base {
 		t.Error("SOURCE_DATE_EPOCH does not change the key")
 	}
 }

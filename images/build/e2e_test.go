@@ -93,6 +93,10 @@ func TestE2EImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	roles, err := render.Roles()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := res.WriteDir(filepath.Join(dir, "render")); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +126,7 @@ func TestE2EImage(t *testing.T) {
 				t.Run(fmt.Sprintf("%s-%s", m.Role, fw), func(t *testing.T) {
 					bootAndCheck(ctx, t, bootCase{machine: m, firmware: fw, image: imageOf[components.Role(m.Role)], sw: sw.Socket(),
 						seed: filepath.Join(dir, "render", "machines", m.Name, "seed.iso"), key: key, accel: accel,
-						admin: admin, units: render.Roles()[components.Role(m.Role)].Units, manifest: manifestOf(ms, m.Role)})
+						admin: admin, units: roles[components.Role(m.Role)].Units, manifest: manifestOf(ms, m.Role)})
 				})
 			}()
 		}

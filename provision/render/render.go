@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 
 	"kubeup.dev/kubeup/cloudinit"
 	"kubeup.dev/kubeup/components"
@@ -114,12 +113,16 @@ func LogAggregatorIP(c *config.Cluster) netip.Addr { return c.DNSServiceIP().Nex
 
 // Roles renders the units and static files of each role's image. They do not
 // depend on any cluster: one image serves every cluster.
-func Roles() map[components.Role]Role {
+func Roles() (map[components.Role]Role, error) {
 	out := map[components.Role]Role{}
 	for _, r := range components.Roles() {
-		out[r] = Role{Units: components.RoleUnits(r), Files: components.RoleImageFiles(r)}
+		files, err := components.RoleImageFiles(r)
+		if err != nil {
+			return nil, err
+		}
+		out[r] = Role{Units: components.RoleUnits(r), Files: files}
 	}
-	return out
+	return out, nil
 }
 
 // Render renders every machine of a valid, defaulted config.
@@ -158,19 +161,8 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 	for _, f := range b.MachineFiles(place, m.Name) {
 		files = append(files, components.File{Path: f.Path, Mode: f.Mode, Content: f.Content})
 	}
-	slices.SortFunc(files, func(a, b components.File) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
-	for i := 1; i < len(files); i++ {
-		if files[i].Path == files[i-1].Path {
-			return Machine{}, fmt.Errorf("%s is written twice", files[i].Path)
-		}
+	if err := components.SortFiles(files); err != nil {
+		return Machine{}, fmt.Errorf("files of %s: %w", m.Name, err)
 	}
 
 	rm := Machine{Machine: m, Files: files, ClusterMAC: ClusterMAC(m.IP), ManagementMAC: ManagementMAC(m.IP)}

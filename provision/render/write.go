@@ -92,7 +92,11 @@ func (r *Result) write(dir string) error {
 			files = append(files, components.File{Path: filepath.Join(d, "network-config"), Mode: 0o644, Content: m.NetworkConfig})
 		}
 	}
-	for role, rf := range Roles() {
+	roles, err := Roles()
+	if err != nil {
+		return err
+	}
+	for role, rf := range roles {
 		for _, u := range rf.Units {
 			data, err := u.Bytes()
 			if err != nil {
