@@ -353,6 +353,8 @@ func buildRole(ctx context.Context, o Options, in roleInputs) (*Manifest, *Timin
 	return m, t, nil
 }
 
+// buildRoleImage builds one role's image by the steps of roleSteps, unless
+// an image of the same inputs is already there.
 func buildRoleImage(ctx context.Context, o Options, in roleInputs) (*Manifest, *Timings, error) {
 	start := o.Now()
 	kc, _ := images.Pinned().Component("kubernetes")
@@ -365,133 +367,172 @@ func buildRoleImage(ctx context.Context, o Options, in roleInputs) (*Manifest, *
 		timings.BuildSeconds = o.Now().Sub(start).Seconds()
 		return m, timings, nil
 	}
-	m := &Manifest{SchemaVersion: SchemaVersion, Role: in.role, KubernetesVersion: kc.Version, Key: key,
-		Base: in.base.Key, Cmdline: disk.KernelCmdline(cmdline), BuiltAt: start.UTC().Truncate(time.Second)}
+	b := &roleBuild{o: o, in: in, start: start, name: ImageName(in.role, kc.Version),
+		m: &Manifest{SchemaVersion: SchemaVersion, Role: in.role, KubernetesVersion: kc.Version, Key: key,
+			Base: in.base.Key, Cmdline: disk.KernelCmdline(cmdline), BuiltAt: start.UTC().Truncate(time.Second)}}
 	if o.SourceDateEpoch > 0 {
-		m.BuiltAt = time.Unix(o.SourceDateEpoch, 0).UTC()
+		b.m.BuiltAt = time.Unix(o.SourceDateEpoch, 0).UTC()
 	}
-	step := func(name string, f func() error) error {
-		t := time.Now()
-		fmt.Fprintf(o.Progress, "==> %s image: %s\n", in.role, name)
-		err := f()
-		d := time.Since(t)
-		timings.Steps = append(timings.Steps, Step{Name: name, Seconds: d.Seconds()})
-		if err == nil {
-			fmt.Fprintf(o.Progress, "    %s image: %s done in %s\n", in.role, name, d.Round(100*time.Millisecond))
-		}
-		return err
-	}
-
-	work, err := os.MkdirTemp(filepath.Join(o.CacheDir), ".build-"+string(in.role)+"-")
+	work, err := os.MkdirTemp(o.CacheDir, ".build-"+string(in.role)+"-")
 	if err != nil {
 		return nil, nil, err
 	}
 	defer os.RemoveAll(work)
-	root := filepath.Join(work, "root")
-	var kernel, initrd string
-	if err := step("unpack base layer "+in.base.Key, func() error {
-		if err := rootfs.Unpack(ctx, in.base, root); err != nil {
-			return err
-		}
-		k, i, err := rootfs.Kernel(root)
-		if err != nil {
-			return err
-		}
-		kernel, initrd = filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img")
-		m.Kernel = strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
-		if err := os.Rename(k, kernel); err != nil {
-			return err
-		}
-		return os.Rename(i, initrd)
-	}); err != nil {
-		return nil, nil, err
-	}
-	if err := step("trim", func() error {
-		removed, err := rootfs.Trim(root)
-		m.Removed = removed
-		return err
-	}); err != nil {
-		return nil, nil, err
-	}
-	if err := step("install artifacts, agent and units", func() error {
-		return install(root, in, m)
-	}); err != nil {
-		return nil, nil, err
-	}
-	if err := step("preload container images", func() error {
-		return preloadImages(ctx, root, work, in, o.SourceDateEpoch, m)
-	}); err != nil {
-		return nil, nil, err
-	}
-	if err := step("deduplicate identical files", func() error {
-		saved, err := rootfs.Dedupe(root, dedupeDirs, rootfs.DedupeMinSize)
-		m.Deduplicated = saved
-		if err == nil && saved.Files > 0 {
-			fmt.Fprintf(o.Progress, "    %s image: %d files stored once, %.1f MiB saved\n", in.role, saved.Files, float64(saved.Bytes)/(1<<20))
-		}
-		return err
-	}); err != nil {
-		return nil, nil, err
-	}
-	if err := step("verify units (systemd-analyze verify --root)", func() error {
-		return VerifyUnits(ctx, root, m.Units)
-	}); err != nil {
-		return nil, nil, err
-	}
-	pkgs, err := os.ReadFile(filepath.Join(root, "var/lib/dpkg/status"))
-	if err != nil {
-		return nil, nil, err
-	}
-	m.Packages = rootfs.SortedPackages(rootfs.ParseDpkgStatus(pkgs))
-	if err := writeImageInfo(root, m); err != nil {
-		return nil, nil, err
-	}
-	// Directory mtimes change as the files go in, so clamp last (to the
-	// epoch, or to when the build started).
-	epoch := o.SourceDateEpoch
-	if epoch == 0 {
-		epoch = start.Unix()
-	}
-	if err := rootfs.ClampTimes(root, epoch); err != nil {
-		return nil, nil, err
-	}
-
-	raw := filepath.Join(work, "disk.raw")
-	if err := step("assemble disk (ext4 root, EFI partition, GPT)", func() error {
-		res, err := disk.Build(ctx, raw, disk.Options{Root: root, Boot: disk.Boot{Kernel: kernel, Initrd: initrd, Cmdline: cmdline},
-			SourceDateEpoch: o.SourceDateEpoch, WorkDir: work})
-		if err != nil {
-			return err
-		}
-		m.RootFSBytes, m.ESPBytes = res.RootSize, res.ESPSize
-		return os.RemoveAll(root)
-	}); err != nil {
-		return nil, nil, err
-	}
-	name := ImageName(in.role, kc.Version)
-	for _, f := range in.formats {
-		file := name + "." + disk.Ext(f)
-		if err := step("write "+file, func() error {
-			tmp := filepath.Join(o.OutDir, "."+file+".tmp")
-			defer os.Remove(tmp)
-			if err := disk.Convert(ctx, raw, f, tmp, o.SourceDateEpoch); err != nil {
-				return err
-			}
-			sum, size, err := fileSHA256(tmp)
-			if err != nil {
-				return err
-			}
-			if err := os.Rename(tmp, filepath.Join(o.OutDir, file)); err != nil {
-				return err
-			}
-			m.Files = append(m.Files, OutputFile{Format: f, Name: file, SHA256: sum, Size: size})
-			return nil
-		}); err != nil {
-			return nil, nil, err
+	b.work, b.root, b.raw = work, filepath.Join(work, "root"), filepath.Join(work, "disk.raw")
+	for _, s := range roleSteps(b.name, in.formats) {
+		if err := b.run(ctx, s, timings); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
 	timings.BuildSeconds = o.Now().Sub(start).Seconds()
-	return m, timings, writeJSON(manifestPath, m)
+	return b.m, timings, writeJSON(manifestPath, b.m)
+}
+
+// roleSteps is the build of a role image, in order: a root file system
+// from the base layer, made into the role's appliance, then a disk and
+// one file per requested format.
+func roleSteps(name string, formats []string) []buildStep {
+	steps := []buildStep{
+		{"unpack base layer", (*roleBuild).unpackBase},
+		{"trim", (*roleBuild).trim},
+		{"install artifacts, agent and units", (*roleBuild).install},
+		{"preload container images", (*roleBuild).preload},
+		{"deduplicate identical files", (*roleBuild).dedupe},
+		{"verify units (systemd-analyze verify --root)", (*roleBuild).verifyUnits},
+		{"record packages and clamp timestamps", (*roleBuild).seal},
+		{"assemble disk (ext4 root, EFI partition, GPT)", (*roleBuild).assemble},
+	}
+	for _, f := range formats {
+		file := name + "." + disk.Ext(f)
+		steps = append(steps, buildStep{"write " + file, func(b *roleBuild, ctx context.Context) error {
+			return b.writeFormat(ctx, f, file)
+		}})
+	}
+	return steps
+}
+
+// buildStep is one named, timed step of a role image's build.
+type buildStep struct {
+	name string
+	run  func(b *roleBuild, ctx context.Context) error
+}
+
+// roleBuild is what the steps of one role image's build share.
+type roleBuild struct {
+	o     Options
+	in    roleInputs
+	m     *Manifest
+	name  string // the image files' base name
+	start time.Time
+	// work is the build's scratch directory; root the image's root file
+	// system in it, raw the assembled disk.
+	work, root, raw string
+	// kernel and initrd, moved out of root/boot by unpackBase.
+	kernel, initrd string
+}
+
+// run runs a step with a progress line before and after and records its
+// duration.
+func (b *roleBuild) run(ctx context.Context, s buildStep, t *Timings) error {
+	start := time.Now()
+	fmt.Fprintf(b.o.Progress, "==> %s image: %s\n", b.in.role, s.name)
+	err := s.run(b, ctx)
+	d := time.Since(start)
+	t.Steps = append(t.Steps, Step{Name: s.name, Seconds: d.Seconds()})
+	if err == nil {
+		fmt.Fprintf(b.o.Progress, "    %s image: %s done in %s\n", b.in.role, s.name, d.Round(100*time.Millisecond))
+	}
+	return err
+}
+
+func (b *roleBuild) unpackBase(ctx context.Context) error {
+	fmt.Fprintf(b.o.Progress, "    %s image: base layer %s\n", b.in.role, b.in.base.Key)
+	if err := rootfs.Unpack(ctx, b.in.base, b.root); err != nil {
+		return err
+	}
+	k, i, err := rootfs.Kernel(b.root)
+	if err != nil {
+		return err
+	}
+	b.kernel, b.initrd = filepath.Join(b.work, "vmlinuz"), filepath.Join(b.work, "initrd.img")
+	b.m.Kernel = strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+	if err := os.Rename(k, b.kernel); err != nil {
+		return err
+	}
+	return os.Rename(i, b.initrd)
+}
+
+func (b *roleBuild) trim(context.Context) error {
+	removed, err := rootfs.Trim(b.root)
+	b.m.Removed = removed
+	return err
+}
+
+func (b *roleBuild) install(context.Context) error { return install(b.root, b.in, b.m) }
+
+func (b *roleBuild) preload(ctx context.Context) error {
+	return preloadImages(ctx, b.root, b.work, b.in, b.o.SourceDateEpoch, b.m)
+}
+
+func (b *roleBuild) dedupe(context.Context) error {
+	saved, err := rootfs.Dedupe(b.root, dedupeDirs, rootfs.DedupeMinSize)
+	b.m.Deduplicated = saved
+	if err == nil && saved.Files > 0 {
+		fmt.Fprintf(b.o.Progress, "    %s image: %d files stored once, %.1f MiB saved\n", b.in.role, saved.Files, float64(saved.Bytes)/(1<<20))
+	}
+	return err
+}
+
+func (b *roleBuild) verifyUnits(ctx context.Context) error {
+	return VerifyUnits(ctx, b.root, b.m.Units)
+}
+
+// seal records the installed packages and the image's description inside
+// it, then clamps every timestamp (last: directory mtimes change as files go
+// in) to SOURCE_DATE_EPOCH, or to when the build started.
+func (b *roleBuild) seal(context.Context) error {
+	pkgs, err := os.ReadFile(filepath.Join(b.root, "var/lib/dpkg/status"))
+	if err != nil {
+		return err
+	}
+	b.m.Packages = rootfs.SortedPackages(rootfs.ParseDpkgStatus(pkgs))
+	if err := writeImageInfo(b.root, b.m); err != nil {
+		return err
+	}
+	epoch := b.o.SourceDateEpoch
+	if epoch == 0 {
+		epoch = b.start.Unix()
+	}
+	return rootfs.ClampTimes(b.root, epoch)
+}
+
+func (b *roleBuild) assemble(ctx context.Context) error {
+	res, err := disk.Build(ctx, b.raw, disk.Options{Root: b.root, Boot: disk.Boot{Kernel: b.kernel, Initrd: b.initrd, Cmdline: cmdline},
+		SourceDateEpoch: b.o.SourceDateEpoch, WorkDir: b.work})
+	if err != nil {
+		return err
+	}
+	b.m.RootFSBytes, b.m.ESPBytes = res.RootSize, res.ESPSize
+	return os.RemoveAll(b.root)
+}
+
+// writeFormat converts the raw disk to format f as file in the output
+// directory, through a temporary file.
+func (b *roleBuild) writeFormat(ctx context.Context, f, file string) error {
+	tmp := filepath.Join(b.o.OutDir, "."+file+".tmp")
+	defer os.Remove(tmp)
+	if err := disk.Convert(ctx, b.raw, f, tmp, b.o.SourceDateEpoch); err != nil {
+		return err
+	}
+	sum, size, err := fileSHA256(tmp)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(b.o.OutDir, file)); err != nil {
+		return err
+	}
+	b.m.Files = append(b.m.Files, OutputFile{Format: f, Name: file, SHA256: sum, Size: size})
+	return nil
 }
 
 // writeJSON writes v to path through a temporary file.

@@ -9,10 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/addons"
 	"kubeup.dev/kubeup/images"
 	"kubeup.dev/kubeup/images/artifacts"
 	"kubeup.dev/kubeup/images/build"
@@ -58,82 +62,181 @@ const (
 	guestSSHPort = 22
 )
 
-// Up brings a cluster up and waits until it is Ready.
+// Up brings a cluster up and waits until it is Ready: it runs the target's
+// steps (localSteps) in order over one bringUp value, printing one progress
+// line per step and recording it in the timings.
 func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, error) {
 	o.defaults()
-	if c.Spec.Target.Provider != config.ProviderLocal {
-		return nil, nil, fmt.Errorf("spec.target.provider %q: only the local target is implemented; aws and gcp deployments are not yet", c.Spec.Target.Provider)
-	}
-	name := c.Metadata.Name
-	dir := Dir(o.DataDir, name)
-	t := newTimings(name, len(c.Machines()), o.Progress)
-
-	imgs, err := ensureImages(ctx, o, t)
+	steps, err := stepsFor(c.Spec.Target.Provider)
 	if err != nil {
-		return nil, t, err
+		return nil, nil, err
 	}
+	u := &bringUp{cfg: c, opts: o, dir: Dir(o.DataDir, c.Metadata.Name)}
+	u.timings = newTimings(c.Metadata.Name, len(c.Machines()), o.Progress)
+	if err := runSteps(ctx, u, steps); err != nil {
+		return u.state, u.timings, err
+	}
+	u.timings.peakMemory(u.local)
+	return u.state, u.timings, u.timings.write(o.TimingsFile, u.dir)
+}
 
-	st, err := prepareState(c, o.DataDir)
-	if err != nil {
-		return nil, t, err
+// stepsFor is the bring-up of a target.
+func stepsFor(provider string) ([]step, error) {
+	switch provider {
+	case config.ProviderLocal:
+		return localSteps(), nil
 	}
-	if st.Accel == "" || c.Spec.Target.Local.Accelerator != config.DefaultAccelerator {
-		st.Accel, err = chooseAccel(ctx, c.Spec.Target.Local.Accelerator, o.CacheDir, imgs[components.Node])
+	return nil, fmt.Errorf("spec.target.provider %q: only the local target is implemented; aws and gcp deployments are not yet", provider)
+}
+
+// localSteps is the bring-up of a local cluster: QEMU VMs on a vde switch,
+// deployed through kubeup's Pulumi provider.
+func localSteps() []step {
+	return []step{
+		{name: "images ready", run: ensureImages},
+		{name: "cluster state", run: prepareLocalState},
+		{name: "cluster PKI", run: loadPKI},
+		{name: "rendered machine configs", run: renderMachines},
+		{name: "VMs started", run: deployLocal},
+		{name: "API server healthy", run: waitAPIServer, wait: true},
+		{name: "all nodes Ready", run: waitNodes, wait: true},
+		{name: "kube-system pods Ready", run: waitSystemPods, wait: true},
+	}
+}
+
+// bringUp is the state the steps of an `up` share: each step reads what the
+// steps before it left and adds its own part.
+type bringUp struct {
+	cfg     *config.Cluster
+	opts    Options
+	dir     string // the cluster's directory
+	timings *Timings
+
+	images map[components.Role]string // each role's qcow2 (ensureImages)
+	state  *State                     // ports, machines, accelerator (prepareLocalState)
+	bundle *pki.Bundle                // loadPKI
+	render *render.Result             // renderMachines
+	local  infra.LocalCluster         // deployLocal
+	client kubernetes.Interface       // the admin client of the waits
+}
+
+// step is one named step of a bring-up. run returns a detail that the
+// progress line and the timings show after the name, in parentheses.
+type step struct {
+	name string
+	run  func(ctx context.Context, u *bringUp) (detail string, err error)
+	// wait: the step waits for the cluster, bounded by Options.ReadyTimeout;
+	// when it fails, the error carries a diagnosis of every machine.
+	wait bool
+}
+
+// runSteps runs steps in order and stops at the first failure, whose error
+// names the step (a wait's error reads "API server healthy: not within
+// 15m0s: ..." followed by the diagnosis).
+func runSteps(ctx context.Context, u *bringUp, steps []step) error {
+	for _, s := range steps {
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if s.wait {
+			sctx, cancel = context.WithTimeout(ctx, u.opts.ReadyTimeout)
+		}
+		detail, err := s.run(sctx, u)
+		cancel()
 		if err != nil {
-			return nil, t, err
+			return u.stepError(ctx, s, err)
+		}
+		name := s.name
+		if detail != "" {
+			name += " (" + detail + ")"
+		}
+		u.timings.phase(name)
+	}
+	return nil
+}
+
+func (u *bringUp) stepError(ctx context.Context, s step, err error) error {
+	if !s.wait {
+		return fmt.Errorf("step %q: %w", s.name, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%s: not within %s: %w", s.name, u.opts.ReadyTimeout, err)
+	} else {
+		err = fmt.Errorf("%s: %w", s.name, err)
+	}
+	return fmt.Errorf("%w\n%s", err, Diagnose(ctx, u.opts.DataDir, u.state, u.bundle))
+}
+
+// prepareLocalState loads or starts the cluster's state (host ports kept
+// across runs), resolves the accelerator and saves the state.
+func prepareLocalState(ctx context.Context, u *bringUp) (string, error) {
+	st, err := prepareState(u.cfg, u.opts.DataDir)
+	if err != nil {
+		return "", err
+	}
+	if st.Accel == "" || u.cfg.Spec.Target.Local.Accelerator != config.DefaultAccelerator {
+		st.Accel, err = chooseAccel(ctx, u.cfg.Spec.Target.Local.Accelerator, u.opts.CacheDir, u.images[components.Node])
+		if err != nil {
+			return "", err
 		}
 	}
-	t.Accel = st.Accel
-	if err := st.save(dir); err != nil {
-		return nil, t, err
-	}
+	u.state, u.timings.Accel = st, st.Accel
+	return st.Accel, st.save(u.dir)
+}
 
-	bundle, err := pki.LoadOrGenerate(filepath.Join(dir, pkiDir), render.PKICluster(c), pki.Options{})
+// loadPKI loads the cluster's PKI, or generates it on the first up.
+func loadPKI(_ context.Context, u *bringUp) (string, error) {
+	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), render.PKICluster(u.cfg), pki.Options{})
 	if err != nil {
-		return nil, t, fmt.Errorf("cluster PKI: %w", err)
+		return "", err
 	}
-	imgRefs, err := Images(o.BinDir)
-	if err != nil {
-		return nil, t, err
-	}
-	res, err := render.Render(c, bundle, render.Options{Images: imgRefs})
-	if err != nil {
-		return nil, t, err
-	}
-	if err := res.WriteDir(filepath.Join(dir, renderDir)); err != nil {
-		return nil, t, err
-	}
-	kc, err := bundle.Kubeconfig("admin", fmt.Sprintf("https://127.0.0.1:%d", st.APIServerPort), true)
-	if err != nil {
-		return nil, t, err
-	}
-	if err := writeFile(filepath.Join(dir, kubeconfigFile), kc, 0o600); err != nil {
-		return nil, t, err
-	}
-	t.phase("rendered machine configs (" + filepath.Join(dir, renderDir) + ")")
+	u.bundle = b
+	return "", nil
+}
 
-	lc, err := localCluster(c, st, res, imgs, dir)
+// renderMachines renders every machine's cloud-init seed into the cluster
+// directory and writes the admin kubeconfig.
+func renderMachines(_ context.Context, u *bringUp) (string, error) {
+	imgRefs, err := Images(u.opts.BinDir)
 	if err != nil {
-		return nil, t, err
+		return "", err
 	}
-	logPath := filepath.Join(dir, "pulumi.log")
+	res, err := render.Render(u.cfg, u.bundle, render.Options{Images: imgRefs})
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(u.dir, renderDir)
+	if err := res.WriteDir(out); err != nil {
+		return "", err
+	}
+	u.render = res
+	kc, err := u.adminKubeconfig()
+	if err != nil {
+		return "", err
+	}
+	return out, writeFile(filepath.Join(u.dir, kubeconfigFile), kc, 0o600)
+}
+
+func (u *bringUp) adminKubeconfig() ([]byte, error) {
+	return u.bundle.Kubeconfig("admin", fmt.Sprintf("https://127.0.0.1:%d", u.state.APIServerPort), true)
+}
+
+// deployLocal runs the Pulumi program of the local target: the switch and
+// one VM per machine. The engine's output goes to pulumi.log.
+func deployLocal(ctx context.Context, u *bringUp) (string, error) {
+	lc, err := localCluster(u.cfg, u.state, u.render, u.images, u.dir)
+	if err != nil {
+		return "", err
+	}
+	u.local = lc
+	logPath := filepath.Join(u.dir, "pulumi.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return nil, t, err
+		return "", err
 	}
 	defer logf.Close()
-	eng := engine(o, logf)
-	if err := eng.UpLocal(ctx, lc); err != nil {
-		return nil, t, fmt.Errorf("%w\n(the engine's output is in %s)", err, logPath)
+	if err := engine(u.opts, logf).UpLocal(ctx, lc); err != nil {
+		return "", fmt.Errorf("%w\n(the engine's output is in %s)", err, logPath)
 	}
-	t.phase(fmt.Sprintf("VMs started (%d machines, %s)", len(lc.Machines), st.Accel))
-
-	if err := waitReady(ctx, o, st, bundle, c, t); err != nil {
-		diag := Diagnose(ctx, o.DataDir, st, bundle)
-		return st, t, fmt.Errorf("%w\n%s", err, diag)
-	}
-	t.peakMemory(lc)
-	return st, t, t.write(o.TimingsFile, dir)
+	return fmt.Sprintf("%d machines, %s", len(lc.Machines), u.state.Accel), nil
 }
 
 // Images are the container images the rendered configs reference; binDir
@@ -153,7 +256,8 @@ func Images(binDir string) (components.Images, error) {
 // ensureImages returns each role's qcow2 image. As root it runs the image
 // build, which only reads manifests when nothing changed (so a new agent or
 // unit reaches the images); otherwise it uses the images that exist.
-func ensureImages(ctx context.Context, o Options, t *Timings) (map[components.Role]string, error) {
+func ensureImages(ctx context.Context, u *bringUp) (string, error) {
+	o := u.opts
 	outDir := filepath.Join(o.CacheDir, "vm-images")
 	kc, _ := images.Pinned().Component("kubernetes")
 	out := map[components.Role]string{}
@@ -175,13 +279,13 @@ func ensureImages(ctx context.Context, o Options, t *Timings) (map[components.Ro
 			Artifacts: o.Artifacts, BinDir: o.BinDir, Progress: o.Progress,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("build images: %w", err)
+			return "", fmt.Errorf("build images: %w", err)
 		}
 	case len(missing) > 0:
-		return nil, fmt.Errorf("no %v image in %s, and building one needs root: run `sudo kubeup build --format qcow2`", missing, outDir)
+		return "", fmt.Errorf("no %v image in %s, and building one needs root: run `sudo kubeup build --format qcow2`", missing, outDir)
 	}
-	t.phase("images ready")
-	return out, nil
+	u.images = out
+	return "", nil
 }
 
 // prepareState loads the cluster's state or starts a new one, keeping host
@@ -314,55 +418,33 @@ func chooseAccel(ctx context.Context, want, cacheDir, image string) (string, err
 	return qemu.ProbeAccel(ctx, cacheDir, image)
 }
 
-// waitReady waits for the API server, every node and every kube-system pod.
-func waitReady(ctx context.Context, o Options, st *State, bundle *pki.Bundle, c *config.Cluster, t *Timings) error {
-	kc, err := bundle.Kubeconfig("admin", fmt.Sprintf("https://127.0.0.1:%d", st.APIServerPort), true)
+// waitAPIServer waits until the API server answers /readyz.
+func waitAPIServer(ctx context.Context, u *bringUp) (string, error) {
+	kc, err := u.adminKubeconfig()
 	if err != nil {
-		return err
+		return "", err
 	}
-	cs, err := health.Clientset(kc)
-	if err != nil {
-		return err
+	if u.client, err = health.Clientset(kc); err != nil {
+		return "", err
 	}
-	wait := func(what string, f func(context.Context) error) error {
-		wctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
-		defer cancel()
-		if err := f(wctx); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("%s: not within %s: %w", what, o.ReadyTimeout, err)
-			}
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		t.phase(what)
-		return nil
-	}
-	if err := wait("API server healthy", func(ctx context.Context) error { return health.WaitAPIServer(ctx, cs) }); err != nil {
-		return err
-	}
+	return "", health.WaitAPIServer(ctx, u.client)
+}
+
+// waitNodes waits until every machine's Node is Ready.
+func waitNodes(ctx context.Context, u *bringUp) (string, error) {
 	var names []string
-	for _, m := range st.Machines {
+	for _, m := range u.state.Machines {
 		names = append(names, m.Name)
 	}
-	if err := wait(fmt.Sprintf("all %d nodes Ready", len(names)), func(ctx context.Context) error {
-		return health.WaitNodesReady(ctx, cs, names)
-	}); err != nil {
-		return err
+	return strconv.Itoa(len(names)), health.WaitNodesReady(ctx, u.client, names)
+}
+
+// waitSystemPods waits until every kube-system pod is Ready and each
+// enabled addon's workloads have pods.
+func waitSystemPods(ctx context.Context, u *bringUp) (string, error) {
+	expect, err := addons.Workloads(u.render.Cluster)
+	if err != nil {
+		return "", err
 	}
-	var expect []string
-	for _, a := range []struct {
-		on   *bool
-		pods []string
-	}{
-		{c.Spec.Addons.DNS, []string{"coredns"}},
-		{c.Spec.Addons.Monitoring, []string{"prometheus"}},
-		{c.Spec.Addons.Logging, []string{"victoria-logs", "log-aggregator"}},
-		{c.Spec.Addons.UI, []string{"kubeup-ui"}},
-	} {
-		if config.Enabled(a.on) {
-			expect = append(expect, a.pods...)
-		}
-	}
-	return wait("kube-system pods Ready", func(ctx context.Context) error {
-		return health.WaitSystemPodsReady(ctx, cs, expect)
-	})
+	return "", health.WaitSystemPodsReady(ctx, u.client, expect)
 }
