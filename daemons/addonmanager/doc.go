@@ -3,6 +3,6 @@
 // applies the manifests under the configured directories (Reconcile and
 // EnsureExists modes, pruning), approves kubelet serving certificates, and
 // gives nodes their node-role label. It runs as
-// `kubeup-agent addon-manager`, a Type=notify systemd service with a
+// `kubeup-addons addon-manager`, a Type=notify systemd service with a
 // watchdog, and serves /healthz and /metrics over HTTPS.
 package addonmanager

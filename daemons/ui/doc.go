@@ -1,5 +1,5 @@
 // Package ui is kubeup's read-only cluster UI, served by
-// `kubeup-agent ui` in kube-system and reached through the API server's
+// `kubeup-addons ui` in kube-system and reached through the API server's
 // service proxy: one server-rendered page (nodes, per-machine component
 // health from Prometheus, pods, recent events, links to the metrics and
 // log UIs) and the same overview as JSON.
