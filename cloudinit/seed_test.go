@@ -130,6 +130,7 @@ func TestWriteSeedIsoinfo(t *testing.T) {
 }
 
 func TestSeedRoundTrip(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 4))
 	big := make([]byte, 100_000) // spans many blocks
 	for i := range big {

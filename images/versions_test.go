@@ -37,6 +37,7 @@ func TestPinned(t *testing.T) {
 }
 
 func TestImageRefs(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ got, want string }{
 		{PauseImage(), "registry.kubeup.dev/pause:3.10"},
 		{CoreDNSImage(), "registry.kubeup.dev/coredns:v1.15.0"},
@@ -65,6 +66,7 @@ func TestTagFor(t *testing.T) {
 }
 
 func TestLoadRejects(t *testing.T) {
+	t.Parallel()
 	const good = `
 components:
   - name: etcd

@@ -113,6 +113,7 @@ func nodeGetter(nodes ...*corev1.Node) func(string) (*corev1.Node, error) {
 }
 
 func TestReviewServingCSR(t *testing.T) {
+	t.Parallel()
 	good := csrTemplate{dns: []string{"worker-1"}, ips: []string{"10.0.0.11"}}
 	with := func(mut func(*csrTemplate)) csrTemplate {
 		c := good

@@ -111,6 +111,7 @@ items:
 }
 
 func TestLoadManifestsLabelRules(t *testing.T) {
+	t.Parallel()
 	dir := writeFiles(t, map[string]string{
 		"addons.yaml": `apiVersion: v1
 kind: ConfigMap

@@ -19,6 +19,7 @@ func node(name string, labels map[string]string) *corev1.Node {
 }
 
 func TestMissingRoleLabels(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		labels map[string]string

@@ -552,6 +552,7 @@ metadata: {name: w, namespace: kube-system, labels: {addonmanager.kubernetes.io/
 }
 
 func TestDiverged(t *testing.T) {
+	t.Parallel()
 	desired := obj("v1", "Secret", "kube-system", "s", map[string]string{"a": "1"}, map[string]any{
 		"stringData": map[string]any{"token": "abc"},
 		"spec": map[string]any{"replicas": int64(2), "containers": []any{

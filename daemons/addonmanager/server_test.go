@@ -26,6 +26,7 @@ import (
 )
 
 func TestServer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := kubetest.NewCA(t, "kubernetes")
 	servingCert, servingKey := ca.Issue(t, pkix.Name{CommonName: "kubeup-agent"}, x509.ExtKeyUsageServerAuth, time.Time{})

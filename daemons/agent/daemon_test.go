@@ -19,6 +19,7 @@ import (
 )
 
 func TestCertificateScan(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "kubernetes")
 	dir := t.TempDir()
 	expiry := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -102,6 +102,7 @@ func TestHealthzNeedsNoAuth(t *testing.T) {
 }
 
 func TestMetricsAuth(t *testing.T) {
+	t.Parallel()
 	kube, calls := fakeReviews()
 	td := newTestDaemon(t, kube)
 	srv := serve(t, td)

@@ -144,6 +144,7 @@ func (s *testServer) get(t *testing.T, path, token string, certs ...tls.Certific
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	other := newCA(t, "someone else")
 	for _, tc := range []struct {
@@ -197,6 +198,7 @@ func TestMetrics(t *testing.T) {
 
 // Failures to ask the API server are 503s, and not cached.
 func TestMetricsReviewerDown(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	for _, tc := range []struct {
 		err  error
@@ -221,6 +223,7 @@ func TestMetricsReviewerDown(t *testing.T) {
 }
 
 func TestAdmin(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	for _, tc := range []struct {
 		name  string

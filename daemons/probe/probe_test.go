@@ -162,6 +162,7 @@ func fakeGRPCHealth(t *testing.T, status uint64, grpcStatus string) string {
 }
 
 func TestProbeGRPCHealth(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		status     uint64

@@ -465,6 +465,7 @@ func (e errorResponder) Error(w http.ResponseWriter, _ *http.Request, err error)
 }
 
 func TestRelativeRef(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ page, target, want string }{
 		{uiProxyPath, DefaultMetricsUIPath, "../../prometheus:web/proxy/"},
 		{uiProxyPath, DefaultLogsUIPath, "../../victoria-logs:http/proxy/select/vmui/"},
@@ -490,6 +491,7 @@ func TestRelativeRef(t *testing.T) {
 }
 
 func TestPagePath(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		path, prefix, uri, want string
 	}{

@@ -14,6 +14,7 @@ import (
 // TestWrapperModulesMatchVersions keeps images/modules/*/go.mod and
 // images/versions.yaml in step, and every component buildable.
 func TestWrapperModulesMatchVersions(t *testing.T) {
+	t.Parallel()
 	modules := filepath.Join("..", "modules")
 	v := images.Pinned()
 	for _, c := range v.Components {

@@ -60,6 +60,7 @@ const head = "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: d
 
 // Each malformed config and the exact error lines it must produce.
 func TestInvalidConfigs(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, doc string
 		want      []string
