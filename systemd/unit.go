@@ -104,9 +104,83 @@ type Service struct {
 	ProtectHome     bool
 	PrivateTmp      bool
 	ReadWritePaths  []string
+	// Sandbox is the rest of systemd.exec(5)'s sandboxing, for daemons
+	// whose needs are known to the last capability.
+	Sandbox *Sandbox
 
 	// [Install]
 	WantedBy []string
+}
+
+// Sandbox are systemd.exec(5) sandboxing options (systemd 252). Zero
+// values are left out; booleans render as "yes".
+type Sandbox struct {
+	// CapabilityBoundingSet: the capabilities the service (and what it
+	// runs) may ever have; a non-nil empty list means none.
+	CapabilityBoundingSet []string
+	// Kernel, devices and system state the service must not change or see.
+	PrivateDevices         bool
+	ProtectKernelTunables  bool
+	ProtectKernelModules   bool
+	ProtectKernelLogs      bool
+	ProtectControlGroups   bool
+	ProtectClock           bool
+	ProtectHostname        bool
+	PrivateMounts          bool
+	ProtectProc            string // "invisible": other users' processes hidden
+	RestrictNamespaces     bool
+	RestrictRealtime       bool
+	RestrictSUIDSGID       bool
+	LockPersonality        bool
+	MemoryDenyWriteExecute bool
+	// RestrictAddressFamilies: the socket families it may open.
+	RestrictAddressFamilies []string
+	// SystemCallFilter: allowed system calls or groups ("@system-service"),
+	// then SystemCallDeny taken out of them ("@privileged");
+	// SystemCallErrorNumber is what a refused one returns instead of
+	// killing the process.
+	SystemCallFilter        []string
+	SystemCallDeny          []string
+	SystemCallErrorNumber   string
+	SystemCallArchitectures string // "native"
+	UMask                   string // e.g. "0077"
+}
+
+func (x *Sandbox) render(b *builder) {
+	if x == nil {
+		return
+	}
+	yes := func(name string, v bool) {
+		if v {
+			b.add("Service", name, "yes")
+		}
+	}
+	if x.CapabilityBoundingSet != nil {
+		// An empty value is meaningful here: no capability at all.
+		b.opts = append(b.opts, unit.NewUnitOption("Service", "CapabilityBoundingSet", strings.Join(x.CapabilityBoundingSet, " ")))
+	}
+	yes("PrivateDevices", x.PrivateDevices)
+	yes("ProtectKernelTunables", x.ProtectKernelTunables)
+	yes("ProtectKernelModules", x.ProtectKernelModules)
+	yes("ProtectKernelLogs", x.ProtectKernelLogs)
+	yes("ProtectControlGroups", x.ProtectControlGroups)
+	yes("ProtectClock", x.ProtectClock)
+	yes("ProtectHostname", x.ProtectHostname)
+	yes("PrivateMounts", x.PrivateMounts)
+	b.add("Service", "ProtectProc", x.ProtectProc)
+	yes("RestrictNamespaces", x.RestrictNamespaces)
+	yes("RestrictRealtime", x.RestrictRealtime)
+	yes("RestrictSUIDSGID", x.RestrictSUIDSGID)
+	yes("LockPersonality", x.LockPersonality)
+	yes("MemoryDenyWriteExecute", x.MemoryDenyWriteExecute)
+	b.add("Service", "RestrictAddressFamilies", strings.Join(x.RestrictAddressFamilies, " "))
+	b.add("Service", "SystemCallFilter", strings.Join(x.SystemCallFilter, " "))
+	if len(x.SystemCallDeny) > 0 {
+		b.add("Service", "SystemCallFilter", "~"+strings.Join(x.SystemCallDeny, " "))
+	}
+	b.add("Service", "SystemCallErrorNumber", x.SystemCallErrorNumber)
+	b.add("Service", "SystemCallArchitectures", x.SystemCallArchitectures)
+	b.add("Service", "UMask", x.UMask)
 }
 
 // Unit renders the service as name (".service" is appended when missing).
@@ -180,6 +254,7 @@ func (s Service) Unit(name string) Unit {
 		b.add("Service", "PrivateTmp", "yes")
 	}
 	b.addAll("Service", "ReadWritePaths", s.ReadWritePaths)
+	s.Sandbox.render(&b)
 	b.addAll("Install", "WantedBy", s.WantedBy)
 	return Unit{Name: name, Options: b.opts}
 }

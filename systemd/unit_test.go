@@ -69,3 +69,49 @@ func TestTarget(t *testing.T) {
 		t.Errorf("%+v", u)
 	}
 }
+
+func TestSandboxRendering(t *testing.T) {
+	t.Parallel()
+	u := Service{
+		ExecStart: "/bin/demo", NoNewPrivileges: true, ProtectSystem: "strict", ReadWritePaths: []string{"/var/lib/demo"},
+		Sandbox: &Sandbox{
+			CapabilityBoundingSet: []string{}, PrivateDevices: true, ProtectKernelTunables: true, ProtectProc: "invisible",
+			RestrictAddressFamilies: []string{"AF_UNIX", "AF_INET"}, SystemCallFilter: []string{"@system-service"}, SystemCallDeny: []string{"@privileged", "@resources"},
+			SystemCallErrorNumber: "EPERM", SystemCallArchitectures: "native", UMask: "0077",
+		},
+	}.Unit("demo")
+	data, err := u.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Header + `[Service]
+ExecStart=/bin/demo
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths=/var/lib/demo
+CapabilityBoundingSet=
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectProc=invisible
+RestrictAddressFamilies=AF_UNIX AF_INET
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+SystemCallArchitectures=native
+UMask=0077
+`
+	if string(data) != want {
+		t.Errorf("got:\n%s\nwant:\n%s", data, want)
+	}
+	back, err := Parse(u.Name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps := back.Values("Service", "CapabilityBoundingSet"); len(caps) != 1 || caps[0] != "" {
+		t.Errorf("an empty CapabilityBoundingSet (no capability) does not round-trip: %q", caps)
+	}
+	// nil: the option is left out (all capabilities).
+	if u := (Service{ExecStart: "/bin/x", Sandbox: &Sandbox{}}).Unit("x"); len(u.Values("Service", "CapabilityBoundingSet")) != 0 {
+		t.Error("nil CapabilityBoundingSet rendered")
+	}
+}
