@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -44,7 +45,8 @@ func agentClientCert() []string {
 	return []string{"--cacert=" + pki("ca.crt"), "--cert=" + pki("kubeup-agent.crt"), "--key=" + pki("kubeup-agent.key")}
 }
 
-func (APIServer) ImageFiles() []File { return nil }
+// ImageFiles: the audit policy, the same for every cluster.
+func (APIServer) ImageFiles() []File { return []File{auditPolicyFile()} }
 
 func (APIServer) Flags(ctx Context) Flags {
 	c := ctx.Cluster
@@ -52,18 +54,18 @@ func (APIServer) Flags(ctx Context) Flags {
 	for _, m := range c.Masters {
 		etcd = append(etcd, fmt.Sprintf("https://%s:%d", m.IP, EtcdClientPort))
 	}
-	return Flags{
+	f := Flags{
 		"advertise-address":                  ctx.Machine.IP.String(),
 		"secure-port":                        fmt.Sprint(APIServerPort),
 		"allow-privileged":                   "true",
 		"anonymous-auth":                     "false",
 		"authorization-mode":                 "Node,RBAC",
-		"enable-admission-plugins":           "NodeRestriction",
+		"enable-admission-plugins":           "NodeRestriction,PodSecurity,DenyServiceExternalIPs",
+		"admission-control-config-file":      AdmissionConfigPath,
 		"enable-bootstrap-token-auth":        "true",
 		"client-ca-file":                     pki("ca.crt"),
 		"tls-cert-file":                      pki("apiserver.crt"),
 		"tls-private-key-file":               pki("apiserver.key"),
-		"tls-min-version":                    "VersionTLS12",
 		"etcd-servers":                       strings.Join(etcd, ","),
 		"etcd-cafile":                        pki("etcd/ca.crt"),
 		"etcd-certfile":                      pki("apiserver-etcd-client.crt"),
@@ -86,13 +88,33 @@ func (APIServer) Flags(ctx Context) Flags {
 		"service-cluster-ip-range":           c.ServiceCIDR.String(),
 		"profiling":                          "false",
 	}
+	maps.Copy(f, auditFlags())
+	maps.Copy(f, tlsFlags())
+	return f
 }
 
-// Files is the EncryptionConfiguration: Secrets are written to etcd sealed
-// with secretbox (XSalsa20-Poly1305) under the cluster's key, which unlike
-// aesgcm needs no rotation after a number of writes; "identity" still reads
-// anything stored before encryption was on.
+// Files are the EncryptionConfiguration and the AdmissionConfiguration
+// (Pod Security levels, see admissionConfig).
 func (APIServer) Files(ctx Context) ([]File, error) {
+	enc, err := encryptionConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	adm, err := admissionConfig(ctx.Cluster.PodSecurity)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver: %w", err)
+	}
+	return []File{
+		{Path: AdmissionConfigPath, Mode: 0o644, Content: adm},
+		{Path: EncryptionConfigPath, Mode: 0o600, Content: enc},
+	}, nil
+}
+
+// encryptionConfig: Secrets are written to etcd sealed with secretbox
+// (XSalsa20-Poly1305) under the cluster's key, which unlike aesgcm needs no
+// rotation after a number of writes; "identity" still reads anything
+// stored before encryption was on.
+func encryptionConfig(ctx Context) ([]byte, error) {
 	if len(ctx.Secrets.EncryptionKey) != 32 {
 		return nil, fmt.Errorf("kube-apiserver: encryption key is %d bytes, want 32", len(ctx.Secrets.EncryptionKey))
 	}
@@ -110,7 +132,7 @@ func (APIServer) Files(ctx Context) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver encryption config: %w", err)
 	}
-	return []File{{Path: EncryptionConfigPath, Mode: 0o600, Content: data}}, nil
+	return data, nil
 }
 
 func (APIServer) Health() Endpoint {

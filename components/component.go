@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"kubeup.dev/kubeup/components/agentconfig"
 	"kubeup.dev/kubeup/systemd"
 )
 
@@ -70,6 +71,8 @@ type Cluster struct {
 	// UpstreamDNS says whether machines have a resolver for names outside
 	// the cluster (cluster DNS forwards to it); local clusters have none.
 	UpstreamDNS bool
+	// PodSecurity are the cluster-wide Pod Security admission levels.
+	PodSecurity PodSecurity
 }
 
 // Secrets are the cluster secrets some files embed.
@@ -169,7 +172,7 @@ const (
 	KubernetesDir = "/etc/kubernetes"
 	EnvDir        = "/etc/kubeup/env"
 	// ArgsVar is the variable each env file sets and each ExecStart expands.
-	ArgsVar = "KUBEUP_ARGS"
+	ArgsVar = agentconfig.ArgsVar
 )
 
 // EnvFile is where cloud-init writes a component's flags.

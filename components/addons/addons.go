@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"kubeup.dev/kubeup/components"
@@ -16,9 +18,14 @@ const Namespace = "kube-system"
 type Addon struct {
 	Name    string
 	Objects []any
+	// PodSecurity is the least strict Pod Security level its pods need
+	// (components.PodSecurityPrivileged, ...); a test checks it with the
+	// upstream policy.
+	PodSecurity string
 }
 
-// Manifests renders the enabled addons as files for ClusterAddonDir.
+// Manifests renders the enabled addons as files for ClusterAddonDir, and
+// the addons' namespace (NamespaceFile).
 func Manifests(c *components.Cluster) ([]components.File, error) {
 	enabled, err := Enabled(c)
 	if err != nil {
@@ -32,7 +39,38 @@ func Manifests(c *components.Cluster) ([]components.File, error) {
 		}
 		out = append(out, components.File{Path: components.ClusterAddonDir + "/" + a.Name + ".yaml", Mode: 0o644, Content: data})
 	}
-	return out, nil
+	data, err := marshal([]any{AddonNamespace(c, enabled)})
+	if err != nil {
+		return nil, fmt.Errorf("addon namespace: %w", err)
+	}
+	return append(out, components.File{Path: components.ClusterAddonDir + "/" + NamespaceFile, Mode: 0o644, Content: data}), nil
+}
+
+// NamespaceFile declares the addons' namespace.
+const NamespaceFile = "namespace.yaml"
+
+// AddonNamespace is the namespace the addons run in, labelled with the Pod
+// Security level their pods need for each mode whose cluster-wide level is
+// stricter, and with nothing else: with the default levels, kube-system is
+// privileged because Prometheus, VictoriaLogs and the log aggregator keep
+// their data in hostPath directories on the master, and no other namespace
+// gets an exception. It is declared even when it needs no label, so that
+// the addon manager removes labels a new config no longer needs instead of
+// ever pruning the namespace.
+func AddonNamespace(c *components.Cluster, enabled []Addon) *corev1.Namespace {
+	need := components.PodSecurityRestricted
+	for _, a := range enabled {
+		if components.PodSecurityStricter(need, a.PodSecurity) {
+			need = a.PodSecurity
+		}
+	}
+	l := map[string]string{components.AddonModeLabel: components.AddonModeReconcile}
+	for mode, level := range c.PodSecurity.Modes() {
+		if components.PodSecurityStricter(level, need) {
+			l[components.PodSecurityLabel(mode)] = need
+		}
+	}
+	return &corev1.Namespace{TypeMeta: tm("v1", "Namespace"), ObjectMeta: metav1.ObjectMeta{Name: Namespace, Labels: l}}
 }
 
 // Enabled lists the addons the cluster turned on, in apply order.

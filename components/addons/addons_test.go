@@ -18,8 +18,9 @@ import (
 func cluster() *components.Cluster {
 	return &components.Cluster{
 		Name: "demo", DNSDomain: "cluster.local", DNSServiceIP: netip.MustParseAddr("10.96.0.10"),
-		Images: components.Images{CoreDNS: "registry.kubeup.dev/coredns:v1.15.0"},
-		Addons: components.Addons{DNS: true},
+		Images:      components.Images{CoreDNS: "registry.kubeup.dev/coredns:v1.15.0"},
+		Addons:      components.Addons{DNS: true},
+		PodSecurity: components.PodSecurity{Enforce: components.PodSecurityBaseline, Audit: components.PodSecurityRestricted, Warn: components.PodSecurityRestricted},
 	}
 }
 
@@ -28,7 +29,7 @@ func TestManifestsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || files[0].Path != "/etc/kubeup/addons/dns.yaml" {
+	if len(files) != 2 || files[0].Path != "/etc/kubeup/addons/dns.yaml" || files[1].Path != "/etc/kubeup/addons/namespace.yaml" {
 		t.Fatalf("files %+v", files)
 	}
 	for _, f := range files {
@@ -47,6 +48,7 @@ func TestManifestsAreValidObjects(t *testing.T) {
 		"ServiceAccount": func() any { return &corev1.ServiceAccount{} }, "ConfigMap": func() any { return &corev1.ConfigMap{} },
 		"Service": func() any { return &corev1.Service{} }, "Deployment": func() any { return &appsv1.Deployment{} },
 		"ClusterRole": func() any { return &rbacv1.ClusterRole{} }, "ClusterRoleBinding": func() any { return &rbacv1.ClusterRoleBinding{} },
+		"Namespace": func() any { return &corev1.Namespace{} },
 	}
 	for _, f := range files {
 		for _, doc := range bytes.Split(f.Content, []byte("\n---\n")) {
@@ -83,8 +85,8 @@ func TestCorefileForwardsOnlyWithUpstream(t *testing.T) {
 		t.Error("Corefile with upstream does not forward")
 	}
 	c.Addons.DNS = false
-	if files, _ := Manifests(c); len(files) != 0 {
-		t.Error("DNS addon rendered while off")
+	if files, _ := Manifests(c); len(files) != 1 || files[0].Path != "/etc/kubeup/addons/namespace.yaml" {
+		t.Errorf("DNS addon rendered while off: %v", files)
 	}
 }
 
@@ -97,7 +99,7 @@ func TestMonitoring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 2 || files[1].Path != "/etc/kubeup/addons/monitoring.yaml" {
+	if len(files) != 3 || files[1].Path != "/etc/kubeup/addons/monitoring.yaml" {
 		t.Fatalf("files %v", files)
 	}
 	golden.Assert(t, "monitoring", files[1].Content)

@@ -116,7 +116,7 @@ func DNS(c *components.Cluster) Addon {
 			},
 		},
 	}
-	return Addon{Name: "dns", Objects: []any{sa, role, binding, cm, dep, svc}}
+	return Addon{Name: "dns", Objects: []any{sa, role, binding, cm, dep, svc}, PodSecurity: components.PodSecurityBaseline}
 }
 
 // Corefile is CoreDNS's configuration: cluster names from the API, and

@@ -77,7 +77,7 @@ func Logging(c *components.Cluster) (Addon, error) {
 	}
 	store := logStore(c)
 	agg := logAggregator(c, ip, port, cfg)
-	return Addon{Name: "logging", Objects: append(store, agg...)}, nil
+	return Addon{Name: "logging", Objects: append(store, agg...), PodSecurity: components.PodSecurityPrivileged}, nil
 }
 
 // splitLogForward takes "IP:port" apart.

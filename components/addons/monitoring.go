@@ -122,7 +122,7 @@ func Monitoring(c *components.Cluster) (Addon, error) {
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"k8s-app": app},
 			Ports: []corev1.ServicePort{{Name: "web", Port: PrometheusPort, TargetPort: intstr.FromInt32(PrometheusPort)}}},
 	}
-	return Addon{Name: "monitoring", Objects: []any{sa, role, binding, cm, dep, svc}}, nil
+	return Addon{Name: "monitoring", Objects: []any{sa, role, binding, cm, dep, svc}, PodSecurity: components.PodSecurityPrivileged}, nil
 }
 
 // mastersOnly pins a pod to masters, whose images carry the addons'.

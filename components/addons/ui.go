@@ -130,5 +130,5 @@ func UI(c *components.Cluster) Addon {
 				TargetPort: intstr.FromInt32(uiTargetPort)}},
 		},
 	}
-	return Addon{Name: "ui", Objects: []any{sa, role, binding, dep, svc}}
+	return Addon{Name: "ui", Objects: []any{sa, role, binding, dep, svc}, PodSecurity: components.PodSecurityRestricted}
 }

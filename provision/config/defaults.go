@@ -18,6 +18,13 @@ const (
 	DefaultNodeMemory   = "2Gi"
 	DefaultDiskSize     = "10Gi"
 	DefaultAccelerator  = "auto"
+	// Pod Security: what kubeadm users turn on first. baseline refuses
+	// what breaks out to the host (privileged containers, host namespaces
+	// and paths, added capabilities); restricted, which most images do not
+	// meet yet, is audited and warned about.
+	DefaultPodSecurityEnforce = PodSecurityBaseline
+	DefaultPodSecurityAudit   = PodSecurityRestricted
+	DefaultPodSecurityWarn    = PodSecurityRestricted
 )
 
 // SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.
@@ -60,6 +67,10 @@ func SetDefaults(c *Cluster) {
 			*a = &on
 		}
 	}
+	ps := &s.PodSecurity
+	setString(&ps.Enforce, DefaultPodSecurityEnforce)
+	setString(&ps.Audit, DefaultPodSecurityAudit)
+	setString(&ps.Warn, DefaultPodSecurityWarn)
 	t := &s.Target
 	setString(&t.Provider, ProviderLocal)
 	if t.Provider == ProviderLocal {

@@ -32,7 +32,10 @@ type ClusterSpec struct {
 	Nodes   MachinePool `json:"nodes"`
 	Network Network     `json:"network,omitempty"`
 	Addons  Addons      `json:"addons,omitempty"`
-	SSH     SSH         `json:"ssh,omitempty"`
+	// PodSecurity are the Pod Security Standards levels every namespace
+	// gets unless it is labelled otherwise.
+	PodSecurity PodSecurity `json:"podSecurity,omitempty"`
+	SSH         SSH         `json:"ssh,omitempty"`
 	Target  Target      `json:"target,omitempty"`
 }
 
@@ -72,6 +75,24 @@ type Addons struct {
 	Logging    *bool `json:"logging,omitempty"`
 	UI         *bool `json:"ui,omitempty"`
 }
+
+// PodSecurity sets the Pod Security admission levels (privileged, baseline
+// or restricted) for namespaces without their own
+// pod-security.kubernetes.io labels: pods that break Enforce are refused,
+// pods that break Audit are marked in the audit log, and whoever creates a
+// pod (or a Deployment, ...) that breaks Warn gets a warning.
+type PodSecurity struct {
+	Enforce string `json:"enforce,omitempty"`
+	Audit   string `json:"audit,omitempty"`
+	Warn    string `json:"warn,omitempty"`
+}
+
+// Pod Security Standards levels, least strict first.
+const (
+	PodSecurityPrivileged = "privileged"
+	PodSecurityBaseline   = "baseline"
+	PodSecurityRestricted = "restricted"
+)
 
 // SSH configures login to the machines (none by default: appliances are
 // managed through the API and kubeup's agent).

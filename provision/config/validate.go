@@ -65,6 +65,13 @@ func Validate(c *Cluster) ErrorList {
 		}
 	}
 	validateNetwork(&e, c, len(masters), len(nodes))
+	levels := []string{PodSecurityPrivileged, PodSecurityBaseline, PodSecurityRestricted}
+	ps := c.Spec.PodSecurity
+	for _, m := range []struct{ field, level string }{{"enforce", ps.Enforce}, {"audit", ps.Audit}, {"warn", ps.Warn}} {
+		if !slices.Contains(levels, m.level) {
+			e.add("spec.podSecurity."+m.field, "%q is not one of %s", m.level, strings.Join(levels, ", "))
+		}
+	}
 	validateTarget(&e, c)
 	for i, k := range c.Spec.SSH.AuthorizedKeys {
 		f := strings.Fields(k)

@@ -90,6 +90,7 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 		},
 		// Clouds give machines a resolver; the local target is air-gapped.
 		UpstreamDNS: c.Spec.Target.Provider != config.ProviderLocal,
+		PodSecurity: components.PodSecurity{Enforce: c.Spec.PodSecurity.Enforce, Audit: c.Spec.PodSecurity.Audit, Warn: c.Spec.PodSecurity.Warn},
 	}
 	for _, m := range c.Masters() {
 		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})
@@ -210,12 +211,19 @@ func cloudConfig(c *config.Cluster, m config.Machine, files []components.File) *
 	}
 	if keys := c.Spec.SSH.AuthorizedKeys; len(keys) > 0 {
 		cfg.Users = []cloudinit.User{{Name: "kubeup", Shell: "/bin/bash", Sudo: "ALL=(ALL) NOPASSWD:ALL", SSHAuthorizedKeys: keys}}
+		// The image has sshd disabled (images/rootfs): only machines
+		// someone may log in to listen on port 22. runcmd runs once the
+		// host keys exist.
+		cfg.RunCmd = append([][]string{{"systemctl", "enable", "--now", "--no-block", SSHService}}, cfg.RunCmd...)
 	}
 	for _, f := range files {
 		cfg.Files = append(cfg.Files, cloudinit.File{Path: f.Path, Content: f.Content, Mode: f.Mode})
 	}
 	return cfg
 }
+
+// SSHService is Debian's OpenSSH server unit.
+const SSHService = "ssh.service"
 
 // Interface ids in the local network-config.
 const (
