@@ -3,6 +3,10 @@ package agentconfig
 // Path is where the image's agent unit reads its configuration.
 const Path = "/etc/kubeup/agent.yaml"
 
+// ArgsVar is the variable each component's env file sets to its flags and
+// each ExecStart expands.
+const ArgsVar = "KUBEUP_ARGS"
+
 // LogIdentifier is the SYSLOG_IDENTIFIER whose journal lines are forwarded
 // whatever their unit (`systemd-cat -t kubeup`).
 const LogIdentifier = "kubeup"
@@ -43,6 +47,22 @@ type Config struct {
 	// Scrape are loopback-only plain-HTTP metrics endpoints (containerd,
 	// kube-proxy) the agent serves onwards at /metrics/<name> over TLS.
 	Scrape map[string]string `json:"scrape,omitempty"`
+	// Inspect is what GET /v1/config reports of the machine's
+	// configuration (`kubeup verify --cis`).
+	Inspect Inspect `json:"inspect,omitempty"`
+}
+
+// Inspect names what the agent reports of the machine's configuration.
+type Inspect struct {
+	// EnvFiles maps units to their env files: the agent reports the flags
+	// of each file's ArgsVar assignment.
+	EnvFiles map[string]string `json:"envFiles,omitempty"`
+	// ConfigFiles are reported with their content: the components'
+	// configuration files that hold no secret.
+	ConfigFiles []string `json:"configFiles,omitempty"`
+	// Paths are reported by mode and owner only; a directory with
+	// everything under it.
+	Paths []string `json:"paths,omitempty"`
 }
 
 // Logs configures log forwarding: the journal of Units, journal lines
@@ -58,6 +78,9 @@ type Logs struct {
 	// Identifiers are SYSLOG_IDENTIFIERs forwarded besides the units'
 	// journal (`systemd-cat -t kubeup`); absent means [LogIdentifier].
 	Identifiers []string `json:"identifiers,omitempty"`
+	// AuditLog is the API server's audit log (masters), forwarded as
+	// source "audit"; the files it rotates to are found beside it.
+	AuditLog string `json:"auditLog,omitempty"`
 }
 
 // Net configures pod networking between machines.

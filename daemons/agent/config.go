@@ -146,6 +146,9 @@ func ValidateConfig(c *agentconfig.Config) error {
 		if c.Logs.BufferMaxBytes < minLogBuffer {
 			bad("logs.bufferMaxBytes", "%d is below the minimum of %d", c.Logs.BufferMaxBytes, minLogBuffer)
 		}
+		if c.Logs.AuditLog != "" {
+			absolute("logs.auditLog", c.Logs.AuditLog)
+		}
 		for i, id := range c.Logs.Identifiers {
 			if !syslogIdentifier.MatchString(id) {
 				bad(fmt.Sprintf("logs.identifiers[%d]", i), "%q is not a syslog identifier", id)
@@ -164,6 +167,15 @@ func ValidateConfig(c *agentconfig.Config) error {
 		absolute("etcd.caFile", e.CAFile)
 		absolute("etcd.certFile", e.CertFile)
 		absolute("etcd.keyFile", e.KeyFile)
+	}
+	for _, unit := range sortedKeys(c.Inspect.EnvFiles) {
+		absolute("inspect.envFiles."+unit, c.Inspect.EnvFiles[unit])
+	}
+	for i, p := range c.Inspect.ConfigFiles {
+		absolute(fmt.Sprintf("inspect.configFiles[%d]", i), p)
+	}
+	for i, p := range c.Inspect.Paths {
+		absolute(fmt.Sprintf("inspect.paths[%d]", i), p)
 	}
 	for _, name := range sortedKeys(c.Scrape) {
 		field := "scrape." + name

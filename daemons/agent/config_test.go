@@ -101,11 +101,11 @@ func TestValidateLogsAndEtcd(t *testing.T) {
 
 	bad := good
 	bad.Logs = agentconfig.Logs{Forward: "10.96.0.11", BufferDir: "buffer", BufferMaxBytes: 1024,
-		Identifiers: []string{"kubeup", "a b", "x=y"}}
+		Identifiers: []string{"kubeup", "a b", "x=y"}, AuditLog: "audit.log"}
 	bad.Etcd = &agentconfig.Etcd{Endpoints: []string{"http://127.0.0.1:2379"}, CAFile: "ca.crt"}
 	err := ValidateConfig(&bad)
 	for _, field := range []string{"logs.forward", "logs.bufferDir", "logs.stateDir: required", "logs.bufferMaxBytes",
-		"logs.identifiers[1]", "logs.identifiers[2]", "etcd.endpoints[0]", "etcd.caFile", "etcd.certFile: required", "etcd.keyFile: required"} {
+		"logs.identifiers[1]", "logs.identifiers[2]", "logs.auditLog", "etcd.endpoints[0]", "etcd.caFile", "etcd.certFile: required", "etcd.keyFile: required"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("no problem reported for %s in:\n%v", field, err)
 		}

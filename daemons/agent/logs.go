@@ -8,14 +8,15 @@ import (
 	"kubeup.dev/kubeup/daemons/agent/logforward"
 )
 
-// logPipeline is log forwarding's three tasks: the forwarder (connection
-// to the aggregator at cfg.Logs.Forward and the disk buffer) and its two
-// sources, the journal and the pod log files.
+// logPipeline is log forwarding's tasks: the forwarder (connection to the
+// aggregator at cfg.Logs.Forward and the disk buffer) and its sources, the
+// journal, the pod log files and, on masters, the API server's audit log.
 type logPipeline struct {
 	addr    string
 	forward *logforward.Forwarder
 	journal *logforward.Journal
 	pods    *logforward.PodLogs
+	audit   *logforward.AuditLog // nil without cfg.Logs.AuditLog
 	metrics *logforward.Metrics
 }
 
@@ -33,7 +34,7 @@ func newLogPipeline(cfg *agentconfig.Config, journal JournalFunc, podLogDir stri
 		Metrics:        m,
 		Log:            log.With("task", "log-forward"),
 	})
-	return &logPipeline{
+	p := &logPipeline{
 		addr:    cfg.Logs.Forward,
 		forward: fwd,
 		metrics: m,
@@ -55,11 +56,26 @@ func newLogPipeline(cfg *agentconfig.Config, journal JournalFunc, podLogDir stri
 			Metrics:  m,
 			Log:      log.With("task", "pod-log-forward"),
 		}),
-	}, nil
+	}
+	if cfg.Logs.AuditLog != "" {
+		p.audit = logforward.NewAuditLog(logforward.AuditLogConfig{
+			Path:     cfg.Logs.AuditLog,
+			StateDir: cfg.Logs.StateDir,
+			Origin:   origin,
+			Submit:   fwd.Submit,
+			Metrics:  m,
+			Log:      log.With("task", "audit-log-forward"),
+		})
+	}
+	return p, nil
 }
 
 func (l *logPipeline) tasks() []Task {
-	return []Task{l.forward, l.journal, l.pods}
+	tasks := []Task{l.forward, l.journal, l.pods}
+	if l.audit != nil {
+		tasks = append(tasks, l.audit)
+	}
+	return tasks
 }
 
 // LogStatus is log forwarding in /v1/status.

@@ -154,6 +154,8 @@ func (a *Access) Query(ctx context.Context, q string) ([]PromSample, error) {
 
 // LogQuery is a search of the log store.
 type LogQuery struct {
+	// Source is journal, pod or audit (the API server's audit log).
+	Source             string
 	Unit, Machine, Pod string
 	Since              time.Duration
 	Text               string // free LogsQL, ANDed with the rest
@@ -165,6 +167,9 @@ func (q LogQuery) LogsQL() string {
 	var parts []string
 	if q.Since > 0 {
 		parts = append(parts, "_time:"+q.Since.String())
+	}
+	if q.Source != "" {
+		parts = append(parts, fmt.Sprintf("source:%q", q.Source))
 	}
 	if q.Unit != "" {
 		u := q.Unit
@@ -190,6 +195,33 @@ func (q LogQuery) LogsQL() string {
 
 // LogEntry is one log line from the store.
 type LogEntry map[string]string
+
+// Line is the entry as `kubeup logs` prints it: time, machine, where it
+// comes from (unit, namespace/pod/container, or "audit") and the message;
+// for an audit event, who did what to which object and the answer's
+// status instead of the whole event.
+func (e LogEntry) Line(loc *time.Location) string {
+	t := e["_time"]
+	if ts, err := time.Parse(time.RFC3339Nano, t); err == nil {
+		t = ts.In(loc).Format("2006-01-02 15:04:05.000")
+	}
+	src, msg := e["unit"], e["_msg"]
+	switch {
+	case e["source"] == "audit":
+		src = "audit"
+		obj := e["name"]
+		if e["namespace"] != "" {
+			obj = e["namespace"] + "/" + obj
+		}
+		msg = strings.Join(strings.Fields(strings.Join([]string{e["user"], e["verb"], e["resource"], obj}, " ")), " ")
+		if c := e["code"]; c != "" && c != "0" {
+			msg += " -> " + c
+		}
+	case e["pod"] != "":
+		src = e["namespace"] + "/" + e["pod"] + "/" + e["container"]
+	}
+	return fmt.Sprintf("%s %s %s: %s", t, e["machine"], src, msg)
+}
 
 // Logs searches the log store through the API server's service proxy.
 func (a *Access) Logs(ctx context.Context, q LogQuery) ([]LogEntry, error) {

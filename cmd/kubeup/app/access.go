@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -105,17 +106,26 @@ func newLogsCommand(e *cli.Env) *cobra.Command {
 	var q cluster.LogQuery
 	var raw bool
 	cmd := &cobra.Command{
-		Use:   "logs [--unit U] [--machine M] [--pod P] [--since D] [LOGSQL]",
-		Short: "Search the cluster's logs (every unit and pod) in the log store",
+		Use:   "logs [--source S] [--unit U] [--machine M] [--pod P] [--since D] [LOGSQL]",
+		Short: "Search the cluster's logs (every unit and pod, and the API audit trail) in the log store",
 		Long: `logs searches the in-cluster log store (VictoriaLogs), fed by every machine's
-agent with the journal of every kubeup unit and every pod's output. Filters
-combine; extra words are LogsQL, e.g.
+agent with the journal of every kubeup unit, every pod's output and, from
+masters, the API server's audit log. Filters combine; extra words are LogsQL,
+e.g.
 
   kubeup logs --unit kube-apiserver --machine master-0 --since 10m 'priority:<=3'
 
-finds all kube-apiserver errors on master-0 in the last 10 minutes.`,
+finds all kube-apiserver errors on master-0 in the last 10 minutes, and
+
+  kubeup logs --source audit --since 24h 'verb:delete resource:deployments name:web'
+
+who deleted the Deployment web, and when (audit fields: user, verb, resource,
+namespace, name, code; the whole event is the message, --raw prints it).`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if q.Source != "" && !slices.Contains([]string{"journal", "pod", "audit"}, q.Source) {
+				return &cli.ExitError{Code: 2, Err: fmt.Errorf("--source %q: want journal, pod or audit", q.Source)}
+			}
 			a, err := f.connect(e)
 			if err != nil {
 				return err
@@ -130,20 +140,13 @@ finds all kube-apiserver errors on master-0 in the last 10 minutes.`,
 					fmt.Fprintln(e.Stdout, le)
 					continue
 				}
-				src := le["unit"]
-				if le["pod"] != "" {
-					src = le["namespace"] + "/" + le["pod"] + "/" + le["container"]
-				}
-				t := le["_time"]
-				if ts, err := time.Parse(time.RFC3339Nano, t); err == nil {
-					t = ts.Local().Format("2006-01-02 15:04:05.000")
-				}
-				fmt.Fprintf(e.Stdout, "%s %s %s: %s\n", t, le["machine"], src, le["_msg"])
+				fmt.Fprintln(e.Stdout, le.Line(time.Local))
 			}
 			return nil
 		},
 	}
 	f.add(cmd)
+	cmd.Flags().StringVar(&q.Source, "source", "", "only this source: journal (units), pod or audit (the API server's audit log)")
 	cmd.Flags().StringVar(&q.Unit, "unit", "", "only this unit (kube-apiserver or kube-apiserver.service)")
 	cmd.Flags().StringVar(&q.Machine, "machine", "", "only this machine")
 	cmd.Flags().StringVar(&q.Pod, "pod", "", "only this pod")

@@ -8,12 +8,14 @@ import (
 const (
 	SourceJournal = "journal"
 	SourcePod     = "pod"
+	SourceAudit   = "audit"
 )
 
 // Metrics are log forwarding's metrics, registered by the agent in its
 // own registry:
 //
-//	kubeup_log_entries_read_total{source}     records read from the journal / pod log files
+//	kubeup_log_entries_read_total{source}     records read from the journal / pod log files /
+//	                                          the API server's audit log
 //	kubeup_log_entries_sent_total             records the aggregator acked
 //	kubeup_log_forward_batches_total          messages the aggregator acked (each
 //	                                          carries up to 512 records of one tag)
@@ -42,7 +44,7 @@ func NewMetrics() *Metrics {
 	m := &Metrics{
 		Read: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_log_entries_read_total",
-			Help: "Log records read, by source (journal, pod).",
+			Help: "Log records read, by source (journal, pod, audit).",
 		}, []string{"source"}),
 		Sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubeup_log_entries_sent_total",
@@ -73,7 +75,7 @@ func NewMetrics() *Metrics {
 			Help: "Bytes the on-disk log buffer's segment files take.",
 		}),
 	}
-	for _, s := range []string{SourceJournal, SourcePod} {
+	for _, s := range []string{SourceJournal, SourcePod, SourceAudit} {
 		m.Read.WithLabelValues(s)
 	}
 	for _, r := range []string{DropBufferFull, DropCorrupt, DropTooLarge} {

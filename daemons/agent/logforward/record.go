@@ -7,10 +7,11 @@ import (
 	"github.com/tinylib/msgp/msgp"
 )
 
-// Fluent tags of the two sources.
+// Fluent tags of the sources.
 const (
 	JournalTag = "kubeup.journal"
 	PodTag     = "kubeup.pods"
+	AuditTag   = "kubeup.audit"
 )
 
 // Record is one log line on its way to the aggregator: its fluent tag, its
@@ -83,6 +84,35 @@ func EncodePod(b []byte, o Origin, f PodFields) []byte {
 	b = appendField(b, "stream", f.Stream)
 	b = appendOrigin(b, o)
 	return appendField(b, "source", "pod")
+}
+
+// AuditFields are an API server audit event's fields.
+type AuditFields struct {
+	// Message is the whole event, as the API server wrote it (JSON).
+	Message string
+	// User is who made the request (user.username).
+	User string
+	// Verb is the request's (get, list, create, update, patch, delete, ...).
+	Verb string
+	// Resource is objectRef.resource, with "/subresource" when there is one.
+	Resource, Namespace, Name string
+	// Code is the response's HTTP status; 0 when the event has none.
+	Code int
+}
+
+// EncodeAudit encodes an audit record's fields: message, user, verb,
+// resource, namespace, name, code, machine, role, cluster, source.
+func EncodeAudit(b []byte, o Origin, f AuditFields) []byte {
+	b = msgp.AppendMapHeader(b, 11)
+	b = appendField(b, "message", f.Message)
+	b = appendField(b, "user", f.User)
+	b = appendField(b, "verb", f.Verb)
+	b = appendField(b, "resource", f.Resource)
+	b = appendField(b, "namespace", f.Namespace)
+	b = appendField(b, "name", f.Name)
+	b = msgp.AppendInt(msgp.AppendString(b, "code"), f.Code)
+	b = appendOrigin(b, o)
+	return appendField(b, "source", SourceAudit)
 }
 
 func appendOrigin(b []byte, o Origin) []byte {
