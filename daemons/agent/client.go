@@ -58,6 +58,33 @@ func (c *Client) Journal(ctx context.Context, unit string, lines int) (string, e
 	return string(body), err
 }
 
+// Config is GET /v1/config: the units' flags and the configuration files,
+// modes and owners the CIS checks read.
+func (c *Client) Config(ctx context.Context) (*MachineConfig, error) {
+	body, err := c.do(ctx, http.MethodGet, "/v1/config", nil)
+	if err != nil {
+		return nil, err
+	}
+	var mc MachineConfig
+	if err := json.Unmarshal(body, &mc); err != nil {
+		return nil, fmt.Errorf("agent config report: %w", err)
+	}
+	return &mc, nil
+}
+
+// Sockets is GET /v1/sockets: the machine's listening sockets.
+func (c *Client) Sockets(ctx context.Context) ([]Socket, error) {
+	body, err := c.do(ctx, http.MethodGet, "/v1/sockets", nil)
+	if err != nil {
+		return nil, err
+	}
+	var socks []Socket
+	if err := json.Unmarshal(body, &socks); err != nil {
+		return nil, fmt.Errorf("agent sockets: %w", err)
+	}
+	return socks, nil
+}
+
 // PutManifest writes a static pod manifest into the kubelet's directory.
 func (c *Client) PutManifest(ctx context.Context, name string, pod []byte) error {
 	_, err := c.do(ctx, http.MethodPut, "/v1/manifests/"+url.PathEscape(name), pod)

@@ -44,6 +44,8 @@ type Options struct {
 	// PodLogDir is the kubelet's container log directory; default
 	// /var/log/pods.
 	PodLogDir string
+	// ProcNet is where the kernel lists sockets; default /proc/net.
+	ProcNet string
 }
 
 // Daemon is `kubeup-agent agent`.
@@ -68,8 +70,9 @@ type Daemon struct {
 	reg     *prometheus.Registry
 	scrape  *http.Client
 
-	serving chan struct{} // closed when the HTTPS server stops
-	podDir  string
+	serving    chan struct{} // closed when the HTTPS server stops
+	podDir     string
+	procNetDir string
 }
 
 func (d *Daemon) staticPodDir() string {
@@ -118,7 +121,7 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg: cfg, log: o.Log, now: o.Now, uptime: o.Uptime, started: o.Now(), podDir: o.StaticPodDir,
+		cfg: cfg, log: o.Log, now: o.Now, uptime: o.Uptime, started: o.Now(), podDir: o.StaticPodDir, procNetDir: o.ProcNet,
 		tls: t, units: o.Units, journal: o.Journal,
 		scrape:  &http.Client{Timeout: scrapeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}},
 		serving: make(chan struct{}),

@@ -42,6 +42,9 @@ const AdminGroup = httpauth.AdminGroup
 //	GET /metrics/<name>    a Scrape endpoint, passed on  client cert or bearer token
 //	GET /v1/status         machine status (JSON)        admin client cert
 //	GET /v1/journal        a unit's journal (text)      admin client cert
+//	GET /v1/config         units' flags, config files,  admin client cert
+//	                       modes and owners (JSON)
+//	GET /v1/sockets        listening sockets (JSON)     admin client cert
 //	PUT /v1/manifests/<n>  write a static pod manifest  admin client cert
 //	DELETE /v1/manifests/<n>                             admin client cert
 func (d *Daemon) Handler() http.Handler {
@@ -62,6 +65,8 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("GET /metrics/{name}", d.auth.Metrics(http.HandlerFunc(d.serveScrape)))
 	mux.Handle("GET /v1/status", d.auth.Admin(http.HandlerFunc(d.serveStatus)))
 	mux.Handle("GET /v1/journal", d.auth.Admin(http.HandlerFunc(d.serveJournal)))
+	mux.Handle("GET /v1/config", d.auth.Admin(http.HandlerFunc(d.serveConfig)))
+	mux.Handle("GET /v1/sockets", d.auth.Admin(http.HandlerFunc(d.serveSockets)))
 	mux.Handle("PUT /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	mux.Handle("DELETE /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	return mux

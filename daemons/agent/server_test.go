@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -228,7 +230,7 @@ func TestAdminEndpoints(t *testing.T) {
 	anon := newClient(t, srv, td.pki.clientTLS(t))
 	user := newClient(t, srv, td.pki.clientTLS(t, td.pki.ca.tlsCert(t, "prometheus", []string{"monitoring"})))
 	admin := newClient(t, srv, td.pki.clientTLS(t, td.pki.ca.tlsCert(t, "kubeup-admin", []string{AdminGroup})))
-	for _, path := range []string{"/v1/status", "/v1/journal?unit=kubelet.service"} {
+	for _, path := range []string{"/v1/status", "/v1/journal?unit=kubelet.service", "/v1/config", "/v1/sockets"} {
 		if code, _, _ := anon.get(path, ""); code != 401 {
 			t.Errorf("%s anonymous: %d", path, code)
 		}
@@ -251,6 +253,24 @@ func TestAdminEndpoints(t *testing.T) {
 	if st.Machine != "node-0" || st.Role != agentconfig.RoleNode || st.UptimeSeconds != 3600 || len(st.Units) != 2 ||
 		st.Units[1].Restarts != 2 || st.Units[1].ActiveState != "active" || len(st.Tasks) != 4 {
 		t.Errorf("status:\n%s", body)
+	}
+}
+
+// /v1/sockets and /v1/config answer an admin with JSON.
+func TestInspectEndpoints(t *testing.T) {
+	td := newTestDaemon(t, nil)
+	td.Daemon.procNetDir = t.TempDir()
+	os.WriteFile(filepath.Join(td.Daemon.procNetDir, "tcp"), []byte(procTable([3]string{"0.0.0.0:22", "0.0.0.0:0", "0A"})), 0o644)
+	srv := serve(t, td)
+	admin := newClient(t, srv, td.pki.clientTLS(t, td.pki.ca.tlsCert(t, "kubeup-admin", []string{AdminGroup})))
+	code, body, _ := admin.get("/v1/sockets", "")
+	if code != 200 || strings.TrimSpace(body) != `[{"proto":"tcp","address":"0.0.0.0:22"}]` {
+		t.Errorf("sockets: %d %s", code, body)
+	}
+	code, body, _ = admin.get("/v1/config", "")
+	var mc MachineConfig
+	if err := json.Unmarshal([]byte(body), &mc); code != 200 || err != nil {
+		t.Errorf("config: %d %v %s", code, err, body)
 	}
 }
 

@@ -15,6 +15,9 @@ import (
 	"kubeup.dev/kubeup/systemd"
 )
 
+// UnitFileMode is the mode of the units Configure installs.
+const UnitFileMode = 0o600
+
 // RootLabel is the root filesystem label fstab and the kernel command line
 // name (kept equal to disk.RootLabel by a test).
 const RootLabel = "kubeup-root"
@@ -62,6 +65,13 @@ Storage=persistent
 SystemMaxUse=256M
 RateLimitIntervalSec=0
 `)},
+		{Path: "/etc/systemd/resolved.conf.d/90-kubeup.conf", Mode: 0o644, Content: []byte(`# kubeup: names resolve through the configured DNS servers only. LLMNR and
+# multicast DNS would answer for (and listen on 5355 and 5353 of) every
+# network an appliance is on, which nothing here uses.
+[Resolve]
+LLMNR=no
+MulticastDNS=no
+`)},
 		{Path: "/etc/systemd/system.conf.d/90-kubeup.conf", Mode: 0o644, Content: []byte(`# kubeup: account resources of every unit.
 [Manager]
 DefaultCPUAccounting=yes
@@ -81,6 +91,11 @@ var (
 		"systemd-resolved.service": "multi-user.target",
 	}
 	masked = []string{"apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service", "apt-daily-upgrade.service"}
+	// disabled are the links by which packages enable units that only some
+	// machines run: sshd starts only where the user-data asks for it
+	// (spec.ssh.authorizedKeys, provision/render), so that a machine
+	// nobody may log in to has no port 22 open.
+	disabled = []string{"multi-user.target.wants/ssh.service", "sshd.service"}
 )
 
 // Configure turns a trimmed Debian root into the role's appliance.
@@ -91,7 +106,8 @@ func Configure(root string, a Appliance) error {
 		if err != nil {
 			return err
 		}
-		files = append(files, components.File{Path: "/etc/systemd/system/" + u.Name, Mode: 0o644, Content: data})
+		// 0600: only systemd reads them (CIS 1.1.1, 4.1.1 on unit files).
+		files = append(files, components.File{Path: "/etc/systemd/system/" + u.Name, Mode: UnitFileMode, Content: data})
 	}
 	for _, f := range files {
 		if err := writeFile(root, f); err != nil {
@@ -121,6 +137,11 @@ func Configure(root string, a Appliance) error {
 	}
 	for _, m := range masked {
 		if err := symlink(root, "/etc/systemd/system/"+m, "/dev/null"); err != nil {
+			return err
+		}
+	}
+	for _, d := range disabled {
+		if err := os.Remove(filepath.Join(root, "etc/systemd/system", d)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
 	}
@@ -204,7 +225,7 @@ func CopyTree(src, root string) error {
 
 // RecipeVersion changes when Trim or Configure change behaviour in a way
 // RecipeHash cannot see (code rather than data).
-const RecipeVersion = 1
+const RecipeVersion = 2
 
 // RecipeHash covers everything Trim and Configure put into or take out of
 // an image, so that a role image is rebuilt when the appliance recipe changes.
@@ -217,6 +238,6 @@ func RecipeHash() string {
 	for _, u := range slices.Sorted(maps.Keys(enabled)) {
 		fmt.Fprintf(h, "enable %s %s\n", u, enabled[u])
 	}
-	fmt.Fprintf(h, "mask %s\nmodules %s\n", strings.Join(masked, ","), strings.Join(unusedModules, ","))
+	fmt.Fprintf(h, "mask %s\ndisable %s\nmodules %s\n", strings.Join(masked, ","), strings.Join(disabled, ","), strings.Join(unusedModules, ","))
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -81,6 +81,14 @@ func TestConfigure(t *testing.T) {
 	write(t, root, "lib/systemd/system/systemd-resolved.service", "[Unit]\n")
 	write(t, root, "etc/ssh/ssh_host_ed25519_key", "secret")
 	write(t, root, "etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+	// openssh-server's postinst enables sshd.
+	write(t, root, "lib/systemd/system/ssh.service", "[Unit]\n")
+	for _, l := range []string{"etc/systemd/system/multi-user.target.wants/ssh.service", "etc/systemd/system/sshd.service"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(root, l)), 0o755)
+		if err := os.Symlink("/lib/systemd/system/ssh.service", filepath.Join(root, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	u := systemd.Target{Description: "t", WantedBy: []string{"multi-user.target"}}.Unit("kubeup-node")
 	err := Configure(root, Appliance{Role: components.Node, Units: []systemd.Unit{u}, Target: u.Name,
 		Files: []components.File{{Path: "/etc/sysctl.d/x.conf", Mode: 0o600, Content: []byte("x=1\n")}}})
@@ -107,6 +115,18 @@ func TestConfigure(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(root, "etc/sysctl.d/x.conf"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("file mode %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc/systemd/system/kubeup-node.target")); err != nil || fi.Mode().Perm() != UnitFileMode {
+		t.Errorf("unit file mode %v %v, want %o", fi.Mode(), err, UnitFileMode)
+	}
+	for _, l := range []string{"etc/systemd/system/multi-user.target.wants/ssh.service", "etc/systemd/system/sshd.service"} {
+		if _, err := os.Lstat(filepath.Join(root, l)); !os.IsNotExist(err) {
+			t.Errorf("sshd still enabled in the image: %s (%v)", l, err)
+		}
+	}
+	resolved, _ := os.ReadFile(filepath.Join(root, "etc/systemd/resolved.conf.d/90-kubeup.conf"))
+	if !strings.Contains(string(resolved), "LLMNR=no\n") || !strings.Contains(string(resolved), "MulticastDNS=no\n") {
+		t.Errorf("resolved.conf.d:\n%s", resolved)
 	}
 	fstab, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
 	if !strings.Contains(string(fstab), "LABEL=kubeup-root / ext4") {

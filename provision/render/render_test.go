@@ -95,6 +95,23 @@ func TestUserDataPassesCloudInitSchema(t *testing.T) {
 	}
 }
 
+// sshd is started only on machines someone may log in to.
+func TestSSHOnlyWithKeys(t *testing.T) {
+	for _, m := range renderExample(t, nil).Machines {
+		if strings.Contains(string(m.CloudConfig), SSHService) {
+			t.Errorf("%s: no keys, but the user-data starts sshd:\n%s", m.Name, m.CloudConfig)
+		}
+	}
+	r := renderExample(t, func(c *config.Cluster) {
+		c.Spec.SSH.AuthorizedKeys = []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk0 test@kubeup"}
+	})
+	for _, m := range r.Machines {
+		if !strings.Contains(string(m.CloudConfig), SSHService) {
+			t.Errorf("%s: keys given, but the user-data does not start sshd:\n%s", m.Name, m.CloudConfig)
+		}
+	}
+}
+
 // What cloud-init writes is exactly the component files plus the machine's
 // certificates and keys, with keys and kubeconfigs 0600.
 func TestMachineFiles(t *testing.T) {
@@ -103,12 +120,13 @@ func TestMachineFiles(t *testing.T) {
 		"master-0": {
 			"/etc/kubernetes/pki/ca.key": 0o600, "/etc/kubernetes/pki/sa.key": 0o600,
 			"/etc/kubernetes/pki/apiserver.crt": 0o644, "/etc/kubernetes/pki/etcd/peer.key": 0o600,
-			"/etc/kubernetes/encryption-config.yaml": 0o600, "/etc/kubeup/env/etcd.env": 0o644,
+			"/etc/kubernetes/encryption-config.yaml": 0o600, "/etc/kubeup/env/etcd.env": 0o600,
 			"/etc/kubernetes/kubelet.conf": 0o600,
 		},
 		"node-0": {
 			"/etc/kubernetes/pki/ca.crt": 0o644, "/etc/kubernetes/bootstrap-kubelet.conf": 0o600,
-			"/etc/kubernetes/pki/kube-proxy-client.key": 0o600, "/etc/kubeup/env/kubelet.env": 0o644,
+			"/etc/kubernetes/pki/kube-proxy-client.key": 0o600, "/etc/kubeup/env/kubelet.env": 0o600,
+			"/var/lib/kubelet/config.yaml": 0o600,
 		},
 	}
 	forbidden := map[string][]string{

@@ -40,10 +40,14 @@ const logsDeadline = 60 * time.Second
 
 // TestE2ECluster is the promise in one test: `kubeup up` brings a local
 // cluster to Ready; every unit's logs and a pod's output are in the log
-// store within a minute; `kubeup verify` passes; every Prometheus target is
-// up; no log line is lost while the aggregator is down; the addon manager
-// restores a deleted addon; kubectl on the host works with the kubeconfig
-// kubeup wrote; and `kubeup down` leaves nothing (twice).
+// store within a minute; `kubeup verify` passes; a privileged host pod is
+// refused outside kube-system while every addon runs; `kubeup verify --cis`
+// passes; every machine listens exactly where its role's reviewed list
+// says; every Prometheus target is up; no log line is lost while the
+// aggregator is down; the addon manager restores a deleted addon, and the
+// audit trail in the log store says who deleted it; kubectl on the host
+// works with the kubeconfig kubeup wrote; and `kubeup down` leaves nothing
+// (twice).
 func TestE2ECluster(t *testing.T) {
 	if !Enabled() {
 		t.Skip("end-to-end test: run with make e2e (KUBEUP_E2E=1); it boots a cluster of VMs")
@@ -121,6 +125,10 @@ func TestE2ECluster(t *testing.T) {
 	if err != nil || !strings.Contains(out, "checks passed") {
 		t.Errorf("kubeup verify: %v", err)
 	}
+	// Hardening: Pod Security, the CIS items, the listening surface.
+	podSecurityTest(t, ctx, a, images.Testbox)
+	cisTest(t, ctx, dataDir, name)
+	socketsTest(t, ctx, dataDir, st)
 
 	// Every component's metrics: each job up == 1 for every machine.
 	for {
@@ -141,6 +149,7 @@ func TestE2ECluster(t *testing.T) {
 
 	lossTest(t, ctx, a, st, key)
 	addonRestoreTest(t, ctx, a)
+	auditTest(t, ctx, a, dataDir, name) // finds addonRestoreTest's deletion
 	agentMemoryTest(t, ctx, a, st)
 
 	var tm cluster.Timings
