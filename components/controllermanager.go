@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"kubeup.dev/kubeup/systemd"
@@ -61,7 +62,12 @@ func (ControllerManager) Flags(ctx Context) Flags {
 		"service-cluster-ip-range":         c.ServiceCIDR.String(),
 		"leader-elect":                     fmt.Sprint(c.leaderElect()),
 		"profiling":                        "false",
+		// Terminated pods are garbage-collected past this many, not
+		// upstream's 12,500 (CIS 1.3.1): a small cluster's etcd and
+		// API server should not carry thousands of finished pods.
+		"terminated-pod-gc-threshold": "1000",
 	}
+	maps.Copy(f, tlsFlags())
 	if c.leaderElect() {
 		f["leader-elect-lease-duration"] = leaseDuration.String()
 		f["leader-elect-renew-deadline"] = renewDeadline.String()

@@ -61,6 +61,8 @@ func (Etcd) Flags(ctx Context) Flags {
 		"peer-trusted-ca-file":        pki("etcd/ca.crt"),
 		"peer-cert-file":              pki("etcd/peer.crt"),
 		"peer-key-file":               pki("etcd/peer.key"),
+		"tls-min-version":             "TLS1.2",
+		"cipher-suites":               strings.Join(TLSCipherSuites(), ","),
 		"snapshot-count":              "10000",
 		"auto-compaction-retention":   "1",
 		"metrics":                     "basic",

@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,10 @@ const (
 	RoleLabel           = "kubeup.dev/role"
 	systemdResolvConf   = "/run/systemd/resolve/resolv.conf"
 	kubeletWatchdogSecs = 120
+	kubeletEventQPS     = 50
+	kubeletEventBurst   = 100
+	kubeletMaxPods      = 110
+	kubeletPodPidsLimit = 4096
 )
 
 func (Kubelet) Name() string        { return "kubelet" }
@@ -49,7 +54,31 @@ func (k Kubelet) Unit(role Role) systemd.Unit {
 	})
 }
 
-func (Kubelet) ImageFiles() []File { return nil }
+// KubeletKernelTunables are the sysctls the kubelet checks at start with
+// protectKernelDefaults (setupKernelTunables in its container manager):
+// overcommit always (the kubelet's memory accounting, not the kernel's
+// heuristics, decides), the OOM killer rather than a panic on OOM, and a
+// reboot 10 s after a panic, which an oops causes.
+func KubeletKernelTunables() [][2]string {
+	return [][2]string{
+		{"vm.overcommit_memory", "1"},
+		{"vm.panic_on_oom", "0"},
+		{"kernel.panic", "10"},
+		{"kernel.panic_on_oops", "1"},
+		{"kernel.keys.root_maxkeys", "1000000"},
+		{"kernel.keys.root_maxbytes", "25000000"},
+	}
+}
+
+// ImageFiles are the kernel tunables the kubelet insists on.
+func (Kubelet) ImageFiles() []File {
+	var b strings.Builder
+	b.WriteString("# Set at boot for the kubelet, which refuses to start without them (protectKernelDefaults).\n")
+	for _, t := range KubeletKernelTunables() {
+		b.WriteString(t[0] + " = " + t[1] + "\n")
+	}
+	return []File{{Path: "/etc/sysctl.d/90-kubelet.conf", Mode: 0o644, Content: []byte(b.String())}}
+}
 
 func (Kubelet) Flags(ctx Context) Flags {
 	m := ctx.Machine
@@ -91,7 +120,20 @@ func (Kubelet) Files(ctx Context) ([]File, error) {
 		HealthzPort:              ptr.To[int32](KubeletHealthzPort),
 		RotateCertificates:       true,
 		ResolverConfig:           ptr.To(systemdResolvConf),
-		TLSMinVersion:            "VersionTLS12",
+		TLSMinVersion:            TLSMinVersion,
+		TLSCipherSuites:          TLSCipherSuites(),
+		// Refuse to start where the kernel tunables differ from what the
+		// kubelet expects rather than change them (CIS): the image sets
+		// them (ImageFiles).
+		ProtectKernelDefaults: true,
+		// Limits (CIS 4.2.8, 4.2.13), written out where they are
+		// upstream's defaults so that the configuration shows them: events
+		// a kubelet may post, pods per machine, processes per pod (a fork
+		// bomb in one pod cannot exhaust the machine's PIDs).
+		EventRecordQPS: ptr.To[int32](kubeletEventQPS),
+		EventBurst:     kubeletEventBurst,
+		MaxPods:        kubeletMaxPods,
+		PodPidsLimit:   ptr.To[int64](kubeletPodPidsLimit),
 	}
 	cfg.APIVersion, cfg.Kind = "kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"
 	var kc []byte
@@ -118,7 +160,7 @@ func (Kubelet) Files(ctx Context) ([]File, error) {
 	}
 	return []File{
 		{Path: path, Mode: 0o600, Content: kc},
-		{Path: KubeletConfigPath, Mode: 0o644, Content: conf},
+		{Path: KubeletConfigPath, Mode: 0o600, Content: conf},
 	}, nil
 }
 

@@ -50,7 +50,9 @@ func MachineFiles(ctx Context) ([]File, error) {
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, File{Path: EnvFile(c.Name()), Mode: 0o644, Content: env})
+		// 0600 as CIS asks of a component's "pod specification" (1.1.1,
+		// ...): it holds no secret, but only systemd (root) reads it.
+		files = append(files, File{Path: EnvFile(c.Name()), Mode: 0o600, Content: env})
 		more, err := c.Files(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("render %s for %s: %w", c.Name(), ctx.Machine.Name, err)

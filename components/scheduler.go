@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,7 +40,7 @@ func (c Scheduler) Unit(role Role) systemd.Unit {
 func (Scheduler) ImageFiles() []File { return nil }
 
 func (Scheduler) Flags(Context) Flags {
-	return Flags{
+	f := Flags{
 		"config":                       SchedulerConfigPath,
 		"authentication-kubeconfig":    SchedulerKubeconfig,
 		"authorization-kubeconfig":     SchedulerKubeconfig,
@@ -50,6 +51,8 @@ func (Scheduler) Flags(Context) Flags {
 		"client-ca-file":               pki("ca.crt"),
 		"requestheader-client-ca-file": pki("front-proxy-ca.crt"),
 	}
+	maps.Copy(f, tlsFlags())
+	return f
 }
 
 func (Scheduler) Files(ctx Context) ([]File, error) {
@@ -61,6 +64,9 @@ func (Scheduler) Files(ctx Context) ([]File, error) {
 	cfg := schedv1.KubeSchedulerConfiguration{}
 	cfg.APIVersion, cfg.Kind = "kubescheduler.config.k8s.io/v1", "KubeSchedulerConfiguration"
 	cfg.ClientConnection.Kubeconfig = SchedulerKubeconfig
+	// No /debug/pprof (CIS 1.4.1): with --config, the --profiling flag is
+	// ignored and this is the setting.
+	cfg.EnableProfiling, cfg.EnableContentionProfiling = ptr.To(false), ptr.To(false)
 	cfg.LeaderElection.LeaderElect = ptr.To(ctx.Cluster.leaderElect())
 	if ctx.Cluster.leaderElect() {
 		cfg.LeaderElection.LeaseDuration = metav1.Duration{Duration: leaseDuration}

@@ -16,7 +16,7 @@ const (
 	CNIBridge     = "cni0"
 	cniVersion    = "1.0.0"
 	cniIPAMDir    = "/var/lib/cni/networks"
-	cniConfigMode = 0o644
+	CNIConfigMode = 0o600 // read by containerd (root) only; CIS 1.1.9
 )
 
 type cniConfList struct {

@@ -225,7 +225,7 @@ func (p *podNetwork) reconcile(list []*kubeNode) {
 		data, err := CNIConfig(own)
 		if err == nil {
 			var wrote bool
-			if wrote, err = writeFileIfChanged(path, data, cniConfigMode); wrote {
+			if wrote, err = writeFileIfChanged(path, data, CNIConfigMode); wrote {
 				p.log.Info("wrote CNI config", "path", path, "podCIDR", own)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -101,12 +102,22 @@ func (t *TLSFiles) Err() error {
 	return t.lastErr
 }
 
-// ServerConfig: TLS 1.2+, client certificates requested but optional, and
-// verified by the handlers (VerifyClient) rather than the handshake, so a
-// bad certificate gets an HTTP 401 that says why instead of a TLS alert.
+// CipherSuites are the TLS 1.2 suites kubeup's servers offer: the cluster's
+// list (components.TLSCipherSuites, kept equal by a test), ECDHE with
+// AES-GCM only. TLS 1.3 suites are Go's, all strong.
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+}
+
+// ServerConfig: TLS 1.2+ with CipherSuites, client certificates requested
+// but optional, and verified by the handlers (VerifyClient) rather than the
+// handshake, so a bad certificate gets an HTTP 401 that says why instead of
+// a TLS alert.
 func (t *TLSFiles) ServerConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: slices.Clone(CipherSuites),
 		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, _ := t.current()

@@ -4,8 +4,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"kubeup.dev/kubeup/components"
 )
 
 func TestTLSReload(t *testing.T) {
@@ -49,4 +52,61 @@ func subject(t *testing.T, c *tls.Certificate) string {
 		t.Fatal(err)
 	}
 	return x.Subject.String()
+}
+
+// The servers offer the cluster's cipher list, and a handshake with
+// anything weaker (a CBC suite, TLS 1.1) fails.
+func TestServerConfigCipherSuites(t *testing.T) {
+	var names []string
+	for _, id := range CipherSuites {
+		names = append(names, tls.CipherSuiteName(id))
+	}
+	if want := components.TLSCipherSuites(); !slices.Equal(names, want) {
+		t.Errorf("httpauth.CipherSuites %v, components.TLSCipherSuites %v", names, want)
+	}
+
+	pki := newFiles(t)
+	files, err := NewTLSFiles(pki.certFile, pki.keyFile, pki.caFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", files.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	dial := func(c *tls.Config) (*tls.ConnectionState, error) {
+		c.InsecureSkipVerify = true // the handshake's parameters are the point here
+		conn, err := tls.Dial("tcp", l.Addr().String(), c)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		st := conn.ConnectionState()
+		return &st, nil
+	}
+	if st, err := dial(&tls.Config{MaxVersion: tls.VersionTLS12}); err != nil || !slices.Contains(CipherSuites, st.CipherSuite) {
+		t.Errorf("TLS 1.2 client: %v, %+v", err, st)
+	}
+	if st, err := dial(&tls.Config{}); err != nil || st.Version != tls.VersionTLS13 {
+		t.Errorf("TLS 1.3 client: %v, %+v", err, st)
+	}
+	if _, err := dial(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}}); err == nil {
+		t.Error("a CBC-only TLS 1.2 client was served")
+	}
+	if _, err := dial(&tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("a TLS 1.1 client was served")
+	}
 }
