@@ -61,6 +61,10 @@ func (AddonManager) Name() string        { return "kubeup-addon-manager" }
 func (AddonManager) Description() string { return "kubeup addon manager" }
 func (AddonManager) Roles() []Role       { return []Role{Master} }
 
+// Unit: the addon manager only reads (manifests, its kubeconfig and
+// certificates, all root's) and talks to the API server, serves HTTPS on an
+// unprivileged port and notifies systemd: it writes nothing and needs no
+// capability.
 func (a AddonManager) Unit(role Role) systemd.Unit {
 	return service(a, role, AddonsBinary+" addon-manager", systemd.Service{
 		Wants:           []string{"kube-apiserver.service"},
@@ -69,6 +73,11 @@ func (a AddonManager) Unit(role Role) systemd.Unit {
 		WatchdogSec:     agentWatchdog,
 		TimeoutStartSec: 5 * time.Minute,
 		Limits:          map[string]string{"MemoryMax": "256M"},
+		NoNewPrivileges: true,
+		ProtectSystem:   "strict",
+		ProtectHome:     true,
+		PrivateTmp:      true,
+		Sandbox:         daemonSandbox([]string{}, "AF_UNIX", "AF_INET", "AF_INET6"),
 	})
 }
 

@@ -40,10 +40,11 @@ const (
 // The agent's configuration file, defined in the leaf package the agent
 // links (see agentconfig).
 type (
-	AgentConfig = agentconfig.Config
-	AgentLogs   = agentconfig.Logs
-	AgentNet    = agentconfig.Net
-	AgentEtcd   = agentconfig.Etcd
+	AgentConfig  = agentconfig.Config
+	AgentLogs    = agentconfig.Logs
+	AgentNet     = agentconfig.Net
+	AgentEtcd    = agentconfig.Etcd
+	AgentInspect = agentconfig.Inspect
 )
 
 func (Agent) Name() string        { return "kubeup-agent" }
@@ -51,6 +52,23 @@ func (Agent) Description() string { return "kubeup node agent" }
 func (Agent) Roles() []Role       { return []Role{Master, Node} }
 
 // Unit: the agent sends READY=1 and pings the watchdog from its main loop.
+// It is sandboxed to what its code does (daemons/agent):
+//   - writes: its state (log buffer, journal cursor, file offsets), the CNI
+//     config (cni.go), static pod manifests (manifests.go), and the xtables
+//     lock iptables takes (masq.go; the image creates the file);
+//   - CAP_NET_ADMIN for the routes to other machines' pod networks
+//     (routes.go, netlink) and the masquerade rule (masq.go, iptables),
+//     CAP_NET_RAW for iptables' legacy backend; nothing else: it runs as
+//     root and every file it reads (journal, pod logs, audit log,
+//     certificates, kubeconfigs) is root's, so it needs no DAC override;
+//   - sockets: TCP/UDP (API server, aggregator, etcd, its HTTPS server),
+//     unix (D-Bus for unit states, sd_notify), netlink (routes, iptables);
+//   - system calls: @system-service covers the Go runtime, journalctl and
+//     iptables (it runs both), madvise/fadvise/fdatasync of the memory
+//     release (trim.go); none of @privileged (chown, setuid, capset, ...)
+//     is used; a refused call fails with EPERM rather than killing the
+//     agent. @resources stays: the Go runtime raises its open-file limit
+//     (prlimit) at start, and the agent holds a file per followed log.
 func (a Agent) Unit(role Role) systemd.Unit {
 	return service(a, role, AgentBinary+" agent", systemd.Service{
 		Type:        "notify",
@@ -60,11 +78,60 @@ func (a Agent) Unit(role Role) systemd.Unit {
 		// kernel left at "always" every heap region the agent touches
 		// would be backed by a 2 MiB page, about 10 MB of RSS over its
 		// few MB of live heap.
-		Environment: map[string]string{"GODEBUG": "disablethp=1"},
+		Environment:     map[string]string{"GODEBUG": "disablethp=1"},
+		NoNewPrivileges: true,
+		ProtectSystem:   "strict",
+		ProtectHome:     true,
+		PrivateTmp:      true,
+		ReadWritePaths:  []string{AgentStateDir, CNIConfDir, StaticPodDir, "-" + XtablesLock},
+		Sandbox:         daemonSandbox([]string{"CAP_NET_ADMIN", "CAP_NET_RAW"}, "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"),
 	})
 }
 
-func (Agent) ImageFiles() []File { return nil }
+// XtablesLock is the lock iptables' legacy backend takes; the image creates
+// it at boot (ImageFiles) so that a sandboxed agent can be given it.
+const XtablesLock = "/run/xtables.lock"
+
+// daemonSandbox is the sandbox of kubeup's own daemons: no devices, kernel
+// settings, modules, logs, clock, hostname, mounts, control groups or
+// namespaces; only the given capabilities and socket families; the system
+// calls of an unprivileged service; files it creates private to root. Not
+// set, and why: User= (the agent must be root for netlink and iptables and
+// reads root's 0600 files), PrivateNetwork= and IPAddressDeny= (they serve
+// and reach the cluster network), ProcSubset=pid (the agent reads
+// /proc/uptime and /proc/net, the metrics /proc/stat).
+func daemonSandbox(caps []string, families ...string) *systemd.Sandbox {
+	return &systemd.Sandbox{
+		CapabilityBoundingSet:   caps,
+		PrivateDevices:          true,
+		ProtectKernelTunables:   true,
+		ProtectKernelModules:    true,
+		ProtectKernelLogs:       true,
+		ProtectControlGroups:    true,
+		ProtectClock:            true,
+		ProtectHostname:         true,
+		PrivateMounts:           true,
+		ProtectProc:             "invisible",
+		RestrictNamespaces:      true,
+		RestrictRealtime:        true,
+		RestrictSUIDSGID:        true,
+		LockPersonality:         true,
+		MemoryDenyWriteExecute:  true,
+		RestrictAddressFamilies: families,
+		SystemCallFilter:        []string{"@system-service"},
+		SystemCallDeny:          []string{"@privileged"},
+		SystemCallErrorNumber:   "EPERM",
+		SystemCallArchitectures: "native",
+		UMask:                   "0077",
+	}
+}
+
+// ImageFiles: the xtables lock, created at boot (a sandboxed agent may
+// write only files that exist when it starts).
+func (Agent) ImageFiles() []File {
+	return []File{{Path: "/usr/lib/tmpfiles.d/kubeup-agent.conf", Mode: 0o644,
+		Content: []byte("# The lock iptables takes, writable by the sandboxed kubeup-agent.\nf " + XtablesLock + " 0600 root root -\n")}}
+}
 
 func (Agent) Flags(Context) Flags { return Flags{"config": AgentConfigPath} }
 
@@ -97,7 +164,9 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	for _, comp := range ForRole(m.Role) {
 		cfg.Units = append(cfg.Units, comp.Name()+".service")
 	}
+	cfg.Inspect = inspect(m.Role)
 	if m.Role == Master {
+		cfg.Logs.AuditLog = AuditLogPath
 		cfg.Scrape["etcd"] = "http://" + EtcdMetricsAddr + "/metrics"
 		cfg.Etcd = &AgentEtcd{
 			Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort)},
@@ -108,6 +177,29 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	}
 	return cfg
 }
+
+// inspect is what the agent reports for the CIS checks (provision/verify):
+// every component's flags; the content of the configuration files that hold
+// no secret; and the mode and owner of the units, the flag files, the
+// kubeconfigs and certificates, the CNI configuration and etcd's data.
+func inspect(r Role) AgentInspect {
+	in := AgentInspect{EnvFiles: map[string]string{}}
+	for _, c := range ForRole(r) {
+		unit := c.Name() + ".service"
+		in.EnvFiles[unit] = EnvFile(c.Name())
+		in.Paths = append(in.Paths, UnitDir+"/"+unit)
+	}
+	in.ConfigFiles = []string{KubeletConfigPath, KubeProxyConfigPath}
+	in.Paths = append(in.Paths, EnvDir, KubernetesDir, KubeletCertDir, CNIConfDir)
+	if r == Master {
+		in.ConfigFiles = append(in.ConfigFiles, SchedulerConfigPath, AdmissionConfigPath, AuditPolicyPath)
+		in.Paths = append(in.Paths, EtcdDataDir)
+	}
+	return in
+}
+
+// UnitDir is where the images install the units.
+const UnitDir = "/etc/systemd/system"
 
 // AgentGroup is the group of the agents' shared client certificate; the
 // addon manager binds it to AgentClusterRole.

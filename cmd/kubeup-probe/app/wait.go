@@ -25,6 +25,11 @@ configuration names exists with an address (kube-proxy's ExecStartPre).`,
 			if (o.URL == "") == (o.NodeOf == "") {
 				return &cli.ExitError{Code: 2, Err: errors.New("give one of --url and --node-of")}
 			}
+			// Best effort: a probe that cannot drop what it does not
+			// use still does its job.
+			if err := probe.DropPrivileges(); err != nil {
+				e.Log.Warn("cannot drop privileges", "err", err)
+			}
 			ctx, cancel := cli.SignalContext()
 			defer cancel()
 			if err := probe.Run(ctx, o); err != nil {

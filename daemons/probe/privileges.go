@@ -1,0 +1,46 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// DropPrivileges leaves the probe no privilege to use or gain, whatever the
+// unit it runs in allows. The probe has no unit of its own: it is the
+// ExecStartPost (or ExecStartPre) of other units, so systemd sandboxing
+// would be theirs (the kubelet's and containerd's have every capability,
+// and kube-proxy's too); yet all it does is read files root owns
+// (certificates, kubeconfigs, the agent's configuration), connect to
+// endpoints and exit. So it sandboxes itself at start: no_new_privs (no
+// execve can raise what it has), and empty capability bounding, permitted,
+// effective and inheritable sets. Capabilities are per thread, and the Go
+// runtime has started several: every change is made on all of them
+// (syscall.AllThreadsSyscall, which a binary built without cgo has).
+func DropPrivileges() error {
+	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
+		return fmt.Errorf("set no_new_privs: %w", e)
+	}
+	// The bounding set, as far as the kernel knows capabilities (EINVAL
+	// past its last one). Without CAP_SETPCAP (an unprivileged caller)
+	// there is nothing to drop from it that emptying the others would
+	// not already make unusable.
+	for c := uintptr(0); c < 64; c++ {
+		_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0)
+		if errors.Is(e, syscall.EINVAL) || errors.Is(e, syscall.EPERM) {
+			break
+		}
+		if e != 0 {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, e)
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData // all zero: no capability in any set
+	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return fmt.Errorf("clear capabilities: %w", e)
+	}
+	return nil
+}
