@@ -3,7 +3,6 @@ package components
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"sigs.k8s.io/yaml"
@@ -31,7 +30,7 @@ func (a APIServer) Unit(role Role) systemd.Unit {
 		Wants:           []string{"etcd.service"},
 		After:           []string{"etcd.service"},
 		ExecStartPost:   []string{probe(a.Health(), agentClientCert()...)},
-		TimeoutStartSec: 5 * time.Minute,
+		TimeoutStartSec: probedStartTimeout,
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
 	controlPlaneHardening(&s)

@@ -2,7 +2,6 @@ package components
 
 import (
 	"fmt"
-	"time"
 
 	"kubeup.dev/kubeup/systemd"
 )
@@ -28,7 +27,7 @@ func (c ControllerManager) Unit(role Role) systemd.Unit {
 		Wants:           []string{"kube-apiserver.service"},
 		After:           []string{"kube-apiserver.service"},
 		ExecStartPost:   []string{probe(c.Health(), "--cacert="+pki("ca.crt"))},
-		TimeoutStartSec: 5 * time.Minute,
+		TimeoutStartSec: probedStartTimeout,
 	}
 	controlPlaneHardening(&s)
 	return service(c, role, BinDir+"/kube-controller-manager", s)

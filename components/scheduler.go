@@ -2,7 +2,6 @@ package components
 
 import (
 	"fmt"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	schedv1 "k8s.io/kube-scheduler/config/v1"
@@ -30,7 +29,7 @@ func (c Scheduler) Unit(role Role) systemd.Unit {
 		Wants:           []string{"kube-apiserver.service"},
 		After:           []string{"kube-apiserver.service"},
 		ExecStartPost:   []string{probe(c.Health(), "--cacert="+pki("ca.crt"))},
-		TimeoutStartSec: 5 * time.Minute,
+		TimeoutStartSec: probedStartTimeout,
 	}
 	controlPlaneHardening(&s)
 	return service(c, role, BinDir+"/kube-scheduler", s)

@@ -41,10 +41,24 @@ func service(c Component, role Role, binary string, s systemd.Service) systemd.U
 
 // probe is an ExecStartPost that holds a unit in "activating" until its
 // health endpoint answers, so that After= on it means "after it is ready".
+// It tells a dead start from a slow one: it fails at once when the unit's
+// main process exits ($MAINPID) and when the answer has not changed for
+// probeStall, but lets a start that progresses (an API server's /readyz
+// failing fewer checks each time, under load after a restart) run up to
+// probeTimeout.
 func probe(e Endpoint, extra ...string) string {
-	args := []string{ProbeBinary, "wait", "--url=" + e.URL, "--timeout=5m"}
+	args := []string{ProbeBinary, "wait", "--url=" + e.URL,
+		"--timeout=" + probeTimeout.String(), "--stall=" + probeStall.String()}
 	return strings.Join(append(args, extra...), " ")
 }
+
+// Readiness waits (see probe). A probed unit's TimeoutStartSec leaves the
+// probe a minute to fail with its own message before systemd kills it.
+const (
+	probeStall         = 3 * time.Minute
+	probeTimeout       = 10 * time.Minute
+	probedStartTimeout = probeTimeout + time.Minute
+)
 
 // controlPlaneHardening are sandboxing options for the control-plane daemons,
 // which write only their own state.
