@@ -205,6 +205,46 @@ func (t Target) Unit(name string) Unit {
 	return Unit{Name: name, Options: b.opts}
 }
 
+// Timer starts a service on a schedule. The service (Service, default the
+// timer's own name) is usually Type=oneshot and not wanted by anything else.
+type Timer struct {
+	Description string
+	PartOf      []string
+	// ConditionPathExists skips the timer while a path is missing.
+	ConditionPathExists []string
+	// OnBootSec fires once that long after boot; OnUnitInactiveSec again
+	// that long after the service last finished.
+	OnBootSec, OnUnitInactiveSec time.Duration
+	// AccuracySec is how late systemd may fire to coalesce wake-ups.
+	AccuracySec time.Duration
+	// RandomizedDelaySec spreads the machines of a fleet apart.
+	RandomizedDelaySec time.Duration
+	Service            string
+	WantedBy           []string
+}
+
+// Unit renders the timer as name (".timer" is appended when missing).
+func (t Timer) Unit(name string) Unit {
+	if !strings.HasSuffix(name, ".timer") {
+		name += ".timer"
+	}
+	var b builder
+	b.add("Unit", "Description", t.Description)
+	b.addAll("Unit", "PartOf", t.PartOf)
+	b.addAll("Unit", "ConditionPathExists", t.ConditionPathExists)
+	for _, s := range []struct {
+		key string
+		d   time.Duration
+	}{{"OnBootSec", t.OnBootSec}, {"OnUnitInactiveSec", t.OnUnitInactiveSec}, {"AccuracySec", t.AccuracySec}, {"RandomizedDelaySec", t.RandomizedDelaySec}} {
+		if s.d > 0 {
+			b.add("Timer", s.key, seconds(s.d))
+		}
+	}
+	b.add("Timer", "Unit", t.Service)
+	b.addAll("Install", "WantedBy", t.WantedBy)
+	return Unit{Name: name, Options: b.opts}
+}
+
 type builder struct{ opts []*unit.UnitOption }
 
 func (b *builder) add(section, name, value string) {

@@ -69,3 +69,29 @@ func TestTarget(t *testing.T) {
 		t.Errorf("%+v", u)
 	}
 }
+
+func TestTimer(t *testing.T) {
+	u := Timer{
+		Description: "every ten minutes", PartOf: []string{"kubeup-master.target"},
+		OnBootSec: 5 * time.Minute, OnUnitInactiveSec: 10 * time.Minute, AccuracySec: time.Minute,
+		RandomizedDelaySec: 30 * time.Second, Service: "snap.service",
+	}.Unit("snap")
+	data, err := u.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Header + `[Unit]
+Description=every ten minutes
+PartOf=kubeup-master.target
+
+[Timer]
+OnBootSec=300s
+OnUnitInactiveSec=600s
+AccuracySec=60s
+RandomizedDelaySec=30s
+Unit=snap.service
+`
+	if u.Name != "snap.timer" || string(data) != want {
+		t.Errorf("%s:\n%s\nwant:\n%s", u.Name, data, want)
+	}
+}
