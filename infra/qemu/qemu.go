@@ -252,6 +252,15 @@ func waitExit(pid int, d time.Duration) bool {
 	return false
 }
 
+// Reset is a hard reset (QMP system_reset): the guest reboots at once, as
+// if its reset button was pressed, with nothing written back or shut down.
+func (v *VM) Reset() error {
+	if _, ok := v.Running(); !ok {
+		return fmt.Errorf("VM %s is not running", v.Dir)
+	}
+	return qmp(v.QMPSocket(), "system_reset")
+}
+
 // qmp sends one command over the QMP socket.
 func qmp(sock, command string) error {
 	c, err := net.DialTimeout("unix", sock, 2*time.Second)
