@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -24,8 +25,21 @@ type Data struct {
 	Count     int
 }
 
-// Write creates the namespace and the ConfigMaps.
+// Write creates the namespace and the ConfigMaps (the namespace of an
+// earlier run on the same cluster is deleted first).
 func (d Data) Write(ctx context.Context, cs kubernetes.Interface) error {
+	if err := cs.CoreV1().Namespaces().Delete(ctx, d.Namespace, metav1.DeleteOptions{}); err == nil {
+		for {
+			if _, err := cs.CoreV1().Namespaces().Get(ctx, d.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.Namespace}}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return err
