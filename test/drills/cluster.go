@@ -124,7 +124,31 @@ func (c *Cluster) APIReady(ctx context.Context) error {
 
 // Healthy says what is not healthy: the API, a node, a kube-system pod, or a
 // kubeup unit on any machine (nil: everything is).
-func (c *Cluster) Healthy(ctx context.Context) error {
+func (c *Cluster) Healthy(ctx context.Context) error { return c.healthy(ctx, Fresh{}) }
+
+// Fresh asks Healthy for pods restarted since a time on some machines: after
+// a reboot the API still shows their pods Ready from before it until the
+// machine's kubelet has started them again.
+type Fresh struct {
+	Since    time.Time
+	Machines []string
+}
+
+// stale names a pod on one of f's machines whose containers were not all
+// started since f.Since ("" when f asks nothing or the pod is fresh).
+func (f Fresh) stale(p corev1.Pod) string {
+	if f.Since.IsZero() || !slices.Contains(f.Machines, p.Spec.NodeName) || p.Status.Phase == corev1.PodSucceeded {
+		return ""
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running == nil || cs.State.Running.StartedAt.Time.Before(f.Since) {
+			return p.Name + " not restarted since the reboot"
+		}
+	}
+	return ""
+}
+
+func (c *Cluster) healthy(ctx context.Context, fresh Fresh) error {
 	if err := c.APIReady(ctx); err != nil {
 		return err
 	}
@@ -145,6 +169,11 @@ func (c *Cluster) Healthy(ctx context.Context) error {
 	}
 	if err := health.PodsReady(pods.Items, c.Workloads); err != nil {
 		return fmt.Errorf("kube-system: %w", err)
+	}
+	for _, p := range pods.Items {
+		if why := fresh.stale(p); why != "" {
+			return errors.New("kube-system: " + why)
+		}
 	}
 	var down []string
 	for _, m := range c.State.Machines {
@@ -171,7 +200,8 @@ type Recovery struct {
 
 // WaitHealthy polls until the cluster is healthy, from since (the moment of
 // the action); APIBack is when /readyz first answered ok, if it ever failed.
-func (c *Cluster) WaitHealthy(ctx context.Context, since time.Time, limit time.Duration) (Recovery, error) {
+// With fresh.Machines, their kube-system pods must have restarted.
+func (c *Cluster) WaitHealthy(ctx context.Context, since time.Time, limit time.Duration, fresh Fresh) (Recovery, error) {
 	var r Recovery
 	ctx, cancel := context.WithDeadline(ctx, since.Add(limit))
 	defer cancel()
@@ -185,7 +215,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, since time.Time, limit time.D
 			r.APIBack = time.Since(since)
 		}
 		if apiErr == nil {
-			if last = c.Healthy(ctx); last == nil {
+			if last = c.healthy(ctx, fresh); last == nil {
 				r.Healthy = time.Since(since)
 				return r, nil
 			}

@@ -244,7 +244,7 @@ func killDrill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineS
 	if _, err := c.SSH(m).Run(ctx, fmt.Sprintf("pid=$(systemctl show -p MainPID --value %s) && [ \"$pid\" -gt 0 ] && sudo kill -9 $pid", service)); err != nil {
 		return fail(fmt.Errorf("kill: %w", err))
 	}
-	rec, err := c.WaitHealthy(ctx, start, killLimit)
+	rec, err := c.WaitHealthy(ctx, start, killLimit, Fresh{})
 	res.APIBack, res.Healthy = secondsOf(rec.APIBack), secondsOf(rec.Healthy)
 	if err != nil {
 		return fail(err)
@@ -305,14 +305,18 @@ func rebootDrill(ctx context.Context, t *testing.T, c *Cluster, machines []clust
 		t.Logf("%s of %s: %v", res.Drill, res.Machine, err)
 		return res
 	}
-	// Before: a sample Prometheus holds, and a line in the log store.
+	// Before: a cluster at rest, a sample Prometheus holds, and a line in
+	// the log store.
+	if err := c.Settle(ctx, settle, 10*time.Minute); err != nil {
+		return fail(fmt.Errorf("before: %w", err))
+	}
 	marker := fmt.Sprintf("drill-marker-%d", time.Now().UnixNano())
 	if _, err := c.SSH(machines[0]).Run(ctx, "echo "+marker+" | systemd-cat -t kubeup"); err != nil {
 		return fail(err)
 	}
 	seriesAt := time.Now().Add(-time.Minute)
-	if n, err := seriesCount(ctx, c, seriesAt); err != nil || n == 0 {
-		return fail(fmt.Errorf("before: no Prometheus series at %s (%v)", seriesAt.Format(time.TimeOnly), err))
+	if _, err := waitSeries(ctx, c, seriesAt, 3*time.Minute); err != nil {
+		return fail(fmt.Errorf("before: %w", err))
 	}
 	if err := waitLogged(ctx, c, marker, 2*time.Minute); err != nil {
 		return fail(fmt.Errorf("before: %w", err))
@@ -329,7 +333,7 @@ func rebootDrill(ctx context.Context, t *testing.T, c *Cluster, machines []clust
 		// The connection drops as the machine goes down: not an error.
 		_, _ = c.SSH(m).Run(ctx, "sudo systemctl reboot")
 	}
-	rec, err := c.WaitHealthy(ctx, start, rebootLimit)
+	rec, err := c.WaitHealthy(ctx, start, rebootLimit, Fresh{Since: start, Machines: names})
 	res.APIBack, res.Healthy = secondsOf(rec.APIBack), secondsOf(rec.Healthy)
 	if err != nil {
 		return fail(err)
@@ -339,13 +343,18 @@ func rebootDrill(ctx context.Context, t *testing.T, c *Cluster, machines []clust
 	if err != nil {
 		return fail(err)
 	}
-	n, err := seriesCount(ctx, c, seriesAt)
-	if err != nil || n == 0 {
-		return fail(fmt.Errorf("after: Prometheus lost its series of %s (%d, %v)", seriesAt.Format(time.TimeOnly), n, err))
+	// Healthy includes monitoring and the log store answering again with
+	// what they had: Prometheus replays its write-ahead log before it
+	// answers.
+	left := rebootLimit - time.Since(start)
+	n, err := waitSeries(ctx, c, seriesAt, left)
+	if err != nil {
+		return fail(fmt.Errorf("after: Prometheus lost its series from before: %w", err))
 	}
-	if err := waitLogged(ctx, c, marker, time.Minute); err != nil {
+	if err := waitLogged(ctx, c, marker, rebootLimit-time.Since(start)); err != nil {
 		return fail(fmt.Errorf("after: the log store lost a line from before: %w", err))
 	}
+	res.Healthy = secondsOf(time.Since(start))
 	res.Data += fmt.Sprintf(", %d series and the log line from before", n)
 	if float64(res.Healthy) > float64(bound) {
 		return fail(fmt.Errorf("healthy after %s, longer than the first boot (%s)", res.Healthy, bound))
@@ -355,10 +364,20 @@ func rebootDrill(ctx context.Context, t *testing.T, c *Cluster, machines []clust
 	return res
 }
 
-// seriesCount is how many `up` series Prometheus has at a past time.
-func seriesCount(ctx context.Context, c *Cluster, at time.Time) (int, error) {
-	samples, err := c.Access.QueryAt(ctx, "up", at)
-	return len(samples), err
+// waitSeries waits until Prometheus answers with the `up` series it had at a
+// past time, and says how many.
+func waitSeries(ctx context.Context, c *Cluster, at time.Time, limit time.Duration) (int, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		samples, err := c.Access.QueryAt(ctx, "up", at)
+		if err == nil && len(samples) > 0 {
+			return len(samples), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("no Prometheus series at %s after %s (%v)", at.Format(time.TimeOnly), limit.Round(time.Second), err)
+		}
+		time.Sleep(3 * time.Second)
+	}
 }
 
 // waitLogged waits until a marker line is in the log store.
