@@ -104,8 +104,12 @@ func TestDrills(t *testing.T) {
 		t.Fatalf("before the drills: %v", err)
 	}
 
+	only := selected(os.Getenv("KUBEUP_DRILLS_ONLY"))
 	for _, m := range []cluster.MachineState{master, node} {
 		for _, unit := range killed[m.Role] {
+			if !only("kill") && !only("kill:"+m.Name+":"+unit) {
+				continue
+			}
 			var svc *Service
 			if m.Name == web.Node && servesWeb[unit] {
 				svc = web
@@ -121,8 +125,28 @@ func TestDrills(t *testing.T) {
 		{[]cluster.MachineState{master}, true}, {[]cluster.MachineState{node}, true},
 		{[]cluster.MachineState{master, node}, false}, {[]cluster.MachineState{master, node}, true},
 	} {
+		kind := "reboot"
+		if d.hard {
+			kind = "reset"
+		}
+		if !only(kind) {
+			continue
+		}
 		report.Results = append(report.Results, rebootDrill(ctx, t, c, d.machines, d.hard, report.FirstBoot, data))
 	}
+}
+
+// selected says whether a drill runs: every one when KUBEUP_DRILLS_ONLY is
+// empty, else those it lists (comma-separated: kill, reboot, reset, or one
+// kill as kill:MACHINE:UNIT).
+func selected(list string) func(drill string) bool {
+	want := map[string]bool{}
+	for _, d := range strings.Split(list, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			want[d] = true
+		}
+	}
+	return func(drill string) bool { return len(want) == 0 || want[drill] }
 }
 
 // newCluster brings up the drills' 1+1 cluster, with SSH, and tears it

@@ -49,3 +49,16 @@ func TestReport(t *testing.T) {
 		t.Error("an empty report passed")
 	}
 }
+
+func TestSelected(t *testing.T) {
+	all := selected("")
+	if !all("kill") || !all("reset") {
+		t.Error("an empty KUBEUP_DRILLS_ONLY runs every drill")
+	}
+	some := selected(" reset, kill:node-0:kubelet ")
+	for drill, want := range map[string]bool{"reset": true, "kill:node-0:kubelet": true, "kill": false, "reboot": false, "kill:node-0:containerd": false} {
+		if got := some(drill); got != want {
+			t.Errorf("selected(%q): got %v, want %v", drill, got, want)
+		}
+	}
+}
