@@ -39,7 +39,7 @@ type Result struct {
 // Seconds is a duration reported in seconds.
 type Seconds float64
 
-func secondsOf(d time.Duration) Seconds { return Seconds(d.Round(100*time.Millisecond).Seconds()) }
+func secondsOf(d time.Duration) Seconds { return Seconds(d.Round(100 * time.Millisecond).Seconds()) }
 
 func (s Seconds) String() string {
 	if s == 0 {
