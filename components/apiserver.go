@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"strings"
-	"time"
 
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"sigs.k8s.io/yaml"
@@ -32,10 +31,11 @@ func (a APIServer) Unit(role Role) systemd.Unit {
 		Wants:           []string{"etcd.service"},
 		After:           []string{"etcd.service"},
 		ExecStartPost:   []string{probe(a.Health(), agentClientCert()...)},
-		TimeoutStartSec: 5 * time.Minute,
+		TimeoutStartSec: probedStartTimeout,
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
 	controlPlaneHardening(&s)
+	inControlPlane(&s)
 	return service(a, role, BinDir+"/kube-apiserver", s)
 }
 

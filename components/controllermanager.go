@@ -3,7 +3,6 @@ package components
 import (
 	"fmt"
 	"maps"
-	"time"
 
 	"kubeup.dev/kubeup/systemd"
 )
@@ -29,9 +28,10 @@ func (c ControllerManager) Unit(role Role) systemd.Unit {
 		Wants:           []string{"kube-apiserver.service"},
 		After:           []string{"kube-apiserver.service"},
 		ExecStartPost:   []string{probe(c.Health(), "--cacert="+pki("ca.crt"))},
-		TimeoutStartSec: 5 * time.Minute,
+		TimeoutStartSec: probedStartTimeout,
 	}
 	controlPlaneHardening(&s)
+	inControlPlane(&s)
 	return service(c, role, BinDir+"/kube-controller-manager", s)
 }
 

@@ -19,6 +19,12 @@ func RoleUnits(r Role) []systemd.Unit {
 		units = append(units, u)
 		wants = append(wants, u.Name)
 	}
+	for _, u := range units {
+		if u.Value("Service", "Slice") == ControlPlaneSlice {
+			units = append(units, controlPlaneSlice())
+			break
+		}
+	}
 	t := systemd.Target{
 		Description: fmt.Sprintf("kubeup %s: every component of the %s role", r, r),
 		Wants:       wants,

@@ -3,7 +3,6 @@ package components
 import (
 	"fmt"
 	"maps"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	schedv1 "k8s.io/kube-scheduler/config/v1"
@@ -31,9 +30,10 @@ func (c Scheduler) Unit(role Role) systemd.Unit {
 		Wants:           []string{"kube-apiserver.service"},
 		After:           []string{"kube-apiserver.service"},
 		ExecStartPost:   []string{probe(c.Health(), "--cacert="+pki("ca.crt"))},
-		TimeoutStartSec: 5 * time.Minute,
+		TimeoutStartSec: probedStartTimeout,
 	}
 	controlPlaneHardening(&s)
+	inControlPlane(&s)
 	return service(c, role, BinDir+"/kube-scheduler", s)
 }
 

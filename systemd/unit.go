@@ -94,9 +94,11 @@ type Service struct {
 	OOMScoreAdjust   int
 	Limits           map[string]string // LimitNOFILE=..., TasksMax=...
 
-	// Resource accounting and placement.
+	// Resource accounting and placement. CPUWeight (1-10000, default
+	// 100) is the unit's share of contended CPU among its siblings.
 	Accounting bool
 	Slice      string
+	CPUWeight  int
 
 	// Hardening for daemons that need no host-wide write access.
 	NoNewPrivileges bool
@@ -243,6 +245,9 @@ func (s Service) Unit(name string) Unit {
 		}
 	}
 	b.add("Service", "Slice", s.Slice)
+	if s.CPUWeight > 0 {
+		b.add("Service", "CPUWeight", strconv.Itoa(s.CPUWeight))
+	}
 	if s.NoNewPrivileges {
 		b.add("Service", "NoNewPrivileges", "yes")
 	}
@@ -277,6 +282,70 @@ func (t Target) Unit(name string) Unit {
 	b.addAll("Unit", "Wants", t.Wants)
 	b.addAll("Unit", "After", t.After)
 	b.addAll("Install", "WantedBy", t.WantedBy)
+	return Unit{Name: name, Options: b.opts}
+}
+
+// Timer starts a service on a schedule. The service (Service, default the
+// timer's own name) is usually Type=oneshot and not wanted by anything else.
+type Timer struct {
+	Description string
+	PartOf      []string
+	// ConditionPathExists skips the timer while a path is missing.
+	ConditionPathExists []string
+	// OnBootSec fires once that long after boot; OnUnitInactiveSec again
+	// that long after the service last finished.
+	OnBootSec, OnUnitInactiveSec time.Duration
+	// AccuracySec is how late systemd may fire to coalesce wake-ups.
+	AccuracySec time.Duration
+	// RandomizedDelaySec spreads the machines of a fleet apart.
+	RandomizedDelaySec time.Duration
+	Service            string
+	WantedBy           []string
+}
+
+// Unit renders the timer as name (".timer" is appended when missing).
+func (t Timer) Unit(name string) Unit {
+	if !strings.HasSuffix(name, ".timer") {
+		name += ".timer"
+	}
+	var b builder
+	b.add("Unit", "Description", t.Description)
+	b.addAll("Unit", "PartOf", t.PartOf)
+	b.addAll("Unit", "ConditionPathExists", t.ConditionPathExists)
+	for _, s := range []struct {
+		key string
+		d   time.Duration
+	}{{"OnBootSec", t.OnBootSec}, {"OnUnitInactiveSec", t.OnUnitInactiveSec}, {"AccuracySec", t.AccuracySec}, {"RandomizedDelaySec", t.RandomizedDelaySec}} {
+		if s.d > 0 {
+			b.add("Timer", s.key, seconds(s.d))
+		}
+	}
+	b.add("Timer", "Unit", t.Service)
+	b.addAll("Install", "WantedBy", t.WantedBy)
+	return Unit{Name: name, Options: b.opts}
+}
+
+// Slice is a node of the cgroup tree that units are placed in (Slice= on a
+// service); its weights divide contended CPU and IO with its siblings.
+type Slice struct {
+	Description string
+	// CPUWeight and IOWeight: 1-10000, default 100 (system.slice's).
+	CPUWeight, IOWeight int
+}
+
+// Unit renders the slice as name (".slice" is appended when missing).
+func (s Slice) Unit(name string) Unit {
+	if !strings.HasSuffix(name, ".slice") {
+		name += ".slice"
+	}
+	var b builder
+	b.add("Unit", "Description", s.Description)
+	if s.CPUWeight > 0 {
+		b.add("Slice", "CPUWeight", strconv.Itoa(s.CPUWeight))
+	}
+	if s.IOWeight > 0 {
+		b.add("Slice", "IOWeight", strconv.Itoa(s.IOWeight))
+	}
 	return Unit{Name: name, Options: b.opts}
 }
 

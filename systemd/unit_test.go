@@ -70,6 +70,48 @@ func TestTarget(t *testing.T) {
 	}
 }
 
+func TestTimer(t *testing.T) {
+	u := Timer{
+		Description: "every ten minutes", PartOf: []string{"kubeup-master.target"},
+		OnBootSec: 5 * time.Minute, OnUnitInactiveSec: 10 * time.Minute, AccuracySec: time.Minute,
+		RandomizedDelaySec: 30 * time.Second, Service: "snap.service",
+	}.Unit("snap")
+	data, err := u.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Header + `[Unit]
+Description=every ten minutes
+PartOf=kubeup-master.target
+
+[Timer]
+OnBootSec=300s
+OnUnitInactiveSec=600s
+AccuracySec=60s
+RandomizedDelaySec=30s
+Unit=snap.service
+`
+	if u.Name != "snap.timer" || string(data) != want {
+		t.Errorf("%s:\n%s\nwant:\n%s", u.Name, data, want)
+	}
+}
+
+func TestSlice(t *testing.T) {
+	u := Slice{Description: "control plane", CPUWeight: 1000, IOWeight: 500}.Unit("kubeup-control-plane")
+	data, err := u.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Header + "[Unit]\nDescription=control plane\n\n[Slice]\nCPUWeight=1000\nIOWeight=500\n"
+	if u.Name != "kubeup-control-plane.slice" || string(data) != want {
+		t.Errorf("%s:\n%s\nwant:\n%s", u.Name, data, want)
+	}
+	svc := Service{ExecStart: "/bin/x", Slice: u.Name, CPUWeight: 200}.Unit("x")
+	if svc.Value("Service", "Slice") != "kubeup-control-plane.slice" || svc.Value("Service", "CPUWeight") != "200" {
+		t.Errorf("service placement: %+v", svc)
+	}
+}
+
 func TestSandboxRendering(t *testing.T) {
 	t.Parallel()
 	u := Service{

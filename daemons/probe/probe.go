@@ -38,7 +38,26 @@ type Options struct {
 	NodeOf string
 	// Timeout bounds the whole probe, Interval is the pause between tries.
 	Timeout, Interval time.Duration
+	// Stall, when set, gives up early on a start that makes no progress:
+	// after Stall with the same answer every time (a slow start changes
+	// its answer as it goes: the API server's /readyz lists fewer failing
+	// checks, a socket starts accepting). Timeout still bounds the whole.
+	Stall time.Duration
+	// MainPID is the process the probe waits on (systemd sets $MAINPID for
+	// ExecStartPost): when it exits, so does the probe, at once, instead of
+	// polling a dead server until Timeout while systemd waits for the
+	// probe before it may restart the unit.
+	MainPID int
 }
+
+// ErrMainExited: the unit's main process exited before it was ready.
+var ErrMainExited = errors.New("main process exited")
+
+// ErrStalled: the answer did not change for Options.Stall.
+var ErrStalled = errors.New("no progress")
+
+// DefaultInterval is the pause between tries.
+const DefaultInterval = 2 * time.Second
 
 // probeAttemptTimeout bounds one try, so a hung server costs one interval.
 const probeAttemptTimeout = 5 * time.Second
@@ -58,7 +77,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	if opts.Interval <= 0 {
-		opts.Interval = time.Second
+		opts.Interval = DefaultInterval
 	}
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -69,6 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 	tick := time.NewTicker(opts.Interval)
 	defer tick.Stop()
 	var last error
+	changed := start // when the answer last changed
 	for {
 		actx, cancel := context.WithTimeout(ctx, probeAttemptTimeout)
 		err := check(actx)
@@ -76,9 +96,18 @@ func Run(ctx context.Context, opts Options) error {
 		if err == nil {
 			return nil
 		}
+		if opts.MainPID > 0 && !processAlive(opts.MainPID) {
+			return fmt.Errorf("probe %s: %w (pid %d) after %s, before it was ready: %w", what, ErrMainExited, opts.MainPID, time.Since(start).Round(time.Second), err)
+		}
 		// A try cut short by the overall timeout says less than the one before.
 		if last == nil || ctx.Err() == nil {
+			if last == nil || err.Error() != last.Error() {
+				changed = time.Now()
+			}
 			last = err
+		}
+		if opts.Stall > 0 && time.Since(changed) >= opts.Stall {
+			return fmt.Errorf("probe %s: %w: the same answer for %s (%s since start): %w", what, ErrStalled, opts.Stall, time.Since(start).Round(time.Second), last)
 		}
 		select {
 		case <-ctx.Done():
@@ -86,6 +115,19 @@ func Run(ctx context.Context, opts Options) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// processAlive says whether pid is a running process (a zombie, exited
+// but not yet reaped by systemd, counts as gone).
+func processAlive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses, which may itself
+	// contain spaces or parentheses.
+	i := strings.LastIndexByte(string(data), ')')
+	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
 }
 
 // newProbeCheck returns one try of the probe: nil when ready.
@@ -108,10 +150,14 @@ func newProbeCheck(opts Options) (func(context.Context) error, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One connection for every try (keep-alive): a TLS handshake per try
+	// costs the server more than answering, and a server that is starting
+	// under load needs its CPU for itself.
 	client := &http.Client{Transport: &http.Transport{
-		Proxy:             nil, // probes are local; a proxy in the environment must not intercept them
-		TLSClientConfig:   tlsConfig,
-		DisableKeepAlives: true,
+		Proxy:           nil, // probes are local; a proxy in the environment must not intercept them
+		TLSClientConfig: tlsConfig,
+		MaxIdleConns:    1,
+		IdleConnTimeout: time.Minute,
 	}}
 	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
@@ -123,11 +169,11 @@ func newProbeCheck(opts Options) (func(context.Context) error, error) {
 			return unwrapURLError(err)
 		}
 		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
 		if resp.StatusCode == http.StatusOK {
 			return nil
 		}
-		return fmt.Errorf("last response %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("last response %s: %s", resp.Status, failingChecks(string(body)))
 	}, nil
 }
 
@@ -158,6 +204,26 @@ func probeTLS(opts Options) (*tls.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// failingChecks keeps what a health answer says is wrong: the "[-]" lines
+// of a Kubernetes /readyz or /healthz answer (its "[+]" lines only grow as
+// a start progresses), or the start of any other body.
+func failingChecks(body string) string {
+	var bad []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "[-]") {
+			bad = append(bad, strings.TrimSpace(l))
+		}
+	}
+	if len(bad) > 0 {
+		return strings.Join(bad, "; ")
+	}
+	body = strings.TrimSpace(body)
+	if len(body) > 512 {
+		body = body[:512] + "..."
+	}
+	return body
 }
 
 // unwrapURLError drops net/http's `Get "URL":` prefix: Run names the URL.

@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -272,5 +274,97 @@ func TestProbeNode(t *testing.T) {
 	// A bad agent configuration fails at once.
 	if err := Run(context.Background(), Options{NodeOf: filepath.Join(dir, "missing.yaml")}); err == nil {
 		t.Error("Probe with a missing agent configuration succeeded")
+	}
+}
+
+// A probe that waits on a unit's main process gives up as soon as that
+// process is gone, not at its timeout: systemd can restart the unit only
+// once its ExecStartPost has ended.
+func TestProbeFailsWhenMainProcessExits(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "[+]ping ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\nreadyz check failed", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	cmd := exec.Command("sleep", "0.3")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	o := fastProbe(srv.URL + "/readyz")
+	o.Timeout, o.MainPID = time.Minute, cmd.Process.Pid
+	start := time.Now()
+	err := Run(context.Background(), o)
+	<-exited
+	if !errors.Is(err, ErrMainExited) || !strings.Contains(err.Error(), "[-]poststarthook/rbac/bootstrap-roles failed") {
+		t.Fatalf("error %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gave up after %s, want soon after the process exited", d)
+	}
+	if strings.Contains(err.Error(), "[+]ping") {
+		t.Errorf("error repeats the passing checks: %v", err)
+	}
+}
+
+// A start that keeps changing its answer is progressing and may use the
+// whole timeout; one that gives the same answer for Stall is given up.
+func TestProbeStall(t *testing.T) {
+	var calls atomic.Int32
+	progressing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if n >= 30 {
+			w.Write([]byte("ok"))
+			return
+		}
+		// One check fewer failing every few tries.
+		http.Error(w, strings.Repeat("[-]hook failed\n", int(30-n)/3+1), http.StatusInternalServerError)
+	}))
+	defer progressing.Close()
+	o := fastProbe(progressing.URL)
+	o.Stall = 100 * time.Millisecond // longer than 3 tries, shorter than the whole start
+	if err := Run(context.Background(), o); err != nil {
+		t.Errorf("progressing start: %v", err)
+	}
+
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "[-]etcd failed: reason withheld", http.StatusInternalServerError)
+	}))
+	defer stuck.Close()
+	o = fastProbe(stuck.URL)
+	o.Stall = 100 * time.Millisecond
+	start := time.Now()
+	err := Run(context.Background(), o)
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "[-]etcd failed") {
+		t.Fatalf("stuck start: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stuck start given up after %s, want about the stall time", d)
+	}
+}
+
+func TestProcessAlive(t *testing.T) {
+	if !processAlive(os.Getpid()) {
+		t.Error("this process is not alive")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if processAlive(cmd.Process.Pid) {
+		t.Error("an exited, reaped process is alive")
+	}
+	// A zombie: exited, not yet reaped.
+	z := exec.Command("true")
+	if err := z.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer z.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(z.Process.Pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if processAlive(z.Process.Pid) {
+		t.Error("a zombie counts as alive")
 	}
 }

@@ -2,6 +2,9 @@ package app
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,11 +22,27 @@ func newWaitCommand(e *cli.Env) *cobra.Command {
 with the last answer. http(s) URLs are ready when they answer 200; unix:///path
 sockets when they answer gRPC's health check (or speak gRPC without it).
 With --node-of instead, it waits until the Node of the machine an agent
-configuration names exists with an address (kube-proxy's ExecStartPre).`,
+configuration names exists with an address (kube-proxy's ExecStartPre).
+
+As a unit's ExecStartPost it also watches the unit's main process
+($MAINPID, which systemd sets there): if that exits, the wait fails at once,
+so systemd restarts the unit instead of waiting out --timeout. With --stall,
+a start whose answer stops changing for that long fails early too, while a
+slow start that keeps progressing (fewer failing checks each time) may use
+all of --timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (o.URL == "") == (o.NodeOf == "") {
 				return &cli.ExitError{Code: 2, Err: errors.New("give one of --url and --node-of")}
+			}
+			if o.MainPID == 0 {
+				if v := os.Getenv("MAINPID"); v != "" {
+					pid, err := strconv.Atoi(v)
+					if err != nil {
+						return &cli.ExitError{Code: 2, Err: fmt.Errorf("$MAINPID %q: %w", v, err)}
+					}
+					o.MainPID = pid
+				}
 			}
 			// Best effort: a probe that cannot drop what it does not
 			// use still does its job.
@@ -45,6 +64,8 @@ configuration names exists with an address (kube-proxy's ExecStartPre).`,
 	f.StringVar(&o.Cert, "cert", "", "client certificate to present")
 	f.StringVar(&o.Key, "key", "", "key of --cert")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after this long")
-	f.DurationVar(&o.Interval, "interval", time.Second, "pause between tries")
+	f.DurationVar(&o.Interval, "interval", probe.DefaultInterval, "pause between tries")
+	f.DurationVar(&o.Stall, "stall", 0, "give up when the answer has not changed for this long (0: only --timeout)")
+	f.IntVar(&o.MainPID, "main-pid", 0, "fail as soon as this process exits (default $MAINPID, set by systemd for ExecStartPost)")
 	return cmd
 }
