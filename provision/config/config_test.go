@@ -123,6 +123,10 @@ func TestInvalidConfigs(t *testing.T) {
 				"spec.addons.ui: needs spec.addons.dns (it finds its peers by cluster DNS names); turn dns on or this off"}},
 		{"bad ssh key", head + "spec:\n  ssh: {authorizedKeys: [hunter2]}\n",
 			[]string{`spec.ssh.authorizedKeys[0]: is not an OpenSSH public key (expected "ssh-ed25519 AAAA... comment")`}},
+		{"two documents", head + "spec:\n  nodes: {count: 2}\n---\n" + head,
+			[]string{"line 6: a second YAML document starts here; a config file holds one cluster (one file per cluster)"}},
+		{"a setting after a separator", head + "---\nspec: {nodes: {count: 3}}\n---\n",
+			[]string{"line 4: a second YAML document starts here; a config file holds one cluster (one file per cluster)"}},
 		{"every problem at once", "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: ''}\nspec:\n  masters: {count: 4}\n  network: {podCIDR: 10.0.0.0/33, dnsDomain: '-x'}\n",
 			[]string{"metadata.name: is required",
 				"spec.masters: 4 masters is an even number; etcd needs an odd number (1, 3, 5) to keep a quorum",
@@ -156,6 +160,20 @@ func TestInvalidConfigs(t *testing.T) {
 				t.Errorf("errors:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
 			}
 		})
+	}
+}
+
+// One document, with the separators tools write around it, is fine.
+func TestSeparatorsAroundOneDocument(t *testing.T) {
+	t.Parallel()
+	for _, doc := range []string{"---\n" + head, head + "---\n", head + "...\n", "---\n" + head + "---\n# nothing more\n"} {
+		if _, err := Parse([]byte(doc)); err != nil {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+	// A broken second document is still a second document: refused.
+	if _, err := Parse([]byte(head + "---\nspec: [\n")); err == nil || !strings.Contains(err.Error(), "not valid YAML") {
+		t.Errorf("broken second document: %v", err)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -51,6 +53,9 @@ func Decode(data []byte) (*Cluster, error) {
 	if err != nil {
 		return nil, decodeError(err)
 	}
+	if err := singleDocument(data); err != nil {
+		return nil, err
+	}
 	var c Cluster
 	// Case-sensitive and strict: "podCidr" is an unknown field, not podCIDR.
 	strict, err := sigsjson.UnmarshalStrict(js, &c)
@@ -69,6 +74,38 @@ func Decode(data []byte) (*Cluster, error) {
 		return nil, list
 	}
 	return &c, nil
+}
+
+// singleDocument refuses a file with a second YAML document: the decoder
+// reads only the first, and a second cluster (or a setting pasted after a
+// "---") would otherwise be ignored without a word. An empty document after
+// a trailing "---" says nothing and is let through. Documents are read as
+// nodes, so aliases are not expanded.
+func singleDocument(data []byte) error {
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	var first yamlv3.Node
+	if err := dec.Decode(&first); err != nil {
+		return nil // YAMLToJSONStrict has judged the first document
+	}
+	var second yamlv3.Node
+	err := dec.Decode(&second)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	case emptyDocument(&second):
+		return nil
+	}
+	return ErrorList{{Detail: fmt.Sprintf("line %d: a second YAML document starts here; a config file holds one cluster (one file per cluster)", second.Line)}}
+}
+
+func emptyDocument(n *yamlv3.Node) bool {
+	if len(n.Content) == 0 {
+		return true
+	}
+	c := n.Content[0]
+	return len(n.Content) == 1 && c.Kind == yamlv3.ScalarNode && c.Tag == "!!null" && c.Value == ""
 }
 
 var (

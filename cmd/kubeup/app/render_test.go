@@ -40,6 +40,23 @@ func TestRenderBadConfigWritesNothing(t *testing.T) {
 	}
 }
 
+// A second YAML document would be ignored by the decoder: refused, naming
+// the file and the line where it starts, and nothing written.
+func TestRenderTwoDocumentsRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "two.yaml")
+	doc := "apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: one}\n"
+	os.WriteFile(cfg, []byte(doc+"---\n"+strings.Replace(doc, "one", "two", 1)), 0o644)
+	out := filepath.Join(dir, "out")
+	code, _, stderr := run(t, "render", "--config", cfg, "--out", out)
+	if want := cfg + ": invalid cluster config: line 4: a second YAML document starts here"; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, want 2 and %q in stderr:\n%s", code, want, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("%s was created for a refused config", out)
+	}
+}
+
 func TestRenderMissingConfig(t *testing.T) {
 	code, _, stderr := run(t, "render", "--config", "/nonexistent/cluster.yaml", "--out", t.TempDir())
 	if code != 2 || !strings.Contains(stderr, "/nonexistent/cluster.yaml") {
