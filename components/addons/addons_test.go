@@ -116,13 +116,19 @@ func TestMonitoring(t *testing.T) {
 	}
 }
 
-func TestWorkloads(t *testing.T) {
-	t.Parallel()
+// everyAddon is a cluster with every addon enabled.
+func everyAddon() *components.Cluster {
 	c := cluster()
 	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
 	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
 	c.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
 	c.LogForward = "10.96.0.11:24224"
+	return c
+}
+
+func TestWorkloads(t *testing.T) {
+	t.Parallel()
+	c := everyAddon()
 	got, err := Workloads(c)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +147,7 @@ func TestWorkloads(t *testing.T) {
 // report: eviction cannot move it anywhere else.
 func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 	t.Parallel()
-	c := cluster()
-	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
-	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
-	c.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
-	c.LogForward = "10.96.0.11:24224"
+	c := everyAddon()
 	enabled, err := Enabled(c)
 	if err != nil {
 		t.Fatal(err)
