@@ -30,7 +30,8 @@ func TestExampleConfigIsTheDefault(t *testing.T) {
 	}
 	ms := c.Machines()
 	if len(ms) != 2 || ms[0].Name != "master-0" || ms[0].IP.String() != "10.77.0.10" ||
-		ms[1].Name != "node-0" || ms[1].IP.String() != "10.77.0.100" || ms[1].MemoryMiB != 2048 {
+		ms[1].Name != "node-0" || ms[1].IP.String() != "10.77.0.100" || ms[1].MemoryMiB != 2048 ||
+		ms[0].Firmware != FirmwareUEFI || ms[1].Firmware != FirmwareUEFI {
 		t.Errorf("machines = %+v", ms)
 	}
 	if got := c.APIServerServiceIP().String(); got != "10.96.0.1" {
@@ -107,6 +108,8 @@ func TestInvalidConfigs(t *testing.T) {
 			[]string{`spec.nodes.memory: "lots" is not a quantity (for example 2Gi)`}},
 		{"too little memory", head + "spec:\n  masters: {memory: 512Mi}\n",
 			[]string{`spec.masters.memory: "512Mi" is less than the 1024Mi a machine needs`}},
+		{"bad firmware", head + "spec:\n  nodes: {firmware: efi}\n",
+			[]string{`spec.nodes.firmware: "efi" is not a firmware; use uefi or bios`}},
 		{"node mask", head + "spec:\n  network: {podCIDR: 10.244.0.0/24, nodeCIDRMaskSize: 24}\n",
 			[]string{"spec.network.nodeCIDRMaskSize: 24 must be longer than the pod CIDR's /24 and at most 28"}},
 		{"pod CIDR too small", head + "spec:\n  nodes: {count: 5}\n  network: {podCIDR: 10.244.0.0/23, nodeCIDRMaskSize: 24}\n",

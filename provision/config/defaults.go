@@ -79,6 +79,7 @@ func defaultPool(p *MachinePool, count, cpus int, memory string) {
 	}
 	setString(&p.Memory, memory)
 	setString(&p.DiskSize, DefaultDiskSize)
+	setString(&p.Firmware, FirmwareUEFI)
 }
 
 func setString(p *string, v string) {

@@ -31,6 +31,7 @@ type Machine struct {
 	CPUs      int
 	MemoryMiB int64
 	DiskBytes int64
+	Firmware  string // uefi or bios
 }
 
 // Names returns a pool's machine names: the explicit list, or
@@ -84,6 +85,7 @@ func (c *Cluster) pool(role Role) []Machine {
 			CPUs:      p.CPUs,
 			MemoryMiB: mem.Value() >> 20,
 			DiskBytes: disk.Value(),
+			Firmware:  p.Firmware,
 		})
 	}
 	return out

@@ -48,7 +48,16 @@ type MachinePool struct {
 	Memory string `json:"memory,omitempty"`
 	// DiskSize per machine ("10Gi"); the root filesystem grows to fill it.
 	DiskSize string `json:"diskSize,omitempty"`
+	// Firmware the machines boot with: uefi or bios. The images boot by
+	// either; locally it picks QEMU's firmware (OVMF or SeaBIOS).
+	Firmware string `json:"firmware,omitempty"`
 }
+
+// Firmwares a machine pool may boot with.
+const (
+	FirmwareUEFI = "uefi"
+	FirmwareBIOS = "bios"
+)
 
 // Network is the cluster's addressing.
 type Network struct {

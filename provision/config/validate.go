@@ -134,6 +134,9 @@ func validatePool(e *errs, path string, p MachinePool, prefix string, minCount, 
 	} else if q.Value()>>30 < minDiskGiB {
 		e.add(path+".diskSize", "%q is less than the %dGi the image needs", p.DiskSize, minDiskGiB)
 	}
+	if p.Firmware != FirmwareUEFI && p.Firmware != FirmwareBIOS {
+		e.add(path+".firmware", "%q is not a firmware; use %s or %s", p.Firmware, FirmwareUEFI, FirmwareBIOS)
+	}
 	return names
 }
 

@@ -64,7 +64,9 @@ func TestE2ECluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgFile := filepath.Join(t.TempDir(), "cluster.yaml")
-	cfg := fmt.Sprintf("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  ssh:\n    authorizedKeys: [%q]\n", name, pub)
+	// The master boots by UEFI (the default) and the node by BIOS, so that
+	// both firmwares boot an image in every run.
+	cfg := fmt.Sprintf("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  nodes: {firmware: bios}\n  ssh:\n    authorizedKeys: [%q]\n", name, pub)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +133,7 @@ func TestE2ECluster(t *testing.T) {
 		t.Errorf("kubeup logs: %v", err)
 	}
 
+	firmwareTest(t, ctx, st, key)
 	lossTest(t, ctx, a, st, key)
 	addonRestoreTest(t, ctx, a)
 	agentMemoryTest(t, ctx, a, st)
@@ -173,6 +176,23 @@ func TestE2ECluster(t *testing.T) {
 	out, err = kubeup(t, ctx, dataDir, "down", "--name", name)
 	if err != nil || !strings.Contains(out, "nothing to destroy") {
 		t.Errorf("second down: %v %q", err, out)
+	}
+}
+
+// firmwareTest asks each machine's kernel how it was booted: the master
+// (default firmware) by UEFI, the node (firmware: bios) by BIOS.
+func firmwareTest(t *testing.T, ctx context.Context, st *cluster.State, key string) {
+	t.Helper()
+	for _, m := range st.Machines {
+		want := "uefi"
+		if m.Role == "node" {
+			want = "bios"
+		}
+		s := SSH{Port: m.SSHPort, Key: key, User: "kubeup"}
+		out, err := s.Run(ctx, "if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi")
+		if got := strings.TrimSpace(out); err != nil || got != want {
+			t.Errorf("%s booted by %q, want %s (%v)", m.Name, got, want, err)
+		}
 	}
 }
 
