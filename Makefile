@@ -59,7 +59,7 @@ golden:
 
 # End to end: images, a local cluster through Pulumi, every check, down, and
 # nothing left behind. Sized for TCG on 2 cores.
-e2e: build image-test
+e2e: build
 	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 80m -v -run TestE2E ./test/e2e/
 
 # Brings a 1+1 cluster up and breaks it: kill -9 of every unit on each
