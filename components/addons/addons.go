@@ -58,6 +58,9 @@ func Enabled(c *components.Cluster) ([]Addon, error) {
 	if c.Addons.UI {
 		out = append(out, UI(c))
 	}
+	for _, a := range out {
+		addStartupProbes(a.Objects)
+	}
 	return out, nil
 }
 

@@ -3,6 +3,7 @@ package addons
 import (
 	"bytes"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -178,5 +179,45 @@ func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 	}
 	if pinned != 4 {
 		t.Errorf("%d addon Deployments pinned to masters, want 4 (prometheus, victoria-logs, log-aggregator, kubeup-ui)", pinned)
+	}
+}
+
+// Every addon container that has a liveness probe waits for its start
+// with a startup probe on the same check (20 minutes), and its liveness
+// probe has no initial delay of its own.
+func TestAddonsStartBeforeLiveness(t *testing.T) {
+	t.Parallel()
+	enabled, err := Enabled(everyAddon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, a := range enabled {
+		for _, o := range a.Objects {
+			d, ok := o.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			for _, c := range d.Spec.Template.Spec.Containers {
+				if c.LivenessProbe == nil {
+					continue
+				}
+				live++
+				s := c.StartupProbe
+				switch {
+				case s == nil:
+					t.Errorf("%s/%s: liveness probe without a startup probe", d.Name, c.Name)
+				case !reflect.DeepEqual(s.ProbeHandler, c.LivenessProbe.ProbeHandler):
+					t.Errorf("%s/%s: startup probe %+v checks something else than liveness %+v", d.Name, c.Name, s.ProbeHandler, c.LivenessProbe.ProbeHandler)
+				case int(s.PeriodSeconds)*int(s.FailureThreshold) < 15*60:
+					t.Errorf("%s/%s: startup window %ds", d.Name, c.Name, s.PeriodSeconds*s.FailureThreshold)
+				case c.LivenessProbe.InitialDelaySeconds != 0:
+					t.Errorf("%s/%s: liveness initial delay %ds", d.Name, c.Name, c.LivenessProbe.InitialDelaySeconds)
+				}
+			}
+		}
+	}
+	if live < 4 { // CoreDNS, Prometheus, VictoriaLogs, the aggregator, the UI
+		t.Errorf("%d containers with liveness probes, want at least 4", live)
 	}
 }

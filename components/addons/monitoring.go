@@ -95,12 +95,9 @@ func Monitoring(c *components.Cluster) (Addon, error) {
 						Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: PrometheusPort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/ready", Port: intstr.FromInt32(PrometheusPort)}},
 							PeriodSeconds: 5, TimeoutSeconds: 5},
-						// A start (TSDB and WAL replay) on a loaded master under
-						// TCG took longer than the liveness probe allowed, which
-						// killed it over and over: liveness applies only once
-						// the startup probe has passed, which allows 20 minutes.
-						StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/healthy", Port: intstr.FromInt32(PrometheusPort)}},
-							PeriodSeconds: 10, TimeoutSeconds: 10, FailureThreshold: 120},
+						// Liveness applies once the startup probe every addon
+						// gets (addStartupProbes) has passed: a start replays
+						// the WAL.
 						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/healthy", Port: intstr.FromInt32(PrometheusPort)}},
 							PeriodSeconds: 15, TimeoutSeconds: 10, FailureThreshold: 6},
 						Resources: corev1.ResourceRequirements{

@@ -1,0 +1,50 @@
+package addons
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// A startup probe allows 10 s × 120 = 20 minutes for an addon to start
+// before its liveness probe applies.
+const (
+	startupPeriodSeconds    = 10
+	startupFailureThreshold = 120
+)
+
+// addStartupProbes gives every addon container with a liveness probe a
+// startup probe on the same check, and drops the liveness probe's initial
+// delay. Kubernetes runs liveness only once the startup probe has passed,
+// so a slow start is waited for while a process that hangs later is still
+// restarted at the liveness probe's pace. Under TCG on a loaded master,
+// starts took longer than any fixed initial delay allowed (the UI did not
+// listen within 70 s; Prometheus replays its WAL), and each liveness kill
+// began the slow start again.
+func addStartupProbes(objs []any) {
+	for _, o := range objs {
+		var spec *corev1.PodSpec
+		switch w := o.(type) {
+		case *appsv1.Deployment:
+			spec = &w.Spec.Template.Spec
+		case *appsv1.StatefulSet:
+			spec = &w.Spec.Template.Spec
+		case *appsv1.DaemonSet:
+			spec = &w.Spec.Template.Spec
+		default:
+			continue
+		}
+		for i := range spec.Containers {
+			c := &spec.Containers[i]
+			if c.LivenessProbe == nil || c.StartupProbe != nil {
+				continue
+			}
+			c.LivenessProbe.InitialDelaySeconds = 0
+			c.StartupProbe = &corev1.Probe{
+				ProbeHandler:     c.LivenessProbe.ProbeHandler,
+				PeriodSeconds:    startupPeriodSeconds,
+				TimeoutSeconds:   c.LivenessProbe.TimeoutSeconds,
+				FailureThreshold: startupFailureThreshold,
+			}
+		}
+	}
+}
