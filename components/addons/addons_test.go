@@ -148,33 +148,22 @@ func TestWorkloads(t *testing.T) {
 // report: eviction cannot move it anywhere else.
 func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 	t.Parallel()
-	c := everyAddon()
-	enabled, err := Enabled(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pinned := 0
-	for _, a := range enabled {
-		for _, o := range a.Objects {
-			d, ok := o.(*appsv1.Deployment)
-			if !ok {
-				continue
+	for _, d := range everyDeployment(t) {
+		spec := d.Spec.Template.Spec
+		_, onMasters := spec.NodeSelector[components.ControlPlaneTaint]
+		stays := map[string]bool{}
+		for _, tol := range spec.Tolerations {
+			if tol.Effect == corev1.TaintEffectNoExecute && tol.Operator == corev1.TolerationOpExists && tol.TolerationSeconds == nil {
+				stays[tol.Key] = true
 			}
-			spec := d.Spec.Template.Spec
-			_, onMasters := spec.NodeSelector[components.ControlPlaneTaint]
-			stays := map[string]bool{}
-			for _, tol := range spec.Tolerations {
-				if tol.Effect == corev1.TaintEffectNoExecute && tol.Operator == corev1.TolerationOpExists && tol.TolerationSeconds == nil {
-					stays[tol.Key] = true
-				}
-			}
-			got := stays["node.kubernetes.io/not-ready"] && stays["node.kubernetes.io/unreachable"]
-			if got != onMasters {
-				t.Errorf("%s: pinned to masters %v, stays through NotReady %v", d.Name, onMasters, got)
-			}
-			if onMasters {
-				pinned++
-			}
+		}
+		got := stays["node.kubernetes.io/not-ready"] && stays["node.kubernetes.io/unreachable"]
+		if got != onMasters {
+			t.Errorf("%s: pinned to masters %v, stays through NotReady %v", d.Name, onMasters, got)
+		}
+		if onMasters {
+			pinned++
 		}
 	}
 	if pinned != 4 {
@@ -187,37 +176,46 @@ func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 // probe has no initial delay of its own.
 func TestAddonsStartBeforeLiveness(t *testing.T) {
 	t.Parallel()
-	enabled, err := Enabled(everyAddon())
-	if err != nil {
-		t.Fatal(err)
-	}
 	live := 0
-	for _, a := range enabled {
-		for _, o := range a.Objects {
-			d, ok := o.(*appsv1.Deployment)
-			if !ok {
+	for _, d := range everyDeployment(t) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if c.LivenessProbe == nil {
 				continue
 			}
-			for _, c := range d.Spec.Template.Spec.Containers {
-				if c.LivenessProbe == nil {
-					continue
-				}
-				live++
-				s := c.StartupProbe
-				switch {
-				case s == nil:
-					t.Errorf("%s/%s: liveness probe without a startup probe", d.Name, c.Name)
-				case !reflect.DeepEqual(s.ProbeHandler, c.LivenessProbe.ProbeHandler):
-					t.Errorf("%s/%s: startup probe %+v checks something else than liveness %+v", d.Name, c.Name, s.ProbeHandler, c.LivenessProbe.ProbeHandler)
-				case int(s.PeriodSeconds)*int(s.FailureThreshold) < 15*60:
-					t.Errorf("%s/%s: startup window %ds", d.Name, c.Name, s.PeriodSeconds*s.FailureThreshold)
-				case c.LivenessProbe.InitialDelaySeconds != 0:
-					t.Errorf("%s/%s: liveness initial delay %ds", d.Name, c.Name, c.LivenessProbe.InitialDelaySeconds)
-				}
+			live++
+			s := c.StartupProbe
+			switch {
+			case s == nil:
+				t.Errorf("%s/%s: liveness probe without a startup probe", d.Name, c.Name)
+			case !reflect.DeepEqual(s.ProbeHandler, c.LivenessProbe.ProbeHandler):
+				t.Errorf("%s/%s: startup probe %+v checks something else than liveness %+v", d.Name, c.Name, s.ProbeHandler, c.LivenessProbe.ProbeHandler)
+			case int(s.PeriodSeconds)*int(s.FailureThreshold) < 15*60:
+				t.Errorf("%s/%s: startup window %ds", d.Name, c.Name, s.PeriodSeconds*s.FailureThreshold)
+			case c.LivenessProbe.InitialDelaySeconds != 0:
+				t.Errorf("%s/%s: liveness initial delay %ds", d.Name, c.Name, c.LivenessProbe.InitialDelaySeconds)
 			}
 		}
 	}
 	if live < 4 { // CoreDNS, Prometheus, VictoriaLogs, the aggregator, the UI
 		t.Errorf("%d containers with liveness probes, want at least 4", live)
 	}
+}
+
+// everyDeployment lists the Deployments of every addon, as Enabled renders
+// them.
+func everyDeployment(t *testing.T) []*appsv1.Deployment {
+	t.Helper()
+	enabled, err := Enabled(everyAddon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*appsv1.Deployment
+	for _, a := range enabled {
+		for _, o := range a.Objects {
+			if d, ok := o.(*appsv1.Deployment); ok {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }
