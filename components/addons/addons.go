@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"kubeup.dev/kubeup/components"
@@ -75,17 +76,26 @@ func Workloads(c *components.Cluster) ([]string, error) {
 	var out []string
 	for _, a := range enabled {
 		for _, o := range a.Objects {
-			switch w := o.(type) {
-			case *appsv1.Deployment:
-				out = append(out, w.Name)
-			case *appsv1.StatefulSet:
-				out = append(out, w.Name)
-			case *appsv1.DaemonSet:
-				out = append(out, w.Name)
+			if name, spec := workload(o); spec != nil {
+				out = append(out, name)
 			}
 		}
 	}
 	return out, nil
+}
+
+// workload returns a Deployment's, StatefulSet's or DaemonSet's name and
+// pod spec; nil for any other object.
+func workload(o any) (string, *corev1.PodSpec) {
+	switch w := o.(type) {
+	case *appsv1.Deployment:
+		return w.Name, &w.Spec.Template.Spec
+	case *appsv1.StatefulSet:
+		return w.Name, &w.Spec.Template.Spec
+	case *appsv1.DaemonSet:
+		return w.Name, &w.Spec.Template.Spec
+	}
+	return "", nil
 }
 
 func marshal(objs []any) ([]byte, error) {

@@ -1,9 +1,6 @@
 package addons
 
-import (
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-)
+import corev1 "k8s.io/api/core/v1"
 
 // A startup probe allows 10 s × 120 = 20 minutes for an addon to start
 // before its liveness probe applies.
@@ -22,15 +19,8 @@ const (
 // began the slow start again.
 func addStartupProbes(objs []any) {
 	for _, o := range objs {
-		var spec *corev1.PodSpec
-		switch w := o.(type) {
-		case *appsv1.Deployment:
-			spec = &w.Spec.Template.Spec
-		case *appsv1.StatefulSet:
-			spec = &w.Spec.Template.Spec
-		case *appsv1.DaemonSet:
-			spec = &w.Spec.Template.Spec
-		default:
+		_, spec := workload(o)
+		if spec == nil {
 			continue
 		}
 		for i := range spec.Containers {
