@@ -34,6 +34,7 @@ func (a APIServer) Unit(role Role) systemd.Unit {
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
 	controlPlaneHardening(&s)
+	inControlPlane(&s)
 	return service(a, role, BinDir+"/kube-apiserver", s)
 }
 

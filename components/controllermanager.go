@@ -30,6 +30,7 @@ func (c ControllerManager) Unit(role Role) systemd.Unit {
 		TimeoutStartSec: probedStartTimeout,
 	}
 	controlPlaneHardening(&s)
+	inControlPlane(&s)
 	return service(c, role, BinDir+"/kube-controller-manager", s)
 }
 

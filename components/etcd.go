@@ -32,6 +32,7 @@ func (e Etcd) Unit(role Role) systemd.Unit {
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
 	controlPlaneHardening(&s, EtcdDataDir)
+	inControlPlane(&s)
 	return service(e, role, BinDir+"/etcd", s)
 }
 

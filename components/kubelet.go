@@ -38,11 +38,21 @@ func (Kubelet) Roles() []Role       { return []Role{Master, Node} }
 
 // Unit: the kubelet sends READY=1, and pings systemd's watchdog while its
 // own health check passes.
+//
+// On a master the kubelet starts once the local API server is ready (its
+// unit is only started when its readiness probe passed): before that it
+// could only retry its registration and its pods' status against a server
+// that needs the CPU to start, and the pods it runs there are the addons,
+// which need the API server anyway.
 func (k Kubelet) Unit(role Role) systemd.Unit {
+	after := []string{"containerd.service"}
+	if role == Master {
+		after = append(after, "kube-apiserver.service")
+	}
 	return service(k, role, BinDir+"/kubelet", systemd.Service{
 		Documentation:   []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/"},
 		Wants:           []string{"containerd.service"},
-		After:           []string{"containerd.service"},
+		After:           after,
 		Type:            "notify",
 		WatchdogSec:     kubeletWatchdogSecs * time.Second,
 		TimeoutStartSec: 5 * time.Minute,

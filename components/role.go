@@ -23,6 +23,12 @@ func RoleUnits(r Role) []systemd.Unit {
 		}
 		wants = append(wants, ActiveUnit(c))
 	}
+	for _, u := range units {
+		if u.Value("Service", "Slice") == ControlPlaneSlice {
+			units = append(units, controlPlaneSlice())
+			break
+		}
+	}
 	t := systemd.Target{
 		Description: fmt.Sprintf("kubeup %s: every component of the %s role", r, r),
 		Wants:       wants,

@@ -32,6 +32,7 @@ func (c Scheduler) Unit(role Role) systemd.Unit {
 		TimeoutStartSec: probedStartTimeout,
 	}
 	controlPlaneHardening(&s)
+	inControlPlane(&s)
 	return service(c, role, BinDir+"/kube-scheduler", s)
 }
 

@@ -94,9 +94,11 @@ type Service struct {
 	OOMScoreAdjust   int
 	Limits           map[string]string // LimitNOFILE=..., TasksMax=...
 
-	// Resource accounting and placement.
+	// Resource accounting and placement. CPUWeight (1-10000, default
+	// 100) is the unit's share of contended CPU among its siblings.
 	Accounting bool
 	Slice      string
+	CPUWeight  int
 
 	// Hardening for daemons that need no host-wide write access.
 	NoNewPrivileges bool
@@ -169,6 +171,9 @@ func (s Service) Unit(name string) Unit {
 		}
 	}
 	b.add("Service", "Slice", s.Slice)
+	if s.CPUWeight > 0 {
+		b.add("Service", "CPUWeight", strconv.Itoa(s.CPUWeight))
+	}
 	if s.NoNewPrivileges {
 		b.add("Service", "NoNewPrivileges", "yes")
 	}
@@ -242,6 +247,30 @@ func (t Timer) Unit(name string) Unit {
 	}
 	b.add("Timer", "Unit", t.Service)
 	b.addAll("Install", "WantedBy", t.WantedBy)
+	return Unit{Name: name, Options: b.opts}
+}
+
+// Slice is a node of the cgroup tree that units are placed in (Slice= on a
+// service); its weights divide contended CPU and IO with its siblings.
+type Slice struct {
+	Description string
+	// CPUWeight and IOWeight: 1-10000, default 100 (system.slice's).
+	CPUWeight, IOWeight int
+}
+
+// Unit renders the slice as name (".slice" is appended when missing).
+func (s Slice) Unit(name string) Unit {
+	if !strings.HasSuffix(name, ".slice") {
+		name += ".slice"
+	}
+	var b builder
+	b.add("Unit", "Description", s.Description)
+	if s.CPUWeight > 0 {
+		b.add("Slice", "CPUWeight", strconv.Itoa(s.CPUWeight))
+	}
+	if s.IOWeight > 0 {
+		b.add("Slice", "IOWeight", strconv.Itoa(s.IOWeight))
+	}
 	return Unit{Name: name, Options: b.opts}
 }
 

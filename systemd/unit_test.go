@@ -95,3 +95,19 @@ Unit=snap.service
 		t.Errorf("%s:\n%s\nwant:\n%s", u.Name, data, want)
 	}
 }
+
+func TestSlice(t *testing.T) {
+	u := Slice{Description: "control plane", CPUWeight: 1000, IOWeight: 500}.Unit("kubeup-control-plane")
+	data, err := u.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Header + "[Unit]\nDescription=control plane\n\n[Slice]\nCPUWeight=1000\nIOWeight=500\n"
+	if u.Name != "kubeup-control-plane.slice" || string(data) != want {
+		t.Errorf("%s:\n%s\nwant:\n%s", u.Name, data, want)
+	}
+	svc := Service{ExecStart: "/bin/x", Slice: u.Name, CPUWeight: 200}.Unit("x")
+	if svc.Value("Service", "Slice") != "kubeup-control-plane.slice" || svc.Value("Service", "CPUWeight") != "200" {
+		t.Errorf("service placement: %+v", svc)
+	}
+}

@@ -56,6 +56,9 @@ var ErrMainExited = errors.New("main process exited")
 // ErrStalled: the answer did not change for Options.Stall.
 var ErrStalled = errors.New("no progress")
 
+// DefaultInterval is the pause between tries.
+const DefaultInterval = 2 * time.Second
+
 // probeAttemptTimeout bounds one try, so a hung server costs one interval.
 const probeAttemptTimeout = 5 * time.Second
 
@@ -74,7 +77,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	if opts.Interval <= 0 {
-		opts.Interval = time.Second
+		opts.Interval = DefaultInterval
 	}
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -147,10 +150,14 @@ func newProbeCheck(opts Options) (func(context.Context) error, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One connection for every try (keep-alive): a TLS handshake per try
+	// costs the server more than answering, and a server that is starting
+	// under load needs its CPU for itself.
 	client := &http.Client{Transport: &http.Transport{
-		Proxy:             nil, // probes are local; a proxy in the environment must not intercept them
-		TLSClientConfig:   tlsConfig,
-		DisableKeepAlives: true,
+		Proxy:           nil, // probes are local; a proxy in the environment must not intercept them
+		TLSClientConfig: tlsConfig,
+		MaxIdleConns:    1,
+		IdleConnTimeout: time.Minute,
 	}}
 	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,7 +121,16 @@ type PromSample struct {
 
 // Query runs a PromQL instant query through the API server's service proxy.
 func (a *Access) Query(ctx context.Context, q string) ([]PromSample, error) {
-	body, err := a.Clientset.CoreV1().Services("kube-system").ProxyGet("http", "prometheus", "web", "/api/v1/query", map[string]string{"query": q}).DoRaw(ctx)
+	return a.QueryAt(ctx, q, time.Time{})
+}
+
+// QueryAt runs a PromQL instant query evaluated at a past time (zero: now).
+func (a *Access) QueryAt(ctx context.Context, q string, at time.Time) ([]PromSample, error) {
+	params := map[string]string{"query": q}
+	if !at.IsZero() {
+		params["time"] = strconv.FormatInt(at.Unix(), 10)
+	}
+	body, err := a.Clientset.CoreV1().Services("kube-system").ProxyGet("http", "prometheus", "web", "/api/v1/query", params).DoRaw(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("query Prometheus: %w", err)
 	}

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,22 +16,13 @@ import (
 	"kubeup.dev/kubeup/provision/cluster"
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 // kubeup runs the built CLI (make build) and returns its output.
 func kubeup(t *testing.T, ctx context.Context, dataDir string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(), "bin", "kubeup"), args...)
-	cmd.Env = append(os.Environ(), "KUBEUP_DATA_DIR="+dataDir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	t.Logf("kubeup %s:\n%s", strings.Join(args, " "), out.String())
-	return out.String(), err
+	return Kubeup(t, ctx, dataDir, args...)
 }
+
+func repoRoot() string { return RepoRoot() }
 
 // logsDeadline is how soon after up every unit's logs must be searchable.
 const logsDeadline = 60 * time.Second

@@ -59,7 +59,7 @@ all of --timeout.`,
 	f.StringVar(&o.Cert, "cert", "", "client certificate to present")
 	f.StringVar(&o.Key, "key", "", "key of --cert")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after this long")
-	f.DurationVar(&o.Interval, "interval", time.Second, "pause between tries")
+	f.DurationVar(&o.Interval, "interval", probe.DefaultInterval, "pause between tries")
 	f.DurationVar(&o.Stall, "stall", 0, "give up when the answer has not changed for this long (0: only --timeout)")
 	f.IntVar(&o.MainPID, "main-pid", 0, "fail as soon as this process exits (default $MAINPID, set by systemd for ExecStartPost)")
 	return cmd

@@ -1,0 +1,256 @@
+package drills
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeup.dev/kubeup/daemons/agent"
+	"kubeup.dev/kubeup/infra/qemu"
+	"kubeup.dev/kubeup/provision/cluster"
+	"kubeup.dev/kubeup/provision/health"
+	"kubeup.dev/kubeup/provision/pki"
+	"kubeup.dev/kubeup/test/e2e"
+)
+
+// Cluster is the cluster the drills run on, and the ways to reach it.
+type Cluster struct {
+	DataDir, Name string
+	Key           string // SSH private key
+	State         *cluster.State
+	Bundle        *pki.Bundle
+	Access        *cluster.Access
+	// quick is a client whose requests give up after a few seconds, for
+	// polling a cluster that may be half down.
+	quick kubernetes.Interface
+	// Workloads are the kube-system pods a healthy cluster has.
+	Workloads []string
+}
+
+// Connect opens the cluster `kubeup up` made in dataDir.
+func Connect(dataDir, name, key string, workloads []string) (*Cluster, error) {
+	st, err := cluster.LoadState(dataDir, name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := cluster.LoadBundle(dataDir, name)
+	if err != nil {
+		return nil, err
+	}
+	a, err := cluster.Connect(dataDir, name)
+	if err != nil {
+		return nil, err
+	}
+	_, kc, err := cluster.Kubeconfig(dataDir, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 5 * time.Second
+	quick, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{DataDir: dataDir, Name: name, Key: key, State: st, Bundle: b, Access: a, quick: quick, Workloads: workloads}, nil
+}
+
+// Machine returns a machine's state by name.
+func (c *Cluster) Machine(name string) cluster.MachineState {
+	m, _ := c.State.Machine(name)
+	return m
+}
+
+// SSH reaches a machine's shell.
+func (c *Cluster) SSH(m cluster.MachineState) e2e.SSH {
+	return e2e.SSH{Port: m.SSHPort, Key: c.Key, User: "kubeup"}
+}
+
+// VM is a machine's QEMU process.
+func (c *Cluster) VM(m cluster.MachineState) *qemu.VM {
+	return &qemu.VM{Dir: filepath.Join(cluster.Dir(c.DataDir, c.Name), "machines", m.Name)}
+}
+
+// Units reads a machine's kubeup units through its agent.
+func (c *Cluster) Units(ctx context.Context, m cluster.MachineState) ([]agent.UnitStatus, error) {
+	ac, err := cluster.AgentClient(c.State, m, c.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := ac.Status(actx)
+	if err != nil {
+		return nil, err
+	}
+	return st.Units, nil
+}
+
+// Restarts is a unit's restart count on a machine (systemd's NRestarts).
+func (c *Cluster) Restarts(ctx context.Context, m cluster.MachineState, unit string) (int, error) {
+	units, err := c.Units(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	i := slices.IndexFunc(units, func(u agent.UnitStatus) bool { return u.Name == unit })
+	if i < 0 {
+		return 0, fmt.Errorf("%s has no unit %s", m.Name, unit)
+	}
+	return int(units[i].Restarts), nil
+}
+
+// APIReady says whether the API server answers /readyz with "ok".
+func (c *Cluster) APIReady(ctx context.Context) error {
+	body, err := c.quick.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("GET /readyz: %w", err)
+	}
+	if string(body) != "ok" {
+		return fmt.Errorf("GET /readyz: %q", body)
+	}
+	return nil
+}
+
+// Healthy says what is not healthy: the API, a node, a kube-system pod, or a
+// kubeup unit on any machine (nil: everything is).
+func (c *Cluster) Healthy(ctx context.Context) error { return c.healthy(ctx, Fresh{}) }
+
+// Fresh asks Healthy for pods restarted since a time on some machines: after
+// a reboot the API still shows their pods Ready from before it until the
+// machine's kubelet has started them again.
+type Fresh struct {
+	Since    time.Time
+	Machines []string
+}
+
+// stale names a pod on one of f's machines whose containers were not all
+// started since f.Since ("" when f asks nothing or the pod is fresh).
+func (f Fresh) stale(p corev1.Pod) string {
+	if f.Since.IsZero() || !slices.Contains(f.Machines, p.Spec.NodeName) || p.Status.Phase == corev1.PodSucceeded {
+		return ""
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running == nil || cs.State.Running.StartedAt.Time.Before(f.Since) {
+			return p.Name + " not restarted since the reboot"
+		}
+	}
+	return ""
+}
+
+func (c *Cluster) healthy(ctx context.Context, fresh Fresh) error {
+	if err := c.APIReady(ctx); err != nil {
+		return err
+	}
+	nodes, err := c.quick.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, m := range c.State.Machines {
+		names = append(names, m.Name)
+	}
+	if err := health.NodesReady(nodes.Items, names); err != nil {
+		return err
+	}
+	pods, err := c.quick.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if err := health.PodsReady(pods.Items, c.Workloads); err != nil {
+		return fmt.Errorf("kube-system: %w", err)
+	}
+	for _, p := range pods.Items {
+		if why := fresh.stale(p); why != "" {
+			return errors.New("kube-system: " + why)
+		}
+	}
+	var down []string
+	for _, m := range c.State.Machines {
+		units, err := c.Units(ctx, m)
+		if err != nil {
+			return fmt.Errorf("%s's agent: %w", m.Name, err)
+		}
+		for _, u := range units {
+			if u.ActiveState != "active" {
+				down = append(down, fmt.Sprintf("%s/%s %s (%s)", m.Name, u.Name, u.ActiveState, u.SubState))
+			}
+		}
+	}
+	if len(down) > 0 {
+		return errors.New("units not active: " + strings.Join(down, ", "))
+	}
+	return nil
+}
+
+// Recovery is how long a cluster took to come back after an action.
+type Recovery struct {
+	APIBack, Healthy time.Duration
+}
+
+// WaitHealthy polls until the cluster is healthy, from since (the moment of
+// the action); APIBack is when /readyz first answered ok, if it ever failed.
+// With fresh.Machines, their kube-system pods must have restarted.
+func (c *Cluster) WaitHealthy(ctx context.Context, since time.Time, limit time.Duration, fresh Fresh) (Recovery, error) {
+	var r Recovery
+	ctx, cancel := context.WithDeadline(ctx, since.Add(limit))
+	defer cancel()
+	apiWasDown := false
+	var last error
+	for {
+		apiErr := c.APIReady(ctx)
+		if apiErr != nil {
+			apiWasDown = true
+		} else if apiWasDown && r.APIBack == 0 {
+			r.APIBack = time.Since(since)
+		}
+		if apiErr == nil {
+			if last = c.healthy(ctx, fresh); last == nil {
+				r.Healthy = time.Since(since)
+				return r, nil
+			}
+		} else {
+			last = apiErr
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("not healthy %s after the action: %w", limit, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Settle waits until the cluster has been healthy for d without a break,
+// so that a drill starts from a cluster at rest (and a restart loop shows).
+func (c *Cluster) Settle(ctx context.Context, d, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	healthySince := time.Time{}
+	var last error
+	for time.Now().Before(deadline) {
+		if last = c.Healthy(ctx); last != nil {
+			healthySince = time.Time{}
+		} else if healthySince.IsZero() {
+			healthySince = time.Now()
+		} else if time.Since(healthySince) >= d {
+			return nil
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return fmt.Errorf("not healthy for %s in a row within %s: %v", d, limit, last)
+}
+
+// podLogs returns a pod's log.
+func (c *Cluster) podLogs(ctx context.Context, ns, name string) (string, error) {
+	data, err := c.Access.Clientset.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	return string(data), err
+}
