@@ -222,7 +222,7 @@ func TestScheduledComponents(t *testing.T) {
 	if !contains(cfg.Units, "kubeup-etcd-snapshot.timer") || contains(cfg.Units, "kubeup-etcd-snapshot.service") {
 		t.Errorf("agent units %v", cfg.Units)
 	}
-	if Agent{}.Name()+".service" != agentconfig.AgentUnit {
+	if (Agent{}).Name()+".service" != agentconfig.AgentUnit {
 		t.Errorf("agentconfig.AgentUnit %q is not the agent's unit", agentconfig.AgentUnit)
 	}
 }
