@@ -42,8 +42,9 @@ func newRestoreFixture(t *testing.T) *restoreFixture {
 	f := &restoreFixture{control: &fakeControl{}, commands: &fakeCommands{}, dataDir: filepath.Join(root, "etcd")}
 	writeFile(t, filepath.Join(f.dataDir, "member", "snap", "db"), []byte("old"))
 	f.commands.do = func(_ string, args []string) error {
-		if jobs := f.control.done(); len(jobs) > 0 {
-			t.Errorf("etcdutl ran after %v", jobs)
+		// etcd runs: no job yet, or the last one started it again.
+		if jobs := f.control.done(); len(jobs) > 0 && !strings.HasPrefix(jobs[len(jobs)-1], "start ") {
+			t.Errorf("etcdutl ran while etcd was stopped: %v", jobs)
 		}
 		out := args[indexOf(args, "--data-dir")+1]
 		writeFile(t, filepath.Join(out, "member", "snap", "db"), []byte("new"))
