@@ -63,9 +63,11 @@ e2e: build
 	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 80m -v -run TestE2E ./test/e2e/
 
 # Brings a 1+1 cluster up and breaks it: kill -9 of every unit on each
-# machine, reboots and hard resets one machine at a time and all together;
-# the report (table and JSON) goes to out/drills. About 2 hours under TCG.
-# KUBEUP_DRILLS_ONLY=kill,reboot,reset (or kill:MACHINE:UNIT) runs a subset.
+# machine, reboots and hard resets one machine at a time and all together,
+# then an etcd snapshot, a namespace deleted and the snapshot restored; the
+# report (table and JSON) goes to out/drills. About 2 hours under TCG.
+# KUBEUP_DRILLS_ONLY=kill,reboot,reset,etcd-restore (or kill:MACHINE:UNIT)
+# runs a subset.
 drills: build
 	KUBEUP_DRILLS=1 $(GO) test -count=1 -timeout 180m -v -run TestDrills ./test/drills/
 

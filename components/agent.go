@@ -50,6 +50,10 @@ type (
 	AgentLogs   = agentconfig.Logs
 	AgentNet    = agentconfig.Net
 	AgentEtcd   = agentconfig.Etcd
+	// AgentEtcdMember is a master's etcd member (see EtcdMemberFor).
+	AgentEtcdMember = agentconfig.EtcdMember
+	// AgentEtcdSnapshots configures the scheduled snapshots.
+	AgentEtcdSnapshots = agentconfig.EtcdSnapshots
 )
 
 func (Agent) Name() string        { return "kubeup-agent" }
@@ -101,15 +105,22 @@ func AgentConfigFor(ctx Context) AgentConfig {
 		},
 	}
 	for _, comp := range ForRole(m.Role) {
-		cfg.Units = append(cfg.Units, comp.Name()+".service")
+		cfg.Units = append(cfg.Units, ActiveUnit(comp))
 	}
 	if m.Role == Master {
 		cfg.Scrape["etcd"] = "http://" + EtcdMetricsAddr + "/metrics"
+		member := EtcdMemberFor(ctx)
 		cfg.Etcd = &AgentEtcd{
-			Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort)},
+			Endpoints: []string{member.ClientURL},
 			CAFile:    pki("etcd/ca.crt"),
 			CertFile:  pki("etcd/healthcheck-client.crt"),
 			KeyFile:   pki("etcd/healthcheck-client.key"),
+			Member:    &member,
+			Snapshots: &AgentEtcdSnapshots{
+				Dir:      EtcdSnapshotDir,
+				Interval: c.EtcdSnapshots.Interval.String(),
+				Keep:     c.EtcdSnapshots.Keep,
+			},
 		}
 	}
 	return cfg

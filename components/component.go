@@ -70,6 +70,16 @@ type Cluster struct {
 	// UpstreamDNS says whether machines have a resolver for names outside
 	// the cluster (cluster DNS forwards to it); local clusters have none.
 	UpstreamDNS bool
+	// EtcdSnapshots schedules the masters' etcd snapshots.
+	EtcdSnapshots EtcdSnapshots
+}
+
+// EtcdSnapshots are the scheduled etcd snapshots on each master.
+type EtcdSnapshots struct {
+	// Interval between snapshots; 0 turns them off.
+	Interval time.Duration
+	// Keep is how many snapshots each master keeps.
+	Keep int
 }
 
 // Secrets are the cluster secrets some files embed.
@@ -133,11 +143,32 @@ type Component interface {
 	Certificates(role Role) []string
 }
 
+// Scheduled is a component that runs on a schedule, not all the time (an
+// optional ability, like Talos' optional service interfaces): its Unit is
+// a oneshot service, and Timer starts it. The role target wants the timer,
+// and the agent watches the timer (active while it waits) instead of the
+// service (inactive between runs).
+type Scheduled interface {
+	Component
+	// Timer is baked into the role's image beside Unit.
+	Timer(role Role) systemd.Unit
+}
+
+// ActiveUnit is the unit that stays active while a component is in
+// service: a scheduled component's timer, every other one's service.
+func ActiveUnit(c Component) string {
+	if _, ok := c.(Scheduled); ok {
+		return c.Name() + ".timer"
+	}
+	return c.Name() + ".service"
+}
+
 // Catalogue returns every component in start order.
 func Catalogue() []Component {
 	return []Component{
 		Etcd{}, APIServer{}, ControllerManager{}, Scheduler{},
 		Containerd{}, Kubelet{}, KubeProxy{}, Agent{}, AddonManager{},
+		EtcdSnapshot{},
 	}
 }
 

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"kubeup.dev/kubeup/components/agentconfig"
 	"kubeup.dev/kubeup/systemd"
 	goldenpkg "kubeup.dev/kubeup/test/golden"
 )
@@ -39,6 +41,7 @@ func testCluster() *Cluster {
 		APIServerEndpoint:  "https://10.77.0.10:6443",
 		LogForward:         "10.96.0.11:24224",
 		Images:             Images{Pause: "registry.kubeup.dev/pause:3.10"},
+		EtcdSnapshots:      EtcdSnapshots{Interval: time.Hour, Keep: 24},
 	}
 }
 
@@ -144,7 +147,11 @@ func TestEveryUnitWaitsForCloudInitAndRestarts(t *testing.T) {
 	for _, r := range Roles() {
 		for _, c := range ForRole(r) {
 			u := c.Unit(r)
-			if got := u.Value("Service", "Restart"); got != "always" {
+			_, scheduled := c.(Scheduled)
+			switch got := u.Value("Service", "Restart"); {
+			case scheduled && (got != "" || u.Value("Service", "Type") != "oneshot"):
+				t.Errorf("%s (scheduled) Restart=%s Type=%s, want a oneshot that its timer restarts", u.Name, got, u.Value("Service", "Type"))
+			case !scheduled && got != "always":
 				t.Errorf("%s Restart=%s", u.Name, got)
 			}
 			if got := u.Value("Unit", "ConditionPathExists"); got != EnvFile(c.Name()) {
@@ -158,11 +165,89 @@ func TestEveryUnitWaitsForCloudInitAndRestarts(t *testing.T) {
 			}
 		}
 	}
-	order := map[string]string{"kubelet.service": "containerd.service", "kube-apiserver.service": "etcd.service"}
+	order := map[string]string{"kubelet.service": "containerd.service", "kube-apiserver.service": "etcd.service",
+		"kubeup-etcd-snapshot.service": "etcd.service"}
 	for _, u := range RoleUnits(Master) {
 		if dep, ok := order[u.Name]; ok && !contains(u.Values("Unit", "After"), dep) {
 			t.Errorf("%s is not ordered after %s", u.Name, dep)
 		}
+	}
+}
+
+// A scheduled component: the image carries its service and its timer, the
+// role target wants the timer (never the service), the timer starts the
+// service, and the agent watches the timer. Its run never starts etcd.
+func TestScheduledComponents(t *testing.T) {
+	t.Parallel()
+	units := map[string]systemd.Unit{}
+	for _, u := range RoleUnits(Master) {
+		units[u.Name] = u
+	}
+	target := units[RoleTarget(Master)]
+	n := 0
+	for _, c := range ForRole(Master) {
+		s, ok := c.(Scheduled)
+		if !ok {
+			continue
+		}
+		n++
+		timer, service := c.Name()+".timer", c.Name()+".service"
+		if ActiveUnit(c) != timer {
+			t.Errorf("ActiveUnit(%s) = %s", c.Name(), ActiveUnit(c))
+		}
+		if _, ok := units[service]; !ok {
+			t.Errorf("the image lacks %s", service)
+		}
+		tu, ok := units[timer]
+		if !ok || tu.Name != s.Timer(Master).Name {
+			t.Fatalf("the image lacks %s", timer)
+		}
+		if got := tu.Value("Timer", "Unit"); got != service {
+			t.Errorf("%s starts %q", timer, got)
+		}
+		if tu.Value("Timer", "OnUnitInactiveSec") == "" || tu.Value("Timer", "OnBootSec") == "" {
+			t.Errorf("%s has no schedule", timer)
+		}
+		if wants := target.Values("Unit", "Wants"); !contains(wants, timer) || contains(wants, service) {
+			t.Errorf("the target wants %v: want the timer, not the service", wants)
+		}
+		if contains(units[service].Values("Unit", "Wants"), "etcd.service") || contains(units[service].Values("Unit", "Requires"), "etcd.service") {
+			t.Errorf("%s would start etcd", service)
+		}
+	}
+	if n == 0 {
+		t.Error("no scheduled component on masters (the etcd snapshot is one)")
+	}
+	cfg := AgentConfigFor(testContexts()[0])
+	if !contains(cfg.Units, "kubeup-etcd-snapshot.timer") || contains(cfg.Units, "kubeup-etcd-snapshot.service") {
+		t.Errorf("agent units %v", cfg.Units)
+	}
+	if (Agent{}).Name()+".service" != agentconfig.AgentUnit {
+		t.Errorf("agentconfig.AgentUnit %q is not the agent's unit", agentconfig.AgentUnit)
+	}
+}
+
+// etcd's flags and the agent's restore name the same member.
+func TestEtcdMemberMatchesFlags(t *testing.T) {
+	t.Parallel()
+	c := testCluster()
+	c.EtcdSnapshots = EtcdSnapshots{Interval: 2 * time.Hour, Keep: 12}
+	ctx := Context{Cluster: c, Machine: c.Masters[1]}
+	flags := Etcd{}.Flags(ctx)
+	cfg := AgentConfigFor(ctx)
+	m := cfg.Etcd.Member
+	for flag, v := range map[string]string{"name": m.Name, "data-dir": m.DataDir, "initial-cluster": m.InitialCluster,
+		"initial-cluster-token": m.InitialClusterToken, "initial-advertise-peer-urls": m.InitialAdvertisePeerURLs} {
+		if flags[flag] != v {
+			t.Errorf("etcd --%s=%s, agent member says %s", flag, flags[flag], v)
+		}
+	}
+	if m.Name != "master-1" || m.InitialAdvertisePeerURLs != "https://10.77.0.11:2380" || m.Unit != "etcd.service" ||
+		!strings.HasPrefix(flags["listen-client-urls"], m.ClientURL+",") {
+		t.Errorf("member %+v", m)
+	}
+	if s := cfg.Etcd.Snapshots; s.Interval != "2h0m0s" || s.Keep != 12 || s.Dir != EtcdSnapshotDir {
+		t.Errorf("snapshots %+v", s)
 	}
 }
 

@@ -21,6 +21,21 @@ var noStartLimit = time.Duration(0)
 // network and cloud-init, the condition on the env file cloud-init writes,
 // the restart policy, resource accounting and membership of the role target.
 func service(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
+	s.Restart = "always"
+	s.RestartSec = restartDelay
+	s.StartLimitIntervalSec = &noStartLimit
+	return componentUnit(c, role, binary, s)
+}
+
+// oneshot is service for a Scheduled component's run: the same ordering,
+// condition, accounting and target, Type=oneshot and no restart (its timer
+// starts it again; a failed run stays failed until then, for all to see).
+func oneshot(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
+	s.Type = "oneshot"
+	return componentUnit(c, role, binary, s)
+}
+
+func componentUnit(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
 	name := c.Name()
 	s.Description = c.Description()
 	s.PartOf = append([]string{RoleTarget(role)}, s.PartOf...)
@@ -32,9 +47,6 @@ func service(c Component, role Role, binary string, s systemd.Service) systemd.U
 	if s.Type == "" {
 		s.Type = "exec"
 	}
-	s.Restart = "always"
-	s.RestartSec = restartDelay
-	s.StartLimitIntervalSec = &noStartLimit
 	s.Accounting = true
 	return s.Unit(name)
 }

@@ -3,6 +3,10 @@ package agentconfig
 // Path is where the image's agent unit reads its configuration.
 const Path = "/etc/kubeup/agent.yaml"
 
+// AgentUnit is the agent's own systemd unit, which its admin API refuses
+// to stop or restart (it would cut itself off).
+const AgentUnit = "kubeup-agent.service"
+
 // LogIdentifier is the SYSLOG_IDENTIFIER whose journal lines are forwarded
 // whatever their unit (`systemd-cat -t kubeup`).
 const LogIdentifier = "kubeup"
@@ -66,10 +70,40 @@ type Net struct {
 	CNIConfDir     string `json:"cniConfDir"`
 }
 
-// Etcd lets the agent on a master report etcd member health.
+// Etcd lets the agent on a master report etcd member health, take
+// snapshots and restore one. etcd runs without its own RBAC (client
+// certificates from the etcd CA are the access control), so the
+// healthcheck client certificate may also take snapshots.
 type Etcd struct {
 	Endpoints []string `json:"endpoints"`
 	CAFile    string   `json:"caFile"`
 	CertFile  string   `json:"certFile"`
 	KeyFile   string   `json:"keyFile"`
+	// Member is the machine's own etcd member as its flags give it: what
+	// `etcdutl snapshot restore` needs to rebuild its data directory.
+	Member *EtcdMember `json:"member,omitempty"`
+	// Snapshots are the scheduled snapshots of the local member.
+	Snapshots *EtcdSnapshots `json:"snapshots,omitempty"`
+}
+
+// EtcdMember is the machine's etcd member: its unit, the client URL it
+// answers on locally, and the values of etcd's flags of the same names.
+type EtcdMember struct {
+	Unit                     string `json:"unit"`
+	ClientURL                string `json:"clientURL"`
+	Name                     string `json:"name"`
+	DataDir                  string `json:"dataDir"`
+	InitialAdvertisePeerURLs string `json:"initialAdvertisePeerURLs"`
+	InitialCluster           string `json:"initialCluster"`
+	InitialClusterToken      string `json:"initialClusterToken"`
+}
+
+// EtcdSnapshots configures `kubeup-agent etcd-snapshot`, which a timer
+// starts every few minutes: it takes a snapshot when the last good one is
+// older than Interval, and keeps the newest Keep.
+type EtcdSnapshots struct {
+	Dir string `json:"dir"`
+	// Interval is a Go duration ("1h0m0s"); "0s" turns snapshots off.
+	Interval string `json:"interval"`
+	Keep     int    `json:"keep"`
 }

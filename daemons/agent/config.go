@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -164,6 +165,33 @@ func ValidateConfig(c *agentconfig.Config) error {
 		absolute("etcd.caFile", e.CAFile)
 		absolute("etcd.certFile", e.CertFile)
 		absolute("etcd.keyFile", e.KeyFile)
+		if m := e.Member; m != nil {
+			if required("etcd.member.unit", m.Unit) && !unitName.MatchString(m.Unit) {
+				bad("etcd.member.unit", "%q is not a systemd unit name", m.Unit)
+			}
+			if u, err := url.Parse(m.ClientURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				bad("etcd.member.clientURL", "%q is not an https:// URL", m.ClientURL)
+			}
+			required("etcd.member.name", m.Name)
+			absolute("etcd.member.dataDir", m.DataDir)
+			if m.DataDir == "/" {
+				bad("etcd.member.dataDir", "must not be /")
+			}
+			required("etcd.member.initialAdvertisePeerURLs", m.InitialAdvertisePeerURLs)
+			if required("etcd.member.initialCluster", m.InitialCluster) && !strings.Contains(m.InitialCluster, m.Name+"=") {
+				bad("etcd.member.initialCluster", "%q does not name the member %q", m.InitialCluster, m.Name)
+			}
+			required("etcd.member.initialClusterToken", m.InitialClusterToken)
+		}
+		if sn := e.Snapshots; sn != nil {
+			absolute("etcd.snapshots.dir", sn.Dir)
+			if d, err := time.ParseDuration(sn.Interval); err != nil || d < 0 {
+				bad("etcd.snapshots.interval", "%q is not a duration of 0s or more", sn.Interval)
+			}
+			if sn.Keep < 1 {
+				bad("etcd.snapshots.keep", "%d: keep at least 1", sn.Keep)
+			}
+		}
 	}
 	for _, name := range sortedKeys(c.Scrape) {
 		field := "scrape." + name
@@ -200,6 +228,21 @@ func loopbackURL(raw string) error {
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n > 0 && n < 65536
+}
+
+// withTimerServices adds, after each timer in units, the service it starts
+// by systemd's default (a.timer starts a.service): a scheduled job's lines
+// are logged by its service, while the agent watches its timer, which stays
+// active between runs.
+func withTimerServices(units []string) []string {
+	out := make([]string, 0, len(units))
+	for _, u := range units {
+		out = append(out, u)
+		if base, ok := strings.CutSuffix(u, ".timer"); ok && !slices.Contains(units, base+".service") {
+			out = append(out, base+".service")
+		}
+	}
+	return out
 }
 
 // logIdentifiers are the SYSLOG_IDENTIFIERs to forward: absent means the

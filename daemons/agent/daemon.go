@@ -25,6 +25,15 @@ type Options struct {
 	Log *slog.Logger
 	// Units reads systemd units; default: the system bus.
 	Units UnitReader
+	// Control starts and stops units (the admin API, a restore); default:
+	// the system bus.
+	Control UnitControl
+	// Command runs programs (etcdutl); default: exec.
+	Command CommandFunc
+	// Etcdutl is etcdutl's path; default DefaultEtcdutl.
+	Etcdutl string
+	// Snapshot streams etcd snapshots; default: clientv3 to the member.
+	Snapshot SnapshotFunc
 	// Journal runs journalctl; default: exec.
 	Journal JournalFunc
 	// Routes is the routing table; default: netlink in the current namespace.
@@ -70,6 +79,13 @@ type Daemon struct {
 
 	serving chan struct{} // closed when the HTTPS server stops
 	podDir  string
+
+	control UnitControl
+	// snapshot streams a snapshot of the local etcd member and restore
+	// rebuilds it from one; nil without an etcd member (nodes).
+	snapshot  SnapshotFunc
+	restore   *etcdRestore
+	restoring chan struct{} // holds a token while a restore runs
 }
 
 func (d *Daemon) staticPodDir() string {
@@ -101,6 +117,19 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	if o.Units == nil {
 		o.Units = &dbusUnits{}
 	}
+	if o.Control == nil {
+		if c, ok := o.Units.(UnitControl); ok {
+			o.Control = c // one bus connection for both
+		} else {
+			o.Control = &dbusUnits{}
+		}
+	}
+	if o.Command == nil {
+		o.Command = execCommand
+	}
+	if o.Etcdutl == "" {
+		o.Etcdutl = DefaultEtcdutl
+	}
 	if o.Journal == nil {
 		o.Journal = execJournal
 	}
@@ -128,6 +157,7 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	} else {
 		d.kube = newKubeClient(cfg.Kubeconfig, o.Log.With("task", "kubeconfig"))
 	}
+	d.control, d.restoring = o.Control, make(chan struct{}, 1)
 	d.auth = httpauth.NewAuthenticator(t, d.kube, "kubeup-agent", o.Now)
 	d.certs = &certScanner{dirs: cfg.CertificateDirs}
 	d.podnet = &podNetwork{
@@ -149,6 +179,15 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 		if d.etcd, err = newEtcdHealth(cfg.Etcd, o.Log.With("task", "etcd-health")); err != nil {
 			return nil, err
 		}
+		if d.snapshot = o.Snapshot; d.snapshot == nil {
+			if d.snapshot, err = newEtcdSnapshotFunc(*cfg.Etcd); err != nil {
+				return nil, err
+			}
+		}
+		if m, s := cfg.Etcd.Member, cfg.Etcd.Snapshots; m != nil && s != nil {
+			d.restore = &etcdRestore{machine: cfg.Machine, member: *m, dir: s.Dir, etcdutl: o.Etcdutl,
+				units: o.Control, run: o.Command, now: o.Now, log: o.Log.With("task", "etcd-restore")}
+		}
 	}
 	d.mem = newMemoryRelease(o.Log.With("task", "memory-release"))
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
@@ -159,6 +198,9 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	}
 	if d.etcd != nil {
 		d.reg.MustRegister(d.etcd)
+	}
+	if cfg.Etcd != nil && cfg.Etcd.Snapshots != nil {
+		d.reg.MustRegister(&snapshotCollector{cfg: *cfg.Etcd.Snapshots})
 	}
 	return d, nil
 }

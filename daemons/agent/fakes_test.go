@@ -157,6 +157,9 @@ type testDaemon struct {
 	journal *fakeJournal
 	// podLogDir is the daemon's /var/log/pods.
 	podLogDir string
+	control   *fakeControl
+	commands  *fakeCommands
+	etcd      *fakeSnapshots // the etcd member's snapshot stream
 }
 
 // fakeKube is KubeAPI over client-go's fake clientset (test binaries may
@@ -231,7 +234,7 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig
 		e(&cfg)
 	}
 	td := &testDaemon{clock: &testClock{}, pki: pki, cfg: &cfg, routes: newFakeRoutes(), masq: &fakeMasq{}, journal: &fakeJournal{},
-		podLogDir: filepath.Join(t.TempDir(), "pods")}
+		podLogDir: filepath.Join(t.TempDir(), "pods"), control: &fakeControl{}, commands: &fakeCommands{}, etcd: &fakeSnapshots{}}
 	var api KubeAPI
 	if kube != nil {
 		api = fakeKube{kube}
@@ -244,6 +247,9 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig
 			"containerd.service": {ActiveState: "failed", SubState: "failed"},
 		}},
 		Journal:      td.journal.run,
+		Control:      td.control,
+		Command:      td.commands.run,
+		Snapshot:     td.etcd.open,
 		Routes:       td.routes,
 		Masquerade:   td.masq,
 		Kube:         api,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"kubeup.dev/kubeup/daemons/agent/etcdsnapshot"
 	"kubeup.dev/kubeup/daemons/httpauth"
 )
 
@@ -44,6 +45,9 @@ const AdminGroup = httpauth.AdminGroup
 //	GET /v1/journal        a unit's journal (text)      admin client cert
 //	PUT /v1/manifests/<n>  write a static pod manifest  admin client cert
 //	DELETE /v1/manifests/<n>                             admin client cert
+//	POST /v1/units/<unit>/{start,stop,restart}          admin client cert
+//	GET /v1/etcd/snapshot  a fresh snapshot (masters)   admin client cert
+//	POST /v1/etcd/restore  restore the body (masters)   admin client cert
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -64,6 +68,9 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("GET /v1/journal", d.auth.Admin(http.HandlerFunc(d.serveJournal)))
 	mux.Handle("PUT /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	mux.Handle("DELETE /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
+	mux.Handle("POST /v1/units/{name}/{action}", d.auth.Admin(http.HandlerFunc(d.serveUnitAction)))
+	mux.Handle("GET /v1/etcd/snapshot", d.auth.Admin(http.HandlerFunc(d.serveEtcdSnapshot)))
+	mux.Handle("POST /v1/etcd/restore", d.auth.Admin(http.HandlerFunc(d.serveEtcdRestore)))
 	return mux
 }
 
@@ -121,6 +128,8 @@ type Status struct {
 	Logs *LogStatus `json:"logs,omitempty"`
 	// Etcd is the last etcd health poll (masters).
 	Etcd []EtcdMemberStatus `json:"etcd,omitempty"`
+	// EtcdSnapshots is the scheduled snapshots' status file (masters).
+	EtcdSnapshots *etcdsnapshot.Status `json:"etcdSnapshots,omitempty"`
 }
 
 // Status collects the machine's status.
@@ -136,6 +145,11 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	}
 	if d.etcd != nil {
 		st.Etcd = d.etcd.Status()
+	}
+	if e := d.cfg.Etcd; e != nil && e.Snapshots != nil {
+		if s, err := etcdsnapshot.ReadStatus(e.Snapshots.Dir); err == nil {
+			st.EtcdSnapshots = &s
+		}
 	}
 	if up, err := d.uptime(); err == nil {
 		st.UptimeSeconds = int64(up.Seconds())
@@ -192,7 +206,11 @@ func (d *Daemon) JournalArgs(unit, lines, since string) ([]string, error) {
 		}
 		n = v
 	}
-	args := []string{"-u", unit, "-n", strconv.Itoa(n), "-o", "short-iso", "--no-pager"}
+	var args []string
+	for _, u := range withTimerServices([]string{unit}) {
+		args = append(args, "-u", u) // a timer's journal is its service's
+	}
+	args = append(args, "-n", strconv.Itoa(n), "-o", "short-iso", "--no-pager")
 	if since != "" {
 		t, err := time.Parse(time.RFC3339, since)
 		if err != nil {

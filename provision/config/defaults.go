@@ -18,6 +18,11 @@ const (
 	DefaultNodeMemory   = "2Gi"
 	DefaultDiskSize     = "10Gi"
 	DefaultAccelerator  = "auto"
+	// A snapshot an hour, a day of them: a restore loses at most an hour,
+	// and 24 copies of a small cluster's datastore (a few tens of MB each)
+	// fit the masters' disks beside Prometheus and the log store.
+	DefaultEtcdSnapshotInterval = "1h"
+	DefaultEtcdSnapshotsKept    = 24
 )
 
 // SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.
@@ -53,6 +58,11 @@ func SetDefaults(c *Cluster) {
 	setString(&n.DNSDomain, DefaultDNSDomain)
 	if n.NodeCIDRMaskSize == 0 {
 		n.NodeCIDRMaskSize = DefaultNodeCIDRMaskSize
+	}
+	setString(&s.Etcd.SnapshotInterval, DefaultEtcdSnapshotInterval)
+	if s.Etcd.SnapshotsKept == nil {
+		kept := DefaultEtcdSnapshotsKept
+		s.Etcd.SnapshotsKept = &kept
 	}
 	for _, a := range []**bool{&s.Addons.DNS, &s.Addons.Monitoring, &s.Addons.Logging, &s.Addons.UI} {
 		if *a == nil {

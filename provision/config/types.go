@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // APIVersion and Kind identify the only file format this package reads.
 const (
 	APIVersion = "kubeup.dev/v1alpha1"
@@ -31,6 +33,7 @@ type ClusterSpec struct {
 	// Nodes run workloads.
 	Nodes   MachinePool `json:"nodes"`
 	Network Network     `json:"network,omitempty"`
+	Etcd    Etcd        `json:"etcd,omitempty"`
 	Addons  Addons      `json:"addons,omitempty"`
 	SSH     SSH         `json:"ssh,omitempty"`
 	Target  Target      `json:"target,omitempty"`
@@ -72,6 +75,34 @@ type Network struct {
 	ServiceCIDR string `json:"serviceCIDR,omitempty"`
 	// DNSDomain is the cluster DNS domain ("cluster.local").
 	DNSDomain string `json:"dnsDomain,omitempty"`
+}
+
+// Etcd configures the masters' etcd snapshots.
+type Etcd struct {
+	// SnapshotInterval is how often each master snapshots its etcd member,
+	// a Go duration ("1h", "30m"); "0s" turns scheduled snapshots off.
+	SnapshotInterval string `json:"snapshotInterval,omitempty"`
+	// SnapshotsKept is how many snapshots each master keeps (the newest).
+	SnapshotsKept *int `json:"snapshotsKept,omitempty"`
+}
+
+// SnapshotEvery is SnapshotInterval parsed, its default when unset (0
+// when off, or invalid: Validate reports that).
+func (e Etcd) SnapshotEvery() time.Duration {
+	v := e.SnapshotInterval
+	if v == "" {
+		v = DefaultEtcdSnapshotInterval
+	}
+	d, _ := time.ParseDuration(v)
+	return d
+}
+
+// Kept is SnapshotsKept, or its default when unset.
+func (e Etcd) Kept() int {
+	if e.SnapshotsKept == nil {
+		return DefaultEtcdSnapshotsKept
+	}
+	return *e.SnapshotsKept
 }
 
 // Addons switches the in-cluster addons on or off (all on by default).

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -17,6 +18,10 @@ const (
 	maxNodes          = 50
 	minMemoryMiB      = 1024
 	minDiskGiB        = 4
+	// The snapshot timer looks every 10 minutes whether one is due, so a
+	// shorter interval could not be kept.
+	minSnapshotInterval = 10 * time.Minute
+	maxSnapshotsKept    = 1000
 )
 
 var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -65,6 +70,7 @@ func Validate(c *Cluster) ErrorList {
 		}
 	}
 	validateNetwork(&e, c, len(masters), len(nodes))
+	validateEtcd(&e, c.Spec.Etcd)
 	validateTarget(&e, c)
 	for i, k := range c.Spec.SSH.AuthorizedKeys {
 		f := strings.Fields(k)
@@ -211,6 +217,21 @@ func validDNSSubdomain(d string) bool {
 		}
 	}
 	return true
+}
+
+func validateEtcd(e *errs, s Etcd) {
+	d, err := time.ParseDuration(s.SnapshotInterval)
+	switch {
+	case err != nil:
+		e.add("spec.etcd.snapshotInterval", "%q is not a duration (for example 1h or 30m; 0s turns snapshots off)", s.SnapshotInterval)
+	case d < 0:
+		e.add("spec.etcd.snapshotInterval", "%s is negative; use at least 10m, or 0s to turn snapshots off", s.SnapshotInterval)
+	case d > 0 && d < minSnapshotInterval:
+		e.add("spec.etcd.snapshotInterval", "%s is too short; use at least 10m, or 0s to turn snapshots off", s.SnapshotInterval)
+	}
+	if k := s.SnapshotsKept; k != nil && (*k < 1 || *k > maxSnapshotsKept) {
+		e.add("spec.etcd.snapshotsKept", "%d is out of range; use 1 to %d", *k, maxSnapshotsKept)
+	}
 }
 
 func validateTarget(e *errs, c *Cluster) {

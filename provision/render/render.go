@@ -90,6 +90,10 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 		},
 		// Clouds give machines a resolver; the local target is air-gapped.
 		UpstreamDNS: c.Spec.Target.Provider != config.ProviderLocal,
+		EtcdSnapshots: components.EtcdSnapshots{
+			Interval: c.Spec.Etcd.SnapshotEvery(),
+			Keep:     c.Spec.Etcd.Kept(),
+		},
 	}
 	for _, m := range c.Masters() {
 		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})

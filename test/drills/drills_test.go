@@ -27,6 +27,10 @@ const (
 	// rebootLimit bounds the wait after a reboot (the pass mark is the
 	// first boot's time).
 	rebootLimit = 20 * time.Minute
+	// restoreLimit bounds an etcd restore, from the command's start to a
+	// healthy cluster: the API servers' start after it, under TCG, is
+	// most of it.
+	restoreLimit = 20 * time.Minute
 	// settle: healthy this long in a row before the next drill, so that a
 	// restart loop shows in the restart count.
 	settle = 30 * time.Second
@@ -134,11 +138,15 @@ func TestDrills(t *testing.T) {
 		}
 		report.Results = append(report.Results, rebootDrill(ctx, t, c, d.machines, d.hard, report.FirstBoot, data))
 	}
+	// Last: everything written after its snapshot is lost.
+	if only("etcd-restore") {
+		report.Results = append(report.Results, restoreDrill(ctx, t, c, data))
+	}
 }
 
 // selected says whether a drill runs: every one when KUBEUP_DRILLS_ONLY is
-// empty, else those it lists (comma-separated: kill, reboot, reset, or one
-// kill as kill:MACHINE:UNIT).
+// empty, else those it lists (comma-separated: kill, reboot, reset,
+// etcd-restore, or one kill as kill:MACHINE:UNIT).
 func selected(list string) func(drill string) bool {
 	want := map[string]bool{}
 	for _, d := range strings.Split(list, ",") {
@@ -417,4 +425,82 @@ func waitLogged(ctx context.Context, c *Cluster, marker string, limit time.Durat
 		}
 		time.Sleep(3 * time.Second)
 	}
+}
+
+// restoreDrill takes an etcd snapshot with `kubeup etcd snapshot`, deletes
+// a namespace of ConfigMaps and a Secret written before it, restores the
+// snapshot with `kubeup etcd restore` and waits for the cluster to heal:
+// the namespace back with every object and its data, the drills' data
+// still there, the API ready, every node, kube-system pod and unit
+// healthy. APIBack is the restore command's time (it returns once /readyz
+// answers ok); Healthy is from its start.
+func restoreDrill(ctx context.Context, t *testing.T, c *Cluster, data Data) Result {
+	t.Helper()
+	var masters []string
+	for _, m := range c.State.Machines {
+		if m.Role == config.RoleMaster {
+			masters = append(masters, m.Name)
+		}
+	}
+	res := Result{Drill: "etcd-restore", Machine: strings.Join(masters, "+")}
+	fail := func(err error) Result {
+		res.Error = err.Error()
+		t.Logf("%s: %v", res.Drill, err)
+		return res
+	}
+	if err := c.Settle(ctx, settle, 10*time.Minute); err != nil {
+		return fail(fmt.Errorf("before: %w", err))
+	}
+	cs := c.Access.Clientset
+	restored := Restored{Namespace: "drill-restore", ConfigMaps: 5}
+	if err := restored.Write(ctx, cs); err != nil {
+		return fail(fmt.Errorf("write %s: %w", restored.Namespace, err))
+	}
+	if _, err := restored.Check(ctx, cs); err != nil {
+		return fail(fmt.Errorf("before the snapshot: %w", err))
+	}
+	file := filepath.Join(t.TempDir(), "etcd.db") // 0700: a snapshot holds every Secret
+	if _, err := e2e.Kubeup(t, ctx, c.DataDir, "etcd", "snapshot", "--name", c.Name, "--out", file); err != nil {
+		return fail(fmt.Errorf("kubeup etcd snapshot: %w", err))
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fail(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	err = restored.Delete(dctx, cs)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := restored.Check(ctx, cs); err == nil {
+		return fail(fmt.Errorf("namespace %s still there after its deletion", restored.Namespace))
+	}
+
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, restoreLimit)
+	_, err = e2e.Kubeup(t, rctx, c.DataDir, "etcd", "restore", "--name", c.Name, "--from", file)
+	cancel()
+	res.APIBack = secondsOf(time.Since(start))
+	if err != nil {
+		return fail(fmt.Errorf("kubeup etcd restore: %w", err))
+	}
+	rec, err := c.WaitHealthy(ctx, start, restoreLimit, Fresh{})
+	res.Healthy = secondsOf(rec.Healthy)
+	if err != nil {
+		return fail(err)
+	}
+	what, err := restored.Check(ctx, cs)
+	res.Data = fmt.Sprintf("%s back (snapshot %.1f MiB)", what, float64(fi.Size())/(1<<20))
+	if err != nil {
+		return fail(err)
+	}
+	what, err = data.Check(ctx, cs)
+	res.Data += ", " + what
+	if err != nil {
+		return fail(err)
+	}
+	res.Pass = true
+	t.Logf("%s: restore %s, healthy %s, %s", res.Drill, res.APIBack, res.Healthy, res.Data)
+	return res
 }

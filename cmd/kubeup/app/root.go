@@ -26,6 +26,7 @@ personalises machines with cloud-init, and deploys them with Pulumi.`,
 		newUICommand,
 		newMetricsCommand,
 		newLogsCommand,
+		newEtcdCommand,
 	},
 }
 
