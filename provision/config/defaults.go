@@ -18,6 +18,8 @@ const (
 	DefaultNodeMemory   = "2Gi"
 	DefaultDiskSize     = "10Gi"
 	DefaultAccelerator  = "auto"
+	// DefaultLeafLifetime is a year, as kubeadm's.
+	DefaultLeafLifetime = "8760h"
 )
 
 // SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.
@@ -60,6 +62,7 @@ func SetDefaults(c *Cluster) {
 			*a = &on
 		}
 	}
+	setString(&s.PKI.LeafLifetime, DefaultLeafLifetime)
 	t := &s.Target
 	setString(&t.Provider, ProviderLocal)
 	if t.Provider == ProviderLocal {

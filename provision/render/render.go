@@ -69,6 +69,11 @@ func PKICluster(c *config.Cluster) pki.Cluster {
 	return pc
 }
 
+// PKIOptions are the PKI's options from a config: the leaf lifetime.
+func PKIOptions(c *config.Cluster) pki.Options {
+	return pki.Options{CertLifetime: c.LeafLifetime()}
+}
+
 // ComponentsCluster is what the components need from a config.
 func ComponentsCluster(c *config.Cluster, images components.Images) *components.Cluster {
 	n := c.Spec.Network
@@ -89,7 +94,8 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 			Logging: config.Enabled(c.Spec.Addons.Logging), UI: config.Enabled(c.Spec.Addons.UI),
 		},
 		// Clouds give machines a resolver; the local target is air-gapped.
-		UpstreamDNS: c.Spec.Target.Provider != config.ProviderLocal,
+		UpstreamDNS:  c.Spec.Target.Provider != config.ProviderLocal,
+		LeafLifetime: c.LeafLifetime(),
 	}
 	for _, m := range c.Masters() {
 		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})
