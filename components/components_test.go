@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"kubeup.dev/kubeup/systemd"
 	goldenpkg "kubeup.dev/kubeup/test/golden"
@@ -39,6 +40,7 @@ func testCluster() *Cluster {
 		APIServerEndpoint:  "https://10.77.0.10:6443",
 		LogForward:         "10.96.0.11:24224",
 		Images:             Images{Pause: "registry.kubeup.dev/pause:3.10"},
+		LeafLifetime:       8760 * time.Hour,
 	}
 }
 
