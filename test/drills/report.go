@@ -30,6 +30,11 @@ type Result struct {
 	// Restarts counts the unit's restarts over the drill (a kill should
 	// cost one; more is a restart loop).
 	Restarts int `json:"restarts,omitempty"`
+	// Outage is how long the API did not answer during a drill that must
+	// cost none (cert-renewal), and Renewals the certificate renewals it
+	// saw.
+	Outage   Seconds `json:"outageSeconds,omitempty"`
+	Renewals int     `json:"renewals,omitempty"`
 	// Data says what the drill checked was kept, and what it found.
 	Data  string `json:"data"`
 	Pass  bool   `json:"pass"`
@@ -39,7 +44,7 @@ type Result struct {
 // Seconds is a duration reported in seconds.
 type Seconds float64
 
-func secondsOf(d time.Duration) Seconds { return Seconds(d.Round(100*time.Millisecond).Seconds()) }
+func secondsOf(d time.Duration) Seconds { return Seconds(d.Round(100 * time.Millisecond).Seconds()) }
 
 func (s Seconds) String() string {
 	if s == 0 {
