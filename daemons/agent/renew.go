@@ -103,7 +103,10 @@ func (r *certRenewal) Run(ctx context.Context) error {
 	defer r.running.Store(false)
 	for {
 		_, next := r.pass(ctx, false)
-		wait := min(max(next.Sub(r.now()), 0), renewCheckMax)
+		wait := renewCheckMax
+		if !next.IsZero() {
+			wait = min(max(next.Sub(r.now()), 0), renewCheckMax)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -139,10 +142,10 @@ func (r *certRenewal) RenewNow(ctx context.Context) ([]CertificateRenewal, error
 }
 
 // pass renews the due certificates (all of them when force) and returns
-// what it did and when the next one is due.
+// what it did and when the next one is due (zero: none is renewable).
 func (r *certRenewal) pass(ctx context.Context, force bool) ([]CertificateRenewal, time.Time) {
 	now := r.now()
-	next := now.Add(renewCheckMax)
+	var next time.Time
 	pki, err := readPKIDir(r.cfg.Dir)
 	if err != nil {
 		r.log.Error("cannot read the PKI directory", "dir", r.cfg.Dir, "err", err)
@@ -436,8 +439,9 @@ func (p *pkiDir) signer(cert *x509.Certificate) *pkiCA {
 	return nil
 }
 
+// minTime is the earlier of a and b; a zero a is no time yet.
 func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
+	if a.IsZero() || b.Before(a) {
 		return b
 	}
 	return a

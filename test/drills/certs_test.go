@@ -28,7 +28,7 @@ func TestCertWatch(t *testing.T) {
 		return agent.CertificateInfo{Path: path, Subject: "CN=x", NotAfter: notAfter}
 	}
 	const apiserver, ca, nodeClient, nodeServer, masterClient = "/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/ca.crt",
-		"/var/lib/kubelet/pki/kubelet-client-current.pem", "/var/lib/kubelet/pki/kubelet-server-current.pem", nodeClient
+		"/var/lib/kubelet/pki/kubelet-client-current.pem", "/var/lib/kubelet/pki/kubelet-server-current.pem", "/var/lib/kubelet/pki/kubelet-client-current.pem"
 	w.observe("master-0", t0, []agent.CertificateInfo{ci(apiserver, t0.Add(20*time.Minute)), ci(ca, t0.Add(10*365*24*time.Hour))})
 	w.observe("node-0", t0, []agent.CertificateInfo{ci(nodeClient, t0.Add(25*time.Minute)), ci(nodeServer, t0.Add(25*time.Minute))})
 	want := []string{"master-0:" + apiserver, "master-0:" + masterClient + " (missing)", "node-0:" + nodeClient, "node-0:" + nodeServer}
