@@ -71,7 +71,8 @@ e2e: build image-test
 drills: build
 	KUBEUP_DRILLS=1 $(GO) test -count=1 -timeout 180m -v -run TestDrills ./test/drills/
 
-# Builds both images (cached) and boots each by UEFI and by BIOS under QEMU.
+# Builds both images (cached) and boots them under QEMU: the master by UEFI,
+# the node by BIOS (KUBEUP_IMAGE_TEST_ALL=1: each image by both firmwares).
 image-test: build
 	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 60m -v -run TestE2EImage ./images/build/
 

@@ -32,7 +32,7 @@ func (Containerd) Roles() []Role       { return []Role{Master, Node} }
 // Unit follows containerd's own unit: it manages its shims' cgroups
 // (Delegate, KillMode=process keeps containers alive across a restart).
 func (c Containerd) Unit(role Role) systemd.Unit {
-	return service(c, role, BinDir+"/containerd", systemd.Service{
+	s := systemd.Service{
 		Documentation:   []string{"https://containerd.io/docs/"},
 		Before:          []string{"kubelet.service"},
 		Type:            "notify",
@@ -42,7 +42,11 @@ func (c Containerd) Unit(role Role) systemd.Unit {
 		OOMScoreAdjust:  -999,
 		TimeoutStartSec: 2 * time.Minute,
 		Limits:          map[string]string{"LimitNPROC": "infinity", "LimitCORE": "infinity", "LimitNOFILE": "infinity", "TasksMax": "infinity"},
-	})
+	}
+	if role == Master {
+		inControlPlane(&s)
+	}
+	return service(c, role, BinDir+"/containerd", s)
 }
 
 // ImageFiles are the kernel modules and sysctls containers and Services need.

@@ -49,14 +49,18 @@ func (k Kubelet) Unit(role Role) systemd.Unit {
 	if role == Master {
 		after = append(after, "kube-apiserver.service")
 	}
-	return service(k, role, BinDir+"/kubelet", systemd.Service{
+	s := systemd.Service{
 		Documentation:   []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/"},
 		Wants:           []string{"containerd.service"},
 		After:           after,
 		Type:            "notify",
 		WatchdogSec:     kubeletWatchdogSecs * time.Second,
 		TimeoutStartSec: 5 * time.Minute,
-	})
+	}
+	if role == Master {
+		inControlPlane(&s)
+	}
+	return service(k, role, BinDir+"/kubelet", s)
 }
 
 func (Kubelet) ImageFiles() []File { return nil }

@@ -61,9 +61,10 @@ const (
 )
 
 // ControlPlaneSlice holds etcd, the API server, the controller-manager and
-// the scheduler. Its CPU weight is ten times system.slice's (where the
-// kubelet, containerd, kube-proxy and kubeup's daemons run) and about
-// thirteen times kubepods.slice's (every pod, the addons included): idle
+// the scheduler, and on masters the kubelet and containerd. Its CPU weight
+// is ten times system.slice's (where kube-proxy and kubeup's daemons run)
+// and about thirteen times kubepods.slice's (every pod, the addons
+// included): idle
 // it costs nothing, but when the machine has more work than CPU — a first
 // boot or a restart under TCG, a reconnect storm after the API server died
 // — the control plane gets the CPU first, so that the API server's
@@ -76,12 +77,17 @@ const (
 // Measured on a 1+1 cluster under TCG: with the weight, a kill -9 of the
 // API server had /readyz back in 51 s; without it, the restarted server
 // failed its post-start hooks and restarted three times in ten minutes.
+// The master's kubelet and containerd are in it since a 1+1 cluster under
+// load (the e2e test's checks) starved them in system.slice: housekeeping
+// took 37 s, the kubelet stopped renewing its Node's lease, the master went
+// NotReady and its addons were evicted. A master that cannot report is as
+// broken as one whose API server cannot start.
 const ControlPlaneSlice = "controlplane.slice"
 
 const controlPlaneCPUWeight = 1000
 
 func controlPlaneSlice() systemd.Unit {
-	return systemd.Slice{Description: "kubeup control plane: etcd, API server, controller-manager, scheduler",
+	return systemd.Slice{Description: "kubeup control plane: etcd, API server, controller-manager, scheduler, the master's kubelet and containerd",
 		CPUWeight: controlPlaneCPUWeight}.Unit(ControlPlaneSlice)
 }
 

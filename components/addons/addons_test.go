@@ -136,3 +136,45 @@ func TestWorkloads(t *testing.T) {
 		t.Errorf("DNS only: workloads %v", got)
 	}
 }
+
+// An addon pinned to masters is not evicted when its master is slow to
+// report: eviction cannot move it anywhere else.
+func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
+	t.Parallel()
+	c := cluster()
+	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
+	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
+	c.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+	c.LogForward = "10.96.0.11:24224"
+	enabled, err := Enabled(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := 0
+	for _, a := range enabled {
+		for _, o := range a.Objects {
+			d, ok := o.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			spec := d.Spec.Template.Spec
+			_, onMasters := spec.NodeSelector[components.ControlPlaneTaint]
+			stays := map[string]bool{}
+			for _, tol := range spec.Tolerations {
+				if tol.Effect == corev1.TaintEffectNoExecute && tol.Operator == corev1.TolerationOpExists && tol.TolerationSeconds == nil {
+					stays[tol.Key] = true
+				}
+			}
+			got := stays["node.kubernetes.io/not-ready"] && stays["node.kubernetes.io/unreachable"]
+			if got != onMasters {
+				t.Errorf("%s: pinned to masters %v, stays through NotReady %v", d.Name, onMasters, got)
+			}
+			if onMasters {
+				pinned++
+			}
+		}
+	}
+	if pinned != 4 {
+		t.Errorf("%d addon Deployments pinned to masters, want 4 (prometheus, victoria-logs, log-aggregator, kubeup-ui)", pinned)
+	}
+}

@@ -152,6 +152,19 @@ func criticalTolerations() []corev1.Toleration {
 	}
 }
 
+// pinnedTolerations are those of the addons pinned to masters (their data
+// is a hostPath there): they also stay through the master's NotReady and
+// Unreachable taints, as a DaemonSet's pods do. Evicting them cannot move
+// them anywhere else, and on a master slow to report (an API server
+// restarting, TCG under load) it killed working Prometheus and log-store
+// pods and left them Pending until the master reported again.
+func pinnedTolerations() []corev1.Toleration {
+	return append(criticalTolerations(),
+		corev1.Toleration{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+		corev1.Toleration{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	)
+}
+
 func tm(apiVersion, kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
 }

@@ -112,7 +112,7 @@ func logStore(c *components.Cluster) []any {
 				Spec: corev1.PodSpec{
 					PriorityClassName:            "system-cluster-critical",
 					NodeSelector:                 mastersOnly(),
-					Tolerations:                  criticalTolerations(),
+					Tolerations:                  pinnedTolerations(),
 					AutomountServiceAccountToken: ptr.To(false),
 					// Graceful shutdown flushes the in-memory parts to disk.
 					TerminationGracePeriodSeconds: ptr.To[int64](30),
@@ -178,7 +178,7 @@ func logAggregator(c *components.Cluster, ip string, port int, cfg string) []any
 				Spec: corev1.PodSpec{
 					PriorityClassName:            "system-cluster-critical",
 					NodeSelector:                 mastersOnly(),
-					Tolerations:                  criticalTolerations(),
+					Tolerations:                  pinnedTolerations(),
 					AutomountServiceAccountToken: ptr.To(false),
 					Containers: []corev1.Container{{
 						Name:  "otelcol",

@@ -71,7 +71,7 @@ func Monitoring(c *components.Cluster) (Addon, error) {
 					ServiceAccountName: name,
 					PriorityClassName:  "system-cluster-critical",
 					NodeSelector:       mastersOnly(),
-					Tolerations:        criticalTolerations(),
+					Tolerations:        pinnedTolerations(),
 					SecurityContext:    &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](65534), RunAsGroup: ptr.To[int64](65534), RunAsNonRoot: ptr.To(true)},
 					InitContainers: []corev1.Container{{
 						// The data directory is a hostPath created by the kubelet

@@ -79,7 +79,7 @@ func UI(c *components.Cluster) Addon {
 					ServiceAccountName: UIName,
 					// No priority class: a UI must not preempt workloads.
 					NodeSelector: map[string]string{components.ControlPlaneTaint: "", "kubernetes.io/os": "linux"},
-					Tolerations:  criticalTolerations(),
+					Tolerations:  pinnedTolerations(),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](uiUser), RunAsGroup: ptr.To[int64](uiUser),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},

@@ -43,8 +43,9 @@ func binDir(t *testing.T) string {
 	return d
 }
 
-// TestE2EImage builds both images, boots each by UEFI and by BIOS with a
-// NoCloud seed from render, and checks from inside the guest that
+// TestE2EImage builds both images, boots them with a NoCloud seed from
+// render (the master by UEFI, the node by BIOS; each by both with
+// KUBEUP_IMAGE_TEST_ALL=1), and checks from inside the guest that
 // cloud-init finished cleanly, the role target is active, nothing failed,
 // the units are the rendered ones and the images are preloaded.
 func TestE2EImage(t *testing.T) {
@@ -110,9 +111,7 @@ func TestE2EImage(t *testing.T) {
 	if accel == "" {
 		accel = qemu.AccelTCG
 	}
-	// Two VMs at a time, on one cluster network: each image once by UEFI
-	// and once by BIOS.
-	for r, round := range [][2]qemu.Firmware{{qemu.UEFI, qemu.BIOS}, {qemu.BIOS, qemu.UEFI}} {
+	for r, round := range firmwareRounds(os.Getenv("KUBEUP_IMAGE_TEST_ALL") == "1") {
 		sw := &qemu.Switch{Dir: filepath.Join(dir, fmt.Sprintf("switch-%d", r))}
 		if _, err := sw.Start(ctx); err != nil {
 			t.Fatal(err)
@@ -137,6 +136,18 @@ func TestE2EImage(t *testing.T) {
 	}
 }
 
+// firmwareRounds are the boots, two VMs at a time on one cluster network
+// (the node joins the master): the master by UEFI and the node by BIOS, so
+// that each image and each firmware boots once; with all, also the other
+// way round (every image by both firmwares, 10 more minutes under TCG).
+func firmwareRounds(all bool) [][2]qemu.Firmware {
+	rounds := [][2]qemu.Firmware{{qemu.UEFI, qemu.BIOS}}
+	if all {
+		rounds = append(rounds, [2]qemu.Firmware{qemu.BIOS, qemu.UEFI})
+	}
+	return rounds
+}
+
 func manifestOf(ms []*build.Manifest, role config.Role) *build.Manifest {
 	for _, m := range ms {
 		if string(m.Role) == string(role) {
@@ -145,6 +156,11 @@ func manifestOf(ms []*build.Manifest, role config.Role) *build.Manifest {
 	}
 	return nil
 }
+
+// targetLimit bounds a first boot to the role target active: 10 to 13
+// minutes for a master under TCG on 2 cores with its node booting beside it
+// (measured 2026-12-04: 9m43s; the node 10m57s), so 20.
+const targetLimit = 20 * time.Minute
 
 type bootCase struct {
 	machine  render.Machine
@@ -190,7 +206,7 @@ func bootAndCheck(ctx context.Context, t *testing.T, bc bootCase) {
 	})
 	ssh := e2e.SSH{Port: sshPort, Key: bc.key, User: "kubeup"}
 	target := components.RoleTarget(components.Role(bc.machine.Role))
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, targetLimit)
 	defer cancel()
 	if _, err := ssh.Wait(wctx, "systemctl is-active "+target, 3*time.Second); err != nil {
 		t.Fatalf("%s never became active: %v", target, err)

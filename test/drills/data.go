@@ -122,7 +122,7 @@ func (s *Service) Start(ctx context.Context, cs kubernetes.Interface) error {
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: webName},
-		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: webPort, TargetPort: intstr.FromInt32(webPort)}}},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: webPort, TargetPort: intstr.FromInt32(webPort)}}},
 	}
 	created, err := cs.CoreV1().Services(s.Namespace).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {

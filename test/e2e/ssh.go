@@ -33,11 +33,21 @@ func NewKey(dir string) (string, string, error) {
 	return key, strings.TrimSpace(string(pub)), nil
 }
 
+// A login to a loaded machine under TCG is slow: sshd's key exchange, then
+// PAM registering the session with logind, which starts the user's systemd
+// instance on the first login. Measured on a master during its first boot
+// or under the e2e checks: over 30 s; five-second and thirty-second caps
+// made every try fail for fifteen minutes although sshd was answering.
+const (
+	sshConnectTimeout = "ConnectTimeout=60"
+	sshTryLimit       = 3 * time.Minute
+)
+
 // Run runs a shell command in the guest and returns its stdout.
 func (s SSH) Run(ctx context.Context, command string) (string, error) {
 	args := []string{"-q", "-i", s.Key, "-p", strconv.Itoa(s.Port),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "ConnectTimeout=5", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+		"-o", sshConnectTimeout, "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
 		s.User + "@127.0.0.1", command}
 	cmd := exec.CommandContext(ctx, "ssh", args...)
 	var out, errb bytes.Buffer
@@ -53,7 +63,7 @@ func (s SSH) Run(ctx context.Context, command string) (string, error) {
 // output and error.
 func (s SSH) Wait(ctx context.Context, command string, every time.Duration) (string, error) {
 	for {
-		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		c, cancel := context.WithTimeout(ctx, sshTryLimit)
 		out, err := s.Run(c, command)
 		cancel()
 		if err == nil {
