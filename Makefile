@@ -66,8 +66,9 @@ e2e: build
 # machine, reboots and hard resets one machine at a time and all together,
 # then an etcd snapshot, a namespace deleted and the snapshot restored; the
 # report (table and JSON) goes to out/drills. About 2 hours under TCG.
-# KUBEUP_DRILLS_ONLY=kill,reboot,reset,etcd-restore (or kill:MACHINE:UNIT)
-# runs a subset.
+# KUBEUP_DRILLS_ONLY=cert-renewal,kill,reboot,reset,etcd-restore (or
+# kill:MACHINE:UNIT) runs a subset; the cert-renewal drill needs a short leaf
+# lifetime: KUBEUP_DRILLS_LEAF_LIFETIME=30m KUBEUP_DRILLS_ONLY=cert-renewal make drills.
 drills: build
 	KUBEUP_DRILLS=1 $(GO) test -count=1 -timeout 180m -v -run TestDrills ./test/drills/
 

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"sigs.k8s.io/yaml"
 
 	"kubeup.dev/kubeup/components/agentconfig"
@@ -107,6 +110,13 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	for _, comp := range ForRole(m.Role) {
 		cfg.Units = append(cfg.Units, ActiveUnit(comp))
 	}
+	cfg.Renewal = &agentconfig.Renewal{Lifetime: metav1.Duration{Duration: c.LeafLifetime}, Dir: PKIDir}
+	if m.Role == Node {
+		for _, nc := range NodeCredentials() {
+			cfg.Renewal.Requests = append(cfg.Renewal.Requests,
+				agentconfig.RenewalRequest{CertFile: nc.CertFile, KeyFile: nc.KeyFile, SignerName: nc.SignerName})
+		}
+	}
 	if m.Role == Master {
 		cfg.Scrape["etcd"] = "http://" + EtcdMetricsAddr + "/metrics"
 		member := EtcdMemberFor(ctx)
@@ -129,9 +139,47 @@ func AgentConfigFor(ctx Context) AgentConfig {
 // AgentGroup is the group of the agents' shared client certificate; the
 // addon manager binds it to AgentClusterRole.
 const (
+	AgentUser        = "kubeup-agent"
 	AgentGroup       = "kubeup:agents"
 	AgentClusterRole = "kubeup:agent"
+	// AgentSignerName is kubeup's own CSR signer, run by the addon manager:
+	// the agent's certificate serves as well as authenticates, and
+	// kubernetes.io/kube-apiserver-client signs client certificates only.
+	AgentSignerName = "kubeup.dev/agent"
 )
+
+// NodeCredential is a certificate from kubeup's PKI that nodes carry and
+// renew through CertificateSigningRequests (they hold no CA key): the agent
+// asks for the subject, names and usages of its current certificate with a
+// new key, and the addon manager approves a request only when it is exactly
+// one of these and comes from an agent.
+type NodeCredential struct {
+	CertFile, KeyFile string
+	SignerName        string
+	CommonName        string
+	Organization      []string
+	DNSNames          []string
+	IPAddresses       []string
+	Usages            []certificatesv1.KeyUsage
+}
+
+// NodeCredentials are the nodes' renewable certificates: the rows of
+// provision/pki's table that go to nodes (a test keeps them equal).
+func NodeCredentials() []NodeCredential {
+	return []NodeCredential{
+		{
+			CertFile: pki("kubeup-agent.crt"), KeyFile: pki("kubeup-agent.key"), SignerName: AgentSignerName,
+			CommonName: AgentUser, Organization: []string{AgentGroup},
+			DNSNames: []string{"kubeup-agent", "localhost"}, IPAddresses: []string{"127.0.0.1"},
+			Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth, certificatesv1.UsageClientAuth},
+		},
+		{
+			CertFile: pki("kube-proxy-client.crt"), KeyFile: pki("kube-proxy-client.key"),
+			SignerName: certificatesv1.KubeAPIServerClientSignerName, CommonName: "system:kube-proxy",
+			Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}
+}
 
 func (Agent) Files(ctx Context) ([]File, error) {
 	data, err := yaml.Marshal(AgentConfigFor(ctx))
@@ -142,7 +190,7 @@ func (Agent) Files(ctx Context) ([]File, error) {
 	if ctx.Machine.Role == Master {
 		server = localAPIServer()
 	}
-	kc, err := certKubeconfig(ctx.Cluster.Name, server, "kubeup-agent", pki("kubeup-agent.crt"), pki("kubeup-agent.key"))
+	kc, err := certKubeconfig(ctx.Cluster.Name, server, AgentUser, pki("kubeup-agent.crt"), pki("kubeup-agent.key"))
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,10 @@ type Cluster struct {
 	// UpstreamDNS says whether machines have a resolver for names outside
 	// the cluster (cluster DNS forwards to it); local clusters have none.
 	UpstreamDNS bool
+	// LeafLifetime is how long leaf certificates are valid: those kubeup
+	// issues, those the machines renew, and those the controller-manager
+	// signs from CSRs.
+	LeafLifetime time.Duration
 	// EtcdSnapshots schedules the masters' etcd snapshots.
 	EtcdSnapshots EtcdSnapshots
 }

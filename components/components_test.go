@@ -42,6 +42,7 @@ func testCluster() *Cluster {
 		LogForward:         "10.96.0.11:24224",
 		Images:             Images{Pause: "registry.kubeup.dev/pause:3.10"},
 		EtcdSnapshots:      EtcdSnapshots{Interval: time.Hour, Keep: 24},
+		LeafLifetime:       8760 * time.Hour,
 	}
 }
 

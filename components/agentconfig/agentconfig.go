@@ -1,5 +1,7 @@
 package agentconfig
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // Path is where the image's agent unit reads its configuration.
 const Path = "/etc/kubeup/agent.yaml"
 
@@ -47,6 +49,34 @@ type Config struct {
 	// Scrape are loopback-only plain-HTTP metrics endpoints (containerd,
 	// kube-proxy) the agent serves onwards at /metrics/<name> over TLS.
 	Scrape map[string]string `json:"scrape,omitempty"`
+	// Renewal is the certificates the agent renews before they expire.
+	Renewal *Renewal `json:"renewal,omitempty"`
+}
+
+// Renewal configures certificate renewal. A leaf is renewed when less than
+// a third of its lifetime is left, or a little earlier (a jitter of up to a
+// tenth of it, fixed per machine and file, so machines do not renew in
+// step).
+type Renewal struct {
+	// Lifetime of renewed certificates.
+	Lifetime metav1.Duration `json:"lifetime"`
+	// Dir is the machine's PKI directory: every leaf <name>.crt in it
+	// (with its <name>.key) signed by a CA whose key is in it too
+	// (<ca>.crt with <ca>.key) is re-issued on the machine, with the same
+	// subject, names, usages and key (masters, which hold every CA key).
+	Dir string `json:"dir"`
+	// Requests are leaves renewed through the API's
+	// CertificateSigningRequests, with a new key (nodes, which hold no CA
+	// key).
+	Requests []RenewalRequest `json:"requests,omitempty"`
+}
+
+// RenewalRequest is a certificate renewed through a CSR to SignerName,
+// asked for with the agent's own client certificate.
+type RenewalRequest struct {
+	CertFile   string `json:"certFile"`
+	KeyFile    string `json:"keyFile"`
+	SignerName string `json:"signerName"`
 }
 
 // Logs configures log forwarding: the journal of Units, journal lines

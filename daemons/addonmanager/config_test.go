@@ -17,7 +17,8 @@ func TestLoadConfigRendered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Resync.Duration != time.Minute || len(cfg.ManifestDirs) != 2 || cfg.ManifestDirs[0] != components.ImageAddonDir {
+	if cfg.Resync.Duration != time.Minute || len(cfg.ManifestDirs) != 2 || cfg.ManifestDirs[0] != components.ImageAddonDir ||
+		cfg.Signer.KeyFile != "/etc/kubernetes/pki/ca.key" || cfg.Signer.Duration.Duration != 8760*time.Hour {
 		t.Errorf("config = %+v", cfg)
 	}
 }
@@ -31,7 +32,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid config loaded")
 	}
-	for _, want := range []string{p, "apiVersion", "kubeconfig", "manifestDirs[0]", "resync", "listen", "certFile", "keyFile", "clientCAFile"} {
+	for _, want := range []string{p, "apiVersion", "kubeconfig", "manifestDirs[0]", "resync", "listen", "certFile", "keyFile", "clientCAFile",
+		"signer.certFile", "signer.keyFile", "signer.duration"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

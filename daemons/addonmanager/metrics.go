@@ -17,6 +17,7 @@ type Metrics struct {
 	lastSync    prometheus.Gauge
 	manifest    *prometheus.GaugeVec
 	csr         *prometheus.CounterVec
+	csrSigned   *prometheus.CounterVec
 	nodeLabels  prometheus.Counter
 }
 
@@ -55,15 +56,19 @@ func NewMetrics() *Metrics {
 		}, []string{"mode"}),
 		csr: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_addon_csr_decisions_total",
-			Help: "Kubelet serving CSR decisions: approved, denied, or pending (counted once per CSR and reason).",
+			Help: "Decisions about kubelet serving CSRs and the node agents' renewal CSRs: approved, denied, or pending (counted once per CSR and reason).",
 		}, []string{"decision"}),
+		csrSigned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubeup_addon_csr_signed_total",
+			Help: "Approved CSRs of kubeup's own signer (the node agents' certificates) signed, by result (success or failure).",
+		}, []string{"result"}),
 		nodeLabels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubeup_addon_node_role_labels_total",
 			Help: "Node role labels added.",
 		}),
 	}
 	m.Registry.MustRegister(m.applied, m.failed, m.pruned, m.restored, m.lastSuccess, m.lastSync,
-		m.manifest, m.csr, m.nodeLabels,
+		m.manifest, m.csr, m.csrSigned, m.nodeLabels,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

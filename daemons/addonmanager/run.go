@@ -139,7 +139,8 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 	}
 
 	factory := informers.NewSharedInformerFactory(client, resync)
-	approver, err := NewCSRApprover(client, factory, log.With("controller", "csr-approver"), metrics)
+	signer := &Signer{CertFile: cfg.Signer.CertFile, KeyFile: cfg.Signer.KeyFile, Duration: cfg.Signer.Duration.Duration}
+	approver, err := NewCSRApprover(client, factory, log.With("controller", "csr-approver"), metrics, signer)
 	if err != nil {
 		return err
 	}

@@ -162,6 +162,25 @@ func (c *Client) RestoreEtcd(ctx context.Context, snapshot io.Reader, size int64
 	return &res, nil
 }
 
+// RenewCertificates asks the agent to renew, now, every certificate it
+// renews by itself, and returns what it did.
+func (c *Client) RenewCertificates(ctx context.Context) ([]CertificateRenewal, error) {
+	// A node's renewal waits for its CSRs to be signed: longer than the
+	// other calls may take.
+	long, hc := *c, *c.HTTP
+	hc.Timeout = renewTimeout + 30*time.Second
+	long.HTTP = &hc
+	body, err := long.do(ctx, http.MethodPost, "/v1/certs/renew", nil)
+	if err != nil {
+		return nil, err
+	}
+	var res []CertificateRenewal
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("agent renewal: %w", err)
+	}
+	return res, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
 	return c.doWith(ctx, c.HTTP, method, path, body)
 }

@@ -69,11 +69,16 @@ func LoadConfig(path string) (*agentconfig.Config, error) {
 // an aggregator outage.
 const minLogBuffer = 1 << 20
 
+// minRenewalLifetime is the shortest lifetime the CSR API signs (10
+// minutes, kube-controller-manager's floor).
+const minRenewalLifetime = 10 * time.Minute
+
 var (
 	// syslogIdentifier: a journal field value safe on journalctl's command
 	// line (no '=' or '+' term, no spaces).
 	syslogIdentifier = regexp.MustCompile(`^[A-Za-z0-9_.:@-]+$`)
 	scrapeName       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	signerName       = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*$`)
 	unitName         = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path|scope|slice)$`)
 )
 
@@ -190,6 +195,20 @@ func ValidateConfig(c *agentconfig.Config) error {
 			}
 			if sn.Keep < 1 {
 				bad("etcd.snapshots.keep", "%d: keep at least 1", sn.Keep)
+			}
+		}
+	}
+	if rn := c.Renewal; rn != nil {
+		absolute("renewal.dir", rn.Dir)
+		if rn.Lifetime.Duration < minRenewalLifetime {
+			bad("renewal.lifetime", "%s is shorter than %s", rn.Lifetime.Duration, minRenewalLifetime)
+		}
+		for i, q := range rn.Requests {
+			field := fmt.Sprintf("renewal.requests[%d]", i)
+			absolute(field+".certFile", q.CertFile)
+			absolute(field+".keyFile", q.KeyFile)
+			if !signerName.MatchString(q.SignerName) {
+				bad(field+".signerName", "%q is not a signer name (domain/path)", q.SignerName)
 			}
 		}
 	}

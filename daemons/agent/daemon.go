@@ -69,6 +69,7 @@ type Daemon struct {
 	journal JournalFunc
 	auth    *httpauth.Authenticator
 	certs   *certScanner
+	renew   *certRenewal // nil without cfg.Renewal
 	podnet  *podNetwork
 	logs    *logPipeline // nil when cfg.Logs.Forward is empty
 	etcd    *etcdHealth  // nil without cfg.Etcd (nodes)
@@ -160,6 +161,9 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	d.control, d.restoring = o.Control, make(chan struct{}, 1)
 	d.auth = httpauth.NewAuthenticator(t, d.kube, "kubeup-agent", o.Now)
 	d.certs = &certScanner{dirs: cfg.CertificateDirs}
+	if cfg.Renewal != nil {
+		d.renew = newCertRenewal(*cfg.Renewal, cfg.Machine, d.kube, o.Log.With("task", "certificate-renewal"), o.Now)
+	}
 	d.podnet = &podNetwork{
 		machine:     cfg.Machine,
 		clusterCIDR: netip.MustParsePrefix(cfg.Network.ClusterPodCIDR), // validated
@@ -193,6 +197,9 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
 	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)
 	d.reg.MustRegister(d.mem.released)
+	if d.renew != nil {
+		d.reg.MustRegister(d.renew.renewals)
+	}
 	if d.logs != nil {
 		d.reg.MustRegister(d.logs.metrics)
 	}
@@ -211,6 +218,10 @@ func (d *Daemon) tasks() []Task {
 		d.kube,   // waits for the kubelet's kubeconfig, then publishes a client
 		d.certs,  // certificate expiry, rescanned every minute
 		d.podnet, // CNI config, routes to other machines' pod CIDRs, masquerade
+	}
+	if d.renew != nil {
+		// Certificates renewed when a third of their lifetime is left.
+		tasks = append(tasks, d.renew)
 	}
 	if d.logs != nil {
 		// The forwarder (aggregator connection, disk buffer), then its

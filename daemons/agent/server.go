@@ -48,6 +48,7 @@ const AdminGroup = httpauth.AdminGroup
 //	POST /v1/units/<unit>/{start,stop,restart}          admin client cert
 //	GET /v1/etcd/snapshot  a fresh snapshot (masters)   admin client cert
 //	POST /v1/etcd/restore  restore the body (masters)   admin client cert
+//	POST /v1/certs/renew   renew every renewable certificate now (JSON)  admin client cert
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -71,7 +72,36 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("POST /v1/units/{name}/{action}", d.auth.Admin(http.HandlerFunc(d.serveUnitAction)))
 	mux.Handle("GET /v1/etcd/snapshot", d.auth.Admin(http.HandlerFunc(d.serveEtcdSnapshot)))
 	mux.Handle("POST /v1/etcd/restore", d.auth.Admin(http.HandlerFunc(d.serveEtcdRestore)))
+	mux.Handle("POST /v1/certs/renew", d.auth.Admin(http.HandlerFunc(d.serveRenew)))
 	return mux
+}
+
+// renewTimeout bounds POST /v1/certs/renew: a CSR wait (nodes) and the
+// local re-issues.
+const renewTimeout = csrTimeout + time.Minute
+
+// serveRenew renews, now, every certificate the agent renews by itself
+// (the renewal task does it, so requests and the task's schedule never
+// write the same file at once), and answers what it did.
+func (d *Daemon) serveRenew(w http.ResponseWriter, r *http.Request) {
+	if d.renew == nil {
+		http.Error(w, "certificate renewal is not configured on this machine", http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), renewTimeout)
+	defer cancel()
+	res, err := d.renew.RenewNow(ctx)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if res == nil {
+		res = []CertificateRenewal{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(res)
 }
 
 // serveScrape fetches a loopback metrics endpoint and passes its answer on,

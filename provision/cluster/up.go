@@ -184,7 +184,7 @@ func prepareLocalState(ctx context.Context, u *bringUp) (string, error) {
 
 // loadPKI loads the cluster's PKI, or generates it on the first up.
 func loadPKI(_ context.Context, u *bringUp) (string, error) {
-	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), render.PKICluster(u.cfg), pki.Options{})
+	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), render.PKICluster(u.cfg), render.PKIOptions(u.cfg))
 	if err != nil {
 		return "", err
 	}

@@ -23,6 +23,9 @@ const (
 	// fit the masters' disks beside Prometheus and the log store.
 	DefaultEtcdSnapshotInterval = "1h"
 	DefaultEtcdSnapshotsKept    = 24
+
+	// DefaultLeafLifetime is a year, as kubeadm's.
+	DefaultLeafLifetime = "8760h"
 )
 
 // SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.
@@ -70,6 +73,7 @@ func SetDefaults(c *Cluster) {
 			*a = &on
 		}
 	}
+	setString(&s.PKI.LeafLifetime, DefaultLeafLifetime)
 	t := &s.Target
 	setString(&t.Provider, ProviderLocal)
 	if t.Provider == ProviderLocal {

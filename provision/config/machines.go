@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -103,6 +104,16 @@ func (c *Cluster) serviceIP(n int) netip.Addr {
 		return netip.Addr{}
 	}
 	return nthAddr(p.Masked().Addr(), n)
+}
+
+// LeafLifetime is spec.pki.leafLifetime as a duration (0 when it does not
+// parse: Validate reports that).
+func (c *Cluster) LeafLifetime() time.Duration {
+	d, err := time.ParseDuration(c.Spec.PKI.LeafLifetime)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // MachineGateway is the first address of the machine network, used as the

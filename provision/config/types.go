@@ -35,6 +35,7 @@ type ClusterSpec struct {
 	Network Network     `json:"network,omitempty"`
 	Etcd    Etcd        `json:"etcd,omitempty"`
 	Addons  Addons      `json:"addons,omitempty"`
+	PKI     PKI         `json:"pki,omitempty"`
 	SSH     SSH         `json:"ssh,omitempty"`
 	Target  Target      `json:"target,omitempty"`
 }
@@ -111,6 +112,15 @@ type Addons struct {
 	Monitoring *bool `json:"monitoring,omitempty"`
 	Logging    *bool `json:"logging,omitempty"`
 	UI         *bool `json:"ui,omitempty"`
+}
+
+// PKI configures the cluster's certificates.
+type PKI struct {
+	// LeafLifetime is how long every leaf certificate is valid, as a Go
+	// duration ("8760h" is a year); CAs last 10 years. Machines renew a
+	// leaf when about a third of its lifetime is left. Lifetimes of hours
+	// or minutes (at least 20m) are meant for tests of renewal.
+	LeafLifetime string `json:"leafLifetime,omitempty"`
 }
 
 // SSH configures login to the machines (none by default: appliances are

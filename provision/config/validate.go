@@ -22,6 +22,12 @@ const (
 	// shorter interval could not be kept.
 	minSnapshotInterval = 10 * time.Minute
 	maxSnapshotsKept    = 1000
+
+	// MinLeafLifetime: clients that read their certificate from files
+	// (client-go) switch to a renewed one within 5 minutes, and machines
+	// renew when a third of the lifetime is left; below 20m a client could
+	// still present the old certificate when it expires.
+	MinLeafLifetime = 20 * time.Minute
 )
 
 var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -72,6 +78,11 @@ func Validate(c *Cluster) ErrorList {
 	validateNetwork(&e, c, len(masters), len(nodes))
 	validateEtcd(&e, c.Spec.Etcd)
 	validateTarget(&e, c)
+	if d, err := time.ParseDuration(c.Spec.PKI.LeafLifetime); err != nil {
+		e.add("spec.pki.leafLifetime", "%q is not a duration (for example 8760h, or 30m for a renewal test)", c.Spec.PKI.LeafLifetime)
+	} else if d < MinLeafLifetime {
+		e.add("spec.pki.leafLifetime", "%s is shorter than the minimum of %s (clients take up to 5 minutes to switch to a renewed certificate)", c.Spec.PKI.LeafLifetime, strings.TrimSuffix(MinLeafLifetime.String(), "0s"))
+	}
 	for i, k := range c.Spec.SSH.AuthorizedKeys {
 		f := strings.Fields(k)
 		if len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {

@@ -69,6 +69,11 @@ func PKICluster(c *config.Cluster) pki.Cluster {
 	return pc
 }
 
+// PKIOptions are the PKI's options from a config: the leaf lifetime.
+func PKIOptions(c *config.Cluster) pki.Options {
+	return pki.Options{CertLifetime: c.LeafLifetime()}
+}
+
 // ComponentsCluster is what the components need from a config.
 func ComponentsCluster(c *config.Cluster, images components.Images) *components.Cluster {
 	n := c.Spec.Network
@@ -94,6 +99,7 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 			Interval: c.Spec.Etcd.SnapshotEvery(),
 			Keep:     c.Spec.Etcd.Kept(),
 		},
+		LeafLifetime: c.LeafLifetime(),
 	}
 	for _, m := range c.Masters() {
 		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})

@@ -66,6 +66,7 @@ func TestDrills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	refreshAdmin(t, c) // a short leaf lifetime can be near its end after up
 	c.Workloads, err = addonWorkloads(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -109,11 +110,25 @@ func TestDrills(t *testing.T) {
 	}
 
 	only := selected(os.Getenv("KUBEUP_DRILLS_ONLY"))
+	lifetime, err := c.LeafLifetime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case lifetime <= maxDrillLifetime && only("cert-renewal"):
+		report.Results = append(report.Results, certRenewalDrill(ctx, t, c, lifetime, web))
+	case os.Getenv("KUBEUP_DRILLS_ONLY") != "" && only("cert-renewal"):
+		report.Results = append(report.Results, Result{Drill: "cert-renewal", Machine: "all",
+			Error: fmt.Sprintf("the cluster's leaf lifetime is %s: the drill needs at most %s (KUBEUP_DRILLS_LEAF_LIFETIME=30m)", lifetime, maxDrillLifetime)})
+	default:
+		t.Logf("cert-renewal: skipped, the leaf lifetime %s is longer than %s (KUBEUP_DRILLS_LEAF_LIFETIME=30m)", lifetime, maxDrillLifetime)
+	}
 	for _, m := range []cluster.MachineState{master, node} {
 		for _, unit := range killed[m.Role] {
 			if !only("kill") && !only("kill:"+m.Name+":"+unit) {
 				continue
 			}
+			refreshAdmin(t, c)
 			var svc *Service
 			if m.Name == web.Node && servesWeb[unit] {
 				svc = web
@@ -136,6 +151,7 @@ func TestDrills(t *testing.T) {
 		if !only(kind) {
 			continue
 		}
+		refreshAdmin(t, c)
 		report.Results = append(report.Results, rebootDrill(ctx, t, c, d.machines, d.hard, report.FirstBoot, data))
 	}
 	// Last: everything written after its snapshot is lost.
@@ -144,9 +160,19 @@ func TestDrills(t *testing.T) {
 	}
 }
 
+// refreshAdmin renews the drills' admin certificate when a short leaf
+// lifetime needs it (a drill longer than a third of the lifetime can still
+// outlive it: run those with a long lifetime).
+func refreshAdmin(t *testing.T, c *Cluster) {
+	t.Helper()
+	if _, err := c.RefreshAdmin(time.Now()); err != nil {
+		t.Fatalf("renew the admin certificate: %v", err)
+	}
+}
+
 // selected says whether a drill runs: every one when KUBEUP_DRILLS_ONLY is
-// empty, else those it lists (comma-separated: kill, reboot, reset,
-// etcd-restore, or one kill as kill:MACHINE:UNIT).
+// empty, else those it lists (comma-separated: cert-renewal, kill, reboot,
+// reset, etcd-restore, or one kill as kill:MACHINE:UNIT).
 func selected(list string) func(drill string) bool {
 	want := map[string]bool{}
 	for _, d := range strings.Split(list, ",") {
@@ -174,6 +200,10 @@ func newCluster(t *testing.T, ctx context.Context) (dataDir, name, key, timings 
 	}
 	cfgFile := filepath.Join(t.TempDir(), "cluster.yaml")
 	cfg := fmt.Sprintf("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  ssh:\n    authorizedKeys: [%q]\n", name, pub)
+	// A short leaf lifetime (30m) for the cert-renewal drill.
+	if l := os.Getenv("KUBEUP_DRILLS_LEAF_LIFETIME"); l != "" {
+		cfg += fmt.Sprintf("  pki: {leafLifetime: %q}\n", l)
+	}
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
