@@ -10,6 +10,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	applied     *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
 	failed      *prometheus.CounterVec
 	pruned      *prometheus.CounterVec
 	restored    *prometheus.CounterVec
@@ -29,6 +30,10 @@ func NewMetrics() *Metrics {
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_addon_objects_applied_total",
 			Help: "Objects applied (Reconcile) or created (EnsureExists) successfully, by kind.",
+		}, []string{"kind"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubeup_addon_objects_unchanged_total",
+			Help: "Objects a sync found as last applied (same manifest, same object, every declared field as declared) and did not apply again, by kind.",
 		}, []string{"kind"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_addon_objects_failed_total",
@@ -67,7 +72,7 @@ func NewMetrics() *Metrics {
 			Help: "Node role labels added.",
 		}),
 	}
-	m.Registry.MustRegister(m.applied, m.failed, m.pruned, m.restored, m.lastSuccess, m.lastSync,
+	m.Registry.MustRegister(m.applied, m.skipped, m.failed, m.pruned, m.restored, m.lastSuccess, m.lastSync,
 		m.manifest, m.csr, m.csrSigned, m.nodeLabels,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
