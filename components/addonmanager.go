@@ -81,6 +81,8 @@ func (a AddonManager) Unit(role Role) systemd.Unit {
 		WatchdogSec:     agentWatchdog,
 		TimeoutStartSec: 5 * time.Minute,
 		Limits:          map[string]string{"MemoryMax": "256M"},
+		// One P, as the agent: a few loops and informers, no parallel work.
+		Environment: map[string]string{"GOMAXPROCS": "1"},
 	})
 }
 

@@ -73,7 +73,12 @@ func (a Agent) Unit(role Role) systemd.Unit {
 		// kernel left at "always" every heap region the agent touches
 		// would be backed by a 2 MiB page, about 10 MB of RSS over its
 		// few MB of live heap.
-		Environment: map[string]string{"GODEBUG": "disablethp=1"},
+		//
+		// One P: the agent's work is a handful of loops, and with a P per
+		// CPU the Go scheduler hands goroutines between idle threads at
+		// every wake-up. Measured on an idle node under TCG: 73 context
+		// switches a second fell to 8, and its CPU from 12% to 9%.
+		Environment: map[string]string{"GODEBUG": "disablethp=1", "GOMAXPROCS": "1"},
 	})
 }
 

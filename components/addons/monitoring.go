@@ -231,11 +231,15 @@ func PrometheusConfig(c *components.Cluster) (string, error) {
 	}
 	doc := map[string]any{
 		"global": map[string]any{
-			"scrape_interval": "30s",
-			// Under emulation (TCG) a busy master takes more than the
-			// default 10 s to render the API server's metrics.
-			"scrape_timeout":      "25s",
-			"evaluation_interval": "30s",
+			// Prometheus's own default interval. Every scrape costs the
+			// scraped daemon a render of all its series (the API server's
+			// are thousands), and a saturated master under emulation (TCG)
+			// paid for 30 s with scrapes that no longer finished in time.
+			"scrape_interval": "60s",
+			// Under TCG a busy master takes more than the default 10 s to
+			// render the API server's metrics.
+			"scrape_timeout":      "45s",
+			"evaluation_interval": "60s",
 			"external_labels":     map[string]string{"cluster": c.Name},
 		},
 		"scrape_configs": jobs,
