@@ -60,9 +60,16 @@ func Enabled(c *components.Cluster) ([]Addon, error) {
 		out = append(out, UI(c))
 	}
 	for _, a := range out {
-		addStartupProbes(a.Objects)
+		finish(a.Objects)
 	}
 	return out, nil
+}
+
+// finish applies what every addon's workloads get: startup probes and
+// one Go processor.
+func finish(objs []any) {
+	addStartupProbes(objs)
+	oneProcessor(objs)
 }
 
 // Workloads names the Deployments, StatefulSets and DaemonSets of the

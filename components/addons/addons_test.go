@@ -219,3 +219,26 @@ func everyDeployment(t *testing.T) []*appsv1.Deployment {
 	}
 	return out
 }
+
+// Every addon container runs its Go runtime with one P.
+func TestAddonsOneProcessor(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, d := range everyDeployment(t) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			n++
+			var got []string
+			for _, e := range c.Env {
+				if e.Name == "GOMAXPROCS" {
+					got = append(got, e.Value)
+				}
+			}
+			if len(got) != 1 || got[0] != "1" {
+				t.Errorf("%s/%s: GOMAXPROCS %q, want once 1", d.Name, c.Name, got)
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d addon containers, want at least 5", n)
+	}
+}

@@ -24,7 +24,7 @@ func uiCluster() *components.Cluster {
 
 func TestUIGolden(t *testing.T) {
 	objs := UI(uiCluster()).Objects
-	addStartupProbes(objs) // as Enabled does
+	finish(objs) // as Enabled does
 	data, err := marshal(objs)
 	if err != nil {
 		t.Fatal(err)
