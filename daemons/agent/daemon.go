@@ -150,7 +150,7 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, log: o.Log, now: o.Now, uptime: o.Uptime, started: o.Now(), podDir: o.StaticPodDir,
 		tls: t, units: o.Units, journal: o.Journal,
-		scrape:  &http.Client{Timeout: scrapeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}},
+		scrape:  &http.Client{Timeout: maxScrapeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}},
 		serving: make(chan struct{}),
 	}
 	if o.Kube != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,8 +25,12 @@ import (
 )
 
 const (
-	scrapeTimeout  = 10 * time.Second
-	journalTimeout = 30 * time.Second
+	// scrapeTimeout bounds a proxied scrape when Prometheus does not say
+	// how long it waits (X-Prometheus-Scrape-Timeout-Seconds); what it
+	// says is followed up to maxScrapeTimeout.
+	scrapeTimeout    = 10 * time.Second
+	maxScrapeTimeout = 2 * time.Minute
+	journalTimeout   = 30 * time.Second
 	// Journal line bounds: enough for a failing unit's story, not enough to
 	// stream the whole journal through the agent's memory budget.
 	defaultJournalLines = 100
@@ -114,7 +119,9 @@ func (d *Daemon) serveScrape(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no scrape target %q (have %s)", name, strings.Join(sortedKeys(d.cfg.Scrape), ", ")), http.StatusNotFound)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target, nil)
+	ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeoutOf(r))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -139,6 +146,18 @@ func (d *Daemon) serveScrape(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", ct)
 	}
 	io.Copy(w, resp.Body)
+}
+
+// scrapeTimeoutOf is how long a proxied scrape may take: as long as the
+// scraper waits (a busy containerd under TCG took more than 10 s to
+// render its per-container metrics, so a fixed 10 s answered 502 to a
+// Prometheus that would have waited 45), else scrapeTimeout.
+func scrapeTimeoutOf(r *http.Request) time.Duration {
+	secs, err := strconv.ParseFloat(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), 64)
+	if err != nil || secs <= 0 || math.IsNaN(secs) {
+		return scrapeTimeout
+	}
+	return min(time.Duration(secs*float64(time.Second)), maxScrapeTimeout)
 }
 
 // Status is GET /v1/status.
