@@ -582,6 +582,13 @@ func TestRenewEndpoint(t *testing.T) {
 	done := make(chan struct{})
 	go func() { td.renew.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	// Run marks itself running from its own goroutine: wait for that, or
+	// a loaded machine answers the request below before it (503).
+	for deadline := time.Now().Add(10 * time.Second); !td.renew.running.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewal task did not start")
+		}
+	}
 	code, body := admin.post("/v1/certs/renew", nil)
 	var res []CertificateRenewal
 	if err := json.Unmarshal([]byte(body), &res); code != 200 || err != nil {
