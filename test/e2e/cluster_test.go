@@ -255,12 +255,15 @@ func lossTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.
 	}
 	start := time.Now()
 	for {
+		// Delivery is at least once (logforward's doc): every line must
+		// arrive; a line stored twice (a write the store answered after
+		// the exporter's timeout, then retried) is counted, not failed.
 		total, distinct, err := CountMessages(ctx, a, prefix)
-		if err == nil && total >= 10000 {
-			if total != 10000 || distinct != 10000 {
-				t.Errorf("after the outage: %d lines, %d distinct; want 10000 exactly once each", total, distinct)
+		if err == nil && distinct >= 10000 {
+			if distinct != 10000 {
+				t.Errorf("after the outage: %d distinct lines, want 10000", distinct)
 			}
-			t.Logf("10000 buffered lines in the store %s after the aggregator came back", time.Since(start).Round(time.Second))
+			t.Logf("10000 buffered lines in the store %s after the aggregator came back (%d stored twice)", time.Since(start).Round(time.Second), total-distinct)
 			return
 		}
 		if time.Since(start) > 10*time.Minute {
