@@ -54,13 +54,7 @@ func (c *Cluster) RefreshAdmin(now time.Time) (bool, error) {
 // Certificates are a machine's certificates as its agent's last scan found
 // them (what `kubeup certs check` lists).
 func (c *Cluster) Certificates(ctx context.Context, m cluster.MachineState) ([]agent.CertificateInfo, error) {
-	ac, err := cluster.AgentClient(c.State, m, c.Bundle)
-	if err != nil {
-		return nil, err
-	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := ac.Status(actx)
+	st, err := c.agentStatus(ctx, m)
 	if err != nil {
 		return nil, err
 	}
