@@ -18,22 +18,26 @@ const (
 // listen within 70 s; Prometheus replays its WAL), and each liveness kill
 // began the slow start again.
 func addStartupProbes(objs []any) {
-	for _, o := range objs {
-		_, spec := workload(o)
-		if spec == nil {
-			continue
+	eachContainer(objs, func(c *corev1.Container) {
+		if c.LivenessProbe == nil || c.StartupProbe != nil {
+			return
 		}
-		for i := range spec.Containers {
-			c := &spec.Containers[i]
-			if c.LivenessProbe == nil || c.StartupProbe != nil {
-				continue
-			}
-			c.LivenessProbe.InitialDelaySeconds = 0
-			c.StartupProbe = &corev1.Probe{
-				ProbeHandler:     c.LivenessProbe.ProbeHandler,
-				PeriodSeconds:    startupPeriodSeconds,
-				TimeoutSeconds:   c.LivenessProbe.TimeoutSeconds,
-				FailureThreshold: startupFailureThreshold,
+		c.LivenessProbe.InitialDelaySeconds = 0
+		c.StartupProbe = &corev1.Probe{
+			ProbeHandler:     c.LivenessProbe.ProbeHandler,
+			PeriodSeconds:    startupPeriodSeconds,
+			TimeoutSeconds:   c.LivenessProbe.TimeoutSeconds,
+			FailureThreshold: startupFailureThreshold,
+		}
+	})
+}
+
+// eachContainer calls f with every container of the workloads in objs.
+func eachContainer(objs []any, f func(*corev1.Container)) {
+	for _, o := range objs {
+		if _, spec := workload(o); spec != nil {
+			for i := range spec.Containers {
+				f(&spec.Containers[i])
 			}
 		}
 	}

@@ -12,20 +12,12 @@ import corev1 "k8s.io/api/core/v1"
 // quarter. (Go would lower GOMAXPROCS by itself under a CPU limit, but a
 // limit would also throttle an addon's bursts.)
 func oneProcessor(objs []any) {
-	for _, o := range objs {
-		_, spec := workload(o)
-		if spec == nil {
-			continue
-		}
-		for i := range spec.Containers {
-			c := &spec.Containers[i]
-			set := false
-			for _, e := range c.Env {
-				set = set || e.Name == "GOMAXPROCS"
-			}
-			if !set {
-				c.Env = append(c.Env, corev1.EnvVar{Name: "GOMAXPROCS", Value: "1"})
+	eachContainer(objs, func(c *corev1.Container) {
+		for _, e := range c.Env {
+			if e.Name == "GOMAXPROCS" {
+				return
 			}
 		}
-	}
+		c.Env = append(c.Env, corev1.EnvVar{Name: "GOMAXPROCS", Value: "1"})
+	})
 }
