@@ -344,3 +344,50 @@ func TestSortFiles(t *testing.T) {
 		}
 	}
 }
+
+// The API server's port gate: ExecStartPre closes it (dropping a copy a
+// failed start left, then inserting one), the readiness wait asks on ::1,
+// the one source let through, and only then ExecStartPost opens it with
+// exactly the rules that were inserted.
+func TestAPIServerGate(t *testing.T) {
+	u := APIServer{}.Unit(Master)
+	pre, post := u.Values("Service", "ExecStartPre"), u.Values("Service", "ExecStartPost")
+	if len(pre) != 4 || len(post) != 3 {
+		t.Fatalf("ExecStartPre %q, ExecStartPost %q: want 4 and 3 commands", pre, post)
+	}
+	inserted := map[string]bool{}
+	for i, cmd := range pre {
+		tool, rule, ok := strings.Cut(cmd, " -w ")
+		switch {
+		case !ok:
+			t.Fatalf("ExecStartPre %q: no -w (iptables must wait for its lock)", cmd)
+		case i%2 == 0 && (!strings.HasPrefix(tool, "-") || !strings.HasPrefix(rule, "-D INPUT ")):
+			t.Errorf("ExecStartPre %d %q: want a delete whose failure is ignored", i, cmd)
+		case i%2 == 1 && (strings.HasPrefix(tool, "-") || !strings.HasPrefix(rule, "-I INPUT ")):
+			t.Errorf("ExecStartPre %d %q: want an insert that must succeed", i, cmd)
+		case i%2 == 1:
+			if strings.TrimPrefix(pre[i-1], "-") != tool+" -w -D INPUT "+strings.TrimPrefix(rule, "-I INPUT ") {
+				t.Errorf("ExecStartPre %d deletes another rule than %d inserts: %q, %q", i-1, i, pre[i-1], cmd)
+			}
+			inserted[tool+" -w -D INPUT "+strings.TrimPrefix(rule, "-I INPUT ")] = true
+			if !strings.Contains(rule, "--dport 6443 ") || !strings.HasSuffix(rule, "-j REJECT --reject-with tcp-reset") {
+				t.Errorf("ExecStartPre %q: want port 6443 refused with a reset", cmd)
+			}
+		}
+	}
+	if !strings.Contains(post[0], "wait --url=https://[::1]:6443/readyz ") {
+		t.Errorf("first ExecStartPost %q: want the readiness wait on [::1]", post[0])
+	}
+	for _, cmd := range post[1:] {
+		if !inserted[cmd] {
+			t.Errorf("ExecStartPost %q removes no rule ExecStartPre inserted (%v)", cmd, inserted)
+		}
+		delete(inserted, cmd)
+	}
+	if len(inserted) != 0 {
+		t.Errorf("rules left closed after the start: %v", inserted)
+	}
+	if v6 := apiServerGate.rules()[1][1]; !strings.HasPrefix(v6, "! -s ::1/128 ") {
+		t.Errorf("ip6tables rule %q: want ::1 let through", v6)
+	}
+}

@@ -89,7 +89,9 @@ func Table(c Cluster) []Spec {
 	perMaster(func(m Machine) (Spec, string) {
 		dns := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 			"kubernetes.default.svc." + c.DNSDomain, "localhost", m.Name}
-		ips := []net.IP{c.APIServerServiceIP, m.IP, localhostIPv4}
+		// ::1: the unit's readiness wait asks there while the port is
+		// closed to every other source (components.apiServerGate).
+		ips := []net.IP{c.APIServerServiceIP, m.IP, localhostIPv4, net.IPv6loopback}
 		for _, san := range c.ExtraAPIServerSANs {
 			if ip := net.ParseIP(san); ip != nil {
 				ips = append(ips, ip)

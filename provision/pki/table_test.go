@@ -78,7 +78,8 @@ func TestTableRows(t *testing.T) {
 		t.Errorf("apiserver DNS SANs %q, want %q", api.DNSNames, wantDNS)
 	}
 	// 127.0.0.1 is both built in and in ExtraAPIServerSANs: listed once.
-	wantIPs := []string{"10.96.0.1", "10.0.0.11", "127.0.0.1", "192.0.2.10"}
+	// ::1 is where the API server's readiness wait asks.
+	wantIPs := []string{"10.96.0.1", "10.0.0.11", "127.0.0.1", "::1", "192.0.2.10"}
 	if got := ipStrings(api.IPAddresses); !slices.Equal(got, wantIPs) {
 		t.Errorf("apiserver IP SANs %q, want %q", got, wantIPs)
 	}
