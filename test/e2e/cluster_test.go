@@ -1,4 +1,4 @@
-package e2e
+package e2e_test
 
 import (
 	"context"
@@ -14,6 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/provision/cluster"
+	// The external test package (the drills import e2e); the helpers are
+	// e2e's own.
+	. "kubeup.dev/kubeup/test/e2e"
 )
 
 // kubeup runs the built CLI (make build) and returns its output.
@@ -137,6 +140,7 @@ func TestE2ECluster(t *testing.T) {
 	lossTest(t, ctx, a, st, key)
 	addonRestoreTest(t, ctx, a)
 	agentMemoryTest(t, ctx, a, st)
+	drillsTest(t, ctx, dataDir, name, key, timings)
 
 	var tm cluster.Timings
 	if data, err := os.ReadFile(timings); err == nil && json.Unmarshal(data, &tm) == nil {
