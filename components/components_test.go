@@ -352,9 +352,16 @@ func TestSortFiles(t *testing.T) {
 func TestAPIServerGate(t *testing.T) {
 	u := APIServer{}.Unit(Master)
 	pre, post := u.Values("Service", "ExecStartPre"), u.Values("Service", "ExecStartPost")
-	if len(pre) != 4 || len(post) != 3 {
-		t.Fatalf("ExecStartPre %q, ExecStartPost %q: want 4 and 3 commands", pre, post)
+	if len(pre) != 5 || len(post) != 4 {
+		t.Fatalf("ExecStartPre %q, ExecStartPost %q: want 5 and 4 commands", pre, post)
 	}
+	// The CPU weight: raised last before the start, lowered last after it.
+	raise, lower := pre[len(pre)-1], post[len(post)-1]
+	if raise != "/usr/bin/systemctl set-property --runtime kube-apiserver.service CPUWeight=1000" ||
+		lower != "/usr/bin/systemctl set-property --runtime kube-apiserver.service CPUWeight=100" {
+		t.Errorf("CPU weight while starting %q, once ready %q", raise, lower)
+	}
+	pre, post = pre[:len(pre)-1], post[:len(post)-1]
 	inserted := map[string]bool{}
 	for i, cmd := range pre {
 		tool, rule, ok := strings.Cut(cmd, " -w ")
