@@ -108,7 +108,7 @@ func TestDrills(t *testing.T) {
 			if m.Name == web.Node && servesWeb[unit] {
 				svc = web
 			}
-			report.Results = append(report.Results, Kill(ctx, t, c, m, unit, data, svc))
+			report.Results = append(report.Results, Kill(ctx, t, c, m, unit, APIBackGoal, data, svc))
 		}
 	}
 	for _, d := range []struct {
