@@ -182,8 +182,8 @@ func Reboot(ctx context.Context, t *testing.T, c *Cluster, machines []cluster.Ma
 	if _, err := c.SSH(machines[0]).Run(ctx, "echo "+marker+" | systemd-cat -t kubeup"); err != nil {
 		return fail(err)
 	}
-	seriesAt := time.Now().Add(-time.Minute)
-	if _, err := waitSeries(ctx, c, seriesAt, 3*time.Minute); err != nil {
+	seriesAt, err := recentSeries(ctx, c, 5*time.Minute)
+	if err != nil {
 		return fail(fmt.Errorf("before: %w", err))
 	}
 	if err := waitLogged(ctx, c, marker, 2*time.Minute); err != nil {
@@ -243,6 +243,26 @@ func waitSeries(ctx context.Context, c *Cluster, at time.Time, limit time.Durati
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("no Prometheus series at %s after %s (%v)", at.Format(time.TimeOnly), limit.Round(time.Second), err)
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
+
+// recentSeries waits until Prometheus holds `up` series 30 s in the past
+// and returns that moment, the one the drill asks for again after the
+// reboot. A fixed moment (a minute before the drill) failed when it fell in
+// the scrape gap of the drill before: after a master's reboot, Prometheus
+// can be Ready while the minute before holds nothing yet.
+func recentSeries(ctx context.Context, c *Cluster, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		at := time.Now().Add(-30 * time.Second)
+		samples, err := c.Access.QueryAt(ctx, "up", at)
+		if err == nil && len(samples) > 0 {
+			return at, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("no Prometheus series within %s (%v)", limit, err)
 		}
 		time.Sleep(3 * time.Second)
 	}
