@@ -16,8 +16,9 @@ import (
 // kube-system as declared: it applies the manifests shipped in the image and
 // those cloud-init writes, and restores them when they are deleted or edited
 // away from their declared state. It also approves kubelet serving
-// certificates whose names and addresses match the requesting node, and
-// labels masters with the control-plane role (which kubelets may not set on
+// certificates whose names and addresses match the requesting node and the
+// nodes' agents' renewals of their certificates (signing the agent's own,
+// AgentSignerName), and labels masters with the control-plane role (which kubelets may not set on
 // themselves).
 type AddonManager struct{}
 
@@ -48,6 +49,12 @@ type AddonManagerConfig struct {
 	// ManifestDirs are read in order; every *.yaml file may hold several
 	// documents. Objects must carry AddonModeLabel.
 	ManifestDirs []string `json:"manifestDirs"`
+	// Addons is the cluster the addon manager renders the addons of
+	// (components/addons), besides the manifests in ManifestDirs: kept in
+	// memory, so that the machine's user-data carries a description of a
+	// few hundred bytes rather than the manifests (cloud user-data limits,
+	// AWS's 16 KiB above all). Absent: ManifestDirs only.
+	Addons *Cluster `json:"addons,omitempty"`
 	// Resync is how often every object is re-applied even without events.
 	Resync metav1.Duration `json:"resync"`
 	// Listen serves /healthz and /metrics over TLS.
@@ -55,6 +62,17 @@ type AddonManagerConfig struct {
 	CertFile     string `json:"certFile"`
 	KeyFile      string `json:"keyFile"`
 	ClientCAFile string `json:"clientCAFile"`
+	// Signer signs the CSRs of AgentSignerName (nodes' agents renewing
+	// their certificate) once approved.
+	Signer AddonManagerSigner `json:"signer"`
+}
+
+// AddonManagerSigner is the CA the addon manager signs with.
+type AddonManagerSigner struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	// Duration is the longest validity it signs; a CSR may ask for less.
+	Duration metav1.Duration `json:"duration"`
 }
 
 func (AddonManager) Name() string        { return "kubeup-addon-manager" }
@@ -78,6 +96,8 @@ func (a AddonManager) Unit(role Role) systemd.Unit {
 		ProtectHome:     true,
 		PrivateTmp:      true,
 		Sandbox:         daemonSandbox([]string{}, "AF_UNIX", "AF_INET", "AF_INET6"),
+		// One P, as the agent: a few loops and informers, no parallel work.
+		Environment: map[string]string{"GOMAXPROCS": "1"},
 	})
 }
 
@@ -94,11 +114,14 @@ func (AddonManager) Files(ctx Context) ([]File, error) {
 		Cluster: ctx.Cluster.Name, Machine: ctx.Machine.Name,
 		Kubeconfig:   AddonManagerKubeconfig,
 		ManifestDirs: []string{ImageAddonDir, ClusterAddonDir},
+		Addons:       ctx.Cluster,
 		Resync:       metav1.Duration{Duration: time.Minute},
 		Listen:       fmt.Sprintf(":%d", AddonManagerPort),
 		CertFile:     pki("kubeup-agent.crt"),
 		KeyFile:      pki("kubeup-agent.key"),
 		ClientCAFile: pki("ca.crt"),
+		Signer: AddonManagerSigner{CertFile: pki("ca.crt"), KeyFile: pki("ca.key"),
+			Duration: metav1.Duration{Duration: ctx.Cluster.LeafLifetime}},
 	}
 	conf, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -157,8 +180,10 @@ func BootstrapManifests(token string) ([]byte, error) {
 		binding("kubeup:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group),
 		binding("kubeup:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
 			[]rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}}),
-		// The node agents: watch Nodes (pod network routes) and check the
-		// bearer tokens Prometheus presents for their metrics.
+		// The node agents: watch Nodes (pod network routes), check the
+		// bearer tokens Prometheus presents for their metrics, and ask for
+		// their renewed certificates (which the addon manager approves
+		// only when they are exactly a node's credentials).
 		&rbacv1.ClusterRole{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
 			ObjectMeta: metav1.ObjectMeta{Name: AgentClusterRole, Labels: labels},
@@ -166,6 +191,7 @@ func BootstrapManifests(token string) ([]byte, error) {
 				{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+				{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"create", "get"}},
 			},
 		},
 		binding(AgentClusterRole, AgentClusterRole, []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: AgentGroup}}),

@@ -26,53 +26,70 @@ func Roles() []Role { return []Role{Master, Node} }
 
 // Machine is one machine of the cluster.
 type Machine struct {
-	Name string
-	Role Role
-	IP   netip.Addr
+	Name string     `json:"name"`
+	Role Role       `json:"role"`
+	IP   netip.Addr `json:"ip"`
 }
 
 // Images are the container image references the rendered configs use; they
 // come from images/versions.yaml and are preloaded into every image.
 type Images struct {
-	Pause         string
-	CoreDNS       string
-	Testbox       string
-	Prometheus    string
-	LogStore      string // VictoriaLogs
-	LogAggregator string // OpenTelemetry Collector
-	UI            string // kubeup-addons, run as `kubeup-addons ui`
+	Pause         string `json:"pause"`
+	CoreDNS       string `json:"coreDNS"`
+	Testbox       string `json:"testbox"`
+	Prometheus    string `json:"prometheus"`
+	LogStore      string `json:"logStore"`      // VictoriaLogs
+	LogAggregator string `json:"logAggregator"` // OpenTelemetry Collector
+	UI            string `json:"ui"`            // kubeup-addons, run as `kubeup-addons ui`
 }
 
 // Addons are the cluster addons switched on.
 type Addons struct {
-	DNS, Monitoring, Logging, UI bool
+	DNS        bool `json:"dns"`
+	Monitoring bool `json:"monitoring"`
+	Logging    bool `json:"logging"`
+	UI         bool `json:"ui"`
 }
 
 // Cluster is the resolved cluster description the components need.
 type Cluster struct {
-	Name               string
-	KubernetesVersion  string
-	Masters            []Machine
-	MachineCIDR        netip.Prefix
-	MachineGateway     netip.Addr
-	PodCIDR            netip.Prefix
-	NodeCIDRMaskSize   int
-	ServiceCIDR        netip.Prefix
-	APIServerServiceIP netip.Addr
-	DNSServiceIP       netip.Addr
-	DNSDomain          string
+	Name               string       `json:"name"`
+	KubernetesVersion  string       `json:"kubernetesVersion"`
+	Masters            []Machine    `json:"masters"`
+	MachineCIDR        netip.Prefix `json:"machineCIDR"`
+	MachineGateway     netip.Addr   `json:"machineGateway"`
+	PodCIDR            netip.Prefix `json:"podCIDR"`
+	NodeCIDRMaskSize   int          `json:"nodeCIDRMaskSize"`
+	ServiceCIDR        netip.Prefix `json:"serviceCIDR"`
+	APIServerServiceIP netip.Addr   `json:"apiServerServiceIP"`
+	DNSServiceIP       netip.Addr   `json:"dnsServiceIP"`
+	DNSDomain          string       `json:"dnsDomain"`
 	// APIServerEndpoint is the URL kubelets, kube-proxy and agents use.
-	APIServerEndpoint string
+	APIServerEndpoint string `json:"apiServerEndpoint"`
 	// LogForward is the log aggregator's forward-protocol address, empty
 	// when the logging addon is off.
-	LogForward string
-	Images     Images
-	Addons     Addons
+	LogForward string `json:"logForward"`
+	Images     Images `json:"images"`
+	Addons     Addons `json:"addons"`
 	// UpstreamDNS says whether machines have a resolver for names outside
 	// the cluster (cluster DNS forwards to it); local clusters have none.
-	UpstreamDNS bool
+	UpstreamDNS bool `json:"upstreamDNS"`
 	// PodSecurity are the cluster-wide Pod Security admission levels.
-	PodSecurity PodSecurity
+	PodSecurity PodSecurity `json:"podSecurity"`
+	// LeafLifetime is how long leaf certificates are valid: those kubeup
+	// issues, those the machines renew, and those the controller-manager
+	// signs from CSRs.
+	LeafLifetime time.Duration `json:"leafLifetime"`
+	// EtcdSnapshots schedules the masters' etcd snapshots.
+	EtcdSnapshots EtcdSnapshots `json:"etcdSnapshots"`
+}
+
+// EtcdSnapshots are the scheduled etcd snapshots on each master.
+type EtcdSnapshots struct {
+	// Interval between snapshots; 0 turns them off.
+	Interval time.Duration `json:"interval"`
+	// Keep is how many snapshots each master keeps.
+	Keep int `json:"keep"`
 }
 
 // Secrets are the cluster secrets some files embed.
@@ -136,11 +153,32 @@ type Component interface {
 	Certificates(role Role) []string
 }
 
+// Scheduled is a component that runs on a schedule, not all the time (an
+// optional ability, like Talos' optional service interfaces): its Unit is
+// a oneshot service, and Timer starts it. The role target wants the timer,
+// and the agent watches the timer (active while it waits) instead of the
+// service (inactive between runs).
+type Scheduled interface {
+	Component
+	// Timer is baked into the role's image beside Unit.
+	Timer(role Role) systemd.Unit
+}
+
+// ActiveUnit is the unit that stays active while a component is in
+// service: a scheduled component's timer, every other one's service.
+func ActiveUnit(c Component) string {
+	if _, ok := c.(Scheduled); ok {
+		return c.Name() + ".timer"
+	}
+	return c.Name() + ".service"
+}
+
 // Catalogue returns every component in start order.
 func Catalogue() []Component {
 	return []Component{
 		Etcd{}, APIServer{}, ControllerManager{}, Scheduler{},
 		Containerd{}, Kubelet{}, KubeProxy{}, Agent{}, AddonManager{},
+		EtcdSnapshot{},
 	}
 }
 

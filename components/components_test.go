@@ -13,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"kubeup.dev/kubeup/components/agentconfig"
 	"kubeup.dev/kubeup/systemd"
 	goldenpkg "kubeup.dev/kubeup/test/golden"
 )
@@ -44,6 +46,8 @@ func testCluster() *Cluster {
 		LogForward:         "10.96.0.11:24224",
 		Images:             Images{Pause: "registry.kubeup.dev/pause:3.10"},
 		PodSecurity:        PodSecurity{Enforce: PodSecurityBaseline, Audit: PodSecurityRestricted, Warn: PodSecurityRestricted},
+		EtcdSnapshots:      EtcdSnapshots{Interval: time.Hour, Keep: 24},
+		LeafLifetime:       8760 * time.Hour,
 	}
 }
 
@@ -164,7 +168,11 @@ func TestEveryUnitWaitsForCloudInitAndRestarts(t *testing.T) {
 	for _, r := range Roles() {
 		for _, c := range ForRole(r) {
 			u := c.Unit(r)
-			if got := u.Value("Service", "Restart"); got != "always" {
+			_, scheduled := c.(Scheduled)
+			switch got := u.Value("Service", "Restart"); {
+			case scheduled && (got != "" || u.Value("Service", "Type") != "oneshot"):
+				t.Errorf("%s (scheduled) Restart=%s Type=%s, want a oneshot that its timer restarts", u.Name, got, u.Value("Service", "Type"))
+			case !scheduled && got != "always":
 				t.Errorf("%s Restart=%s", u.Name, got)
 			}
 			if got := u.Value("Unit", "ConditionPathExists"); got != EnvFile(c.Name()) {
@@ -178,11 +186,89 @@ func TestEveryUnitWaitsForCloudInitAndRestarts(t *testing.T) {
 			}
 		}
 	}
-	order := map[string]string{"kubelet.service": "containerd.service", "kube-apiserver.service": "etcd.service"}
+	order := map[string]string{"kubelet.service": "containerd.service", "kube-apiserver.service": "etcd.service",
+		"kubeup-etcd-snapshot.service": "etcd.service"}
 	for _, u := range RoleUnits(Master) {
 		if dep, ok := order[u.Name]; ok && !contains(u.Values("Unit", "After"), dep) {
 			t.Errorf("%s is not ordered after %s", u.Name, dep)
 		}
+	}
+}
+
+// A scheduled component: the image carries its service and its timer, the
+// role target wants the timer (never the service), the timer starts the
+// service, and the agent watches the timer. Its run never starts etcd.
+func TestScheduledComponents(t *testing.T) {
+	t.Parallel()
+	units := map[string]systemd.Unit{}
+	for _, u := range RoleUnits(Master) {
+		units[u.Name] = u
+	}
+	target := units[RoleTarget(Master)]
+	n := 0
+	for _, c := range ForRole(Master) {
+		s, ok := c.(Scheduled)
+		if !ok {
+			continue
+		}
+		n++
+		timer, service := c.Name()+".timer", c.Name()+".service"
+		if ActiveUnit(c) != timer {
+			t.Errorf("ActiveUnit(%s) = %s", c.Name(), ActiveUnit(c))
+		}
+		if _, ok := units[service]; !ok {
+			t.Errorf("the image lacks %s", service)
+		}
+		tu, ok := units[timer]
+		if !ok || tu.Name != s.Timer(Master).Name {
+			t.Fatalf("the image lacks %s", timer)
+		}
+		if got := tu.Value("Timer", "Unit"); got != service {
+			t.Errorf("%s starts %q", timer, got)
+		}
+		if tu.Value("Timer", "OnUnitInactiveSec") == "" || tu.Value("Timer", "OnBootSec") == "" {
+			t.Errorf("%s has no schedule", timer)
+		}
+		if wants := target.Values("Unit", "Wants"); !contains(wants, timer) || contains(wants, service) {
+			t.Errorf("the target wants %v: want the timer, not the service", wants)
+		}
+		if contains(units[service].Values("Unit", "Wants"), "etcd.service") || contains(units[service].Values("Unit", "Requires"), "etcd.service") {
+			t.Errorf("%s would start etcd", service)
+		}
+	}
+	if n == 0 {
+		t.Error("no scheduled component on masters (the etcd snapshot is one)")
+	}
+	cfg := AgentConfigFor(testContexts()[0])
+	if !contains(cfg.Units, "kubeup-etcd-snapshot.timer") || contains(cfg.Units, "kubeup-etcd-snapshot.service") {
+		t.Errorf("agent units %v", cfg.Units)
+	}
+	if (Agent{}).Name()+".service" != agentconfig.AgentUnit {
+		t.Errorf("agentconfig.AgentUnit %q is not the agent's unit", agentconfig.AgentUnit)
+	}
+}
+
+// etcd's flags and the agent's restore name the same member.
+func TestEtcdMemberMatchesFlags(t *testing.T) {
+	t.Parallel()
+	c := testCluster()
+	c.EtcdSnapshots = EtcdSnapshots{Interval: 2 * time.Hour, Keep: 12}
+	ctx := Context{Cluster: c, Machine: c.Masters[1]}
+	flags := Etcd{}.Flags(ctx)
+	cfg := AgentConfigFor(ctx)
+	m := cfg.Etcd.Member
+	for flag, v := range map[string]string{"name": m.Name, "data-dir": m.DataDir, "initial-cluster": m.InitialCluster,
+		"initial-cluster-token": m.InitialClusterToken, "initial-advertise-peer-urls": m.InitialAdvertisePeerURLs} {
+		if flags[flag] != v {
+			t.Errorf("etcd --%s=%s, agent member says %s", flag, flags[flag], v)
+		}
+	}
+	if m.Name != "master-1" || m.InitialAdvertisePeerURLs != "https://10.77.0.11:2380" || m.Unit != "etcd.service" ||
+		!strings.HasPrefix(flags["listen-client-urls"], m.ClientURL+",") {
+		t.Errorf("member %+v", m)
+	}
+	if s := cfg.Etcd.Snapshots; s.Interval != "2h0m0s" || s.Keep != 12 || s.Dir != EtcdSnapshotDir {
+		t.Errorf("snapshots %+v", s)
 	}
 }
 
@@ -310,7 +396,8 @@ func TestReadWritePathsExistAtBoot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		made := map[string]bool{}
+		// Directories of Debian's base system, there before anything runs.
+		made := map[string]bool{"/var/lib": true}
 		for _, f := range files {
 			if !strings.HasPrefix(f.Path, "/usr/lib/tmpfiles.d/") {
 				continue
@@ -345,5 +432,59 @@ func TestSortFiles(t *testing.T) {
 		if _, err := RoleImageFiles(r); err != nil {
 			t.Errorf("role %s: %v", r, err)
 		}
+	}
+}
+
+// The API server's port gate: ExecStartPre closes it (dropping a copy a
+// failed start left, then inserting one), the readiness wait asks on ::1,
+// the one source let through, and only then ExecStartPost opens it with
+// exactly the rules that were inserted.
+func TestAPIServerGate(t *testing.T) {
+	u := APIServer{}.Unit(Master)
+	pre, post := u.Values("Service", "ExecStartPre"), u.Values("Service", "ExecStartPost")
+	if len(pre) != 5 || len(post) != 4 {
+		t.Fatalf("ExecStartPre %q, ExecStartPost %q: want 5 and 4 commands", pre, post)
+	}
+	// The CPU weight: raised last before the start, lowered last after it.
+	raise, lower := pre[len(pre)-1], post[len(post)-1]
+	if raise != "/usr/bin/systemctl set-property --runtime kube-apiserver.service CPUWeight=1000" ||
+		lower != "/usr/bin/systemctl set-property --runtime kube-apiserver.service CPUWeight=100" {
+		t.Errorf("CPU weight while starting %q, once ready %q", raise, lower)
+	}
+	pre, post = pre[:len(pre)-1], post[:len(post)-1]
+	inserted := map[string]bool{}
+	for i, cmd := range pre {
+		tool, rule, ok := strings.Cut(cmd, " -w ")
+		switch {
+		case !ok:
+			t.Fatalf("ExecStartPre %q: no -w (iptables must wait for its lock)", cmd)
+		case i%2 == 0 && (!strings.HasPrefix(tool, "-") || !strings.HasPrefix(rule, "-D INPUT ")):
+			t.Errorf("ExecStartPre %d %q: want a delete whose failure is ignored", i, cmd)
+		case i%2 == 1 && (strings.HasPrefix(tool, "-") || !strings.HasPrefix(rule, "-I INPUT ")):
+			t.Errorf("ExecStartPre %d %q: want an insert that must succeed", i, cmd)
+		case i%2 == 1:
+			if strings.TrimPrefix(pre[i-1], "-") != tool+" -w -D INPUT "+strings.TrimPrefix(rule, "-I INPUT ") {
+				t.Errorf("ExecStartPre %d deletes another rule than %d inserts: %q, %q", i-1, i, pre[i-1], cmd)
+			}
+			inserted[tool+" -w -D INPUT "+strings.TrimPrefix(rule, "-I INPUT ")] = true
+			if !strings.Contains(rule, "--dport 6443 ") || !strings.HasSuffix(rule, "-j REJECT --reject-with tcp-reset") {
+				t.Errorf("ExecStartPre %q: want port 6443 refused with a reset", cmd)
+			}
+		}
+	}
+	if !strings.Contains(post[0], "wait --url=https://[::1]:6443/readyz ") {
+		t.Errorf("first ExecStartPost %q: want the readiness wait on [::1]", post[0])
+	}
+	for _, cmd := range post[1:] {
+		if !inserted[cmd] {
+			t.Errorf("ExecStartPost %q removes no rule ExecStartPre inserted (%v)", cmd, inserted)
+		}
+		delete(inserted, cmd)
+	}
+	if len(inserted) != 0 {
+		t.Errorf("rules left closed after the start: %v", inserted)
+	}
+	if v6 := apiServerGate.rules()[1][1]; !strings.HasPrefix(v6, "! -s ::1/128 ") {
+		t.Errorf("ip6tables rule %q: want ::1 let through", v6)
 	}
 }

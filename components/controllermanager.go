@@ -68,6 +68,9 @@ func (ControllerManager) Flags(ctx Context) Flags {
 		"terminated-pod-gc-threshold": "1000",
 	}
 	maps.Copy(f, tlsFlags())
+	// Kubelets' client and serving certificates, which it signs from
+	// CSRs, last as long as every other leaf (a CSR may ask for less).
+	f["cluster-signing-duration"] = c.LeafLifetime.String()
 	if c.leaderElect() {
 		f["leader-elect-lease-duration"] = leaseDuration.String()
 		f["leader-elect-renew-deadline"] = renewDeadline.String()

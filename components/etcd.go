@@ -38,22 +38,40 @@ func (e Etcd) Unit(role Role) systemd.Unit {
 
 func (Etcd) ImageFiles() []File { return nil }
 
-func (Etcd) Flags(ctx Context) Flags {
+// EtcdMemberFor is a master's etcd member: etcd's flags and the agent's
+// restore (`etcdutl snapshot restore` rebuilds the member's data directory
+// with the same name, peer URL, initial cluster and token) both take it
+// from here, so they cannot drift apart.
+func EtcdMemberFor(ctx Context) AgentEtcdMember {
 	m := ctx.Machine
 	var initial []string
 	for _, p := range ctx.Cluster.Masters {
 		initial = append(initial, fmt.Sprintf("%s=https://%s:%d", p.Name, p.IP, EtcdPeerPort))
 	}
+	return AgentEtcdMember{
+		Unit:                     Etcd{}.Name() + ".service",
+		ClientURL:                fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort),
+		Name:                     m.Name,
+		DataDir:                  EtcdDataDir,
+		InitialAdvertisePeerURLs: fmt.Sprintf("https://%s:%d", m.IP, EtcdPeerPort),
+		InitialCluster:           strings.Join(initial, ","),
+		InitialClusterToken:      ctx.Cluster.Name,
+	}
+}
+
+func (Etcd) Flags(ctx Context) Flags {
+	m := ctx.Machine
+	member := EtcdMemberFor(ctx)
 	return Flags{
-		"name":                        m.Name,
-		"data-dir":                    EtcdDataDir,
-		"listen-client-urls":          fmt.Sprintf("https://127.0.0.1:%d,https://%s:%d", EtcdClientPort, m.IP, EtcdClientPort),
+		"name":                        member.Name,
+		"data-dir":                    member.DataDir,
+		"listen-client-urls":          fmt.Sprintf("%s,https://%s:%d", member.ClientURL, m.IP, EtcdClientPort),
 		"advertise-client-urls":       fmt.Sprintf("https://%s:%d", m.IP, EtcdClientPort),
 		"listen-peer-urls":            fmt.Sprintf("https://%s:%d", m.IP, EtcdPeerPort),
-		"initial-advertise-peer-urls": fmt.Sprintf("https://%s:%d", m.IP, EtcdPeerPort),
-		"initial-cluster":             strings.Join(initial, ","),
+		"initial-advertise-peer-urls": member.InitialAdvertisePeerURLs,
+		"initial-cluster":             member.InitialCluster,
 		"initial-cluster-state":       "new",
-		"initial-cluster-token":       ctx.Cluster.Name,
+		"initial-cluster-token":       member.InitialClusterToken,
 		"client-cert-auth":            "true",
 		"trusted-ca-file":             pki("etcd/ca.crt"),
 		"cert-file":                   pki("etcd/server.crt"),

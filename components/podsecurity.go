@@ -17,7 +17,9 @@ import (
 // that break Audit are marked in the audit log, those that break Warn get
 // their creator a warning.
 type PodSecurity struct {
-	Enforce, Audit, Warn string
+	Enforce string `json:"enforce"`
+	Audit   string `json:"audit"`
+	Warn    string `json:"warn"`
 }
 
 // Pod Security Standards levels.

@@ -9,15 +9,19 @@ import (
 	"kubeup.dev/kubeup/systemd"
 )
 
-// RoleUnits returns a role's units: every component's, then the role target
-// that wants them all. These are what the role's image carries.
+// RoleUnits returns a role's units: every component's (a scheduled one's
+// service and timer), then the role target that wants them all (the timer,
+// not the service, of a scheduled one). These are what the role's image
+// carries.
 func RoleUnits(r Role) []systemd.Unit {
 	var units []systemd.Unit
 	var wants []string
 	for _, c := range ForRole(r) {
-		u := c.Unit(r)
-		units = append(units, u)
-		wants = append(wants, u.Name)
+		units = append(units, c.Unit(r))
+		if s, ok := c.(Scheduled); ok {
+			units = append(units, s.Timer(r))
+		}
+		wants = append(wants, ActiveUnit(c))
 	}
 	for _, u := range units {
 		if u.Value("Service", "Slice") == ControlPlaneSlice {

@@ -21,6 +21,21 @@ var noStartLimit = time.Duration(0)
 // network and cloud-init, the condition on the env file cloud-init writes,
 // the restart policy, resource accounting and membership of the role target.
 func service(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
+	s.Restart = "always"
+	s.RestartSec = restartDelay
+	s.StartLimitIntervalSec = &noStartLimit
+	return componentUnit(c, role, binary, s)
+}
+
+// oneshot is service for a Scheduled component's run: the same ordering,
+// condition, accounting and target, Type=oneshot and no restart (its timer
+// starts it again; a failed run stays failed until then, for all to see).
+func oneshot(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
+	s.Type = "oneshot"
+	return componentUnit(c, role, binary, s)
+}
+
+func componentUnit(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
 	name := c.Name()
 	s.Description = c.Description()
 	s.PartOf = append([]string{RoleTarget(role)}, s.PartOf...)
@@ -32,9 +47,6 @@ func service(c Component, role Role, binary string, s systemd.Service) systemd.U
 	if s.Type == "" {
 		s.Type = "exec"
 	}
-	s.Restart = "always"
-	s.RestartSec = restartDelay
-	s.StartLimitIntervalSec = &noStartLimit
 	s.Accounting = true
 	return s.Unit(name)
 }
@@ -61,30 +73,28 @@ const (
 )
 
 // ControlPlaneSlice holds etcd, the API server, the controller-manager and
-// the scheduler, and on masters the kubelet and containerd. Its CPU weight
-// is ten times system.slice's (where kube-proxy and kubeup's daemons run)
-// and about thirteen times kubepods.slice's (every pod, the addons
-// included): idle
-// it costs nothing, but when the machine has more work than CPU — a first
-// boot or a restart under TCG, a reconnect storm after the API server died
-// — the control plane gets the CPU first, so that the API server's
+// the scheduler, and on masters the kubelet and containerd. Idle it costs
+// nothing; when the machine has more work than CPU (a first boot or a
+// restart under TCG, a reconnect storm after the API server died) its
+// weight, twice system.slice's (kube-proxy, journald, kubeup's daemons) and
+// about 2.5 times kubepods.slice's (every pod, the addons included), gives
+// the control plane about half the CPU, so that the API server's
 // post-start hooks finish within their fixed deadlines (a minute for the
 // service IP repair, 30 s for the RBAC bootstrap) instead of failing and
-// starting over, while every client waits on it anyway. (No dash in the
-// name: systemd reads dashes as nesting, and a weight on a nested slice
-// only divides its parent's share.)
+// starting over. (No dash in the name: systemd reads dashes as nesting,
+// and a weight on a nested slice only divides its parent's share.)
 //
-// Measured on a 1+1 cluster under TCG: with the weight, a kill -9 of the
-// API server had /readyz back in 51 s; without it, the restarted server
-// failed its post-start hooks and restarted three times in ten minutes.
-// The master's kubelet and containerd are in it since a 1+1 cluster under
-// load (the e2e test's checks) starved them in system.slice: housekeeping
-// took 37 s, the kubelet stopped renewing its Node's lease, the master went
-// NotReady and its addons were evicted. A master that cannot report is as
-// broken as one whose API server cannot start.
+// The weight was 1000 (85% of a saturated master). A kill -9 of the API
+// server had /readyz back in 51 s with it, but a loaded 1+1 cluster under
+// TCG (make e2e) then starved everything outside the slice: journald
+// logged lines minutes late, so every daemon writing to it blocked (the
+// agent missed its watchdog), and the addons' pods (6.7% of the CPU
+// between them) took minutes to start and never became Ready. The master's
+// kubelet and containerd are in the slice since the same load starved
+// them in system.slice: the kubelet stopped renewing its Node's lease.
 const ControlPlaneSlice = "controlplane.slice"
 
-const controlPlaneCPUWeight = 1000
+const controlPlaneCPUWeight = 200
 
 func controlPlaneSlice() systemd.Unit {
 	return systemd.Slice{Description: "kubeup control plane: etcd, API server, controller-manager, scheduler, the master's kubelet and containerd",

@@ -96,7 +96,17 @@ func Enabled(c *components.Cluster) ([]Addon, error) {
 	if c.Addons.UI {
 		out = append(out, UI(c))
 	}
+	for _, a := range out {
+		finish(a.Objects)
+	}
 	return out, nil
+}
+
+// finish applies what every addon's workloads get: startup probes and
+// one Go processor.
+func finish(objs []any) {
+	addStartupProbes(objs)
+	oneProcessor(objs)
 }
 
 // Workloads names the Deployments, StatefulSets and DaemonSets of the
@@ -110,17 +120,26 @@ func Workloads(c *components.Cluster) ([]string, error) {
 	var out []string
 	for _, a := range enabled {
 		for _, o := range a.Objects {
-			switch w := o.(type) {
-			case *appsv1.Deployment:
-				out = append(out, w.Name)
-			case *appsv1.StatefulSet:
-				out = append(out, w.Name)
-			case *appsv1.DaemonSet:
-				out = append(out, w.Name)
+			if name, spec := workload(o); spec != nil {
+				out = append(out, name)
 			}
 		}
 	}
 	return out, nil
+}
+
+// workload returns a Deployment's, StatefulSet's or DaemonSet's name and
+// pod spec; nil for any other object.
+func workload(o any) (string, *corev1.PodSpec) {
+	switch w := o.(type) {
+	case *appsv1.Deployment:
+		return w.Name, &w.Spec.Template.Spec
+	case *appsv1.StatefulSet:
+		return w.Name, &w.Spec.Template.Spec
+	case *appsv1.DaemonSet:
+		return w.Name, &w.Spec.Template.Spec
+	}
+	return "", nil
 }
 
 func marshal(objs []any) ([]byte, error) {

@@ -3,6 +3,7 @@ package addons
 import (
 	"bytes"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -118,13 +119,19 @@ func TestMonitoring(t *testing.T) {
 	}
 }
 
-func TestWorkloads(t *testing.T) {
-	t.Parallel()
+// everyAddon is a cluster with every addon enabled.
+func everyAddon() *components.Cluster {
 	c := cluster()
 	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
 	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
 	c.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
 	c.LogForward = "10.96.0.11:24224"
+	return c
+}
+
+func TestWorkloads(t *testing.T) {
+	t.Parallel()
+	c := everyAddon()
 	got, err := Workloads(c)
 	if err != nil {
 		t.Fatal(err)
@@ -143,40 +150,97 @@ func TestWorkloads(t *testing.T) {
 // report: eviction cannot move it anywhere else.
 func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 	t.Parallel()
-	c := cluster()
-	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
-	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
-	c.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
-	c.LogForward = "10.96.0.11:24224"
-	enabled, err := Enabled(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pinned := 0
-	for _, a := range enabled {
-		for _, o := range a.Objects {
-			d, ok := o.(*appsv1.Deployment)
-			if !ok {
-				continue
+	for _, d := range everyDeployment(t) {
+		spec := d.Spec.Template.Spec
+		_, onMasters := spec.NodeSelector[components.ControlPlaneTaint]
+		stays := map[string]bool{}
+		for _, tol := range spec.Tolerations {
+			if tol.Effect == corev1.TaintEffectNoExecute && tol.Operator == corev1.TolerationOpExists && tol.TolerationSeconds == nil {
+				stays[tol.Key] = true
 			}
-			spec := d.Spec.Template.Spec
-			_, onMasters := spec.NodeSelector[components.ControlPlaneTaint]
-			stays := map[string]bool{}
-			for _, tol := range spec.Tolerations {
-				if tol.Effect == corev1.TaintEffectNoExecute && tol.Operator == corev1.TolerationOpExists && tol.TolerationSeconds == nil {
-					stays[tol.Key] = true
-				}
-			}
-			got := stays["node.kubernetes.io/not-ready"] && stays["node.kubernetes.io/unreachable"]
-			if got != onMasters {
-				t.Errorf("%s: pinned to masters %v, stays through NotReady %v", d.Name, onMasters, got)
-			}
-			if onMasters {
-				pinned++
-			}
+		}
+		got := stays["node.kubernetes.io/not-ready"] && stays["node.kubernetes.io/unreachable"]
+		if got != onMasters {
+			t.Errorf("%s: pinned to masters %v, stays through NotReady %v", d.Name, onMasters, got)
+		}
+		if onMasters {
+			pinned++
 		}
 	}
 	if pinned != 4 {
 		t.Errorf("%d addon Deployments pinned to masters, want 4 (prometheus, victoria-logs, log-aggregator, kubeup-ui)", pinned)
+	}
+}
+
+// Every addon container that has a liveness probe waits for its start
+// with a startup probe on the same check (20 minutes), and its liveness
+// probe has no initial delay of its own.
+func TestAddonsStartBeforeLiveness(t *testing.T) {
+	t.Parallel()
+	live := 0
+	for _, d := range everyDeployment(t) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if c.LivenessProbe == nil {
+				continue
+			}
+			live++
+			s := c.StartupProbe
+			switch {
+			case s == nil:
+				t.Errorf("%s/%s: liveness probe without a startup probe", d.Name, c.Name)
+			case !reflect.DeepEqual(s.ProbeHandler, c.LivenessProbe.ProbeHandler):
+				t.Errorf("%s/%s: startup probe %+v checks something else than liveness %+v", d.Name, c.Name, s.ProbeHandler, c.LivenessProbe.ProbeHandler)
+			case int(s.PeriodSeconds)*int(s.FailureThreshold) < 15*60:
+				t.Errorf("%s/%s: startup window %ds", d.Name, c.Name, s.PeriodSeconds*s.FailureThreshold)
+			case c.LivenessProbe.InitialDelaySeconds != 0:
+				t.Errorf("%s/%s: liveness initial delay %ds", d.Name, c.Name, c.LivenessProbe.InitialDelaySeconds)
+			}
+		}
+	}
+	if live < 4 { // CoreDNS, Prometheus, VictoriaLogs, the aggregator, the UI
+		t.Errorf("%d containers with liveness probes, want at least 4", live)
+	}
+}
+
+// everyDeployment lists the Deployments of every addon, as Enabled renders
+// them.
+func everyDeployment(t *testing.T) []*appsv1.Deployment {
+	t.Helper()
+	enabled, err := Enabled(everyAddon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*appsv1.Deployment
+	for _, a := range enabled {
+		for _, o := range a.Objects {
+			if d, ok := o.(*appsv1.Deployment); ok {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// Every addon container runs its Go runtime with one P.
+func TestAddonsOneProcessor(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, d := range everyDeployment(t) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			n++
+			var got []string
+			for _, e := range c.Env {
+				if e.Name == "GOMAXPROCS" {
+					got = append(got, e.Value)
+				}
+			}
+			if len(got) != 1 || got[0] != "1" {
+				t.Errorf("%s/%s: GOMAXPROCS %q, want once 1", d.Name, c.Name, got)
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d addon containers, want at least 5", n)
 	}
 }

@@ -39,6 +39,8 @@ func TestIntegrationAPIServerHardening(t *testing.T) {
 	dir := t.TempDir()
 	c := allAddons()
 	c.ServiceCIDR, c.PodSecurity = netip.MustParsePrefix("10.96.0.0/16"), components.PodSecurity{Enforce: "baseline", Audit: "restricted", Warn: "restricted"}
+	c.Images = components.Images{Pause: "pause:1", CoreDNS: "coredns:1", Testbox: "testbox:1", Prometheus: "prometheus:1",
+		LogStore: "victoria-logs:1", LogAggregator: "otelcol:1", UI: "kubeup-addons:1"}
 	ctx := components.Context{Cluster: c, Machine: c.Masters[0], Secrets: components.Secrets{EncryptionKey: bytes.Repeat([]byte{1}, 32)}}
 	api := components.APIServer{}
 	files, err := api.Files(ctx)
@@ -57,7 +59,7 @@ func TestIntegrationAPIServerHardening(t *testing.T) {
 	auditLog := filepath.Join(dir, "audit", "audit.log")
 	flags := api.Flags(ctx)
 	var args []string
-	for _, k := range []string{"enable-admission-plugins", "admission-control-config-file", "audit-policy-file", "audit-log-path",
+	for _, k := range []string{"allow-privileged", "enable-admission-plugins", "admission-control-config-file", "audit-policy-file", "audit-log-path",
 		"audit-log-format", "audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize", "tls-min-version", "tls-cipher-suites",
 		"profiling", "anonymous-auth"} {
 		v := flags[k]
@@ -73,14 +75,17 @@ func TestIntegrationAPIServerHardening(t *testing.T) {
 	crt, key := srv.CA.IssueFiles(t, srv.Dir, "admin", pkix.Name{CommonName: "kubernetes-admin", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth)
 	cs := kubernetes.NewForConfigOrDie(&rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAFile: srv.CAFile, CertFile: crt, KeyFile: key}})
 	bg := context.Background()
-	// The API server creates its system namespaces shortly after it serves.
-	kubetest.Wait(t, "kube-apiserver and its default and kube-system namespaces", 2*time.Minute, func() error {
+	// The API server creates its system namespaces and priority classes
+	// (the addons' pods ask for system-cluster-critical) shortly after it
+	// serves.
+	kubetest.Wait(t, "kube-apiserver, its default and kube-system namespaces and system priority classes", 2*time.Minute, func() error {
 		for _, ns := range []string{"default", "kube-system"} {
 			if _, err := cs.CoreV1().Namespaces().Get(bg, ns, metav1.GetOptions{}); err != nil {
 				return err
 			}
 		}
-		return nil
+		_, err := cs.SchedulingV1().PriorityClasses().Get(bg, "system-cluster-critical", metav1.GetOptions{})
+		return err
 	})
 
 	// No controller-manager here to make ServiceAccounts, which the

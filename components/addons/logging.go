@@ -308,7 +308,10 @@ func (a AggregatorConfig) Render() (string, error) {
 					"VL-Stream-Fields": strings.Join(LogStreamFields, ","),
 					"VL-Ignore-Fields": strings.Join(logIgnoredFields, ","),
 				},
-				"timeout": "10s",
+				// A write VictoriaLogs answers after the timeout is stored
+				// and then sent again: under TCG a loaded master took longer
+				// than 10 s, and a 1000-line batch was stored twice.
+				"timeout": "60s",
 				// Retry until VictoriaLogs is back: the queue is on disk.
 				"retry_on_failure": map[string]any{"enabled": true, "initial_interval": "1s", "max_interval": "30s", "max_elapsed_time": "0s"},
 				"sending_queue": map[string]any{

@@ -28,6 +28,7 @@ func TestLoggingGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	finish(a.Objects) // as Enabled does
 	data, err := marshal(a.Objects)
 	if err != nil {
 		t.Fatal(err)

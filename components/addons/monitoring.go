@@ -95,8 +95,11 @@ func Monitoring(c *components.Cluster) (Addon, error) {
 						Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: PrometheusPort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/ready", Port: intstr.FromInt32(PrometheusPort)}},
 							PeriodSeconds: 5, TimeoutSeconds: 5},
+						// Liveness applies once the startup probe every addon
+						// gets (addStartupProbes) has passed: a start replays
+						// the WAL.
 						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/healthy", Port: intstr.FromInt32(PrometheusPort)}},
-							InitialDelaySeconds: 120, PeriodSeconds: 15, TimeoutSeconds: 10, FailureThreshold: 6},
+							PeriodSeconds: 15, TimeoutSeconds: 10, FailureThreshold: 6},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("200Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("600Mi")},
@@ -228,11 +231,15 @@ func PrometheusConfig(c *components.Cluster) (string, error) {
 	}
 	doc := map[string]any{
 		"global": map[string]any{
-			"scrape_interval": "30s",
-			// Under emulation (TCG) a busy master takes more than the
-			// default 10 s to render the API server's metrics.
-			"scrape_timeout":      "25s",
-			"evaluation_interval": "30s",
+			// Prometheus's own default interval. Every scrape costs the
+			// scraped daemon a render of all its series (the API server's
+			// are thousands), and a saturated master under emulation (TCG)
+			// paid for 30 s with scrapes that no longer finished in time.
+			"scrape_interval": "60s",
+			// Under TCG a busy master takes more than the default 10 s to
+			// render the API server's metrics.
+			"scrape_timeout":      "45s",
+			"evaluation_interval": "60s",
 			"external_labels":     map[string]string{"cluster": c.Name},
 		},
 		"scrape_configs": jobs,

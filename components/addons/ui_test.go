@@ -23,7 +23,9 @@ func uiCluster() *components.Cluster {
 }
 
 func TestUIGolden(t *testing.T) {
-	data, err := marshal(UI(uiCluster()).Objects)
+	objs := UI(uiCluster()).Objects
+	finish(objs) // as Enabled does
+	data, err := marshal(objs)
 	if err != nil {
 		t.Fatal(err)
 	}

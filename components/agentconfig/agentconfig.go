@@ -1,11 +1,17 @@
 package agentconfig
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // Path is where the image's agent unit reads its configuration.
 const Path = "/etc/kubeup/agent.yaml"
 
 // ArgsVar is the variable each component's env file sets to its flags and
 // each ExecStart expands.
 const ArgsVar = "KUBEUP_ARGS"
+
+// AgentUnit is the agent's own systemd unit, which its admin API refuses
+// to stop or restart (it would cut itself off).
+const AgentUnit = "kubeup-agent.service"
 
 // LogIdentifier is the SYSLOG_IDENTIFIER whose journal lines are forwarded
 // whatever their unit (`systemd-cat -t kubeup`).
@@ -47,9 +53,37 @@ type Config struct {
 	// Scrape are loopback-only plain-HTTP metrics endpoints (containerd,
 	// kube-proxy) the agent serves onwards at /metrics/<name> over TLS.
 	Scrape map[string]string `json:"scrape,omitempty"`
+	// Renewal is the certificates the agent renews before they expire.
+	Renewal *Renewal `json:"renewal,omitempty"`
 	// Inspect is what GET /v1/config reports of the machine's
 	// configuration (`kubeup verify --cis`).
 	Inspect Inspect `json:"inspect,omitempty"`
+}
+
+// Renewal configures certificate renewal. A leaf is renewed when less than
+// a third of its lifetime is left, or a little earlier (a jitter of up to a
+// tenth of it, fixed per machine and file, so machines do not renew in
+// step).
+type Renewal struct {
+	// Lifetime of renewed certificates.
+	Lifetime metav1.Duration `json:"lifetime"`
+	// Dir is the machine's PKI directory: every leaf <name>.crt in it
+	// (with its <name>.key) signed by a CA whose key is in it too
+	// (<ca>.crt with <ca>.key) is re-issued on the machine, with the same
+	// subject, names, usages and key (masters, which hold every CA key).
+	Dir string `json:"dir"`
+	// Requests are leaves renewed through the API's
+	// CertificateSigningRequests, with a new key (nodes, which hold no CA
+	// key).
+	Requests []RenewalRequest `json:"requests,omitempty"`
+}
+
+// RenewalRequest is a certificate renewed through a CSR to SignerName,
+// asked for with the agent's own client certificate.
+type RenewalRequest struct {
+	CertFile   string `json:"certFile"`
+	KeyFile    string `json:"keyFile"`
+	SignerName string `json:"signerName"`
 }
 
 // Inspect names what the agent reports of the machine's configuration.
@@ -89,10 +123,40 @@ type Net struct {
 	CNIConfDir     string `json:"cniConfDir"`
 }
 
-// Etcd lets the agent on a master report etcd member health.
+// Etcd lets the agent on a master report etcd member health, take
+// snapshots and restore one. etcd runs without its own RBAC (client
+// certificates from the etcd CA are the access control), so the
+// healthcheck client certificate may also take snapshots.
 type Etcd struct {
 	Endpoints []string `json:"endpoints"`
 	CAFile    string   `json:"caFile"`
 	CertFile  string   `json:"certFile"`
 	KeyFile   string   `json:"keyFile"`
+	// Member is the machine's own etcd member as its flags give it: what
+	// `etcdutl snapshot restore` needs to rebuild its data directory.
+	Member *EtcdMember `json:"member,omitempty"`
+	// Snapshots are the scheduled snapshots of the local member.
+	Snapshots *EtcdSnapshots `json:"snapshots,omitempty"`
+}
+
+// EtcdMember is the machine's etcd member: its unit, the client URL it
+// answers on locally, and the values of etcd's flags of the same names.
+type EtcdMember struct {
+	Unit                     string `json:"unit"`
+	ClientURL                string `json:"clientURL"`
+	Name                     string `json:"name"`
+	DataDir                  string `json:"dataDir"`
+	InitialAdvertisePeerURLs string `json:"initialAdvertisePeerURLs"`
+	InitialCluster           string `json:"initialCluster"`
+	InitialClusterToken      string `json:"initialClusterToken"`
+}
+
+// EtcdSnapshots configures `kubeup-agent etcd-snapshot`, which a timer
+// starts every few minutes: it takes a snapshot when the last good one is
+// older than Interval, and keeps the newest Keep.
+type EtcdSnapshots struct {
+	Dir string `json:"dir"`
+	// Interval is a Go duration ("1h0m0s"); "0s" turns snapshots off.
+	Interval string `json:"interval"`
+	Keep     int    `json:"keep"`
 }

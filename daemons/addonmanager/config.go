@@ -69,10 +69,14 @@ func ValidateConfig(cfg components.AddonManagerConfig) error {
 	}
 	for _, f := range []struct{ field, value string }{
 		{"certFile", cfg.CertFile}, {"keyFile", cfg.KeyFile}, {"clientCAFile", cfg.ClientCAFile},
+		{"signer.certFile", cfg.Signer.CertFile}, {"signer.keyFile", cfg.Signer.KeyFile},
 	} {
 		if f.value == "" {
 			bad(f.field, "is required")
 		}
+	}
+	if cfg.Signer.Duration.Duration < minSignDuration {
+		bad("signer.duration", "%s is shorter than %s", cfg.Signer.Duration.Duration, minSignDuration)
 	}
 	if len(errs) == 0 {
 		return nil

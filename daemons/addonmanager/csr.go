@@ -25,6 +25,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"kubeup.dev/kubeup/components"
 )
 
 // Identity of kubelets in certificate requests.
@@ -33,10 +35,11 @@ const (
 	nodesGroup     = "system:nodes"
 )
 
-// Condition reasons the approver writes.
+// Condition reasons the approver and signer write.
 const (
-	ApprovedReason = "KubeupAutoApproved"
-	DeniedReason   = "KubeupAutoDenied"
+	ApprovedReason     = "KubeupAutoApproved"
+	DeniedReason       = "KubeupAutoDenied"
+	SignerFailedReason = "KubeupSignerRefused"
 )
 
 // Verdict is what the approver does with a CSR.
@@ -189,7 +192,9 @@ func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 }
 
 // CSRApprover approves kubelet serving certificates, which Kubernetes
-// never approves by itself (kubelets run with serverTLSBootstrap).
+// never approves by itself (kubelets run with serverTLSBootstrap), and the
+// node agents' renewals of their certificates (ReviewNodeCredentialCSR),
+// and signs those of kubeup's own signer once approved.
 type CSRApprover struct {
 	client  kubernetes.Interface
 	csrs    certlisters.CertificateSigningRequestLister
@@ -197,26 +202,29 @@ type CSRApprover struct {
 	queue   workqueue.TypedRateLimitingInterface[string]
 	log     *slog.Logger
 	metrics *Metrics
+	creds   []components.NodeCredential
+	signer  *Signer // nil: kubeup's signer requests wait unsigned
 
 	mu       sync.Mutex
 	reported map[types.UID]string // pending reason last logged, per CSR
 }
 
 // NewCSRApprover registers its handlers on factory's CSR and Node
-// informers; start the factory, then Run.
-func NewCSRApprover(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger, m *Metrics) (*CSRApprover, error) {
+// informers; start the factory, then Run. signer signs the approved
+// requests of components.AgentSignerName.
+func NewCSRApprover(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger, m *Metrics, signer *Signer) (*CSRApprover, error) {
 	csrInf := factory.Certificates().V1().CertificateSigningRequests()
 	nodeInf := factory.Core().V1().Nodes()
 	a := &CSRApprover{
 		client: client, csrs: csrInf.Lister(), nodes: nodeInf.Lister(), log: log, metrics: m,
+		creds: components.NodeCredentials(), signer: signer,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "csrs"}),
 		reported: map[types.UID]string{},
 	}
 	enqueue := func(obj any) {
-		if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && !decided(csr) &&
-			csr.Spec.SignerName == certificatesv1.KubeletServingSignerName {
+		if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && a.wants(csr) {
 			a.queue.Add(csr.Name)
 		}
 	}
@@ -247,6 +255,18 @@ func NewCSRApprover(client kubernetes.Interface, factory informers.SharedInforme
 		return nil, fmt.Errorf("watch nodes: %w", err)
 	}
 	return a, nil
+}
+
+// wants: an undecided request it reviews, or one it signs.
+func (a *CSRApprover) wants(csr *certificatesv1.CertificateSigningRequest) bool {
+	if needsSigning(csr) {
+		return a.signer != nil
+	}
+	if decided(csr) {
+		return false
+	}
+	return csr.Spec.SignerName == certificatesv1.KubeletServingSignerName ||
+		slices.ContainsFunc(a.creds, func(c components.NodeCredential) bool { return c.SignerName == csr.Spec.SignerName })
 }
 
 func (a *CSRApprover) enqueueNode(name string) {
@@ -303,7 +323,14 @@ func (a *CSRApprover) review(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if needsSigning(csr) {
+		return a.sign(ctx, csr)
+	}
+	kind := "kubelet serving CSR"
 	d := ReviewServingCSR(csr, a.nodes.Get)
+	if csr.Spec.SignerName != certificatesv1.KubeletServingSignerName {
+		kind, d = "node credential CSR", ReviewNodeCredentialCSR(csr, a.creds)
+	}
 	switch d.Verdict {
 	case Ignore:
 		return nil
@@ -313,7 +340,7 @@ func (a *CSRApprover) review(ctx context.Context, name string) error {
 		a.reported[csr.UID] = d.Reason
 		a.mu.Unlock()
 		if changed {
-			a.log.Info("kubelet serving CSR left pending", "csr", name, "requester", csr.Spec.Username, "reason", d.Reason)
+			a.log.Info(kind+" left pending", "csr", name, "requester", csr.Spec.Username, "reason", d.Reason)
 			a.metrics.csr.WithLabelValues("pending").Inc()
 		}
 		return nil
@@ -340,6 +367,38 @@ func (a *CSRApprover) review(ctx context.Context, name string) error {
 	if d.Verdict == Deny {
 		level = slog.LevelWarn
 	}
-	a.log.Log(ctx, level, "kubelet serving CSR "+decision, "csr", name, "requester", csr.Spec.Username, "reason", d.Reason)
+	a.log.Log(ctx, level, kind+" "+decision, "csr", name, "requester", csr.Spec.Username, "reason", d.Reason)
+	return nil
+}
+
+// sign issues the certificate of an approved request to kubeup's signer
+// and writes it into the request's status; a request the signer refuses
+// gets a Failed condition.
+func (a *CSRApprover) sign(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
+	c := csr.DeepCopy()
+	certPEM, err := a.signer.Sign(csr, a.creds)
+	if err != nil {
+		a.metrics.csrSigned.WithLabelValues("failure").Inc()
+		if !errors.Is(err, ErrSignRefused) {
+			return fmt.Errorf("sign CSR %s: %w", csr.Name, err) // retried
+		}
+		c.Status.Conditions = append(c.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type: certificatesv1.CertificateFailed, Status: corev1.ConditionTrue,
+			Reason: SignerFailedReason, Message: err.Error(), LastUpdateTime: metav1.Now(),
+		})
+		a.log.Warn("CSR not signed", "csr", csr.Name, "requester", csr.Spec.Username, "err", err)
+	} else {
+		c.Status.Certificate = certPEM
+	}
+	if _, err := a.client.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("write the certificate of CSR %s: %w", csr.Name, err)
+	}
+	if len(c.Status.Certificate) > 0 {
+		a.metrics.csrSigned.WithLabelValues("success").Inc()
+		a.log.Info("signed CSR", "csr", csr.Name, "requester", csr.Spec.Username, "signer", csr.Spec.SignerName)
+	}
 	return nil
 }

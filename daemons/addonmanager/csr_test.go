@@ -2,6 +2,7 @@ package addonmanager
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -33,7 +34,8 @@ type csrTemplate struct {
 	emails           []string
 	uris             []string
 	usages           []certificatesv1.KeyUsage
-	request          []byte // raw spec.request, overriding the generated one
+	request          []byte        // raw spec.request, overriding the generated one
+	key              crypto.Signer // the request's key (default: a new P-256 key)
 }
 
 func newCSR(t *testing.T, c csrTemplate) *certificatesv1.CertificateSigningRequest {
@@ -58,9 +60,13 @@ func newCSR(t *testing.T, c csrTemplate) *certificatesv1.CertificateSigningReque
 	}
 	req := c.request
 	if req == nil {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
+		key := c.key
+		if key == nil {
+			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key = k
 		}
 		tmpl := &x509.CertificateRequest{
 			Subject:        pkix.Name{CommonName: c.cn, Organization: c.org},
@@ -183,7 +189,7 @@ func TestCSRApproverApproves(t *testing.T) {
 	client := fake.NewClientset(good, bad, waiting, worker1())
 	factory := informers.NewSharedInformerFactory(client, 0)
 	m := NewMetrics()
-	a, err := NewCSRApprover(client, factory, slog.New(slog.NewTextHandler(t.Output(), nil)), m)
+	a, err := NewCSRApprover(client, factory, slog.New(slog.NewTextHandler(t.Output(), nil)), m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,7 @@ metadata: {name: prune-me, namespace: addons-test, labels: {addonmanager.kuberne
 		ManifestDirs: []string{addons}, Resync: metav1.Duration{Duration: 5 * time.Second},
 		Listen:   fmt.Sprintf("127.0.0.1:%d", kubetest.FreePort(t)),
 		CertFile: servingCrt, KeyFile: servingKey, ClientCAFile: caFile,
+		Signer: components.AddonManagerSigner{CertFile: caFile, KeyFile: api.CAKeyFile(t), Duration: metav1.Duration{Duration: time.Hour}},
 	}
 	if err := ValidateConfig(cfg); err != nil {
 		t.Fatal(err)

@@ -90,12 +90,31 @@ var (
 // *ManifestError for every file that could not be read or parsed and every
 // object it refused. A directory that does not exist is an error too: an
 // error means the declared set is incomplete, and callers must not prune.
-func LoadManifests(dirs []string) ([]Addon, error) {
+//
+// Rendered are manifests the manager made in memory (the cluster's own
+// addons, Source "rendered:<name>"), read first and held to the same rules.
+func LoadManifests(dirs []string, rendered ...components.File) ([]Addon, error) {
 	var (
 		addons []Addon
 		errs   []error
 		seen   = map[objectKey]string{}
 	)
+	add := func(got []Addon, ferrs []error) {
+		errs = append(errs, ferrs...)
+		for _, a := range got {
+			k := keyOf(a.Object)
+			if prev, dup := seen[k]; dup {
+				errs = append(errs, &ManifestError{Source: a.Source, Object: a.String(),
+					Err: fmt.Errorf("%w (first in %s)", ErrDuplicate, prev)})
+				continue
+			}
+			seen[k] = a.Source
+			addons = append(addons, a)
+		}
+	}
+	for _, f := range rendered {
+		add(loadData(RenderedSource+filepath.Base(f.Path), f.Content))
+	}
 	for _, dir := range dirs {
 		files, err := manifestFiles(dir)
 		if err != nil {
@@ -103,22 +122,14 @@ func LoadManifests(dirs []string) ([]Addon, error) {
 			continue
 		}
 		for _, file := range files {
-			got, ferrs := loadFile(file)
-			errs = append(errs, ferrs...)
-			for _, a := range got {
-				k := keyOf(a.Object)
-				if prev, dup := seen[k]; dup {
-					errs = append(errs, &ManifestError{Source: a.Source, Object: a.String(),
-						Err: fmt.Errorf("%w (first in %s)", ErrDuplicate, prev)})
-					continue
-				}
-				seen[k] = a.Source
-				addons = append(addons, a)
-			}
+			add(loadFile(file))
 		}
 	}
 	return addons, errors.Join(errs...)
 }
+
+// RenderedSource prefixes the Source of manifests rendered in memory.
+const RenderedSource = "rendered:"
 
 func manifestFiles(dir string) ([]string, error) {
 	if _, err := os.Stat(dir); err != nil {
@@ -167,6 +178,11 @@ func loadFile(path string) ([]Addon, []error) {
 	if err != nil {
 		return nil, []error{&ManifestError{Source: path, Err: err}}
 	}
+	return loadData(path, data)
+}
+
+// loadData decodes the documents of one file's content, named path.
+func loadData(path string, data []byte) ([]Addon, []error) {
 	var (
 		addons []Addon
 		errs   []error

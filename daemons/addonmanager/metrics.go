@@ -10,6 +10,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	applied     *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
 	failed      *prometheus.CounterVec
 	pruned      *prometheus.CounterVec
 	restored    *prometheus.CounterVec
@@ -17,6 +18,7 @@ type Metrics struct {
 	lastSync    prometheus.Gauge
 	manifest    *prometheus.GaugeVec
 	csr         *prometheus.CounterVec
+	csrSigned   *prometheus.CounterVec
 	nodeLabels  prometheus.Counter
 }
 
@@ -28,6 +30,10 @@ func NewMetrics() *Metrics {
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_addon_objects_applied_total",
 			Help: "Objects applied (Reconcile) or created (EnsureExists) successfully, by kind.",
+		}, []string{"kind"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubeup_addon_objects_unchanged_total",
+			Help: "Objects a sync found as last applied (same manifest, same object, every declared field as declared) and did not apply again, by kind.",
 		}, []string{"kind"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_addon_objects_failed_total",
@@ -55,15 +61,19 @@ func NewMetrics() *Metrics {
 		}, []string{"mode"}),
 		csr: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubeup_addon_csr_decisions_total",
-			Help: "Kubelet serving CSR decisions: approved, denied, or pending (counted once per CSR and reason).",
+			Help: "Decisions about kubelet serving CSRs and the node agents' renewal CSRs: approved, denied, or pending (counted once per CSR and reason).",
 		}, []string{"decision"}),
+		csrSigned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubeup_addon_csr_signed_total",
+			Help: "Approved CSRs of kubeup's own signer (the node agents' certificates) signed, by result (success or failure).",
+		}, []string{"result"}),
 		nodeLabels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubeup_addon_node_role_labels_total",
 			Help: "Node role labels added.",
 		}),
 	}
-	m.Registry.MustRegister(m.applied, m.failed, m.pruned, m.restored, m.lastSuccess, m.lastSync,
-		m.manifest, m.csr, m.nodeLabels,
+	m.Registry.MustRegister(m.applied, m.skipped, m.failed, m.pruned, m.restored, m.lastSuccess, m.lastSync,
+		m.manifest, m.csr, m.csrSigned, m.nodeLabels,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

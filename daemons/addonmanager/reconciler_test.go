@@ -341,15 +341,31 @@ func TestSyncAppliesInOrder(t *testing.T) {
 		t.Error("LastRun not set")
 	}
 
-	// A second sync re-applies Reconcile objects and leaves EnsureExists ones.
+	// A second sync finds every object as it applied it (the cache holds
+	// the objects of its own applies) and writes nothing.
 	waitCached(t, r)
 	c.ClearActions()
 	if res := r.Sync(context.Background()); res.Changed != 0 || res.Failed != 0 {
 		t.Errorf("second sync = %+v, want nothing changed", res)
 	}
+	if got := c.writes(); len(got) != 0 {
+		t.Errorf("second sync writes %q, want none", got)
+	}
+	if got := testutil.ToFloat64(r.metrics.skipped.WithLabelValues("Deployment")); got != 1 {
+		t.Errorf("unchanged Deployments counted %v, want 1", got)
+	}
+
+	// Once fullApplyEvery resyncs have passed since an object's last apply
+	// (here: at once), a sync re-applies Reconcile objects and still
+	// leaves EnsureExists ones.
+	r.resync = 0
+	c.ClearActions()
+	if res := r.Sync(context.Background()); res.Changed != 0 || res.Failed != 0 {
+		t.Errorf("third sync = %+v, want nothing changed", res)
+	}
 	want = []string{"apply serviceaccounts dns", "apply clusterroles dns", "apply deployments dns"}
 	if got := c.writes(); !slices.Equal(got, want) {
-		t.Errorf("second sync writes:\n got %q\nwant %q", got, want)
+		t.Errorf("third sync writes:\n got %q\nwant %q", got, want)
 	}
 }
 

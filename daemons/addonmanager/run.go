@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/addons"
 	"kubeup.dev/kubeup/daemons/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
@@ -55,10 +56,18 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 	if err != nil {
 		return fmt.Errorf("dynamic client: %w", err)
 	}
+	var rendered []components.File
+	if cfg.Addons != nil {
+		// A cluster no addon can be rendered for is the config's fault:
+		// waiting would not fix it.
+		if rendered, err = addons.Manifests(cfg.Addons); err != nil {
+			return fmt.Errorf("render the addons of the config's cluster: %w", err)
+		}
+	}
 	metrics := NewMetrics()
 	resync := cfg.Resync.Duration
 	rec := NewReconciler(ReconcilerOptions{
-		Dirs: cfg.ManifestDirs, Resync: resync, Client: dyn,
+		Dirs: cfg.ManifestDirs, Rendered: rendered, Resync: resync, Client: dyn,
 		Mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery())),
 		Log:     log.With("controller", "addons"),
 		Metrics: metrics,
@@ -129,7 +138,7 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 			log.Warn("watchdog", "err", err)
 		}
 	}()
-	log.Info("addon manager started", "listen", cfg.Listen, "manifestDirs", cfg.ManifestDirs, "resync", resync)
+	log.Info("addon manager started", "listen", cfg.Listen, "manifestDirs", cfg.ManifestDirs, "rendered", len(rendered), "resync", resync)
 
 	_ = systemd.Status("waiting for the API server")
 	if err := waitForAPIServer(ctx, client, log, touch); err != nil {
@@ -139,7 +148,8 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 	}
 
 	factory := informers.NewSharedInformerFactory(client, resync)
-	approver, err := NewCSRApprover(client, factory, log.With("controller", "csr-approver"), metrics)
+	signer := &Signer{CertFile: cfg.Signer.CertFile, KeyFile: cfg.Signer.KeyFile, Duration: cfg.Signer.Duration.Duration}
+	approver, err := NewCSRApprover(client, factory, log.With("controller", "csr-approver"), metrics, signer)
 	if err != nil {
 		return err
 	}

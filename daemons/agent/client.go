@@ -97,7 +97,122 @@ func (c *Client) DeleteManifest(ctx context.Context, name string) error {
 	return err
 }
 
+// StartUnit, StopUnit and RestartUnit run a systemd job on one of the
+// machine's units and wait for it (a start: until the unit is ready).
+func (c *Client) StartUnit(ctx context.Context, unit string) error {
+	return c.unitAction(ctx, unit, "start")
+}
+
+func (c *Client) StopUnit(ctx context.Context, unit string) error {
+	return c.unitAction(ctx, unit, "stop")
+}
+
+func (c *Client) RestartUnit(ctx context.Context, unit string) error {
+	return c.unitAction(ctx, unit, "restart")
+}
+
+func (c *Client) unitAction(ctx context.Context, unit, action string) error {
+	_, err := c.doWith(ctx, c.long(), http.MethodPost, "/v1/units/"+url.PathEscape(unit)+"/"+action, nil)
+	return err
+}
+
+// long is the client without the overall timeout, for calls whose length
+// is the server's business (snapshots, restores, unit starts): their
+// contexts bound them.
+func (c *Client) long() *http.Client {
+	return &http.Client{Transport: c.HTTP.Transport}
+}
+
+// EtcdSnapshot streams a fresh snapshot of the machine's etcd member. A
+// failure after the stream started is an error at its end (the agent's
+// trailer), and a truncated stream fails the receiver's verification.
+func (c *Client) EtcdSnapshot(ctx context.Context) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/v1/etcd/snapshot", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.long().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent GET /v1/etcd/snapshot: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("agent GET /v1/etcd/snapshot: %s: %s", resp.Status, bytes.TrimSpace(data))
+	}
+	return &snapshotBody{resp: resp}, nil
+}
+
+type snapshotBody struct{ resp *http.Response }
+
+func (b *snapshotBody) Read(p []byte) (int, error) {
+	n, err := b.resp.Body.Read(p)
+	if err == io.EOF {
+		if msg := b.resp.Trailer.Get(SnapshotErrorTrailer); msg != "" {
+			return n, fmt.Errorf("agent's snapshot stream failed: %s", msg)
+		}
+	}
+	return n, err
+}
+
+func (b *snapshotBody) Close() error { return b.resp.Body.Close() }
+
+// RestoreEtcd uploads a snapshot for the machine's etcd member to be
+// restored from. The result lists the steps done, also when one failed
+// (then with an error too); it is nil only when the agent gave none.
+func (c *Client) RestoreEtcd(ctx context.Context, snapshot io.Reader, size int64) (*RestoreResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+"/v1/etcd/restore", snapshot)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.long().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent POST /v1/etcd/restore: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("agent POST /v1/etcd/restore: %w", err)
+	}
+	var res RestoreResult
+	if json.Unmarshal(data, &res) != nil || len(res.Steps) == 0 {
+		if resp.StatusCode/100 == 2 {
+			return nil, fmt.Errorf("agent POST /v1/etcd/restore: unexpected answer %.200q", data)
+		}
+		return nil, fmt.Errorf("agent POST /v1/etcd/restore: %s: %s", resp.Status, bytes.TrimSpace(data))
+	}
+	if resp.StatusCode/100 != 2 {
+		return &res, fmt.Errorf("agent POST /v1/etcd/restore: %s: %s", resp.Status, res.Error)
+	}
+	return &res, nil
+}
+
+// RenewCertificates asks the agent to renew, now, every certificate it
+// renews by itself, and returns what it did.
+func (c *Client) RenewCertificates(ctx context.Context) ([]CertificateRenewal, error) {
+	// A node's renewal waits for its CSRs to be signed: longer than the
+	// other calls may take.
+	long, hc := *c, *c.HTTP
+	hc.Timeout = renewTimeout + 30*time.Second
+	long.HTTP = &hc
+	body, err := long.do(ctx, http.MethodPost, "/v1/certs/renew", nil)
+	if err != nil {
+		return nil, err
+	}
+	var res []CertificateRenewal
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("agent renewal: %w", err)
+	}
+	return res, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	return c.doWith(ctx, c.HTTP, method, path, body)
+}
+
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, body []byte) ([]byte, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -106,7 +221,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]by
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s %s: %w", method, path, err)
 	}

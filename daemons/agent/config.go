@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -68,11 +69,16 @@ func LoadConfig(path string) (*agentconfig.Config, error) {
 // an aggregator outage.
 const minLogBuffer = 1 << 20
 
+// minRenewalLifetime is the shortest lifetime the CSR API signs (10
+// minutes, kube-controller-manager's floor).
+const minRenewalLifetime = 10 * time.Minute
+
 var (
 	// syslogIdentifier: a journal field value safe on journalctl's command
 	// line (no '=' or '+' term, no spaces).
 	syslogIdentifier = regexp.MustCompile(`^[A-Za-z0-9_.:@-]+$`)
 	scrapeName       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	signerName       = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*$`)
 	unitName         = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path|scope|slice)$`)
 )
 
@@ -167,6 +173,47 @@ func ValidateConfig(c *agentconfig.Config) error {
 		absolute("etcd.caFile", e.CAFile)
 		absolute("etcd.certFile", e.CertFile)
 		absolute("etcd.keyFile", e.KeyFile)
+		if m := e.Member; m != nil {
+			if required("etcd.member.unit", m.Unit) && !unitName.MatchString(m.Unit) {
+				bad("etcd.member.unit", "%q is not a systemd unit name", m.Unit)
+			}
+			if u, err := url.Parse(m.ClientURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				bad("etcd.member.clientURL", "%q is not an https:// URL", m.ClientURL)
+			}
+			required("etcd.member.name", m.Name)
+			absolute("etcd.member.dataDir", m.DataDir)
+			if m.DataDir == "/" {
+				bad("etcd.member.dataDir", "must not be /")
+			}
+			required("etcd.member.initialAdvertisePeerURLs", m.InitialAdvertisePeerURLs)
+			if required("etcd.member.initialCluster", m.InitialCluster) && !strings.Contains(m.InitialCluster, m.Name+"=") {
+				bad("etcd.member.initialCluster", "%q does not name the member %q", m.InitialCluster, m.Name)
+			}
+			required("etcd.member.initialClusterToken", m.InitialClusterToken)
+		}
+		if sn := e.Snapshots; sn != nil {
+			absolute("etcd.snapshots.dir", sn.Dir)
+			if d, err := time.ParseDuration(sn.Interval); err != nil || d < 0 {
+				bad("etcd.snapshots.interval", "%q is not a duration of 0s or more", sn.Interval)
+			}
+			if sn.Keep < 1 {
+				bad("etcd.snapshots.keep", "%d: keep at least 1", sn.Keep)
+			}
+		}
+	}
+	if rn := c.Renewal; rn != nil {
+		absolute("renewal.dir", rn.Dir)
+		if rn.Lifetime.Duration < minRenewalLifetime {
+			bad("renewal.lifetime", "%s is shorter than %s", rn.Lifetime.Duration, minRenewalLifetime)
+		}
+		for i, q := range rn.Requests {
+			field := fmt.Sprintf("renewal.requests[%d]", i)
+			absolute(field+".certFile", q.CertFile)
+			absolute(field+".keyFile", q.KeyFile)
+			if !signerName.MatchString(q.SignerName) {
+				bad(field+".signerName", "%q is not a signer name (domain/path)", q.SignerName)
+			}
+		}
 	}
 	for _, unit := range sortedKeys(c.Inspect.EnvFiles) {
 		absolute("inspect.envFiles."+unit, c.Inspect.EnvFiles[unit])
@@ -212,6 +259,21 @@ func loopbackURL(raw string) error {
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n > 0 && n < 65536
+}
+
+// withTimerServices adds, after each timer in units, the service it starts
+// by systemd's default (a.timer starts a.service): a scheduled job's lines
+// are logged by its service, while the agent watches its timer, which stays
+// active between runs.
+func withTimerServices(units []string) []string {
+	out := make([]string, 0, len(units))
+	for _, u := range units {
+		out = append(out, u)
+		if base, ok := strings.CutSuffix(u, ".timer"); ok && !slices.Contains(units, base+".service") {
+			out = append(out, base+".service")
+		}
+	}
+	return out
 }
 
 // logIdentifiers are the SYSLOG_IDENTIFIERs to forward: absent means the

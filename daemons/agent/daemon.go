@@ -25,6 +25,15 @@ type Options struct {
 	Log *slog.Logger
 	// Units reads systemd units; default: the system bus.
 	Units UnitReader
+	// Control starts and stops units (the admin API, a restore); default:
+	// the system bus.
+	Control UnitControl
+	// Command runs programs (etcdutl); default: exec.
+	Command CommandFunc
+	// Etcdutl is etcdutl's path; default DefaultEtcdutl.
+	Etcdutl string
+	// Snapshot streams etcd snapshots; default: clientv3 to the member.
+	Snapshot SnapshotFunc
 	// Journal runs journalctl; default: exec.
 	Journal JournalFunc
 	// Routes is the routing table; default: netlink in the current namespace.
@@ -62,6 +71,7 @@ type Daemon struct {
 	journal JournalFunc
 	auth    *httpauth.Authenticator
 	certs   *certScanner
+	renew   *certRenewal // nil without cfg.Renewal
 	podnet  *podNetwork
 	logs    *logPipeline // nil when cfg.Logs.Forward is empty
 	etcd    *etcdHealth  // nil without cfg.Etcd (nodes)
@@ -73,6 +83,13 @@ type Daemon struct {
 	serving    chan struct{} // closed when the HTTPS server stops
 	podDir     string
 	procNetDir string
+
+	control UnitControl
+	// snapshot streams a snapshot of the local etcd member and restore
+	// rebuilds it from one; nil without an etcd member (nodes).
+	snapshot  SnapshotFunc
+	restore   *etcdRestore
+	restoring chan struct{} // holds a token while a restore runs
 }
 
 func (d *Daemon) staticPodDir() string {
@@ -104,6 +121,19 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	if o.Units == nil {
 		o.Units = &dbusUnits{}
 	}
+	if o.Control == nil {
+		if c, ok := o.Units.(UnitControl); ok {
+			o.Control = c // one bus connection for both
+		} else {
+			o.Control = &dbusUnits{}
+		}
+	}
+	if o.Command == nil {
+		o.Command = execCommand
+	}
+	if o.Etcdutl == "" {
+		o.Etcdutl = DefaultEtcdutl
+	}
 	if o.Journal == nil {
 		o.Journal = execJournal
 	}
@@ -123,7 +153,7 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, log: o.Log, now: o.Now, uptime: o.Uptime, started: o.Now(), podDir: o.StaticPodDir, procNetDir: o.ProcNet,
 		tls: t, units: o.Units, journal: o.Journal,
-		scrape:  &http.Client{Timeout: scrapeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}},
+		scrape:  &http.Client{Timeout: maxScrapeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}},
 		serving: make(chan struct{}),
 	}
 	if o.Kube != nil {
@@ -131,8 +161,12 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 	} else {
 		d.kube = newKubeClient(cfg.Kubeconfig, o.Log.With("task", "kubeconfig"))
 	}
+	d.control, d.restoring = o.Control, make(chan struct{}, 1)
 	d.auth = httpauth.NewAuthenticator(t, d.kube, "kubeup-agent", o.Now)
 	d.certs = &certScanner{dirs: cfg.CertificateDirs}
+	if cfg.Renewal != nil {
+		d.renew = newCertRenewal(*cfg.Renewal, cfg.Machine, d.kube, o.Log.With("task", "certificate-renewal"), o.Now)
+	}
 	d.podnet = &podNetwork{
 		machine:     cfg.Machine,
 		clusterCIDR: netip.MustParsePrefix(cfg.Network.ClusterPodCIDR), // validated
@@ -152,16 +186,31 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 		if d.etcd, err = newEtcdHealth(cfg.Etcd, o.Log.With("task", "etcd-health")); err != nil {
 			return nil, err
 		}
+		if d.snapshot = o.Snapshot; d.snapshot == nil {
+			if d.snapshot, err = newEtcdSnapshotFunc(*cfg.Etcd); err != nil {
+				return nil, err
+			}
+		}
+		if m, s := cfg.Etcd.Member, cfg.Etcd.Snapshots; m != nil && s != nil {
+			d.restore = &etcdRestore{machine: cfg.Machine, member: *m, dir: s.Dir, etcdutl: o.Etcdutl,
+				units: o.Control, run: o.Command, now: o.Now, log: o.Log.With("task", "etcd-restore")}
+		}
 	}
 	d.mem = newMemoryRelease(o.Log.With("task", "memory-release"))
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
 	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)
 	d.reg.MustRegister(d.mem.released)
+	if d.renew != nil {
+		d.reg.MustRegister(d.renew.renewals)
+	}
 	if d.logs != nil {
 		d.reg.MustRegister(d.logs.metrics)
 	}
 	if d.etcd != nil {
 		d.reg.MustRegister(d.etcd)
+	}
+	if cfg.Etcd != nil && cfg.Etcd.Snapshots != nil {
+		d.reg.MustRegister(&snapshotCollector{cfg: *cfg.Etcd.Snapshots})
 	}
 	return d, nil
 }
@@ -172,6 +221,10 @@ func (d *Daemon) tasks() []Task {
 		d.kube,   // waits for the kubelet's kubeconfig, then publishes a client
 		d.certs,  // certificate expiry, rescanned every minute
 		d.podnet, // CNI config, routes to other machines' pod CIDRs, masquerade
+	}
+	if d.renew != nil {
+		// Certificates renewed when a third of their lifetime is left.
+		tasks = append(tasks, d.renew)
 	}
 	if d.logs != nil {
 		// The forwarder (aggregator connection, disk buffer), then its

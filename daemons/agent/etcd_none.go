@@ -9,3 +9,6 @@ import "kubeup.dev/kubeup/components/agentconfig"
 // most of the code a master's agent links beyond a node's, which a node
 // would map for nothing.
 func newEtcdChecker(agentconfig.Etcd) (etcdChecker, error) { return nil, errNoEtcdClient }
+
+// newEtcdSnapshotFunc: nor does it take snapshots.
+func newEtcdSnapshotFunc(agentconfig.Etcd) (SnapshotFunc, error) { return nil, errNoEtcdClient }

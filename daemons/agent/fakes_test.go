@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -157,6 +159,9 @@ type testDaemon struct {
 	journal *fakeJournal
 	// podLogDir is the daemon's /var/log/pods.
 	podLogDir string
+	control   *fakeControl
+	commands  *fakeCommands
+	etcd      *fakeSnapshots // the etcd member's snapshot stream
 }
 
 // fakeKube is KubeAPI over client-go's fake clientset (test binaries may
@@ -202,6 +207,47 @@ func (f fakeKube) NodeListWatch() cache.ListerWatcher {
 	}, f.c)
 }
 
+// CreateCSR and GetCSR go through the fake clientset's certificates/v1
+// type by way of JSON, as the agent's requests reach the API server: a
+// field name that is not the API's is lost.
+func (f fakeKube) CreateCSR(ctx context.Context, csr *kubeCSR) (*kubeCSR, error) {
+	var in certificatesv1.CertificateSigningRequest
+	convertJSON(csr, &in)
+	if in.Name == "" && in.GenerateName != "" {
+		// The fake clientset does not generate names.
+		in.Name = in.GenerateName + fmt.Sprint(csrSerial.Add(1))
+	}
+	out, err := f.c.CertificatesV1().CertificateSigningRequests().Create(ctx, &in, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var k kubeCSR
+	convertJSON(out, &k)
+	return &k, nil
+}
+
+func (f fakeKube) GetCSR(ctx context.Context, name string) (*kubeCSR, error) {
+	out, err := f.c.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var k kubeCSR
+	convertJSON(out, &k)
+	return &k, nil
+}
+
+var csrSerial atomic.Int64
+
+func convertJSON(in, out any) {
+	data, err := json.Marshal(in)
+	if err != nil {
+		panic(err)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		panic(err)
+	}
+}
+
 func mustKubeNode(n *corev1.Node) *kubeNode {
 	data, err := json.Marshal(n)
 	if err != nil {
@@ -231,7 +277,7 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig
 		e(&cfg)
 	}
 	td := &testDaemon{clock: &testClock{}, pki: pki, cfg: &cfg, routes: newFakeRoutes(), masq: &fakeMasq{}, journal: &fakeJournal{},
-		podLogDir: filepath.Join(t.TempDir(), "pods")}
+		podLogDir: filepath.Join(t.TempDir(), "pods"), control: &fakeControl{}, commands: &fakeCommands{}, etcd: &fakeSnapshots{}}
 	var api KubeAPI
 	if kube != nil {
 		api = fakeKube{kube}
@@ -244,6 +290,9 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig
 			"containerd.service": {ActiveState: "failed", SubState: "failed"},
 		}},
 		Journal:      td.journal.run,
+		Control:      td.control,
+		Command:      td.commands.run,
+		Snapshot:     td.etcd.open,
 		Routes:       td.routes,
 		Masquerade:   td.masq,
 		Kube:         api,

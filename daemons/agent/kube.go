@@ -25,20 +25,29 @@ import (
 )
 
 // KubeAPI is the part of the Kubernetes API the agent uses: token and
-// access reviews for bearer-token metrics, and Nodes for the pod network.
+// access reviews for bearer-token metrics, Nodes for the pod network, and
+// CertificateSigningRequests for renewing nodes' certificates.
 type KubeAPI interface {
 	httpauth.Reviewer
 	// NodeListWatch lists and watches Nodes, for an informer.
 	NodeListWatch() cache.ListerWatcher
+	CSRAPI
+}
+
+// CSRAPI creates and reads CertificateSigningRequests.
+type CSRAPI interface {
+	CreateCSR(ctx context.Context, csr *kubeCSR) (*kubeCSR, error)
+	GetCSR(ctx context.Context, name string) (*kubeCSR, error)
 }
 
 // restKube is KubeAPI on client-go's rest.RESTClient with a scheme of just
-// Nodes (as kubeNode), TokenReviews and SubjectAccessReviews. The generated clientset
+// Nodes (as kubeNode), TokenReviews, SubjectAccessReviews and
+// CertificateSigningRequests (as kubeCSR). The generated clientset
 // (k8s.io/client-go/kubernetes) would do, but it links and registers every
 // API group of Kubernetes to use three resources, and its code and init
 // work are a large share of the pages a small static binary maps in.
 type restKube struct {
-	core, authn, authz *rest.RESTClient
+	core, authn, authz, certs *rest.RESTClient
 }
 
 func newRESTKube(cfg *rest.Config) (*restKube, error) {
@@ -49,7 +58,8 @@ func newRESTKube(cfg *rest.Config) (*restKube, error) {
 	scheme.AddKnownTypeWithName(coreV1.WithKind("NodeList"), &kubeNodeList{})
 	scheme.AddKnownTypes(authnv1.SchemeGroupVersion, &authnv1.TokenReview{})
 	scheme.AddKnownTypes(authzv1.SchemeGroupVersion, &authzv1.SubjectAccessReview{})
-	for _, gv := range []schema.GroupVersion{coreV1, authnv1.SchemeGroupVersion, authzv1.SchemeGroupVersion} {
+	scheme.AddKnownTypeWithName(certificatesV1.WithKind("CertificateSigningRequest"), &kubeCSR{})
+	for _, gv := range []schema.GroupVersion{coreV1, authnv1.SchemeGroupVersion, authzv1.SchemeGroupVersion, certificatesV1} {
 		metav1.AddToGroupVersion(scheme, gv)
 	}
 	codecs := serializer.NewCodecFactory(scheme)
@@ -61,7 +71,7 @@ func newRESTKube(cfg *rest.Config) (*restKube, error) {
 		c := rest.CopyConfig(cfg)
 		c.GroupVersion, c.APIPath = &gv, apiPath
 		c.NegotiatedSerializer = codecs.WithoutConversion()
-		// JSON both ways: kubeNode has no protobuf or CBOR codec.
+		// JSON both ways: kubeNode and kubeCSR have no protobuf or CBOR codec.
 		c.ContentType, c.AcceptContentTypes = "application/json", "application/json"
 		return rest.RESTClientForConfigAndClient(c, httpClient)
 	}
@@ -75,6 +85,9 @@ func newRESTKube(cfg *rest.Config) (*restKube, error) {
 	if k.authz, err = client(authzv1.SchemeGroupVersion, "/apis"); err != nil {
 		return nil, err
 	}
+	if k.certs, err = client(certificatesV1, "/apis"); err != nil {
+		return nil, err
+	}
 	return &k, nil
 }
 
@@ -86,6 +99,16 @@ func (k *restKube) CreateTokenReview(ctx context.Context, tr *authnv1.TokenRevie
 func (k *restKube) CreateSubjectAccessReview(ctx context.Context, sar *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error) {
 	out := &authzv1.SubjectAccessReview{}
 	return out, k.authz.Post().Resource("subjectaccessreviews").Body(sar).Do(ctx).Into(out)
+}
+
+func (k *restKube) CreateCSR(ctx context.Context, csr *kubeCSR) (*kubeCSR, error) {
+	out := &kubeCSR{}
+	return out, k.certs.Post().Resource("certificatesigningrequests").Body(csr).Do(ctx).Into(out)
+}
+
+func (k *restKube) GetCSR(ctx context.Context, name string) (*kubeCSR, error) {
+	out := &kubeCSR{}
+	return out, k.certs.Get().Resource("certificatesigningrequests").Name(name).Do(ctx).Into(out)
 }
 
 func (k *restKube) NodeListWatch() cache.ListerWatcher {

@@ -39,7 +39,7 @@ func newLogPipeline(cfg *agentconfig.Config, journal JournalFunc, podLogDir stri
 		forward: fwd,
 		metrics: m,
 		journal: logforward.NewJournal(logforward.JournalConfig{
-			Units:       cfg.Units,
+			Units:       withTimerServices(cfg.Units),
 			Identifiers: logIdentifiers(cfg.Logs),
 			Origin:      origin,
 			StateDir:    cfg.Logs.StateDir,

@@ -272,20 +272,24 @@ func (p *podNetwork) reconcile(list []*kubeNode) {
 	}
 
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if masqDue && st.Masquerade {
 		p.masqAt = now
 	}
-	if st.Error != p.lastErr {
+	changed := st.Error != p.lastErr
+	p.lastErr = st.Error
+	p.status = st
+	p.lastPass = now
+	p.mu.Unlock()
+	// Logged outside the lock: a log write blocks while journald is slow to
+	// read (a starved master), and Healthy, the watchdog's check, takes the
+	// lock; a blocked write under it once cost the agent its watchdog.
+	if changed {
 		if st.Error != "" {
 			p.log.Warn("pod network not ready", "reason", st.Error)
 		} else {
 			p.log.Info("pod network ready", "podCIDR", st.PodCIDR, "routes", len(st.Routes))
 		}
-		p.lastErr = st.Error
 	}
-	p.status = st
-	p.lastPass = now
 }
 
 // Status returns the last reconcile's outcome.

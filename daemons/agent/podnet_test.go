@@ -171,6 +171,59 @@ func TestPodNetworkStuck(t *testing.T) {
 	}
 }
 
+// blockingHandler is a log handler whose writes of the pod network's
+// state hang until release is closed, as a write to a journald that does
+// not read does.
+type blockingHandler struct {
+	slog.Handler
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h blockingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !strings.HasPrefix(r.Message, "pod network") {
+		return nil
+	}
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	<-h.release
+	return nil
+}
+
+// The watchdog's check answers while the reconcile loop is stuck writing a
+// log line: no log write happens under the lock Healthy takes.
+func TestPodNetworkHealthyWhileLoggingBlocks(t *testing.T) {
+	td := newTestDaemon(t, nil)
+	pn := td.podnet
+	h := blockingHandler{Handler: slog.NewTextHandler(io.Discard, nil), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	pn.log = slog.New(h)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// No pod CIDR yet: a change of state, which the loop logs.
+		pn.reconcile(kubeNodes(t, node("node-0", "", "10.77.0.100")))
+	}()
+	select {
+	case <-h.entered: // the reconcile is now blocked in its log write
+	case <-done:
+		t.Fatal("the reconcile logged no change of state")
+	}
+	healthy := make(chan error, 1)
+	go func() { healthy <- pn.Healthy(); _ = pn.Status() }()
+	select {
+	case err := <-healthy:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Healthy blocked behind a log write")
+	}
+	close(h.release)
+	<-done
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

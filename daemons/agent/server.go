@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,12 +20,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"kubeup.dev/kubeup/daemons/agent/etcdsnapshot"
 	"kubeup.dev/kubeup/daemons/httpauth"
 )
 
 const (
-	scrapeTimeout  = 10 * time.Second
-	journalTimeout = 30 * time.Second
+	// scrapeTimeout bounds a proxied scrape when Prometheus does not say
+	// how long it waits (X-Prometheus-Scrape-Timeout-Seconds); what it
+	// says is followed up to maxScrapeTimeout.
+	scrapeTimeout    = 10 * time.Second
+	maxScrapeTimeout = 2 * time.Minute
+	journalTimeout   = 30 * time.Second
 	// Journal line bounds: enough for a failing unit's story, not enough to
 	// stream the whole journal through the agent's memory budget.
 	defaultJournalLines = 100
@@ -47,6 +53,10 @@ const AdminGroup = httpauth.AdminGroup
 //	GET /v1/sockets        listening sockets (JSON)     admin client cert
 //	PUT /v1/manifests/<n>  write a static pod manifest  admin client cert
 //	DELETE /v1/manifests/<n>                             admin client cert
+//	POST /v1/units/<unit>/{start,stop,restart}          admin client cert
+//	GET /v1/etcd/snapshot  a fresh snapshot (masters)   admin client cert
+//	POST /v1/etcd/restore  restore the body (masters)   admin client cert
+//	POST /v1/certs/renew   renew every renewable certificate now (JSON)  admin client cert
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -69,7 +79,39 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("GET /v1/sockets", d.auth.Admin(http.HandlerFunc(d.serveSockets)))
 	mux.Handle("PUT /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
 	mux.Handle("DELETE /v1/manifests/{name}", d.auth.Admin(http.HandlerFunc(d.serveManifest)))
+	mux.Handle("POST /v1/units/{name}/{action}", d.auth.Admin(http.HandlerFunc(d.serveUnitAction)))
+	mux.Handle("GET /v1/etcd/snapshot", d.auth.Admin(http.HandlerFunc(d.serveEtcdSnapshot)))
+	mux.Handle("POST /v1/etcd/restore", d.auth.Admin(http.HandlerFunc(d.serveEtcdRestore)))
+	mux.Handle("POST /v1/certs/renew", d.auth.Admin(http.HandlerFunc(d.serveRenew)))
 	return mux
+}
+
+// renewTimeout bounds POST /v1/certs/renew: a CSR wait (nodes) and the
+// local re-issues.
+const renewTimeout = csrTimeout + time.Minute
+
+// serveRenew renews, now, every certificate the agent renews by itself
+// (the renewal task does it, so requests and the task's schedule never
+// write the same file at once), and answers what it did.
+func (d *Daemon) serveRenew(w http.ResponseWriter, r *http.Request) {
+	if d.renew == nil {
+		http.Error(w, "certificate renewal is not configured on this machine", http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), renewTimeout)
+	defer cancel()
+	res, err := d.renew.RenewNow(ctx)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if res == nil {
+		res = []CertificateRenewal{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(res)
 }
 
 // serveScrape fetches a loopback metrics endpoint and passes its answer on,
@@ -82,7 +124,9 @@ func (d *Daemon) serveScrape(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no scrape target %q (have %s)", name, strings.Join(sortedKeys(d.cfg.Scrape), ", ")), http.StatusNotFound)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target, nil)
+	ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeoutOf(r))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -109,6 +153,18 @@ func (d *Daemon) serveScrape(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, resp.Body)
 }
 
+// scrapeTimeoutOf is how long a proxied scrape may take: as long as the
+// scraper waits (a busy containerd under TCG took more than 10 s to
+// render its per-container metrics, so a fixed 10 s answered 502 to a
+// Prometheus that would have waited 45), else scrapeTimeout.
+func scrapeTimeoutOf(r *http.Request) time.Duration {
+	secs, err := strconv.ParseFloat(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), 64)
+	if err != nil || secs <= 0 || math.IsNaN(secs) {
+		return scrapeTimeout
+	}
+	return min(time.Duration(secs*float64(time.Second)), maxScrapeTimeout)
+}
+
 // Status is GET /v1/status.
 type Status struct {
 	Cluster       string            `json:"cluster"`
@@ -126,6 +182,8 @@ type Status struct {
 	Logs *LogStatus `json:"logs,omitempty"`
 	// Etcd is the last etcd health poll (masters).
 	Etcd []EtcdMemberStatus `json:"etcd,omitempty"`
+	// EtcdSnapshots is the scheduled snapshots' status file (masters).
+	EtcdSnapshots *etcdsnapshot.Status `json:"etcdSnapshots,omitempty"`
 }
 
 // Status collects the machine's status.
@@ -141,6 +199,11 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	}
 	if d.etcd != nil {
 		st.Etcd = d.etcd.Status()
+	}
+	if e := d.cfg.Etcd; e != nil && e.Snapshots != nil {
+		if s, err := etcdsnapshot.ReadStatus(e.Snapshots.Dir); err == nil {
+			st.EtcdSnapshots = &s
+		}
 	}
 	if up, err := d.uptime(); err == nil {
 		st.UptimeSeconds = int64(up.Seconds())
@@ -197,7 +260,11 @@ func (d *Daemon) JournalArgs(unit, lines, since string) ([]string, error) {
 		}
 		n = v
 	}
-	args := []string{"-u", unit, "-n", strconv.Itoa(n), "-o", "short-iso", "--no-pager"}
+	var args []string
+	for _, u := range withTimerServices([]string{unit}) {
+		args = append(args, "-u", u) // a timer's journal is its service's
+	}
+	args = append(args, "-n", strconv.Itoa(n), "-o", "short-iso", "--no-pager")
 	if since != "" {
 		t, err := time.Parse(time.RFC3339, since)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
@@ -300,5 +301,49 @@ func TestJournal(t *testing.T) {
 	want := "-u kubelet.service -n 20 -o short-iso --no-pager --since=@1767225600"
 	if got := strings.Join(td.journal.args[0], " "); got != want {
 		t.Errorf("journalctl %s\nwant       %s", got, want)
+	}
+}
+
+// A proxied scrape waits as long as Prometheus says it waits, within
+// bounds, and no longer.
+func TestScrapeTimeoutFromPrometheus(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[string]time.Duration{
+		"": scrapeTimeout, "45": 45 * time.Second, "0.5": 500 * time.Millisecond, "1000": maxScrapeTimeout,
+		"-1": scrapeTimeout, "0": scrapeTimeout, "NaN": scrapeTimeout, "soon": scrapeTimeout,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/metrics/containerd", nil)
+		if h != "" {
+			r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", h)
+		}
+		if got := scrapeTimeoutOf(r); got != want {
+			t.Errorf("header %q: %s, want %s", h, got, want)
+		}
+	}
+
+	release := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer upstream.Close()
+	defer close(release)
+	td := newTestDaemon(t, nil, func(c *agentconfig.Config) {
+		c.Scrape = map[string]string{"containerd": upstream.URL}
+	})
+	srv := serve(t, td)
+	c := newClient(t, srv, td.pki.clientTLS(t, td.pki.ca.tlsCert(t, "prometheus", nil)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/metrics/containerd", nil)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "0.3")
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusBadGateway || took > 5*time.Second {
+		t.Errorf("a scrape that outlives Prometheus's 0.3 s: %d after %s, want 502 soon after 0.3 s", resp.StatusCode, took)
 	}
 }

@@ -103,3 +103,49 @@ func (d *dbusUnits) Close() {
 		d.conn = nil
 	}
 }
+
+// UnitControl starts, stops and restarts systemd units, each call waiting
+// until systemd's job has finished (for a start: until the unit is ready,
+// its ExecStartPost readiness wait included).
+type UnitControl interface {
+	StartUnit(ctx context.Context, name string) error
+	StopUnit(ctx context.Context, name string) error
+	RestartUnit(ctx context.Context, name string) error
+}
+
+func (d *dbusUnits) StartUnit(ctx context.Context, name string) error {
+	return d.job(ctx, "start", name, (*sddbus.Conn).StartUnitContext)
+}
+
+func (d *dbusUnits) StopUnit(ctx context.Context, name string) error {
+	return d.job(ctx, "stop", name, (*sddbus.Conn).StopUnitContext)
+}
+
+func (d *dbusUnits) RestartUnit(ctx context.Context, name string) error {
+	return d.job(ctx, "restart", name, (*sddbus.Conn).RestartUnitContext)
+}
+
+type jobFunc func(c *sddbus.Conn, ctx context.Context, name, mode string, ch chan<- string) (int, error)
+
+// job queues a job in "replace" mode (as systemctl does) and waits for its
+// result: "done", or why not ("failed", "timeout", "canceled",
+// "dependency", "skipped").
+func (d *dbusUnits) job(ctx context.Context, verb, name string, f jobFunc) error {
+	conn, err := d.connection(ctx)
+	if err != nil {
+		return err
+	}
+	ch := make(chan string, 1)
+	if _, err := f(conn, ctx, name, "replace", ch); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, name, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("%s %s: systemd job %s (journalctl -u %s says why)", verb, name, res, name)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: %w", verb, name, ctx.Err())
+	}
+}

@@ -21,11 +21,20 @@ import (
 // credentials; Admin admits only it.
 const AdminGroup = "system:masters"
 
-// DecisionTTL is how long a bearer-token decision is cached (both ways, as
-// the API server's webhook authorizer does), in at most maxDecisions
-// entries.
+// DecisionTTL is how long an allowed bearer-token decision is cached and
+// DeniedTTL a refusal, as the kubelet's webhook authorizer does by default
+// (5 min / 30 s), in at most maxDecisions entries. Prometheus scrapes every
+// minute: a shorter TTL cost two reviews per target per scrape, and a
+// saturated API server's slow answers turned into failed scrapes.
+//
+// While the API server cannot be asked (down, restarting, overloaded), an
+// allowed decision younger than StaleTTL still stands: metrics matter
+// most while the API server is away, and a token stays valid for far
+// longer than that.
 const (
-	DecisionTTL   = time.Minute
+	DecisionTTL   = 5 * time.Minute
+	DeniedTTL     = 30 * time.Second
+	StaleTTL      = 30 * time.Minute
 	maxDecisions  = 512
 	reviewTimeout = 10 * time.Second
 )
@@ -65,6 +74,7 @@ type Authenticator struct {
 type decision struct {
 	code    int // http.StatusOK when allowed
 	msg     string
+	decided time.Time
 	expires time.Time
 }
 
@@ -162,11 +172,18 @@ func (a *Authenticator) reviewToken(ctx context.Context, token, path string) dec
 		return d
 	}
 
+	// An earlier "allowed" stands in while the API server cannot answer.
+	stale := func(fail decision) decision {
+		if ok && d.code == http.StatusOK && now.Before(d.decided.Add(StaleTTL)) {
+			return d
+		}
+		return fail
+	}
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
 	tr, err := a.reviewer.CreateTokenReview(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}})
 	if err != nil {
-		return unavailable("token review", err)
+		return stale(unavailable("token review", err))
 	}
 	if !tr.Status.Authenticated {
 		d = decision{code: http.StatusUnauthorized, msg: "invalid bearer token"}
@@ -187,7 +204,7 @@ func (a *Authenticator) reviewToken(ctx context.Context, token, path string) dec
 		},
 	})
 	if err != nil {
-		return unavailable("subject access review", err)
+		return stale(unavailable("subject access review", err))
 	}
 	if !sar.Status.Allowed || sar.Status.Denied {
 		msg := fmt.Sprintf("%q may not get %s", u.Username, path)
@@ -208,12 +225,15 @@ func unavailable(review string, err error) decision {
 }
 
 func (a *Authenticator) remember(key string, d decision, now time.Time) decision {
-	d.expires = now.Add(DecisionTTL)
+	d.decided, d.expires = now, now.Add(DecisionTTL)
+	if d.code != http.StatusOK {
+		d.expires = now.Add(DeniedTTL)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.cache) >= maxDecisions {
 		for k, old := range a.cache {
-			if !now.Before(old.expires) {
+			if !now.Before(old.expires) && !now.Before(old.decided.Add(StaleTTL)) {
 				delete(a.cache, k)
 			}
 		}

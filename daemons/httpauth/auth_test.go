@@ -270,3 +270,28 @@ func TestDecisionCacheBound(t *testing.T) {
 		t.Errorf("when full of live entries: %d entries, want 1 (start over)", n)
 	}
 }
+
+// While the API server cannot be asked, a recent "allowed" still stands
+// (metrics matter most then); a refusal or an old "allowed" does not.
+func TestMetricsStaleWhileReviewerDown(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t)
+	if r := s.get(t, "/metrics", "good"); r.code != 200 {
+		t.Fatalf("good token: %d %q", r.code, r.body)
+	}
+	s.get(t, "/metrics", "bad")
+	s.advance(DecisionTTL + time.Second) // both decisions expired
+	s.reviewer.mu.Lock()
+	s.reviewer.err = errors.New("connection refused")
+	s.reviewer.mu.Unlock()
+	if r := s.get(t, "/metrics", "good"); r.code != 200 {
+		t.Errorf("allowed %s ago, reviewer down: %d %q, want 200", DecisionTTL, r.code, r.body)
+	}
+	if r := s.get(t, "/metrics", "bad"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("refused before, reviewer down: %d %q, want 503", r.code, r.body)
+	}
+	s.advance(StaleTTL)
+	if r := s.get(t, "/metrics", "good"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("allowed %s ago, reviewer down: %d %q, want 503", StaleTTL+DecisionTTL, r.code, r.body)
+	}
+}

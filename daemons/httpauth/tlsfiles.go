@@ -118,7 +118,7 @@ func (t *TLSFiles) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: slices.Clone(CipherSuites),
-		ClientAuth: tls.RequestClientCert,
+		ClientAuth:   tls.RequestClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, _ := t.current()
 			return c, nil

@@ -322,7 +322,10 @@ func TestProbeStall(t *testing.T) {
 	}))
 	defer progressing.Close()
 	o := fastProbe(progressing.URL)
-	o.Stall = 100 * time.Millisecond // longer than 3 tries, shorter than the whole start
+	// The whole start (30 tries 100 ms apart) takes three times the stall
+	// time; 3 tries take under a third of it, with room for a loaded
+	// machine (where 3 tries 10 ms apart once took over 100 ms).
+	o.Interval, o.Stall, o.Timeout = 100*time.Millisecond, time.Second, 30*time.Second
 	if err := Run(context.Background(), o); err != nil {
 		t.Errorf("progressing start: %v", err)
 	}

@@ -76,6 +76,7 @@ func TestIntegrationArtifacts(t *testing.T) {
 		{"kubernetes", "usr/local/bin/kubectl", []string{"version", "--client"}, "Client Version: " + ver("kubernetes")},
 		{"etcd", "usr/local/bin/etcd", []string{"--version"}, "etcd Version: " + bare("etcd")},
 		{"etcd", "usr/local/bin/etcdctl", []string{"version"}, "etcdctl version: " + bare("etcd")},
+		{"etcd", "usr/local/bin/etcdutl", []string{"version"}, "etcdutl version: " + bare("etcd")},
 		{"containerd", "usr/local/bin/containerd", []string{"--version"}, "containerd github.com/containerd/containerd/v2 " + ver("containerd")},
 		{"containerd", "usr/local/bin/ctr", []string{"--version"}, "ctr github.com/containerd/containerd/v2 " + ver("containerd")},
 		{"containerd", "usr/local/bin/containerd-shim-runc-v2", []string{"-v"}, "Version:  " + ver("containerd")},

@@ -101,7 +101,7 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 		// The version is a constant in go.etcd.io/etcd/api/v3/version.
 		return buildRecipe{
 			Builds: []goBuild{{Package: ".", Output: bin("etcd"), LDFlags: strip}},
-			Links:  []link{{Path: bin("etcdctl"), Target: "etcd"}},
+			Links:  []link{{Path: bin("etcdctl"), Target: "etcd"}, {Path: bin("etcdutl"), Target: "etcd"}},
 		}, true
 	case "containerd":
 		// Tags as upstream's static release build minus the storage drivers

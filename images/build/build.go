@@ -315,7 +315,15 @@ var dedupeDirs = []string{"usr", "var/lib/containerd"}
 // default, "always", backs any touched 2 MiB-aligned anonymous region of
 // every small daemon with a whole huge page (measured on the agent: two
 // huge pages, 4 MiB of its 10 MiB anonymous memory, for a few kB used).
-const cmdline = "console=tty0 console=ttyS0,115200n8 panic=10 systemd.show_status=auto transparent_hugepage=madvise"
+// tsc=reliable: under QEMU's TCG the guest's TSC is the host's (invariant
+// on any x86 host of the last decade), but the kernel's boot-time check
+// between vCPUs sees it warp and falls back to the HPET. Every clock read
+// then leaves the vDSO for a syscall and an emulated MMIO read, and every
+// Go daemon reads the clock constantly. (Measured after the change: a
+// loaded TCG master's kernel share stayed at 41-51%, so the clock reads
+// were not the bulk of it.) On KVM and the clouds kvm-clock still outranks
+// the TSC.
+const cmdline = "console=tty0 console=ttyS0,115200n8 panic=10 systemd.show_status=auto transparent_hugepage=madvise tsc=reliable"
 
 // upToDate returns the existing manifest when every requested format of the
 // role was built from the same inputs and is still there unchanged in size.

@@ -59,7 +59,7 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 		}
 		bad := 0
 		for _, u := range status.Units {
-			if u.ActiveState == "active" && u.SubState == "running" {
+			if unitHealthy(u) {
 				continue
 			}
 			bad++
@@ -77,6 +77,18 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 		}
 	}
 	return out.String()
+}
+
+// unitHealthy: a service runs, a timer waits (a scheduled component's
+// timer stays active between runs) or is running its service.
+func unitHealthy(u agent.UnitStatus) bool {
+	if u.ActiveState != "active" {
+		return false
+	}
+	if strings.HasSuffix(u.Name, ".timer") {
+		return u.SubState == "waiting" || u.SubState == "running"
+	}
+	return u.SubState == "running"
 }
 
 // kernelTroubleRE matches the kernel's reports of a machine in trouble on

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"kubeup.dev/kubeup/daemons/agent"
 )
 
 // An excerpt of a real console: a master whose vCPUs locked up under TCG,
@@ -24,5 +26,26 @@ func TestKernelTrouble(t *testing.T) {
 	}
 	if got := kernelTrouble(filepath.Join("testdata", "missing.log"), 3); got != nil {
 		t.Errorf("missing file: %q", got)
+	}
+}
+
+// A scheduled component's timer is healthy while it waits; a service is
+// only while it runs.
+func TestUnitHealthy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		u    agent.UnitStatus
+		want bool
+	}{
+		{agent.UnitStatus{Name: "etcd.service", ActiveState: "active", SubState: "running"}, true},
+		{agent.UnitStatus{Name: "etcd.service", ActiveState: "active", SubState: "waiting"}, false},
+		{agent.UnitStatus{Name: "etcd.service", ActiveState: "failed", SubState: "failed"}, false},
+		{agent.UnitStatus{Name: "kubeup-etcd-snapshot.timer", ActiveState: "active", SubState: "waiting"}, true},
+		{agent.UnitStatus{Name: "kubeup-etcd-snapshot.timer", ActiveState: "active", SubState: "running"}, true},
+		{agent.UnitStatus{Name: "kubeup-etcd-snapshot.timer", ActiveState: "inactive", SubState: "dead"}, false},
+	} {
+		if got := unitHealthy(tc.u); got != tc.want {
+			t.Errorf("%s %s/%s: healthy=%v, want %v", tc.u.Name, tc.u.ActiveState, tc.u.SubState, got, tc.want)
+		}
 	}
 }

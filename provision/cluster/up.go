@@ -184,7 +184,7 @@ func prepareLocalState(ctx context.Context, u *bringUp) (string, error) {
 
 // loadPKI loads the cluster's PKI, or generates it on the first up.
 func loadPKI(_ context.Context, u *bringUp) (string, error) {
-	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), render.PKICluster(u.cfg), pki.Options{})
+	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), render.PKICluster(u.cfg), render.PKIOptions(u.cfg))
 	if err != nil {
 		return "", err
 	}
@@ -370,7 +370,7 @@ func localCluster(c *config.Cluster, st *State, res *render.Result, imgs map[com
 		lc.Machines = append(lc.Machines, infra.Machine{
 			Name: m.Name, Role: string(m.Role), Image: imgs[role], ImageSHA: imageSHA[role],
 			Seed: seed, SeedSHA: seedSHA, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB, DiskBytes: m.DiskBytes,
-			Firmware: qemu.UEFI, ClusterMAC: m.ClusterMAC, ManagementMAC: m.ManagementMAC, Forwards: fwd,
+			Firmware: qemu.Firmware(m.Firmware), ClusterMAC: m.ClusterMAC, ManagementMAC: m.ManagementMAC, Forwards: fwd,
 		})
 	}
 	return lc, nil

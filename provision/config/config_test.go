@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func repoRoot(t *testing.T) string {
@@ -30,7 +31,8 @@ func TestExampleConfigIsTheDefault(t *testing.T) {
 	}
 	ms := c.Machines()
 	if len(ms) != 2 || ms[0].Name != "master-0" || ms[0].IP.String() != "10.77.0.10" ||
-		ms[1].Name != "node-0" || ms[1].IP.String() != "10.77.0.100" || ms[1].MemoryMiB != 2048 {
+		ms[1].Name != "node-0" || ms[1].IP.String() != "10.77.0.100" || ms[1].MemoryMiB != 2048 ||
+		ms[0].Firmware != FirmwareUEFI || ms[1].Firmware != FirmwareUEFI {
 		t.Errorf("machines = %+v", ms)
 	}
 	if got := c.APIServerServiceIP().String(); got != "10.96.0.1" {
@@ -107,10 +109,22 @@ func TestInvalidConfigs(t *testing.T) {
 			[]string{`spec.nodes.memory: "lots" is not a quantity (for example 2Gi)`}},
 		{"too little memory", head + "spec:\n  masters: {memory: 512Mi}\n",
 			[]string{`spec.masters.memory: "512Mi" is less than the 1024Mi a machine needs`}},
+		{"bad firmware", head + "spec:\n  nodes: {firmware: efi}\n",
+			[]string{`spec.nodes.firmware: "efi" is not a firmware; use uefi or bios`}},
 		{"node mask", head + "spec:\n  network: {podCIDR: 10.244.0.0/24, nodeCIDRMaskSize: 24}\n",
 			[]string{"spec.network.nodeCIDRMaskSize: 24 must be longer than the pod CIDR's /24 and at most 28"}},
 		{"pod CIDR too small", head + "spec:\n  nodes: {count: 5}\n  network: {podCIDR: 10.244.0.0/23, nodeCIDRMaskSize: 24}\n",
 			[]string{`spec.network.podCIDR: "10.244.0.0/23" holds only 2 /24 node blocks for 6 machines`}},
+		{"snapshot interval not a duration", head + "spec:\n  etcd: {snapshotInterval: hourly}\n",
+			[]string{`spec.etcd.snapshotInterval: "hourly" is not a duration (for example 1h or 30m; 0s turns snapshots off)`}},
+		{"snapshot interval too short", head + "spec:\n  etcd: {snapshotInterval: 5m}\n",
+			[]string{"spec.etcd.snapshotInterval: 5m is too short; use at least 10m, or 0s to turn snapshots off"}},
+		{"snapshot interval negative", head + "spec:\n  etcd: {snapshotInterval: -1h}\n",
+			[]string{"spec.etcd.snapshotInterval: -1h is negative; use at least 10m, or 0s to turn snapshots off"}},
+		{"no snapshots kept", head + "spec:\n  etcd: {snapshotsKept: 0}\n",
+			[]string{"spec.etcd.snapshotsKept: 0 is out of range; use 1 to 1000"}},
+		{"too many snapshots kept", head + "spec:\n  etcd: {snapshotInterval: 10m, snapshotsKept: 1001}\n",
+			[]string{"spec.etcd.snapshotsKept: 1001 is out of range; use 1 to 1000"}},
 		{"bad provider", head + "spec:\n  target: {provider: azure}\n",
 			[]string{`spec.target.provider: "azure" is not one of local, aws, gcp`}},
 		{"aws needs region", head + "spec:\n  target: {provider: aws}\n",
@@ -124,6 +138,10 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad pod security levels", head + "spec:\n  podSecurity: {enforce: Baseline, warn: strict}\n",
 			[]string{`spec.podSecurity.enforce: "Baseline" is not one of privileged, baseline, restricted`,
 				`spec.podSecurity.warn: "strict" is not one of privileged, baseline, restricted`}},
+		{"leaf lifetime not a duration", head + "spec:\n  pki: {leafLifetime: 1y}\n",
+			[]string{`spec.pki.leafLifetime: "1y" is not a duration (for example 8760h, or 30m for a renewal test)`}},
+		{"leaf lifetime too short", head + "spec:\n  pki: {leafLifetime: 10m}\n",
+			[]string{"spec.pki.leafLifetime: 10m is shorter than the minimum of 20m (clients take up to 5 minutes to switch to a renewed certificate)"}},
 		{"bad ssh key", head + "spec:\n  ssh: {authorizedKeys: [hunter2]}\n",
 			[]string{`spec.ssh.authorizedKeys[0]: is not an OpenSSH public key (expected "ssh-ed25519 AAAA... comment")`}},
 		{"two documents", head + "spec:\n  nodes: {count: 2}\n---\n" + head,
@@ -177,6 +195,29 @@ func TestSeparatorsAroundOneDocument(t *testing.T) {
 	// A broken second document is still a second document: refused.
 	if _, err := Parse([]byte(head + "---\nspec: [\n")); err == nil || !strings.Contains(err.Error(), "not valid YAML") {
 		t.Errorf("broken second document: %v", err)
+	}
+}
+
+// Snapshots are on by default (hourly, 24 kept); "0s" turns them off and
+// is valid, and the bounds themselves are accepted.
+func TestEtcdSnapshotSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.Spec.Etcd; e.SnapshotInterval != "1h" || e.SnapshotEvery() != time.Hour || e.Kept() != 24 {
+		t.Errorf("defaults: %+v (every %s, kept %d)", e, e.SnapshotEvery(), e.Kept())
+	}
+	for _, doc := range []string{"{snapshotInterval: 0s}", "{snapshotInterval: 10m, snapshotsKept: 1}", "{snapshotInterval: 720h, snapshotsKept: 1000}"} {
+		c, err := Parse([]byte(head + "spec:\n  etcd: " + doc + "\n"))
+		if err != nil {
+			t.Errorf("%s: %v", doc, err)
+			continue
+		}
+		if doc == "{snapshotInterval: 0s}" && (c.Spec.Etcd.SnapshotEvery() != 0 || c.Spec.Etcd.Kept() != 24) {
+			t.Errorf("%s: %+v", doc, c.Spec.Etcd)
+		}
 	}
 }
 

@@ -25,6 +25,14 @@ const (
 	DefaultPodSecurityEnforce = PodSecurityBaseline
 	DefaultPodSecurityAudit   = PodSecurityRestricted
 	DefaultPodSecurityWarn    = PodSecurityRestricted
+	// A snapshot an hour, a day of them: a restore loses at most an hour,
+	// and 24 copies of a small cluster's datastore (a few tens of MB each)
+	// fit the masters' disks beside Prometheus and the log store.
+	DefaultEtcdSnapshotInterval = "1h"
+	DefaultEtcdSnapshotsKept    = 24
+
+	// DefaultLeafLifetime is a year, as kubeadm's.
+	DefaultLeafLifetime = "8760h"
 )
 
 // SupportedKubernetesVersions are the versions kubeup has pinned artifacts for.
@@ -61,6 +69,11 @@ func SetDefaults(c *Cluster) {
 	if n.NodeCIDRMaskSize == 0 {
 		n.NodeCIDRMaskSize = DefaultNodeCIDRMaskSize
 	}
+	setString(&s.Etcd.SnapshotInterval, DefaultEtcdSnapshotInterval)
+	if s.Etcd.SnapshotsKept == nil {
+		kept := DefaultEtcdSnapshotsKept
+		s.Etcd.SnapshotsKept = &kept
+	}
 	for _, a := range []**bool{&s.Addons.DNS, &s.Addons.Monitoring, &s.Addons.Logging, &s.Addons.UI} {
 		if *a == nil {
 			on := true
@@ -71,6 +84,7 @@ func SetDefaults(c *Cluster) {
 	setString(&ps.Enforce, DefaultPodSecurityEnforce)
 	setString(&ps.Audit, DefaultPodSecurityAudit)
 	setString(&ps.Warn, DefaultPodSecurityWarn)
+	setString(&s.PKI.LeafLifetime, DefaultLeafLifetime)
 	t := &s.Target
 	setString(&t.Provider, ProviderLocal)
 	if t.Provider == ProviderLocal {
@@ -90,6 +104,7 @@ func defaultPool(p *MachinePool, count, cpus int, memory string) {
 	}
 	setString(&p.Memory, memory)
 	setString(&p.DiskSize, DefaultDiskSize)
+	setString(&p.Firmware, FirmwareUEFI)
 }
 
 func setString(p *string, v string) {

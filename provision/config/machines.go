@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -31,6 +32,7 @@ type Machine struct {
 	CPUs      int
 	MemoryMiB int64
 	DiskBytes int64
+	Firmware  string // uefi or bios
 }
 
 // Names returns a pool's machine names: the explicit list, or
@@ -84,6 +86,7 @@ func (c *Cluster) pool(role Role) []Machine {
 			CPUs:      p.CPUs,
 			MemoryMiB: mem.Value() >> 20,
 			DiskBytes: disk.Value(),
+			Firmware:  p.Firmware,
 		})
 	}
 	return out
@@ -101,6 +104,16 @@ func (c *Cluster) serviceIP(n int) netip.Addr {
 		return netip.Addr{}
 	}
 	return nthAddr(p.Masked().Addr(), n)
+}
+
+// LeafLifetime is spec.pki.leafLifetime as a duration (0 when it does not
+// parse: Validate reports that).
+func (c *Cluster) LeafLifetime() time.Duration {
+	d, err := time.ParseDuration(c.Spec.PKI.LeafLifetime)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // MachineGateway is the first address of the machine network, used as the

@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // APIVersion and Kind identify the only file format this package reads.
 const (
 	APIVersion = "kubeup.dev/v1alpha1"
@@ -31,12 +33,14 @@ type ClusterSpec struct {
 	// Nodes run workloads.
 	Nodes   MachinePool `json:"nodes"`
 	Network Network     `json:"network,omitempty"`
+	Etcd    Etcd        `json:"etcd,omitempty"`
 	Addons  Addons      `json:"addons,omitempty"`
 	// PodSecurity are the Pod Security Standards levels every namespace
 	// gets unless it is labelled otherwise.
 	PodSecurity PodSecurity `json:"podSecurity,omitempty"`
+	PKI         PKI         `json:"pki,omitempty"`
 	SSH         SSH         `json:"ssh,omitempty"`
-	Target  Target      `json:"target,omitempty"`
+	Target      Target      `json:"target,omitempty"`
 }
 
 // MachinePool is a set of identical machines, given by count or by names.
@@ -51,7 +55,16 @@ type MachinePool struct {
 	Memory string `json:"memory,omitempty"`
 	// DiskSize per machine ("10Gi"); the root filesystem grows to fill it.
 	DiskSize string `json:"diskSize,omitempty"`
+	// Firmware the machines boot with: uefi or bios. The images boot by
+	// either; locally it picks QEMU's firmware (OVMF or SeaBIOS).
+	Firmware string `json:"firmware,omitempty"`
 }
+
+// Firmwares a machine pool may boot with.
+const (
+	FirmwareUEFI = "uefi"
+	FirmwareBIOS = "bios"
+)
 
 // Network is the cluster's addressing.
 type Network struct {
@@ -66,6 +79,34 @@ type Network struct {
 	ServiceCIDR string `json:"serviceCIDR,omitempty"`
 	// DNSDomain is the cluster DNS domain ("cluster.local").
 	DNSDomain string `json:"dnsDomain,omitempty"`
+}
+
+// Etcd configures the masters' etcd snapshots.
+type Etcd struct {
+	// SnapshotInterval is how often each master snapshots its etcd member,
+	// a Go duration ("1h", "30m"); "0s" turns scheduled snapshots off.
+	SnapshotInterval string `json:"snapshotInterval,omitempty"`
+	// SnapshotsKept is how many snapshots each master keeps (the newest).
+	SnapshotsKept *int `json:"snapshotsKept,omitempty"`
+}
+
+// SnapshotEvery is SnapshotInterval parsed, its default when unset (0
+// when off, or invalid: Validate reports that).
+func (e Etcd) SnapshotEvery() time.Duration {
+	v := e.SnapshotInterval
+	if v == "" {
+		v = DefaultEtcdSnapshotInterval
+	}
+	d, _ := time.ParseDuration(v)
+	return d
+}
+
+// Kept is SnapshotsKept, or its default when unset.
+func (e Etcd) Kept() int {
+	if e.SnapshotsKept == nil {
+		return DefaultEtcdSnapshotsKept
+	}
+	return *e.SnapshotsKept
 }
 
 // Addons switches the in-cluster addons on or off (all on by default).
@@ -93,6 +134,15 @@ const (
 	PodSecurityBaseline   = "baseline"
 	PodSecurityRestricted = "restricted"
 )
+
+// PKI configures the cluster's certificates.
+type PKI struct {
+	// LeafLifetime is how long every leaf certificate is valid, as a Go
+	// duration ("8760h" is a year); CAs last 10 years. Machines renew a
+	// leaf when about a third of its lifetime is left. Lifetimes of hours
+	// or minutes (at least 20m) are meant for tests of renewal.
+	LeafLifetime string `json:"leafLifetime,omitempty"`
+}
 
 // SSH configures login to the machines (none by default: appliances are
 // managed through the API and kubeup's agent).

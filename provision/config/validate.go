@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -17,6 +18,16 @@ const (
 	maxNodes          = 50
 	minMemoryMiB      = 1024
 	minDiskGiB        = 4
+	// The snapshot timer looks every 10 minutes whether one is due, so a
+	// shorter interval could not be kept.
+	minSnapshotInterval = 10 * time.Minute
+	maxSnapshotsKept    = 1000
+
+	// MinLeafLifetime: clients that read their certificate from files
+	// (client-go) switch to a renewed one within 5 minutes, and machines
+	// renew when a third of the lifetime is left; below 20m a client could
+	// still present the old certificate when it expires.
+	MinLeafLifetime = 20 * time.Minute
 )
 
 var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -72,7 +83,13 @@ func Validate(c *Cluster) ErrorList {
 			e.add("spec.podSecurity."+m.field, "%q is not one of %s", m.level, strings.Join(levels, ", "))
 		}
 	}
+	validateEtcd(&e, c.Spec.Etcd)
 	validateTarget(&e, c)
+	if d, err := time.ParseDuration(c.Spec.PKI.LeafLifetime); err != nil {
+		e.add("spec.pki.leafLifetime", "%q is not a duration (for example 8760h, or 30m for a renewal test)", c.Spec.PKI.LeafLifetime)
+	} else if d < MinLeafLifetime {
+		e.add("spec.pki.leafLifetime", "%s is shorter than the minimum of %s (clients take up to 5 minutes to switch to a renewed certificate)", c.Spec.PKI.LeafLifetime, strings.TrimSuffix(MinLeafLifetime.String(), "0s"))
+	}
 	for i, k := range c.Spec.SSH.AuthorizedKeys {
 		f := strings.Fields(k)
 		if len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
@@ -140,6 +157,9 @@ func validatePool(e *errs, path string, p MachinePool, prefix string, minCount, 
 		e.add(path+".diskSize", "%q is not a quantity (for example 10Gi)", p.DiskSize)
 	} else if q.Value()>>30 < minDiskGiB {
 		e.add(path+".diskSize", "%q is less than the %dGi the image needs", p.DiskSize, minDiskGiB)
+	}
+	if p.Firmware != FirmwareUEFI && p.Firmware != FirmwareBIOS {
+		e.add(path+".firmware", "%q is not a firmware; use %s or %s", p.Firmware, FirmwareUEFI, FirmwareBIOS)
 	}
 	return names
 }
@@ -215,6 +235,21 @@ func validDNSSubdomain(d string) bool {
 		}
 	}
 	return true
+}
+
+func validateEtcd(e *errs, s Etcd) {
+	d, err := time.ParseDuration(s.SnapshotInterval)
+	switch {
+	case err != nil:
+		e.add("spec.etcd.snapshotInterval", "%q is not a duration (for example 1h or 30m; 0s turns snapshots off)", s.SnapshotInterval)
+	case d < 0:
+		e.add("spec.etcd.snapshotInterval", "%s is negative; use at least 10m, or 0s to turn snapshots off", s.SnapshotInterval)
+	case d > 0 && d < minSnapshotInterval:
+		e.add("spec.etcd.snapshotInterval", "%s is too short; use at least 10m, or 0s to turn snapshots off", s.SnapshotInterval)
+	}
+	if k := s.SnapshotsKept; k != nil && (*k < 1 || *k > maxSnapshotsKept) {
+		e.add("spec.etcd.snapshotsKept", "%d is out of range; use 1 to %d", *k, maxSnapshotsKept)
+	}
 }
 
 func validateTarget(e *errs, c *Cluster) {

@@ -284,8 +284,8 @@ func issue(s Spec, ca *credential, o Options, now time.Time) (*credential, error
 		tmpl.BasicConstraintsValid = true
 		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
 	} else {
+		tmpl.NotAfter = LeafNotAfter(now, o.CertLifetime)
 		// A leaf must not outlive its CA: verifiers would reject it then anyway.
-		tmpl.NotAfter = notBefore.Add(o.CertLifetime)
 		if tmpl.NotAfter.After(ca.cert.NotAfter) {
 			tmpl.NotAfter = ca.cert.NotAfter
 		}
@@ -309,6 +309,24 @@ func issue(s Spec, ca *credential, o Options, now time.Time) (*credential, error
 	}
 	return &credential{cert: cert, key: key, keyPEM: keyPEM,
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: der})}, nil
+}
+
+// ShortLifetime: a leaf lifetime below it is not shortened by the back-dated
+// ClockSkew, so that it is valid for its whole lifetime from the moment it
+// is issued (kube-controller-manager's signer does the same, with the same
+// 5 minutes and 8 hours, so that leaves it signs from CSRs and those kubeup
+// issues expire alike).
+const ShortLifetime = 8 * time.Hour
+
+// LeafNotAfter is the end of validity of a leaf issued at now with the given
+// lifetime: NotBefore (now-ClockSkew) plus the lifetime, or now plus the
+// lifetime for lifetimes under ShortLifetime.
+func LeafNotAfter(now time.Time, lifetime time.Duration) time.Time {
+	notBefore := now.Add(-ClockSkew).UTC().Truncate(time.Second)
+	if lifetime < ShortLifetime {
+		return notBefore.Add(ClockSkew + lifetime)
+	}
+	return notBefore.Add(lifetime)
 }
 
 // errStale says why a stored leaf no longer fits its row.

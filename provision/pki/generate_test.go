@@ -171,6 +171,36 @@ func TestLeafNeverOutlivesCA(t *testing.T) {
 	}
 }
 
+// A short (test) lifetime is not shortened by the back-dating: a 30m leaf
+// is valid for 30 minutes from its issue, as the controller-manager signs.
+func TestShortLeafLifetime(t *testing.T) {
+	o := testOptions(7)
+	o.CertLifetime = 30 * time.Minute
+	b := mustGenerate(t, testCluster(1), o)
+	for _, id := range []string{"admin", "apiserver/master-0", "etcd-peer/master-0"} {
+		c, _ := b.Certificate(id)
+		if want := clock.Add(-ClockSkew); !c.NotBefore.Equal(want) {
+			t.Errorf("%s: NotBefore %v, want %v", id, c.NotBefore, want)
+		}
+		if want := clock.Add(30 * time.Minute); !c.NotAfter.Equal(want) {
+			t.Errorf("%s: NotAfter %v, want %v", id, c.NotAfter, want)
+		}
+	}
+	for _, tc := range []struct {
+		lifetime time.Duration
+		want     time.Time
+	}{
+		{20 * time.Minute, clock.Add(20 * time.Minute)},
+		{ShortLifetime - time.Second, clock.Add(ShortLifetime - time.Second)},
+		{ShortLifetime, clock.Add(ShortLifetime - ClockSkew)},
+		{DefaultCertLifetime, clock.Add(DefaultCertLifetime - ClockSkew)},
+	} {
+		if got := LeafNotAfter(clock.Add(300*time.Millisecond), tc.lifetime); !got.Equal(tc.want) {
+			t.Errorf("LeafNotAfter(%v) = %v, want %v", tc.lifetime, got, tc.want)
+		}
+	}
+}
+
 func TestKeyDerivation(t *testing.T) {
 	n := new(big.Int).Sub(ecdsaN(), big.NewInt(1))
 	for _, tc := range []struct {

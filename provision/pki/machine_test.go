@@ -35,7 +35,7 @@ func TestMachineFiles(t *testing.T) {
 	}
 
 	master := b.MachineFiles(PlaceMaster, "master-1")
-	want := pki("ca.crt", "ca.key", "etcd/ca.crt", "front-proxy-ca.crt", "sa.pub", "sa.key",
+	want := pki("ca.crt", "ca.key", "etcd/ca.crt", "etcd/ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.pub", "sa.key",
 		"apiserver.crt", "apiserver.key", "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key",
 		"apiserver-etcd-client.crt", "apiserver-etcd-client.key", "front-proxy-client.crt", "front-proxy-client.key",
 		"etcd/server.crt", "etcd/server.key", "etcd/peer.crt", "etcd/peer.key",

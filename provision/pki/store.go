@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -414,4 +415,36 @@ func isEmpty(dir string, specs []Spec) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// Reissue re-issues the leaves ids of the bundle kept in dir, each with a
+// new key, its row's subject, names and usages and o's lifetime, keeps
+// everything else, and saves the bundle. It is how the host renews what
+// only it holds (the admin certificate).
+func Reissue(dir string, o Options, ids ...string) (*Bundle, error) {
+	b, err := reissue(dir, o, ids)
+	if err != nil {
+		return nil, fmt.Errorf("reissue %s in %s: %w", strings.Join(ids, ", "), dir, err)
+	}
+	return b, nil
+}
+
+func reissue(dir string, o Options, ids []string) (*Bundle, error) {
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("invalid options: %w", err)
+	}
+	o = o.withDefaults()
+	b, err := Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if s, ok := b.Spec(id); !ok || s.Kind != KindCert {
+			return nil, fmt.Errorf("%q is not a leaf certificate of the table", id)
+		}
+	}
+	if err := b.fill(o, func(s Spec) bool { return !slices.Contains(ids, s.ID()) }); err != nil {
+		return nil, err
+	}
+	return b, b.Save(dir)
 }

@@ -307,6 +307,44 @@ func TestLoadOrGenerateRenewsExpiringLeaves(t *testing.T) {
 	}
 }
 
+// Reissue renews only the rows it is given (the host's admin certificate),
+// with the lifetime it is given, and keeps every other file byte for byte.
+func TestReissue(t *testing.T) {
+	dir := t.TempDir()
+	c := testCluster(1)
+	if _, err := LoadOrGenerate(dir, c, testOptions(43)); err != nil {
+		t.Fatal(err)
+	}
+	before := readTree(t, dir)
+	o := testOptions(44)
+	later := clock.Add(time.Hour)
+	o.Now, o.CertLifetime = func() time.Time { return later }, 30*time.Minute
+	b, err := Reissue(dir, o, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := readTree(t, dir)
+	for rel := range before {
+		changed := !bytes.Equal(before[rel], after[rel])
+		if changed != (rel == "admin.crt" || rel == "admin.key") {
+			t.Errorf("%s: changed=%v", rel, changed)
+		}
+	}
+	leaf, _ := b.Certificate("admin")
+	ca, _ := b.Certificate(KubernetesCA)
+	if !leaf.NotAfter.Equal(later.Add(30*time.Minute)) || leaf.CheckSignatureFrom(ca) != nil || leaf.Subject.CommonName != "kubernetes-admin" {
+		t.Errorf("reissued admin: %v until %v", leaf.Subject, leaf.NotAfter)
+	}
+	if _, err := Load(dir); err != nil {
+		t.Errorf("the saved bundle does not load: %v", err)
+	}
+	for _, bad := range []string{"nobody", KubernetesCA} {
+		if _, err := Reissue(dir, o, bad); err == nil {
+			t.Errorf("reissued %q", bad)
+		}
+	}
+}
+
 func TestLoadOrGenerateRefusesBrokenState(t *testing.T) {
 	c := testCluster(1)
 	for _, tc := range []struct {

@@ -71,21 +71,27 @@ func Table(c Cluster) []Spec {
 		return []string{"localhost", m.Name}, dedupIPs([]net.IP{localhostIPv4, m.IP})
 	}
 
-	// The controller-manager signs kubelet CSRs with the kubernetes CA's key,
-	// so that key is on the masters; the other CA keys never leave the host.
+	// Every CA key is on the masters (as kubeadm and Talos keep them on
+	// control-plane machines): the controller-manager signs CSRs with the
+	// kubernetes CA's key, and each master's agent renews the leaves it
+	// carries with the key of their CA, without the host. The kubernetes CA
+	// is the root of all API trust, so the etcd and front-proxy keys beside
+	// it add no power to a stolen master disk. Nodes hold no CA key.
 	add(Spec{Name: KubernetesCA, Kind: KindCA, CommonName: "kubernetes",
 		Where: mastersNodes, KeyWhere: masters}, "ca")
 	add(Spec{Name: EtcdCA, Kind: KindCA, CommonName: "etcd-ca",
-		Where: masters, KeyWhere: hostOnly}, "etcd/ca")
+		Where: masters, KeyWhere: masters}, "etcd/ca")
 	add(Spec{Name: FrontProxyCA, Kind: KindCA, CommonName: "front-proxy-ca",
-		Where: masters, KeyWhere: hostOnly}, "front-proxy-ca")
+		Where: masters, KeyWhere: masters}, "front-proxy-ca")
 	add(Spec{Name: ServiceAccount, Kind: KindKeyPair, Where: masters,
 		CertFile: Dir + "/sa.pub", KeyFile: Dir + "/sa.key"}, "")
 
 	perMaster(func(m Machine) (Spec, string) {
 		dns := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 			"kubernetes.default.svc." + c.DNSDomain, "localhost", m.Name}
-		ips := []net.IP{c.APIServerServiceIP, m.IP, localhostIPv4}
+		// ::1: the unit's readiness wait asks there while the port is
+		// closed to every other source (components.apiServerGate).
+		ips := []net.IP{c.APIServerServiceIP, m.IP, localhostIPv4, net.IPv6loopback}
 		for _, san := range c.ExtraAPIServerSANs {
 			if ip := net.ParseIP(san); ip != nil {
 				ips = append(ips, ip)

@@ -78,16 +78,32 @@ func TestTableRows(t *testing.T) {
 		t.Errorf("apiserver DNS SANs %q, want %q", api.DNSNames, wantDNS)
 	}
 	// 127.0.0.1 is both built in and in ExtraAPIServerSANs: listed once.
-	wantIPs := []string{"10.96.0.1", "10.0.0.11", "127.0.0.1", "192.0.2.10"}
+	// ::1 is where the API server's readiness wait asks.
+	wantIPs := []string{"10.96.0.1", "10.0.0.11", "127.0.0.1", "::1", "192.0.2.10"}
 	if got := ipStrings(api.IPAddresses); !slices.Equal(got, wantIPs) {
 		t.Errorf("apiserver IP SANs %q, want %q", got, wantIPs)
 	}
 	if ca := ids[KubernetesCA]; !slices.Equal(ca.Where, []Place{PlaceMaster, PlaceNode}) || !slices.Equal(ca.KeyWhere, []Place{PlaceMaster}) {
 		t.Errorf("kubernetes-ca placement %v / key %v", ca.Where, ca.KeyWhere)
 	}
-	for _, id := range []string{EtcdCA, FrontProxyCA, "admin"} {
-		if s := ids[id]; !slices.Equal(s.KeyWhere, []Place{PlaceHost}) {
-			t.Errorf("%s: key goes to %v, want the host only", id, s.KeyWhere)
+	// Masters renew their leaves themselves: every CA key is on them, and
+	// on no node.
+	for _, id := range []string{EtcdCA, FrontProxyCA} {
+		if s := ids[id]; !slices.Equal(s.KeyWhere, []Place{PlaceMaster}) {
+			t.Errorf("%s: key goes to %v, want the masters", id, s.KeyWhere)
+		}
+	}
+	if s := ids["admin"]; !slices.Equal(s.KeyWhere, []Place{PlaceHost}) {
+		t.Errorf("admin: key goes to %v, want the host only", s.KeyWhere)
+	}
+	for _, s := range specs {
+		if s.Kind == KindCA && slices.Contains(s.KeyWhere, PlaceNode) {
+			t.Errorf("%s: a CA key goes to nodes", s.ID())
+		}
+		// A master leaf whose CA key stays on the host could not be
+		// renewed on the machine.
+		if s.Kind == KindCert && slices.Contains(s.Where, PlaceMaster) && !slices.Contains(ids[s.CA].KeyWhere, PlaceMaster) {
+			t.Errorf("%s: on masters, but the key of its CA %s is not", s.ID(), s.CA)
 		}
 	}
 	if s := ids["etcd-peer/master-2"]; s.CertFile != "/etc/kubernetes/pki/etcd/peer.crt" || s.CommonName != "master-2" ||

@@ -69,6 +69,11 @@ func PKICluster(c *config.Cluster) pki.Cluster {
 	return pc
 }
 
+// PKIOptions are the PKI's options from a config: the leaf lifetime.
+func PKIOptions(c *config.Cluster) pki.Options {
+	return pki.Options{CertLifetime: c.LeafLifetime()}
+}
+
 // ComponentsCluster is what the components need from a config.
 func ComponentsCluster(c *config.Cluster, images components.Images) *components.Cluster {
 	n := c.Spec.Network
@@ -91,6 +96,11 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 		// Clouds give machines a resolver; the local target is air-gapped.
 		UpstreamDNS: c.Spec.Target.Provider != config.ProviderLocal,
 		PodSecurity: components.PodSecurity{Enforce: c.Spec.PodSecurity.Enforce, Audit: c.Spec.PodSecurity.Audit, Warn: c.Spec.PodSecurity.Warn},
+		EtcdSnapshots: components.EtcdSnapshots{
+			Interval: c.Spec.Etcd.SnapshotEvery(),
+			Keep:     c.Spec.Etcd.Kept(),
+		},
+		LeafLifetime: c.LeafLifetime(),
 	}
 	for _, m := range c.Masters() {
 		cc.Masters = append(cc.Masters, components.Machine{Name: m.Name, Role: components.Master, IP: m.IP})
@@ -153,11 +163,12 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 	place := pki.PlaceNode
 	if role == components.Master {
 		place = pki.PlaceMaster
-		manifests, err := addons.Manifests(cc)
-		if err != nil {
+		// The addons: rendered by the addon manager from the cluster in
+		// its config; rendering them here checks the cluster can have
+		// them before any machine boots.
+		if _, err := addons.Manifests(cc); err != nil {
 			return Machine{}, err
 		}
-		files = append(files, manifests...)
 	}
 	for _, f := range b.MachineFiles(place, m.Name) {
 		files = append(files, components.File{Path: f.Path, Mode: f.Mode, Content: f.Content})

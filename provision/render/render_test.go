@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,10 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/cryptotest"
 	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
 
 	"kubeup.dev/kubeup/cloudinit"
 	"kubeup.dev/kubeup/components"
@@ -168,6 +172,43 @@ func TestComponentCertificatesAreInTheTable(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The node credentials the addon manager approves renewals of are exactly
+// the leaves of the PKI table that go to nodes, with their subject, names
+// and usages.
+func TestNodeCredentialsAreTheTablesNodeLeaves(t *testing.T) {
+	r := renderExample(t, nil)
+	creds := components.NodeCredentials()
+	rows := 0
+	for _, s := range r.PKI.Specs {
+		if s.Kind != pki.KindCert || !slices.Contains(s.Where, pki.PlaceNode) {
+			continue
+		}
+		rows++
+		i := slices.IndexFunc(creds, func(c components.NodeCredential) bool { return c.CertFile == s.CertFile })
+		if i < 0 {
+			t.Errorf("%s (%s) goes to nodes but is no components.NodeCredential", s.ID(), s.CertFile)
+			continue
+		}
+		c := creds[i]
+		var ips []string
+		for _, ip := range s.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature}
+		for _, u := range s.Usages {
+			usages = append(usages, map[x509.ExtKeyUsage]certificatesv1.KeyUsage{
+				x509.ExtKeyUsageServerAuth: certificatesv1.UsageServerAuth, x509.ExtKeyUsageClientAuth: certificatesv1.UsageClientAuth}[u])
+		}
+		if c.KeyFile != s.KeyFile || c.CommonName != s.CommonName || !slices.Equal(c.Organization, s.Organization) ||
+			!slices.Equal(c.DNSNames, s.DNSNames) || !slices.Equal(c.IPAddresses, ips) || !slices.Equal(c.Usages, usages) {
+			t.Errorf("node credential %+v\ndiffers from the table's %s: %s %s O=%q %q %q %v", c, s.ID(), s.KeyFile, s.CommonName, s.Organization, s.DNSNames, ips, usages)
+		}
+	}
+	if rows != len(creds) {
+		t.Errorf("%d node leaves in the table, %d node credentials", rows, len(creds))
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -57,6 +59,43 @@ func poll(ctx context.Context, f func() error) error {
 	}
 }
 
+// create creates an object, trying again while the API server answers
+// that it is overloaded (its request timeout, 429, 503) or the connection
+// fails: a check proves a behaviour of the cluster, and one request that an
+// emulated, saturated master did not answer in time proves nothing. An
+// attempt that timed out may still have been stored, so AlreadyExists
+// after a retry means created. Any other error ends the check.
+func create(ctx context.Context, what string, f func(context.Context) error) error {
+	retried := false
+	for {
+		err := f(ctx)
+		switch {
+		case err == nil:
+			return nil
+		case retried && apierrors.IsAlreadyExists(err):
+			return nil
+		case !overloaded(err):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create %s: %w (last: %v)", what, ctx.Err(), err)
+		case <-time.After(2 * time.Second):
+		}
+		retried = true
+	}
+}
+
+// overloaded reports an error that says the API server did not manage to
+// answer, not that the request was wrong.
+func overloaded(err error) bool {
+	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // webServer is a busybox httpd serving page on webPort.
 func (r *run) webServer() corev1.Container {
 	return corev1.Container{
@@ -88,7 +127,10 @@ func checkDeployment(ctx context.Context, r *run) error {
 		},
 	}
 	onNode(&dep.Spec.Template.Spec, r.node.Name)
-	if _, err := r.cs.AppsV1().Deployments(r.ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "deployment", func(ctx context.Context) error {
+		_, err := r.cs.AppsV1().Deployments(r.ns).Create(ctx, dep, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
 	return poll(ctx, func() error {
@@ -126,11 +168,21 @@ func checkServiceEndpoints(ctx context.Context, r *run) error {
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": webApp},
 			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(webPort)}}},
 	}
-	created, err := r.cs.CoreV1().Services(r.ns).Create(ctx, svc, metav1.CreateOptions{})
-	if err != nil {
+	if err := create(ctx, "service", func(ctx context.Context) error {
+		_, err := r.cs.CoreV1().Services(r.ns).Create(ctx, svc, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
-	r.svcIP = created.Spec.ClusterIP
+	if err := poll(ctx, func() error {
+		created, err := r.cs.CoreV1().Services(r.ns).Get(ctx, webApp, metav1.GetOptions{})
+		if err == nil {
+			r.svcIP = created.Spec.ClusterIP
+		}
+		return err
+	}); err != nil {
+		return err
+	}
 	return poll(ctx, func() error {
 		slices, err := r.cs.DiscoveryV1().EndpointSlices(r.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + webApp})
 		if err != nil {
@@ -188,7 +240,10 @@ func (r *run) runToCompletion(ctx context.Context, pod *corev1.Pod) error {
 	pod.Namespace = r.ns
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
-	if _, err := r.cs.CoreV1().Pods(r.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "pod "+pod.Name, func(ctx context.Context) error {
+		_, err := r.cs.CoreV1().Pods(r.ns).Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
 	return poll(ctx, func() error {
@@ -234,7 +289,10 @@ func checkPodToPod(ctx context.Context, r *run) error {
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{r.webServer()}, TerminationGracePeriodSeconds: ptr.To[int64](1)},
 	}
 	onNode(&server.Spec, r.master.Name)
-	if _, err := r.cs.CoreV1().Pods(r.ns).Create(ctx, server, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "pod "+server.Name, func(ctx context.Context) error {
+		_, err := r.cs.CoreV1().Pods(r.ns).Create(ctx, server, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
 	if err := poll(ctx, func() error {
@@ -263,14 +321,20 @@ func checkClusterIP(ctx context.Context, r *run) error {
 }
 
 func checkVolumes(ctx context.Context, r *run) error {
-	if _, err := r.cs.CoreV1().Secrets(r.ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "verify-secret"}, StringData: map[string]string{"password": "s3cret-value"},
-	}, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "secret", func(ctx context.Context) error {
+		_, err := r.cs.CoreV1().Secrets(r.ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "verify-secret"}, StringData: map[string]string{"password": "s3cret-value"},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
-	if _, err := r.cs.CoreV1().ConfigMaps(r.ns).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "verify-config"}, Data: map[string]string{"greeting": "hello-kubeup"},
-	}, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "configmap", func(ctx context.Context) error {
+		_, err := r.cs.CoreV1().ConfigMaps(r.ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "verify-config"}, Data: map[string]string{"greeting": "hello-kubeup"},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
 	p := &corev1.Pod{
@@ -310,7 +374,10 @@ func checkLiveness(ctx context.Context, r *run) error {
 		},
 	}
 	onNode(&p.Spec, r.node.Name)
-	if _, err := r.cs.CoreV1().Pods(r.ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "pod "+p.Name, func(ctx context.Context) error {
+		_, err := r.cs.CoreV1().Pods(r.ns).Create(ctx, p, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return err
 	}
 	return poll(ctx, func() error {

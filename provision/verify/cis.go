@@ -309,7 +309,7 @@ func allUnder(dir, pattern string, dirs bool, check func(path string) func(*cisM
 	}
 }
 
-func mode600(p string) func(*cisMachine) (bool, string) { return modeAtMost(0o600, p) }
+func mode600(p string) func(*cisMachine) (bool, string)   { return modeAtMost(0o600, p) }
 func rootOwned(p string) func(*cisMachine) (bool, string) { return ownedByRoot(p) }
 
 // absentOr passes when path is not on the machine, or passes check.

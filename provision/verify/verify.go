@@ -123,7 +123,10 @@ func Run(ctx context.Context, t Target) ([]Result, error) {
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
 	r.ns = "kubeup-verify-" + hex.EncodeToString(suffix)
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.ns}}, metav1.CreateOptions{}); err != nil {
+	if err := create(ctx, "namespace", func(ctx context.Context) error {
+		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.ns}}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", r.ns, err)
 	}
 	defer func() {

@@ -325,3 +325,50 @@ func TestCheckDeploymentCreateFails(t *testing.T) {
 		t.Errorf("error %v, want AlreadyExists", err)
 	}
 }
+
+// An overloaded API server's answers are tried again; a timed-out attempt
+// that was stored anyway counts as created; a wrong request is not retried.
+func TestCreateRetriesOverload(t *testing.T) {
+	t.Parallel()
+	gr := corev1.Resource("pods")
+	timeout := apierrors.NewServerTimeout(gr, "create", 0)
+	cs := fake.NewClientset()
+	pods := cs.CoreV1().Pods("t")
+	calls := 0
+	err := create(context.Background(), "pod", func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			// Stored, but the client was told it timed out.
+			if _, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			return timeout
+		}
+		_, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil || calls != 2 {
+		t.Errorf("create = %v after %d calls, want nil after 2", err, calls)
+	}
+
+	// AlreadyExists on the first try is the caller's business.
+	calls = 0
+	err = create(context.Background(), "pod", func(ctx context.Context) error {
+		calls++
+		_, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, metav1.CreateOptions{})
+		return err
+	})
+	if !apierrors.IsAlreadyExists(err) || calls != 1 {
+		t.Errorf("create of an existing pod = %v after %d calls, want AlreadyExists at once", err, calls)
+	}
+	invalid := apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Pod").GroupKind(), "p", nil)
+	calls = 0
+	if err := create(context.Background(), "pod", func(context.Context) error { calls++; return invalid }); err != invalid || calls != 1 {
+		t.Errorf("create of an invalid pod = %v after %d calls, want it at once", err, calls)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := create(ctx, "pod", func(context.Context) error { return timeout }); err == nil || !strings.Contains(err.Error(), "create pod") {
+		t.Errorf("create while the server stays overloaded = %v, want the context's end", err)
+	}
+}

@@ -84,17 +84,22 @@ func (c *Cluster) VM(m cluster.MachineState) *qemu.VM {
 
 // Units reads a machine's kubeup units through its agent.
 func (c *Cluster) Units(ctx context.Context, m cluster.MachineState) ([]agent.UnitStatus, error) {
+	st, err := c.agentStatus(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return st.Units, nil
+}
+
+// agentStatus is a machine's agent's GET /v1/status, within 10 s.
+func (c *Cluster) agentStatus(ctx context.Context, m cluster.MachineState) (*agent.Status, error) {
 	ac, err := cluster.AgentClient(c.State, m, c.Bundle)
 	if err != nil {
 		return nil, err
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := ac.Status(actx)
-	if err != nil {
-		return nil, err
-	}
-	return st.Units, nil
+	return ac.Status(actx)
 }
 
 // Restarts is a unit's restart count on a machine (systemd's NRestarts).

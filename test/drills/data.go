@@ -9,9 +9,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -28,21 +28,20 @@ type Data struct {
 // Write creates the namespace and the ConfigMaps (the namespace of an
 // earlier run on the same cluster is deleted first).
 func (d Data) Write(ctx context.Context, cs kubernetes.Interface) error {
-	if err := cs.CoreV1().Namespaces().Delete(ctx, d.Namespace, metav1.DeleteOptions{}); err == nil {
-		for {
-			if _, err := cs.CoreV1().Namespaces().Get(ctx, d.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Second):
-			}
-		}
+	if err := deleteNamespace(ctx, cs, d.Namespace); err != nil {
+		return err
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.Namespace}}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return err
+	}
+	// Pods are refused until the controller-manager has made the
+	// namespace's default ServiceAccount, a moment after the namespace.
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(d.Namespace).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		return fmt.Errorf("namespace %s: no default ServiceAccount after 2m: %w", d.Namespace, err)
 	}
 	for i := range d.Count {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("data-%03d", i)},

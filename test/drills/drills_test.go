@@ -2,7 +2,6 @@ package drills
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,29 +9,9 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/test/e2e"
-)
-
-// Limits of the drills, for TCG on 2 cores.
-const (
-	// apiBackGoal: the API answers again within this of any single kill.
-	apiBackGoal = 60 * time.Second
-	// killLimit bounds the wait for a cluster to heal after a kill.
-	killLimit = 10 * time.Minute
-	// rebootLimit bounds the wait after a reboot (the pass mark is the
-	// first boot's time).
-	rebootLimit = 20 * time.Minute
-	// settle: healthy this long in a row before the next drill, so that a
-	// restart loop shows in the restart count.
-	settle = 30 * time.Second
-	// maxRestarts a killed unit may take: the restart after the kill, and
-	// one more (a probe that raced the restart).
-	maxRestarts = 2
 )
 
 // killed are the units each role's drills kill, in order. A node's kubelet,
@@ -62,12 +41,13 @@ func TestDrills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Workloads, err = addonWorkloads(ctx, c)
+	refreshAdmin(t, c) // a short leaf lifetime can be near its end after up
+	c.Workloads, err = AddonWorkloads(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	report := &Report{Cluster: name, Started: time.Now().UTC(), Accel: c.State.Accel, Machines: len(c.State.Machines)}
-	report.FirstBoot, err = firstBoot(timings)
+	report.FirstBoot, err = FirstBoot(timings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +67,7 @@ func TestDrills(t *testing.T) {
 		}
 	}()
 
-	master, node := c.firstOf(config.RoleMaster), c.firstOf(config.RoleNode)
+	master, node := c.FirstOf(config.RoleMaster), c.FirstOf(config.RoleNode)
 	images, err := cluster.Images(filepath.Join(e2e.RepoRoot(), "bin"))
 	if err != nil {
 		t.Fatal(err)
@@ -105,16 +85,30 @@ func TestDrills(t *testing.T) {
 	}
 
 	only := selected(os.Getenv("KUBEUP_DRILLS_ONLY"))
+	lifetime, err := c.LeafLifetime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case lifetime <= maxDrillLifetime && only("cert-renewal"):
+		report.Results = append(report.Results, certRenewalDrill(ctx, t, c, lifetime, web))
+	case os.Getenv("KUBEUP_DRILLS_ONLY") != "" && only("cert-renewal"):
+		report.Results = append(report.Results, Result{Drill: "cert-renewal", Machine: "all",
+			Error: fmt.Sprintf("the cluster's leaf lifetime is %s: the drill needs at most %s (KUBEUP_DRILLS_LEAF_LIFETIME=30m)", lifetime, maxDrillLifetime)})
+	default:
+		t.Logf("cert-renewal: skipped, the leaf lifetime %s is longer than %s (KUBEUP_DRILLS_LEAF_LIFETIME=30m)", lifetime, maxDrillLifetime)
+	}
 	for _, m := range []cluster.MachineState{master, node} {
 		for _, unit := range killed[m.Role] {
 			if !only("kill") && !only("kill:"+m.Name+":"+unit) {
 				continue
 			}
+			refreshAdmin(t, c)
 			var svc *Service
 			if m.Name == web.Node && servesWeb[unit] {
 				svc = web
 			}
-			report.Results = append(report.Results, killDrill(ctx, t, c, m, unit, data, svc))
+			report.Results = append(report.Results, Kill(ctx, t, c, m, unit, APIBackGoal, data, svc))
 		}
 	}
 	for _, d := range []struct {
@@ -132,13 +126,28 @@ func TestDrills(t *testing.T) {
 		if !only(kind) {
 			continue
 		}
-		report.Results = append(report.Results, rebootDrill(ctx, t, c, d.machines, d.hard, report.FirstBoot, data))
+		refreshAdmin(t, c)
+		report.Results = append(report.Results, Reboot(ctx, t, c, d.machines, d.hard, report.FirstBoot, data))
+	}
+	// Last: everything written after its snapshot is lost.
+	if only("etcd-restore") {
+		report.Results = append(report.Results, Restore(ctx, t, c, data))
+	}
+}
+
+// refreshAdmin renews the drills' admin certificate when a short leaf
+// lifetime needs it (a drill longer than a third of the lifetime can still
+// outlive it: run those with a long lifetime).
+func refreshAdmin(t *testing.T, c *Cluster) {
+	t.Helper()
+	if _, err := c.RefreshAdmin(time.Now()); err != nil {
+		t.Fatalf("renew the admin certificate: %v", err)
 	}
 }
 
 // selected says whether a drill runs: every one when KUBEUP_DRILLS_ONLY is
-// empty, else those it lists (comma-separated: kill, reboot, reset, or one
-// kill as kill:MACHINE:UNIT).
+// empty, else those it lists (comma-separated: cert-renewal, kill, reboot,
+// reset, etcd-restore, or one kill as kill:MACHINE:UNIT).
 func selected(list string) func(drill string) bool {
 	want := map[string]bool{}
 	for _, d := range strings.Split(list, ",") {
@@ -166,6 +175,10 @@ func newCluster(t *testing.T, ctx context.Context) (dataDir, name, key, timings 
 	}
 	cfgFile := filepath.Join(t.TempDir(), "cluster.yaml")
 	cfg := fmt.Sprintf("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  ssh:\n    authorizedKeys: [%q]\n", name, pub)
+	// A short leaf lifetime (30m) for the cert-renewal drill.
+	if l := os.Getenv("KUBEUP_DRILLS_LEAF_LIFETIME"); l != "" {
+		cfg += fmt.Sprintf("  pki: {leafLifetime: %q}\n", l)
+	}
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -194,227 +207,4 @@ func existingCluster(t *testing.T) (dataDir, name, key, timings string) {
 		t.Fatal("KUBEUP_DRILLS_CLUSTER needs KUBEUP_DRILLS_KEY, the private key of the cluster's SSH access")
 	}
 	return dataDir, name, key, filepath.Join(dir, "timings.json")
-}
-
-// addonWorkloads are the Deployments the addon manager keeps in
-// kube-system: a healthy cluster has their pods Ready.
-func addonWorkloads(ctx context.Context, c *Cluster) ([]string, error) {
-	deps, err := c.Access.Clientset.AppsV1().Deployments("kube-system").List(ctx, metav1.ListOptions{LabelSelector: components.AddonModeLabel})
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, d := range deps.Items {
-		out = append(out, d.Name)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no addon Deployment in kube-system")
-	}
-	return out, nil
-}
-
-// firstBoot is the first `up`'s time from the VMs' start to every
-// kube-system pod Ready.
-func firstBoot(timingsFile string) (Seconds, error) {
-	data, err := os.ReadFile(timingsFile)
-	if err != nil {
-		return 0, err
-	}
-	var tm cluster.Timings
-	if err := json.Unmarshal(data, &tm); err != nil {
-		return 0, err
-	}
-	var started, ready float64
-	for _, p := range tm.Phases {
-		switch {
-		case strings.HasPrefix(p.Name, "VMs started"):
-			started = p.Seconds
-		case strings.HasPrefix(p.Name, "kube-system pods Ready"):
-			ready = p.Seconds
-		}
-	}
-	if ready == 0 {
-		return 0, fmt.Errorf("%s: no kube-system pods Ready phase", timingsFile)
-	}
-	return Seconds(ready - started), nil
-}
-
-func (c *Cluster) firstOf(r config.Role) cluster.MachineState {
-	for _, m := range c.State.Machines {
-		if m.Role == r {
-			return m
-		}
-	}
-	return cluster.MachineState{}
-}
-
-// killDrill kills a unit's main process with SIGKILL and waits for the
-// cluster to heal: the unit active again, the API ready, every node and
-// kube-system pod Ready, the data there, and no restart loop.
-func killDrill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineState, unit string, data Data, web *Service) Result {
-	t.Helper()
-	res := Result{Drill: "kill -9 " + unit, Machine: m.Name}
-	fail := func(err error) Result {
-		res.Error = err.Error()
-		t.Logf("%s on %s: %v", res.Drill, m.Name, err)
-		return res
-	}
-	service := unit + ".service"
-	before, err := c.Restarts(ctx, m, service)
-	if err != nil {
-		return fail(err)
-	}
-	start := time.Now()
-	if _, err := c.SSH(m).Run(ctx, fmt.Sprintf("pid=$(systemctl show -p MainPID --value %s) && [ \"$pid\" -gt 0 ] && sudo kill -9 $pid", service)); err != nil {
-		return fail(fmt.Errorf("kill: %w", err))
-	}
-	rec, err := c.WaitHealthy(ctx, start, killLimit, Fresh{})
-	res.APIBack, res.Healthy = secondsOf(rec.APIBack), secondsOf(rec.Healthy)
-	if err != nil {
-		return fail(err)
-	}
-	end := time.Now()
-	if err := c.Settle(ctx, settle, 5*time.Minute); err != nil {
-		return fail(fmt.Errorf("after healing: %w", err))
-	}
-	after, err := c.Restarts(ctx, m, service)
-	if err != nil {
-		return fail(err)
-	}
-	res.Restarts = after - before
-	what, err := data.Check(ctx, c.Access.Clientset)
-	res.Data = what
-	if err != nil {
-		return fail(err)
-	}
-	if web != nil {
-		ok, failed, err := web.Answers(ctx, c.Access.Clientset, start, end)
-		if err != nil {
-			return fail(fmt.Errorf("the prober's log: %w", err))
-		}
-		res.Data += fmt.Sprintf(", service %d/%d", ok, ok+failed)
-		if failed > 0 || ok == 0 {
-			return fail(fmt.Errorf("the Service failed %d of %d tries while %s was down", failed, ok+failed, unit))
-		}
-	}
-	switch {
-	case res.Restarts < 1:
-		return fail(fmt.Errorf("%s was not restarted (restarts %d → %d)", service, before, after))
-	case res.Restarts > maxRestarts:
-		return fail(fmt.Errorf("%s restarted %d times: a restart loop", service, res.Restarts))
-	case rec.APIBack > apiBackGoal:
-		return fail(fmt.Errorf("the API was back after %s, goal %s", rec.APIBack.Round(time.Second), apiBackGoal))
-	}
-	res.Pass = true
-	t.Logf("%s on %s: API back %s, healthy %s, %d restarts, %s", res.Drill, m.Name, res.APIBack, res.Healthy, res.Restarts, res.Data)
-	return res
-}
-
-// rebootDrill reboots machines (systemctl reboot, or a hard reset through
-// QEMU) and waits for the cluster to heal with nobody touching anything,
-// within the first boot's time; what Prometheus and the log store had
-// before must still be there.
-func rebootDrill(ctx context.Context, t *testing.T, c *Cluster, machines []cluster.MachineState, hard bool, bound Seconds, data Data) Result {
-	t.Helper()
-	var names []string
-	for _, m := range machines {
-		names = append(names, m.Name)
-	}
-	res := Result{Drill: "reboot", Machine: strings.Join(names, "+")}
-	if hard {
-		res.Drill = "hard reset"
-	}
-	fail := func(err error) Result {
-		res.Error = err.Error()
-		t.Logf("%s of %s: %v", res.Drill, res.Machine, err)
-		return res
-	}
-	// Before: a cluster at rest, a sample Prometheus holds, and a line in
-	// the log store.
-	if err := c.Settle(ctx, settle, 10*time.Minute); err != nil {
-		return fail(fmt.Errorf("before: %w", err))
-	}
-	marker := fmt.Sprintf("drill-marker-%d", time.Now().UnixNano())
-	if _, err := c.SSH(machines[0]).Run(ctx, "echo "+marker+" | systemd-cat -t kubeup"); err != nil {
-		return fail(err)
-	}
-	seriesAt := time.Now().Add(-time.Minute)
-	if _, err := waitSeries(ctx, c, seriesAt, 3*time.Minute); err != nil {
-		return fail(fmt.Errorf("before: %w", err))
-	}
-	if err := waitLogged(ctx, c, marker, 2*time.Minute); err != nil {
-		return fail(fmt.Errorf("before: %w", err))
-	}
-
-	start := time.Now()
-	for _, m := range machines {
-		if hard {
-			if err := c.VM(m).Reset(); err != nil {
-				return fail(err)
-			}
-			continue
-		}
-		// The connection drops as the machine goes down: not an error.
-		_, _ = c.SSH(m).Run(ctx, "sudo systemctl reboot")
-	}
-	rec, err := c.WaitHealthy(ctx, start, rebootLimit, Fresh{Since: start, Machines: names})
-	res.APIBack, res.Healthy = secondsOf(rec.APIBack), secondsOf(rec.Healthy)
-	if err != nil {
-		return fail(err)
-	}
-	what, err := data.Check(ctx, c.Access.Clientset)
-	res.Data = what
-	if err != nil {
-		return fail(err)
-	}
-	// Healthy includes monitoring and the log store answering again with
-	// what they had: Prometheus replays its write-ahead log before it
-	// answers.
-	left := rebootLimit - time.Since(start)
-	n, err := waitSeries(ctx, c, seriesAt, left)
-	if err != nil {
-		return fail(fmt.Errorf("after: Prometheus lost its series from before: %w", err))
-	}
-	if err := waitLogged(ctx, c, marker, rebootLimit-time.Since(start)); err != nil {
-		return fail(fmt.Errorf("after: the log store lost a line from before: %w", err))
-	}
-	res.Healthy = secondsOf(time.Since(start))
-	res.Data += fmt.Sprintf(", %d series and the log line from before", n)
-	if float64(res.Healthy) > float64(bound) {
-		return fail(fmt.Errorf("healthy after %s, longer than the first boot (%s)", res.Healthy, bound))
-	}
-	res.Pass = true
-	t.Logf("%s of %s: API back %s, healthy %s, %s", res.Drill, res.Machine, res.APIBack, res.Healthy, res.Data)
-	return res
-}
-
-// waitSeries waits until Prometheus answers with the `up` series it had at a
-// past time, and says how many.
-func waitSeries(ctx context.Context, c *Cluster, at time.Time, limit time.Duration) (int, error) {
-	deadline := time.Now().Add(limit)
-	for {
-		samples, err := c.Access.QueryAt(ctx, "up", at)
-		if err == nil && len(samples) > 0 {
-			return len(samples), nil
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("no Prometheus series at %s after %s (%v)", at.Format(time.TimeOnly), limit.Round(time.Second), err)
-		}
-		time.Sleep(3 * time.Second)
-	}
-}
-
-// waitLogged waits until a marker line is in the log store.
-func waitLogged(ctx context.Context, c *Cluster, marker string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		n, _, err := e2e.CountMessages(ctx, c.Access, marker)
-		if err == nil && n > 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no %q in the log store after %s (%v)", marker, limit, err)
-		}
-		time.Sleep(3 * time.Second)
-	}
 }

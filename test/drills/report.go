@@ -30,6 +30,11 @@ type Result struct {
 	// Restarts counts the unit's restarts over the drill (a kill should
 	// cost one; more is a restart loop).
 	Restarts int `json:"restarts,omitempty"`
+	// Outage is how long the API did not answer during a drill that must
+	// cost none (cert-renewal), and Renewals the certificate renewals it
+	// saw.
+	Outage   Seconds `json:"outageSeconds,omitempty"`
+	Renewals int     `json:"renewals,omitempty"`
 	// Data says what the drill checked was kept, and what it found.
 	Data  string `json:"data"`
 	Pass  bool   `json:"pass"`

@@ -1,4 +1,4 @@
-package e2e
+package e2e_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/provision/cluster"
+	. "kubeup.dev/kubeup/test/e2e"
 	"kubeup.dev/kubeup/test/golden"
 )
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,11 +49,22 @@ func (s SSH) Run(ctx context.Context, command string) (string, error) {
 	args := []string{"-q", "-i", s.Key, "-p", strconv.Itoa(s.Port),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", sshConnectTimeout, "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+		// One connection per guest, shared by every command: a new login
+		// costs a key exchange and a logind session, minutes on a loaded
+		// master. The master process exits with the guest's connection or
+		// a minute after the last command.
+		"-o", "ControlMaster=auto", "-o", "ControlPath=" + filepath.Join(os.TempDir(), "kubeup-ssh-%C"), "-o", "ControlPersist=60",
 		s.User + "@127.0.0.1", command}
 	cmd := exec.CommandContext(ctx, "ssh", args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	// Should the connection's master outlive this command holding its
+	// output, the output is complete when ssh exits.
+	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil
+	}
 	if err != nil {
 		return out.String(), fmt.Errorf("ssh %q: %w: %s%s", command, err, out.String(), errb.String())
 	}

@@ -22,18 +22,22 @@ import (
 // Binaries finds kube-apiserver and etcd, or skips the test.
 func Binaries(t testing.TB) (apiserver, etcd string) {
 	t.Helper()
+	return Binary(t, "kubernetes", "kube-apiserver"), Binary(t, "etcd", "etcd")
+}
+
+// Binary finds a binary of a cached artifact (kubernetes, etcd) in
+// $KUBEUP_TEST_BIN_DIR or the artifact cache, or skips the test.
+func Binary(t testing.TB, component, name string) string {
+	t.Helper()
 	if dir := os.Getenv("KUBEUP_TEST_BIN_DIR"); dir != "" {
-		return filepath.Join(dir, "kube-apiserver"), filepath.Join(dir, "etcd")
+		return filepath.Join(dir, name)
 	}
 	home, _ := os.UserHomeDir()
-	find := func(component, name string) string {
-		m, _ := filepath.Glob(filepath.Join(home, ".cache/kubeup/artifacts", component, "*/root/usr/local/bin", name))
-		if len(m) == 0 {
-			t.Skipf("no %s: set KUBEUP_TEST_BIN_DIR to a directory with kube-apiserver and etcd, or build the artifacts", name)
-		}
-		return m[0]
+	m, _ := filepath.Glob(filepath.Join(home, ".cache/kubeup/artifacts", component, "*/root/usr/local/bin", name))
+	if len(m) == 0 {
+		t.Skipf("no %s: set KUBEUP_TEST_BIN_DIR to a directory with it, or build the artifacts", name)
 	}
-	return find("kubernetes", "kube-apiserver"), find("etcd", "etcd")
+	return m[0]
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
@@ -213,6 +217,19 @@ func StartAPIServer(t testing.TB, authorizationMode string, extra ...string) *AP
 		"--service-cluster-ip-range", "10.96.0.0/16", "--endpoint-reconciler-type", "none"}
 	Start(t, apiserverBin, append(args, extra...)...)
 	return s
+}
+
+// CAKeyFile writes the CA's key next to CAFile, as ca.key (mode 0600), for
+// a test that signs with it.
+func (s *APIServer) CAKeyFile(t testing.TB) string {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(s.CA.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir, "ca.key")
+	WritePEM(t, path, "EC PRIVATE KEY", der)
+	return path
 }
 
 // Wait polls cond every 200 ms until it returns nil, or fails the test

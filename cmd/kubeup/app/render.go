@@ -73,7 +73,7 @@ func loadConfig(path string) (*config.Cluster, error) {
 
 // renderCluster loads or creates the PKI in pkiDir and renders c.
 func renderCluster(c *config.Cluster, pkiDir, binDir string) (*render.Result, error) {
-	bundle, err := pki.LoadOrGenerate(pkiDir, render.PKICluster(c), pki.Options{})
+	bundle, err := pki.LoadOrGenerate(pkiDir, render.PKICluster(c), render.PKIOptions(c))
 	if err != nil {
 		return nil, fmt.Errorf("cluster PKI in %s: %w", pkiDir, err)
 	}

@@ -22,10 +22,12 @@ personalises machines with cloud-init, and deploys them with Pulumi.`,
 		newDownCommand,
 		newStatusCommand,
 		newKubeconfigCommand,
+		newCertsCommand,
 		newVerifyCommand,
 		newUICommand,
 		newMetricsCommand,
 		newLogsCommand,
+		newEtcdCommand,
 	},
 }
 

@@ -231,8 +231,9 @@ kubeup_log_entries_buffered 3
 kubeup_log_entries_dropped_total{reason="buffer_full"} 0
 kubeup_log_entries_dropped_total{reason="corrupt"} 0
 kubeup_log_entries_dropped_total{reason="too_large"} 0
-# HELP kubeup_log_entries_read_total Log records read, by source (journal, pod).
+# HELP kubeup_log_entries_read_total Log records read, by source (journal, pod, audit).
 # TYPE kubeup_log_entries_read_total counter
+kubeup_log_entries_read_total{source="audit"} 0
 kubeup_log_entries_read_total{source="journal"} 3
 kubeup_log_entries_read_total{source="pod"} 0
 # HELP kubeup_log_entries_sent_total Log records the aggregator acknowledged.
