@@ -284,8 +284,12 @@ func validity(now time.Time, lifetime time.Duration) (notBefore, notAfter time.T
 	return notBefore, notBefore.Add(lifetime)
 }
 
+// chown is (*os.File).Chown; tests count its calls.
+var chown = (*os.File).Chown
+
 // writeFileAtomic replaces path with data: a temporary file in the same
-// directory (mode and owner of the file it replaces, or 0600), synced, then
+// directory (mode and owner of the file it replaces, or 0600; chown only
+// when the owner differs from the writer's), synced, then
 // renamed over it, and the directory synced. A reader sees the old file or
 // the new one, never a part; a failure leaves the old one and no temporary
 // file.
@@ -306,9 +310,19 @@ func writeFileAtomic(path string, data []byte) error {
 		if err := f.Chmod(mode); err != nil {
 			return err
 		}
+		// The owner only when it differs from the new file's (the
+		// agent's, root): the sandboxed agent may not call chown at all
+		// (SystemCallFilter=~@privileged), and every certificate it
+		// renews is root's.
 		if uid >= 0 {
-			if err := f.Chown(uid, gid); err != nil {
+			fi, err := f.Stat()
+			if err != nil {
 				return err
+			}
+			if u, g := fileOwner(fi); u != uid || g != gid {
+				if err := chown(f, uid, gid); err != nil {
+					return err
+				}
 			}
 		}
 		if _, err := f.Write(data); err != nil {

@@ -628,3 +628,26 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// Replacing a file owned by the writer never calls chown: the sandboxed
+// agent's system call filter refuses it (EPERM), which once failed every
+// renewal on a booted cluster.
+func TestWriteFileAtomicNoChownForOwnFile(t *testing.T) {
+	calls := 0
+	orig := chown
+	chown = func(f *os.File, uid, gid int) error { calls++; return orig(f, uid, gid) }
+	defer func() { chown = orig }()
+	path := filepath.Join(t.TempDir(), "a.crt")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(path, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 {
+		t.Errorf("chown called %d times for a file the writer owns", calls)
+	}
+	if data, _ := os.ReadFile(path); string(data) != "new" {
+		t.Errorf("content %q", data)
+	}
+}
