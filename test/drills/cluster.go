@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type Cluster struct {
 	quick kubernetes.Interface
 	// Workloads are the kube-system pods a healthy cluster has.
 	Workloads []string
+	// rest is each machine's 1-minute load average at rest (MeasureRest).
+	rest map[string]float64
 }
 
 // Connect opens the cluster `kubeup up` made in dataDir.
@@ -258,4 +261,101 @@ func (c *Cluster) Settle(ctx context.Context, d, limit time.Duration) error {
 func (c *Cluster) podLogs(ctx context.Context, ns, name string) (string, error) {
 	data, err := c.Access.Clientset.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
 	return string(data), err
+}
+
+// Load reads a machine's 1-minute load average.
+func (c *Cluster) Load(ctx context.Context, m cluster.MachineState) (float64, error) {
+	out, err := c.SSH(m).Run(ctx, "cat /proc/loadavg")
+	if err != nil {
+		return 0, err
+	}
+	return parseLoad(out)
+}
+
+// parseLoad reads the 1-minute figure of /proc/loadavg.
+func parseLoad(s string) (float64, error) {
+	f := strings.Fields(s)
+	if len(f) < 3 {
+		return 0, fmt.Errorf("/proc/loadavg: %q", s)
+	}
+	return strconv.ParseFloat(f[0], 64)
+}
+
+// MeasureRest records every machine's load at rest: the reference Quiet
+// waits for. Call it on a settled cluster. The lower of the 1- and
+// 5-minute load averages, so that a burst of the last minute (a drill's
+// own pods starting) does not count as rest.
+func (c *Cluster) MeasureRest(ctx context.Context) error {
+	c.rest = map[string]float64{}
+	for _, m := range c.State.Machines {
+		out, err := c.SSH(m).Run(ctx, "cat /proc/loadavg")
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+		l, err := parseRest(out)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+		c.rest[m.Name] = l
+	}
+	return nil
+}
+
+// parseRest is the lower of /proc/loadavg's 1- and 5-minute figures.
+func parseRest(s string) (float64, error) {
+	one, err := parseLoad(s)
+	if err != nil {
+		return 0, err
+	}
+	five, err := strconv.ParseFloat(strings.Fields(s)[1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/loadavg: %q: %w", s, err)
+	}
+	return min(one, five), nil
+}
+
+// quietLoad is the load a machine may show and still be
+// quiet: under TCG an idle master's 1-minute load wanders by about one.
+func quietLoad(rest float64) float64 { return rest + max(1, 0.3*rest) }
+
+// Quiet waits until every machine's 1-minute load average is back near its
+// load at rest (measured first if MeasureRest was not called), so that a
+// drill starts from a machine at rest rather than one still busy healing
+// from the drill before: a kill of the API server while the master is
+// still re-listing after an etcd kill is two failures, not one. It returns
+// how long it waited; past limit it gives up with an error naming the
+// machines still busy, and the caller goes on (the drill's own limits
+// still hold).
+func (c *Cluster) Quiet(ctx context.Context, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if c.rest == nil {
+		if err := c.MeasureRest(ctx); err != nil {
+			return 0, err
+		}
+		return 0, nil
+	}
+	for {
+		var busy []string
+		for _, m := range c.State.Machines {
+			l, err := c.Load(ctx, m)
+			if err != nil {
+				busy = append(busy, fmt.Sprintf("%s (%v)", m.Name, err))
+				continue
+			}
+			if want := quietLoad(c.rest[m.Name]); l > want {
+				busy = append(busy, fmt.Sprintf("%s load %.2f > %.2f", m.Name, l, want))
+			}
+		}
+		if len(busy) == 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit {
+			return time.Since(start), fmt.Errorf("not quiet after %s: %s", limit, strings.Join(busy, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(10 * time.Second):
+		}
+	}
 }

@@ -40,3 +40,34 @@ func TestFreshStale(t *testing.T) {
 		}
 	}
 }
+
+// The load at rest is the calmer of the last minute and the last five; a
+// machine is quiet up to one above it (more on a busy one).
+func TestLoadAtRest(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		loadavg   string
+		one, rest float64
+	}{
+		{"3.44 5.99 3.20 3/412 2210\n", 3.44, 3.44},
+		{"9.10 4.02 3.00 12/420 2300", 9.10, 4.02},
+		{"0.00 0.00 0.00 1/100 1", 0, 0},
+	} {
+		one, err1 := parseLoad(c.loadavg)
+		rest, err2 := parseRest(c.loadavg)
+		if err1 != nil || err2 != nil || one != c.one || rest != c.rest {
+			t.Errorf("%q: load %v (%v), rest %v (%v); want %v, %v", c.loadavg, one, err1, rest, err2, c.one, c.rest)
+		}
+	}
+	for _, bad := range []string{"", "x y z", "1.0"} {
+		if _, err := parseRest(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if q := quietLoad(3); q != 4 {
+		t.Errorf("quiet at rest 3: %v, want 4", q)
+	}
+	if q := quietLoad(10); q != 13 {
+		t.Errorf("quiet at rest 10: %v, want 13", q)
+	}
+}

@@ -35,6 +35,9 @@ const (
 	// settle: healthy this long in a row before the next drill, so that a
 	// restart loop shows in the restart count.
 	settle = 30 * time.Second
+	// quietLimit bounds the wait for the machines' load to come back to
+	// rest before a kill (Cluster.Quiet).
+	quietLimit = 6 * time.Minute
 	// maxRestarts a killed unit may take: the restart after the kill, and
 	// one more (a probe that raced the restart).
 	maxRestarts = 2
@@ -104,6 +107,11 @@ func Kill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineState,
 		return res
 	}
 	service := unit + ".service"
+	if waited, err := c.Quiet(ctx, quietLimit); err != nil {
+		t.Logf("%s on %s: %v; killing anyway", res.Drill, m.Name, err)
+	} else if waited > 0 {
+		t.Logf("%s on %s: the machines were at rest again after %s", res.Drill, m.Name, waited.Round(time.Second))
+	}
 	before, err := c.Restarts(ctx, m, service)
 	if err != nil {
 		return fail(err)

@@ -83,6 +83,9 @@ func TestDrills(t *testing.T) {
 	if err := c.Settle(ctx, settle, 10*time.Minute); err != nil {
 		t.Fatalf("before the drills: %v", err)
 	}
+	if err := c.MeasureRest(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	only := selected(os.Getenv("KUBEUP_DRILLS_ONLY"))
 	lifetime, err := c.LeafLifetime()
