@@ -71,3 +71,20 @@ func TestLoadAtRest(t *testing.T) {
 		t.Errorf("quiet at rest 10: %v, want 13", q)
 	}
 }
+
+func TestFalling(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		prev, now map[string]float64
+		want      bool
+	}{
+		{nil, map[string]float64{"m": 3}, true},
+		{map[string]float64{"m": 9, "n": 2}, map[string]float64{"m": 7.5, "n": 2}, true},
+		{map[string]float64{"m": 3.4, "n": 2}, map[string]float64{"m": 3.2, "n": 2.5}, false},
+		{map[string]float64{"m": 3}, map[string]float64{"m": 3, "n": 1}, true},
+	} {
+		if got := falling(c.prev, c.now); got != c.want {
+			t.Errorf("falling(%v, %v) = %v", c.prev, c.now, got)
+		}
+	}
+}
