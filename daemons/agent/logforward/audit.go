@@ -116,19 +116,7 @@ func (a *AuditLog) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	for {
-		if err := a.Poll(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(a.cfg.Interval):
-		}
-	}
+	return pollEvery(ctx, a.cfg.Interval, a.Poll)
 }
 
 // rotatedName matches lumberjack's backup names for the live file's name:

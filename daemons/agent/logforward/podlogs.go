@@ -164,19 +164,7 @@ func (p *PodLogs) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	for {
-		if err := p.Poll(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(p.cfg.Interval):
-		}
-	}
+	return pollEvery(ctx, p.cfg.Interval, p.Poll)
 }
 
 type foundFile struct {
@@ -580,4 +568,22 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// pollEvery calls poll, then every interval, until ctx ends (nil) or poll
+// fails while ctx is live (its error): the file followers' loop.
+func pollEvery(ctx context.Context, interval time.Duration, poll func(context.Context) error) error {
+	for {
+		if err := poll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
 }
