@@ -118,14 +118,29 @@ func (c *Cluster) Restarts(ctx context.Context, m cluster.MachineState, unit str
 	return int(units[i].Restarts), nil
 }
 
-// APIReady says whether the API server answers /readyz with "ok".
+// APIReady says whether the API server answers /readyz with "ok". Every
+// wait of the drills goes through it, so it is also where the host's admin
+// certificate is renewed when a short leaf lifetime needs it: a reboot
+// drill's wait can outlive a third of a 20-minute lifetime.
 func (c *Cluster) APIReady(ctx context.Context) error {
+	if err := c.keepAdmin(); err != nil {
+		return err
+	}
 	body, err := c.quick.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
 		return fmt.Errorf("GET /readyz: %w", err)
 	}
 	if string(body) != "ok" {
 		return fmt.Errorf("GET /readyz: %q", body)
+	}
+	return nil
+}
+
+// keepAdmin renews the host's admin certificate if it is due (RefreshAdmin);
+// every wait loop calls it.
+func (c *Cluster) keepAdmin() error {
+	if _, err := c.RefreshAdmin(time.Now()); err != nil {
+		return fmt.Errorf("renew the host's admin certificate: %w", err)
 	}
 	return nil
 }

@@ -245,6 +245,9 @@ func Reboot(ctx context.Context, t *testing.T, c *Cluster, machines []cluster.Ma
 func waitSeries(ctx context.Context, c *Cluster, at time.Time, limit time.Duration) (int, error) {
 	deadline := time.Now().Add(limit)
 	for {
+		if err := c.keepAdmin(); err != nil {
+			return 0, err
+		}
 		samples, err := c.Access.QueryAt(ctx, "up", at)
 		if err == nil && len(samples) > 0 {
 			return len(samples), nil
@@ -264,6 +267,9 @@ func waitSeries(ctx context.Context, c *Cluster, at time.Time, limit time.Durati
 func recentSeries(ctx context.Context, c *Cluster, limit time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(limit)
 	for {
+		if err := c.keepAdmin(); err != nil {
+			return time.Time{}, err
+		}
 		at := time.Now().Add(-30 * time.Second)
 		samples, err := c.Access.QueryAt(ctx, "up", at)
 		if err == nil && len(samples) > 0 {
@@ -280,6 +286,9 @@ func recentSeries(ctx context.Context, c *Cluster, limit time.Duration) (time.Ti
 func waitLogged(ctx context.Context, c *Cluster, marker string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
+		if err := c.keepAdmin(); err != nil {
+			return err
+		}
 		n, _, err := e2e.CountMessages(ctx, c.Access, marker)
 		if err == nil && n > 0 {
 			return nil
