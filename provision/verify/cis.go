@@ -228,25 +228,21 @@ func (m *cisMachine) file(path string) (agent.FileInfo, bool) {
 
 // modeAtMost: every path exists with no permission bit beyond max.
 func modeAtMost(max fs.FileMode, paths ...string) func(*cisMachine) (bool, string) {
-	return func(m *cisMachine) (bool, string) {
-		var ev []string
-		pass := true
-		for _, p := range paths {
-			f, ok := m.file(p)
-			if !ok {
-				pass = false
-				ev = append(ev, p+" not found")
-				continue
-			}
-			pass = pass && f.Mode&^max == 0
-			ev = append(ev, fmt.Sprintf("%s %04o", p, f.Mode))
-		}
-		return pass, strings.Join(ev, ", ")
-	}
+	return eachFile(paths, func(f agent.FileInfo) (bool, string) {
+		return f.Mode&^max == 0, fmt.Sprintf("%04o", f.Mode)
+	})
 }
 
 // ownedByRoot: every path exists and is root:root.
 func ownedByRoot(paths ...string) func(*cisMachine) (bool, string) {
+	return eachFile(paths, func(f agent.FileInfo) (bool, string) {
+		return f.UID == 0 && f.GID == 0, fmt.Sprintf("%d:%d", f.UID, f.GID)
+	})
+}
+
+// eachFile passes when every path exists and passes check; the evidence
+// is each path with what check saw (or "not found").
+func eachFile(paths []string, check func(agent.FileInfo) (bool, string)) func(*cisMachine) (bool, string) {
 	return func(m *cisMachine) (bool, string) {
 		var ev []string
 		pass := true
@@ -257,8 +253,9 @@ func ownedByRoot(paths ...string) func(*cisMachine) (bool, string) {
 				ev = append(ev, p+" not found")
 				continue
 			}
-			pass = pass && f.UID == 0 && f.GID == 0
-			ev = append(ev, fmt.Sprintf("%s %d:%d", p, f.UID, f.GID))
+			ok, seen := check(f)
+			pass = pass && ok
+			ev = append(ev, p+" "+seen)
 		}
 		return pass, strings.Join(ev, ", ")
 	}

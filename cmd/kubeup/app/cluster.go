@@ -16,6 +16,7 @@ import (
 	"kubeup.dev/kubeup/images/artifacts"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
+	"kubeup.dev/kubeup/provision/pki"
 	"kubeup.dev/kubeup/provision/verify"
 )
 
@@ -267,12 +268,21 @@ with its reason) and the evidence seen; it fails when any item fails.`,
 	return cmd
 }
 
-func runCIS(cmd *cobra.Command, e *cli.Env, o cluster.Options, name string) error {
+// loadTarget reads what verify needs of a cluster: its state and PKI.
+func loadTarget(o cluster.Options, name string) (*cluster.State, *pki.Bundle, error) {
 	st, err := cluster.LoadState(o.DataDir, name)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	b, err := cluster.LoadBundle(o.DataDir, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, b, nil
+}
+
+func runCIS(cmd *cobra.Command, e *cli.Env, o cluster.Options, name string) error {
+	st, b, err := loadTarget(o, name)
 	if err != nil {
 		return err
 	}
@@ -293,11 +303,7 @@ func runCIS(cmd *cobra.Command, e *cli.Env, o cluster.Options, name string) erro
 }
 
 func runVerify(cmd *cobra.Command, e *cli.Env, o cluster.Options, name string) error {
-	st, err := cluster.LoadState(o.DataDir, name)
-	if err != nil {
-		return err
-	}
-	b, err := cluster.LoadBundle(o.DataDir, name)
+	st, b, err := loadTarget(o, name)
 	if err != nil {
 		return err
 	}
