@@ -11,8 +11,9 @@ import (
 
 func TestCountAnswers(t *testing.T) {
 	t.Parallel()
-	logs := "ok 100\nok 101\nFAIL 102\nnoise\nok 103\nFAIL 110\n"
-	ok, failed := countAnswers(logs, time.Unix(101, 0), time.Unix(103, 0))
+	at := func(sec int64) string { return time.Unix(sec, 5e8).UTC().Format(time.RFC3339Nano) }
+	logs := at(100) + " ok\n" + at(101) + " ok\n" + at(102) + " FAIL\nnoise\nok 102\n" + at(103) + " ok\n" + at(110) + " FAIL\n"
+	ok, failed := countAnswers(logs, time.Unix(101, 0), time.Unix(103, 9e8))
 	if ok != 2 || failed != 1 {
 		t.Errorf("ok %d failed %d, want 2 and 1", ok, failed)
 	}
