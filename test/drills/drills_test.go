@@ -31,7 +31,7 @@ func TestDrills(t *testing.T) {
 	if os.Getenv("KUBEUP_DRILLS") != "1" {
 		t.Skip("drills boot a cluster and break it for an hour or more: run make drills (KUBEUP_DRILLS=1)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 170*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 230*time.Minute)
 	defer cancel()
 	dataDir, name, key, timings := existingCluster(t)
 	if dataDir == "" {
