@@ -161,9 +161,22 @@ done`, s.ip, webPort, webPage)
 
 // Answers counts the prober's tries between from and to: answered and not.
 func (s *Service) Answers(ctx context.Context, cs kubernetes.Interface, from, to time.Time) (ok, failed int, err error) {
-	logs, err := cs.CoreV1().Pods(s.Namespace).GetLogs(proberName, &corev1.PodLogOptions{Timestamps: true}).DoRaw(ctx)
-	if err != nil {
-		return 0, 0, err
+	// A few tries: the log comes through the prober's kubelet, and one
+	// request answered "unknown" failed a whole cert-renewal drill.
+	var logs []byte
+	for try := 0; ; try++ {
+		logs, err = cs.CoreV1().Pods(s.Namespace).GetLogs(proberName, &corev1.PodLogOptions{Timestamps: true}).DoRaw(ctx)
+		if err == nil {
+			break
+		}
+		if try == 4 {
+			return 0, 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
 	}
 	ok, failed = countAnswers(string(logs), from, to)
 	return ok, failed, nil
