@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,12 @@ const (
 	// LogStoreMaxDiskUsagePercent makes VictoriaLogs drop its oldest days
 	// before the master's disk fills up, whatever the retention.
 	LogStoreMaxDiskUsagePercent = 80
+	// LogStoreFlushInterval is how long a line VictoriaLogs has stored (and
+	// acknowledged to the aggregator, which then forgets it) may live only
+	// in its memory: its in-memory parts are written and fsynced at least
+	// this often. A hard reset of the master loses at most this much; the
+	// minimum VictoriaLogs accepts (its default is 5 s).
+	LogStoreFlushInterval = time.Second
 
 	LogAggregatorName = "log-aggregator"
 	// LogAggregatorQueueDir holds the aggregator's persistent sending queue:
@@ -123,6 +130,7 @@ func logStore(c *components.Cluster) []any {
 							"-storageDataPath=/victoria-logs-data",
 							"-retentionPeriod=" + LogStoreRetention,
 							"-retention.maxDiskUsagePercent=" + strconv.Itoa(LogStoreMaxDiskUsagePercent),
+							"-inmemoryDataFlushInterval=" + LogStoreFlushInterval.String(),
 							"-httpListenAddr=:" + strconv.Itoa(LogStorePort),
 							"-loggerFormat=json",
 						},

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/components/addons"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/test/e2e"
@@ -197,6 +198,9 @@ func Reboot(ctx context.Context, t *testing.T, c *Cluster, machines []cluster.Ma
 	if err := waitLogged(ctx, c, marker, 2*time.Minute); err != nil {
 		return fail(fmt.Errorf("before: %w", err))
 	}
+	// The line is on the master's disk once VictoriaLogs has flushed it:
+	// the one window a hard reset may lose (the README says so).
+	time.Sleep(addons.LogStoreFlushInterval + 2*time.Second)
 
 	start := time.Now()
 	for _, m := range machines {
