@@ -38,6 +38,8 @@ build:
 	# The node image's agent: no etcd client (nodes have no etcd member).
 	CGO_ENABLED=0 $(GO) build -trimpath -tags noetcd -ldflags "-s -w" -o bin/kubeup-agent-node ./cmd/kubeup-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-probe ./cmd/kubeup-probe
+	# The metal target's network-boot installer (the initrd's init).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-installer ./cmd/kubeup-installer
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-addons ./cmd/kubeup-addons
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/pulumi-resource-kubeup ./cmd/pulumi-resource-kubeup
 

@@ -27,9 +27,13 @@ const (
 	// Partition types: EFI system, and the Discoverable Partitions
 	// Specification's "Linux root (x86-64)".
 	espType  = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-	rootType = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+	rootType = RootType
 	mib      = 1 << 20
 )
+
+// RootType is the root partition's GPT type: the Discoverable Partitions
+// Specification's "Linux root (x86-64)".
+const RootType = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 
 // LayoutVersion changes whenever Build lays a disk out differently.
 const LayoutVersion = 1
@@ -281,4 +285,15 @@ func run(ctx context.Context, env []string, name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// output runs a host tool and returns its standard output and error apart.
+func output(ctx context.Context, name string, args ...string) (stdout, stderr []byte, err error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, bytes.TrimSpace(e.Bytes()))
+	}
+	return o.Bytes(), e.Bytes(), nil
 }

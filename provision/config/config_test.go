@@ -126,7 +126,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"too many snapshots kept", head + "spec:\n  etcd: {snapshotInterval: 10m, snapshotsKept: 1001}\n",
 			[]string{"spec.etcd.snapshotsKept: 1001 is out of range; use 1 to 1000"}},
 		{"bad provider", head + "spec:\n  target: {provider: azure}\n",
-			[]string{`spec.target.provider: "azure" is not one of local, aws, gcp`}},
+			[]string{`spec.target.provider: "azure" is not one of local, metal, aws, gcp`}},
 		{"aws needs region", head + "spec:\n  target: {provider: aws}\n",
 			[]string{"spec.target.aws.region: is required when spec.target.provider is aws"}},
 		{"bad accelerator and port", head + "spec:\n  target: {local: {accelerator: hvf, apiServerPort: 80}}\n",

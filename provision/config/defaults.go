@@ -1,5 +1,10 @@
 package config
 
+import (
+	"net/netip"
+	"strings"
+)
+
 // Defaults for a cluster; the embedded default (kubeup up with no config)
 // is Default("kubeup").
 const (
@@ -59,6 +64,9 @@ func Default(name string) *Cluster {
 func SetDefaults(c *Cluster) {
 	s := &c.Spec
 	setString(&s.KubernetesVersion, DefaultKubernetesVersion)
+	if s.Target.Provider == ProviderMetal && s.Target.Metal != nil {
+		metalPools(s)
+	}
 	defaultPool(&s.Masters, 1, DefaultMasterCPUs, DefaultMasterMemory)
 	defaultPool(&s.Nodes, 1, DefaultNodeCPUs, DefaultNodeMemory)
 	n := &s.Network
@@ -93,6 +101,94 @@ func SetDefaults(c *Cluster) {
 		}
 		setString(&t.Local.Accelerator, DefaultAccelerator)
 	}
+	if t.Provider == ProviderMetal && t.Metal != nil {
+		defaultMetal(s)
+	}
+}
+
+// metalPools names the masters and nodes after the metal machines of each
+// role, where the config does not list them itself.
+func metalPools(s *ClusterSpec) {
+	for _, p := range []struct {
+		pool *MachinePool
+		role Role
+	}{{&s.Masters, RoleMaster}, {&s.Nodes, RoleNode}} {
+		if p.pool.Count != nil || len(p.pool.Names) > 0 {
+			continue
+		}
+		var names []string
+		for _, m := range s.Target.Metal.Machines {
+			if m.Role == p.role {
+				names = append(names, m.Name)
+			}
+		}
+		if len(names) == 0 {
+			zero := 0
+			p.pool.Count = &zero
+			continue
+		}
+		p.pool.Names = names
+	}
+}
+
+// defaultMetal gives metal machines their addresses (masters from .10,
+// nodes from .100 of the machine network, in the order listed), their
+// pool's firmware, and the target its gateway, DNS and API endpoint.
+func defaultMetal(s *ClusterSpec) {
+	mt := s.Target.Metal
+	prefix, err := netip.ParsePrefix(s.Network.MachineCIDR)
+	if err == nil {
+		setString(&mt.Gateway, nthAddr(prefix.Masked().Addr(), 1).String())
+	}
+	if len(mt.DNS) == 0 && mt.Gateway != "" {
+		mt.DNS = []string{mt.Gateway}
+	}
+	next := map[Role]int{RoleMaster: firstMasterHost, RoleNode: firstNodeHost}
+	for i := range mt.Machines {
+		m := &mt.Machines[i]
+		m.MAC = strings.ToLower(m.MAC)
+		if n, ok := next[m.Role]; ok {
+			if m.Address == "" && err == nil {
+				m.Address = nthAddr(prefix.Masked().Addr(), n).String()
+			}
+			next[m.Role] = n + 1
+		}
+		switch m.Role {
+		case RoleMaster:
+			setString(&m.Firmware, s.Masters.Firmware)
+			setString(&mt.APIEndpoint, m.Address)
+		case RoleNode:
+			setString(&m.Firmware, s.Nodes.Firmware)
+		}
+	}
+}
+
+// ServerAddr is spec.target.metal.server with its port ("" when unset or
+// invalid: Validate reports that).
+func (t *MetalTarget) ServerAddr() string {
+	if t == nil || t.Server == "" {
+		return ""
+	}
+	if ap, err := netip.ParseAddrPort(t.Server); err == nil {
+		return ap.String()
+	}
+	if a, err := netip.ParseAddr(t.Server); err == nil {
+		return netip.AddrPortFrom(a, DefaultMetalPort).String()
+	}
+	return ""
+}
+
+// MetalMachine finds a metal machine by name.
+func (t *MetalTarget) Machine(name string) (MetalMachine, bool) {
+	if t == nil {
+		return MetalMachine{}, false
+	}
+	for _, m := range t.Machines {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MetalMachine{}, false
 }
 
 func defaultPool(p *MachinePool, count, cpus int, memory string) {

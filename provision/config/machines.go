@@ -33,6 +33,12 @@ type Machine struct {
 	MemoryMiB int64
 	DiskBytes int64
 	Firmware  string // uefi or bios
+	// On the metal target: the MAC address it boots from, the disk it
+	// installs to ("" for the first one not removable), and whether its
+	// address comes from DHCP.
+	MAC  string
+	Disk string
+	DHCP bool
 }
 
 // Names returns a pool's machine names: the explicit list, or
@@ -80,14 +86,19 @@ func (c *Cluster) pool(role Role) []Machine {
 	disk, _ := resource.ParseQuantity(p.DiskSize)
 	var out []Machine
 	for i, name := range p.names(string(role)) {
-		out = append(out, Machine{
+		m := Machine{
 			Name: name, Role: role, Index: i,
 			IP:        nthAddr(prefix.Masked().Addr(), first+i),
 			CPUs:      p.CPUs,
 			MemoryMiB: mem.Value() >> 20,
 			DiskBytes: disk.Value(),
 			Firmware:  p.Firmware,
-		})
+		}
+		if mm, ok := c.Spec.Target.Metal.Machine(name); ok && c.Spec.Target.Provider == ProviderMetal {
+			m.IP, _ = netip.ParseAddr(mm.Address)
+			m.MAC, m.Disk, m.DHCP, m.Firmware = mm.MAC, mm.Disk, mm.DHCP, mm.Firmware
+		}
+		out = append(out, m)
 	}
 	return out
 }

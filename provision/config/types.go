@@ -152,9 +152,11 @@ type SSH struct {
 
 // Target says where the machines run.
 type Target struct {
-	// Provider is local (QEMU on this host), aws or gcp.
+	// Provider is local (QEMU on this host), metal (machines you own,
+	// booted from the network or a boot disk), aws or gcp.
 	Provider string       `json:"provider,omitempty"`
 	Local    *LocalTarget `json:"local,omitempty"`
+	Metal    *MetalTarget `json:"metal,omitempty"`
 	AWS      *AWSTarget   `json:"aws,omitempty"`
 	GCP      *GCPTarget   `json:"gcp,omitempty"`
 }
@@ -162,6 +164,7 @@ type Target struct {
 // Provider names.
 const (
 	ProviderLocal = "local"
+	ProviderMetal = "metal"
 	ProviderAWS   = "aws"
 	ProviderGCP   = "gcp"
 )
@@ -174,6 +177,56 @@ type LocalTarget struct {
 	// Accelerator is auto (probe KVM, fall back to TCG), kvm or tcg.
 	Accelerator string `json:"accelerator,omitempty"`
 }
+
+// MetalTarget is machines you own: each boots from the network once (iPXE,
+// served by kubeup), installs its role's image to its own disk and boots
+// from that disk ever after; or boots from a disk `kubeup metal disk`
+// wrote. The masters and nodes are the machines of each role (set
+// spec.masters and spec.nodes only to repeat the same names).
+type MetalTarget struct {
+	// Server is the address the machines reach this host's boot server at,
+	// an IPv4 address with an optional port ("192.168.10.2:8080"; default
+	// port 8080). kubeup listens on it.
+	Server string `json:"server"`
+	// Gateway is the machines' default route (default: the first address
+	// of spec.network.machineCIDR).
+	Gateway string `json:"gateway,omitempty"`
+	// DNS are the name servers of the machines with static addresses
+	// (default: the gateway).
+	DNS []string `json:"dns,omitempty"`
+	// APIEndpoint is the address nodes and kubeconfigs reach the API server
+	// at: a master's address (default: the first master's).
+	APIEndpoint string `json:"apiEndpoint,omitempty"`
+	// Machines are the cluster's machines.
+	Machines []MetalMachine `json:"machines"`
+}
+
+// MetalMachine is one machine of the metal target.
+type MetalMachine struct {
+	// Name is the machine's hostname and Node name.
+	Name string `json:"name"`
+	// Role is master or node.
+	Role Role `json:"role"`
+	// MAC is the address of the network interface it boots from and joins
+	// the cluster network with ("52:54:00:12:34:56").
+	MAC string `json:"mac"`
+	// Disk is the device the image is installed to ("/dev/sda",
+	// "/dev/disk/by-id/..."); empty: the first disk that is not removable.
+	Disk string `json:"disk,omitempty"`
+	// Address is its IPv4 address in spec.network.machineCIDR (default:
+	// masters from .10, nodes from .100, in the order listed).
+	Address string `json:"address,omitempty"`
+	// DHCP: the machine takes its address from the network's DHCP server,
+	// which must give it Address (a reservation); otherwise Address is set
+	// statically with the gateway and DNS servers above.
+	DHCP bool `json:"dhcp,omitempty"`
+	// Firmware is uefi or bios (default: its pool's, uefi).
+	Firmware string `json:"firmware,omitempty"`
+}
+
+// DefaultMetalPort is the boot server's port when spec.target.metal.server
+// names none.
+const DefaultMetalPort = 8080
 
 // AWSTarget runs machines as EC2 instances.
 type AWSTarget struct {

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -49,7 +51,11 @@ func Validate(c *Cluster) ErrorList {
 		e.add("spec.kubernetesVersion", "%q is not supported; supported: %s", v, strings.Join(SupportedKubernetesVersions(), ", "))
 	}
 
-	masters := validatePool(&e, "spec.masters", c.Spec.Masters, string(RoleMaster), 1, maxMasters)
+	minMasters := 1
+	if c.Spec.Target.Provider == ProviderMetal {
+		minMasters = 0 // validateMetal names the missing master
+	}
+	masters := validatePool(&e, "spec.masters", c.Spec.Masters, string(RoleMaster), minMasters, maxMasters)
 	if n := len(masters); n > 0 && n%2 == 0 {
 		e.add("spec.masters", "%d masters is an even number; etcd needs an odd number (1, 3, 5) to keep a quorum", n)
 	}
@@ -268,6 +274,8 @@ func validateTarget(e *errs, c *Cluster) {
 		if t.AWS == nil || t.AWS.Region == "" {
 			e.add("spec.target.aws.region", "is required when spec.target.provider is aws")
 		}
+	case ProviderMetal:
+		validateMetal(e, c)
 	case ProviderGCP:
 		if t.GCP == nil || t.GCP.Project == "" {
 			e.add("spec.target.gcp.project", "is required when spec.target.provider is gcp")
@@ -276,14 +284,147 @@ func validateTarget(e *errs, c *Cluster) {
 			e.add("spec.target.gcp.zone", "is required when spec.target.provider is gcp")
 		}
 	default:
-		e.add("spec.target.provider", "%q is not one of local, aws, gcp", t.Provider)
+		e.add("spec.target.provider", "%q is not one of local, metal, aws, gcp", t.Provider)
 	}
 	for _, other := range []struct {
 		name string
 		set  bool
-	}{{ProviderLocal, t.Local != nil}, {ProviderAWS, t.AWS != nil}, {ProviderGCP, t.GCP != nil}} {
+	}{{ProviderLocal, t.Local != nil}, {ProviderMetal, t.Metal != nil}, {ProviderAWS, t.AWS != nil}, {ProviderGCP, t.GCP != nil}} {
 		if other.set && other.name != t.Provider && t.Provider != "" {
 			e.add("spec.target."+other.name, "is set but spec.target.provider is %q", t.Provider)
+		}
+	}
+}
+
+// validateMetal checks the metal target: the boot server's address, the
+// machines' MACs, disks, addresses and firmware, and that the masters and
+// nodes are exactly its machines of each role.
+func validateMetal(e *errs, c *Cluster) {
+	const path = "spec.target.metal"
+	mt := c.Spec.Target.Metal
+	if mt == nil {
+		e.add(path, "is required when spec.target.provider is metal: list the machines (name, role, mac) and the boot server's address")
+		return
+	}
+	network, netErr := netip.ParsePrefix(c.Spec.Network.MachineCIDR)
+	netOK := netErr == nil
+	inNetwork := func(field string, a netip.Addr) bool {
+		if !netOK {
+			return true // validateNetwork reported the CIDR
+		}
+		last := network.Masked().Addr()
+		for range 1<<(32-network.Bits()) - 1 {
+			last = last.Next()
+		}
+		switch {
+		case !network.Contains(a):
+			e.add(field, "%s is outside spec.network.machineCIDR %s", a, network)
+		case a == network.Masked().Addr() || a == last:
+			e.add(field, "%s is the network's own or broadcast address", a)
+		default:
+			return true
+		}
+		return false
+	}
+	ipv4 := func(field, v string) (netip.Addr, bool) {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			e.add(field, "%q is not an IPv4 address", v)
+			return netip.Addr{}, false
+		}
+		return a, true
+	}
+
+	var server netip.Addr
+	switch {
+	case mt.Server == "":
+		e.add(path+".server", "is required: the address the machines reach this host's boot server at (for example 192.168.10.2:8080)")
+	case mt.ServerAddr() == "":
+		e.add(path+".server", "%q is not an IPv4 address with an optional port (for example 192.168.10.2:8080)", mt.Server)
+	default:
+		ap := netip.MustParseAddrPort(mt.ServerAddr())
+		if server = ap.Addr(); !server.Is4() {
+			e.add(path+".server", "%q is IPv6; only IPv4 is supported", mt.Server)
+		} else if ap.Port() == 0 {
+			e.add(path+".server", "%q has port 0; leave the port out for %d", mt.Server, DefaultMetalPort)
+		}
+	}
+	var gateway netip.Addr
+	if a, ok := ipv4(path+".gateway", mt.Gateway); ok && inNetwork(path+".gateway", a) {
+		gateway = a
+	}
+	for i, d := range mt.DNS {
+		ipv4(fmt.Sprintf("%s.dns[%d]", path, i), d)
+	}
+	if len(mt.Machines) == 0 {
+		e.add(path+".machines", "is empty: list each machine (name, role, mac)")
+		return
+	}
+
+	names, macs, addrs := map[string]string{}, map[string]string{}, map[netip.Addr]string{}
+	byRole := map[Role][]string{}
+	var masterAddrs []string
+	for i, m := range mt.Machines {
+		mp := fmt.Sprintf("%s.machines[%d]", path, i)
+		if validateDNSLabel(e, mp+".name", m.Name, 63) {
+			if prev, dup := names[m.Name]; dup {
+				e.add(mp+".name", "%q repeats %s", m.Name, prev)
+			}
+			names[m.Name] = mp
+		}
+		switch m.Role {
+		case RoleMaster, RoleNode:
+			byRole[m.Role] = append(byRole[m.Role], m.Name)
+		default:
+			e.add(mp+".role", "%q is not one of master, node", m.Role)
+		}
+		if hw, err := net.ParseMAC(m.MAC); err != nil || len(hw) != 6 {
+			e.add(mp+".mac", "%q is not a MAC address; write six hexadecimal pairs separated by colons (52:54:00:12:34:56)", m.MAC)
+		} else if hw[0]&1 == 1 || bytes.Equal(hw, make(net.HardwareAddr, 6)) {
+			e.add(mp+".mac", "%s is a multicast or all-zero address, not a network interface's", m.MAC)
+		} else {
+			mac := hw.String()
+			if prev, dup := macs[mac]; dup {
+				e.add(mp+".mac", "%s repeats %s: each machine boots from its own interface", mac, prev)
+			}
+			macs[mac] = mp
+		}
+		if m.Disk != "" && (!strings.HasPrefix(m.Disk, "/dev/") || strings.ContainsAny(m.Disk, " \t\n")) {
+			e.add(mp+".disk", "%q is not a device path (for example /dev/sda or /dev/disk/by-id/...); leave it out for the first disk that is not removable", m.Disk)
+		}
+		if a, ok := ipv4(mp+".address", m.Address); ok && inNetwork(mp+".address", a) {
+			switch prev, dup := addrs[a]; {
+			case dup:
+				e.add(mp+".address", "%s repeats %s", a, prev)
+			case a == gateway:
+				e.add(mp+".address", "%s is the gateway's address", a)
+			case a == server:
+				e.add(mp+".address", "%s is the boot server's address", a)
+			}
+			addrs[a] = mp
+			if m.Role == RoleMaster {
+				masterAddrs = append(masterAddrs, a.String())
+			}
+		}
+		if m.Firmware != FirmwareUEFI && m.Firmware != FirmwareBIOS && (m.Firmware != "" || m.Role == RoleMaster || m.Role == RoleNode) {
+			e.add(mp+".firmware", "%q is not a firmware; use %s or %s", m.Firmware, FirmwareUEFI, FirmwareBIOS)
+		}
+	}
+	if len(byRole[RoleMaster]) == 0 {
+		e.add(path+".machines", "no machine has role master; a cluster needs 1, 3 or 5")
+	}
+	if mt.APIEndpoint != "" && len(masterAddrs) > 0 && !slices.Contains(masterAddrs, mt.APIEndpoint) {
+		e.add(path+".apiEndpoint", "%q is not a master's address (%s); a virtual address needs HA, which the metal target does not have yet", mt.APIEndpoint, strings.Join(masterAddrs, ", "))
+	}
+	// spec.masters and spec.nodes, when written, must name the same machines.
+	for _, p := range []struct {
+		field string
+		pool  MachinePool
+		role  Role
+	}{{"spec.masters", c.Spec.Masters, RoleMaster}, {"spec.nodes", c.Spec.Nodes, RoleNode}} {
+		listed := p.pool.names(string(p.role))
+		if !slices.Equal(listed, byRole[p.role]) && (len(listed) > 0 || len(byRole[p.role]) > 0) {
+			e.add(p.field, "names %v but spec.target.metal.machines has %v with role %s; leave %s out on the metal target", listed, byRole[p.role], p.role, p.field)
 		}
 	}
 }

@@ -108,6 +108,9 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 	// Nodes and agents use the first master. (With several masters this is
 	// not highly available; a node-local load balancer is future work.)
 	cc.APIServerEndpoint = fmt.Sprintf("https://%s:%d", cc.Masters[0].IP, components.APIServerPort)
+	if mt := c.Spec.Target.Metal; c.Spec.Target.Provider == config.ProviderMetal && mt.APIEndpoint != "" {
+		cc.APIServerEndpoint = fmt.Sprintf("https://%s:%d", mt.APIEndpoint, components.APIServerPort)
+	}
 	if config.Enabled(c.Spec.Addons.Logging) {
 		cc.LogForward = fmt.Sprintf("%s:%d", LogAggregatorIP(c), LogForwardPort)
 	}
@@ -178,6 +181,9 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 	}
 
 	rm := Machine{Machine: m, Files: files, ClusterMAC: ClusterMAC(m.IP), ManagementMAC: ManagementMAC(m.IP)}
+	if m.MAC != "" { // metal: the machine's own interface, and no management NIC
+		rm.ClusterMAC, rm.ManagementMAC = m.MAC, ""
+	}
 	cfg := cloudConfig(c, m, files)
 	if rm.CloudConfig, err = cfg.Render(); err != nil {
 		return Machine{}, err
@@ -195,8 +201,13 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 	if rm.MetaData, err = meta.Render(); err != nil {
 		return Machine{}, err
 	}
-	if c.Spec.Target.Provider == config.ProviderLocal {
+	switch c.Spec.Target.Provider {
+	case config.ProviderLocal:
 		if rm.NetworkConfig, err = localNetwork(c, m).Render(); err != nil {
+			return Machine{}, err
+		}
+	case config.ProviderMetal:
+		if rm.NetworkConfig, err = metalNetwork(c, m).Render(); err != nil {
 			return Machine{}, err
 		}
 	}
@@ -261,6 +272,25 @@ func localNetwork(c *config.Cluster, m config.Machine) *cloudinit.NetworkConfig 
 			DHCP4Overrides: &cloudinit.DHCPOverrides{UseRoutes: &no, UseDNS: &no},
 		},
 	}}
+}
+
+// metalNetwork is a metal machine's network-config: the interface it
+// booted from (by its MAC) with its static address, the default route and
+// the name servers, or with DHCP (whose server gives it its address).
+func metalNetwork(c *config.Cluster, m config.Machine) *cloudinit.NetworkConfig {
+	mt := c.Spec.Target.Metal
+	nic := cloudinit.Ethernet{Match: &cloudinit.Match{MACAddress: m.MAC}}
+	if m.DHCP {
+		nic.DHCP4 = true
+	} else {
+		prefix := netip.MustParsePrefix(c.Spec.Network.MachineCIDR)
+		nic.Addresses = []string{netip.PrefixFrom(m.IP, prefix.Bits()).String()}
+		nic.Routes = []cloudinit.Route{{To: "default", Via: mt.Gateway}}
+		if len(mt.DNS) > 0 {
+			nic.Nameservers = &cloudinit.Nameservers{Addresses: mt.DNS}
+		}
+	}
+	return &cloudinit.NetworkConfig{Ethernets: map[string]cloudinit.Ethernet{ClusterNIC: nic}}
 }
 
 // ClusterMAC is a machine's MAC address on the cluster network, derived from

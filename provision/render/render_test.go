@@ -330,3 +330,33 @@ func TestPrometheusAgentPathsAreServed(t *testing.T) {
 		}
 	}
 }
+
+// The metal example's machines: network-config by each machine's own MAC,
+// static or DHCP, and the API endpoint the nodes use.
+func TestMetalGolden(t *testing.T) {
+	cryptotest.SetGlobalRandom(t, 1)
+	c, err := config.Load(repoFile(t, "examples/metal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.Generate(PKICluster(c), pki.Options{
+		Now:  func() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) },
+		Rand: seeded(1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Render(c, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Machines {
+		golden.Assert(t, "metal/"+m.Name+"/network-config", m.NetworkConfig)
+		if m.ClusterMAC != m.MAC || m.ManagementMAC != "" {
+			t.Errorf("%s: cluster MAC %q, management MAC %q: want its own MAC and none", m.Name, m.ClusterMAC, m.ManagementMAC)
+		}
+	}
+	if got := r.Cluster.APIServerEndpoint; got != "https://192.168.10.10:6443" {
+		t.Errorf("API server endpoint %s", got)
+	}
+}
