@@ -417,12 +417,8 @@ func (s *Server) WaitInstalled(ctx context.Context) error {
 	}
 }
 
-// Serve listens on addr and serves until ctx ends.
-func (s *Server) Serve(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("boot server: %w (spec.target.metal.server must be an address of this host)", err)
-	}
+// ServeListener serves on ln until ctx ends.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

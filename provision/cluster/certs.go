@@ -69,7 +69,7 @@ func RenewAdminCertificate(dataDir, name string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc, err := b.Kubeconfig("admin", fmt.Sprintf("https://127.0.0.1:%d", st.APIServerPort), true)
+	kc, err := b.Kubeconfig("admin", st.APIServerURL(), true)
 	if err != nil {
 		return nil, err
 	}

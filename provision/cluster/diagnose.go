@@ -12,6 +12,7 @@ import (
 
 	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/infra/qemu"
+	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 )
 
@@ -25,7 +26,7 @@ func AgentClient(st *State, m MachineState, b *pki.Bundle) (*agent.Client, error
 	if !ok {
 		return nil, fmt.Errorf("the cluster PKI has no admin certificate")
 	}
-	return agent.NewClient(fmt.Sprintf("https://127.0.0.1:%d", m.AgentPort), b.CAPEM(pki.KubernetesCA), cert, key)
+	return agent.NewClient(st.AgentURL(m), b.CAPEM(pki.KubernetesCA), cert, key)
 }
 
 // Diagnose says, for every machine, which kubeup units are not running,
@@ -37,6 +38,10 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 	out.WriteString("diagnosis:\n")
 	for _, m := range st.Machines {
 		vm := &qemu.VM{Dir: filepath.Join(Dir(dataDir, st.Name), "machines", m.Name)}
+		if st.Provider == config.ProviderMetal {
+			diagnoseAgent(ctx, &out, st, m, b, "its serial console (README: Bare metal, when a machine does not come up)")
+			continue
+		}
 		if _, ok := vm.Running(); !ok {
 			fmt.Fprintf(&out, "  %s: the VM is not running\n", m.Name)
 			continue
@@ -44,39 +49,45 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 		for _, line := range kernelTrouble(vm.ConsoleLog(), 3) {
 			fmt.Fprintf(&out, "  %s: the kernel reported: %s\n", m.Name, line)
 		}
-		c, err := AgentClient(st, m, b)
-		if err != nil {
-			fmt.Fprintf(&out, "  %s: %v\n", m.Name, err)
-			continue
-		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		status, err := c.Status(actx)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(&out, "  %s: the agent does not answer (%v); end of the serial console (%s):\n%s\n",
-				m.Name, err, vm.ConsoleLog(), indent(tail(vm.ConsoleLog(), 20), "    | "))
-			continue
-		}
-		bad := 0
-		for _, u := range status.Units {
-			if unitHealthy(u) {
-				continue
-			}
-			bad++
-			fmt.Fprintf(&out, "  %s: %s is %s/%s (restarted %d times); last %d journal lines:\n", m.Name, u.Name, u.ActiveState, u.SubState, u.Restarts, journalLines)
-			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			j, err := c.Journal(jctx, u.Name, journalLines)
-			cancel()
-			if err != nil {
-				j = err.Error()
-			}
-			out.WriteString(indent(j, "    | "))
-		}
-		if bad == 0 {
-			fmt.Fprintf(&out, "  %s: every kubeup unit is running (pod network: %+v)\n", m.Name, status.PodNetwork)
-		}
+		diagnoseAgent(ctx, &out, st, m, b, fmt.Sprintf("end of the serial console (%s):\n%s", vm.ConsoleLog(), indent(tail(vm.ConsoleLog(), 20), "    | ")))
 	}
 	return out.String()
+}
+
+// diagnoseAgent asks a machine's agent which kubeup units are not
+// running and adds their journals; console says where to look when the
+// agent does not answer.
+func diagnoseAgent(ctx context.Context, out *strings.Builder, st *State, m MachineState, b *pki.Bundle, console string) {
+	c, err := AgentClient(st, m, b)
+	if err != nil {
+		fmt.Fprintf(out, "  %s: %v\n", m.Name, err)
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	status, err := c.Status(actx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(out, "  %s: the agent does not answer (%v); %s\n", m.Name, err, console)
+		return
+	}
+	bad := 0
+	for _, u := range status.Units {
+		if unitHealthy(u) {
+			continue
+		}
+		bad++
+		fmt.Fprintf(out, "  %s: %s is %s/%s (restarted %d times); last %d journal lines:\n", m.Name, u.Name, u.ActiveState, u.SubState, u.Restarts, journalLines)
+		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		j, err := c.Journal(jctx, u.Name, journalLines)
+		cancel()
+		if err != nil {
+			j = err.Error()
+		}
+		out.WriteString(indent(j, "    | "))
+	}
+	if bad == 0 {
+		fmt.Fprintf(out, "  %s: every kubeup unit is running (pod network: %+v)\n", m.Name, status.PodNetwork)
+	}
 }
 
 // unitHealthy: a service runs, a timer waits (a scheduled component's

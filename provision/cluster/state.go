@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/provision/config"
 )
 
@@ -45,8 +46,31 @@ type State struct {
 	Provider      string         `json:"provider"`
 	Accel         string         `json:"accel"`
 	APIServerPort int            `json:"apiServerPort"`
-	Machines      []MachineState `json:"machines"`
-	Created       time.Time      `json:"created"`
+	// APIEndpoint is the API server's URL when the host reaches it
+	// directly (metal) rather than through a port forward.
+	APIEndpoint string         `json:"apiEndpoint,omitempty"`
+	Machines    []MachineState `json:"machines"`
+	Created     time.Time      `json:"created"`
+	// Installed: on metal, when each machine (by MAC) reported it was
+	// installed; the boot server sends those to their disks.
+	Installed map[string]time.Time `json:"installed,omitempty"`
+}
+
+// APIServerURL is where the host reaches the API server.
+func (s *State) APIServerURL() string {
+	if s.APIEndpoint != "" {
+		return s.APIEndpoint
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d", s.APIServerPort)
+}
+
+// AgentURL is where the host reaches a machine's agent: its port forward
+// on 127.0.0.1, or (metal) the machine's own address.
+func (s *State) AgentURL(m MachineState) string {
+	if s.Provider == config.ProviderMetal {
+		return fmt.Sprintf("https://%s:%d", m.IP, components.AgentPort)
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d", m.AgentPort)
 }
 
 // MachineState is one machine's host-side facts.
@@ -56,6 +80,7 @@ type MachineState struct {
 	IP        string      `json:"ip"`
 	AgentPort int         `json:"agentPort"`
 	SSHPort   int         `json:"sshPort,omitempty"`
+	MAC       string      `json:"mac,omitempty"` // metal
 }
 
 // ErrNotFound: no cluster of that name.

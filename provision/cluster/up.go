@@ -46,6 +46,12 @@ type Options struct {
 	TimingsFile string
 	// Artifacts configures image builds when images are missing.
 	Artifacts artifacts.Options
+	// KeepServing: on the metal target, the boot server keeps serving
+	// after the cluster is Ready, until ctx ends (Ctrl-C).
+	KeepServing bool
+	// InstallTimeout bounds the metal target's wait for every machine to
+	// network-boot and install (default 1h: someone powers them on).
+	InstallTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -54,6 +60,9 @@ func (o *Options) defaults() {
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 15 * time.Minute
+	}
+	if o.InstallTimeout == 0 {
+		o.InstallTimeout = time.Hour
 	}
 }
 
@@ -72,8 +81,15 @@ func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, er
 		return nil, nil, err
 	}
 	u := &bringUp{cfg: c, opts: o, dir: Dir(o.DataDir, c.Metadata.Name)}
+	if c.Spec.Target.Provider == config.ProviderMetal {
+		u.imageFormat = "raw"
+	}
 	u.timings = newTimings(c.Metadata.Name, len(c.Machines()), o.Progress)
-	if err := runSteps(ctx, u, steps); err != nil {
+	err = runSteps(ctx, u, steps)
+	if u.metal != nil {
+		err = u.metal.finish(ctx, err, o)
+	}
+	if err != nil {
 		return u.state, u.timings, err
 	}
 	u.timings.peakMemory(u.local)
@@ -85,8 +101,10 @@ func stepsFor(provider string) ([]step, error) {
 	switch provider {
 	case config.ProviderLocal:
 		return localSteps(), nil
+	case config.ProviderMetal:
+		return metalSteps(), nil
 	}
-	return nil, fmt.Errorf("spec.target.provider %q: only the local target is implemented; aws and gcp deployments are not yet", provider)
+	return nil, fmt.Errorf("spec.target.provider %q: only the local and metal targets are implemented; aws and gcp deployments are not yet", provider)
 }
 
 // localSteps is the bring-up of a local cluster: QEMU VMs on a vde switch,
@@ -112,7 +130,10 @@ type bringUp struct {
 	dir     string // the cluster's directory
 	timings *Timings
 
-	images map[components.Role]string // each role's qcow2 (ensureImages)
+	images map[components.Role]string // each role's qcow2, or raw on metal (ensureImages)
+	// imageFormat is the images' format the target needs ("" for qcow2).
+	imageFormat string
+	metal       *metalBoot // the metal target's boot server (startBootServer)
 	state  *State                     // ports, machines, accelerator (prepareLocalState)
 	bundle *pki.Bundle                // loadPKI
 	render *render.Result             // renderMachines
@@ -216,7 +237,7 @@ func renderMachines(_ context.Context, u *bringUp) (string, error) {
 }
 
 func (u *bringUp) adminKubeconfig() ([]byte, error) {
-	return u.bundle.Kubeconfig("admin", fmt.Sprintf("https://127.0.0.1:%d", u.state.APIServerPort), true)
+	return u.bundle.Kubeconfig("admin", u.state.APIServerURL(), true)
 }
 
 // deployLocal runs the Pulumi program of the local target: the switch and
@@ -262,8 +283,12 @@ func ensureImages(ctx context.Context, u *bringUp) (string, error) {
 	kc, _ := images.Pinned().Component("kubernetes")
 	out := map[components.Role]string{}
 	var missing []components.Role
+	formats := []string{"qcow2"}
+	if u.imageFormat != "" && u.imageFormat != "qcow2" {
+		formats = append(formats, u.imageFormat)
+	}
 	for _, r := range components.Roles() {
-		p := filepath.Join(outDir, build.ImageName(r, kc.Version)+".qcow2")
+		p := filepath.Join(outDir, build.ImageName(r, kc.Version)+"."+formats[len(formats)-1])
 		if _, err := os.Stat(p); err != nil {
 			missing = append(missing, r)
 		}
@@ -275,14 +300,14 @@ func ensureImages(ctx context.Context, u *bringUp) (string, error) {
 			fmt.Fprintf(o.Progress, "images missing for %v: building them (kubeup build)\n", missing)
 		}
 		_, _, err := build.Build(ctx, build.Options{
-			Roles: components.Roles(), Formats: []string{"qcow2"}, OutDir: outDir, CacheDir: o.CacheDir,
+			Roles: components.Roles(), Formats: formats, OutDir: outDir, CacheDir: o.CacheDir,
 			Artifacts: o.Artifacts, BinDir: o.BinDir, Progress: o.Progress,
 		})
 		if err != nil {
 			return "", fmt.Errorf("build images: %w", err)
 		}
 	case len(missing) > 0:
-		return "", fmt.Errorf("no %v image in %s, and building one needs root: run `sudo kubeup build --format qcow2`", missing, outDir)
+		return "", fmt.Errorf("no %v image in %s, and building one needs root: run `sudo kubeup build --format %s`", missing, outDir, strings.Join(formats, ","))
 	}
 	u.images = out
 	return "", nil

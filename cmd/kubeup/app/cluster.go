@@ -66,8 +66,8 @@ func newUpCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var configPath, timings string
 	var nodes int
-	var doVerify bool
-	var timeout time.Duration
+	var doVerify, keepServing bool
+	var timeout, installTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "up [--config FILE] [--name NAME] [--nodes N]",
 		Short: "Create a cluster (local QEMU VMs through Pulumi) and wait until it is Ready",
@@ -76,6 +76,11 @@ seed, deploys the machines with Pulumi (a local vde switch and QEMU VMs through
 kubeup's own provider), and waits until every node is Ready and every
 kube-system pod is Ready, printing one line per phase. It writes an admin
 kubeconfig (kubeup kubeconfig prints it again) and the phase timings.
+
+On the metal target (spec.target.metal) up serves the network boot instead:
+each machine, powered on with network boot, installs its role's image to its
+disk and boots from it; up shows which machine fetched what, waits for all of
+them and the same readiness, then stops serving (--keep-serving leaves it up).
 
 Without flags: the built-in default, one master and one node, named kubeup.
 If the cluster does not become Ready, up says which machine and which unit is
@@ -100,6 +105,7 @@ failing, with the end of that unit's journal.`,
 				return &cli.ExitError{Code: 2, Err: err}
 			}
 			o.ReadyTimeout, o.TimingsFile = timeout, timings
+			o.KeepServing, o.InstallTimeout = keepServing, installTimeout
 			fmt.Fprintf(e.Stdout, "kubeup up: cluster %q, %d masters, %d nodes\n", c.Metadata.Name, len(c.Masters()), len(c.Nodes()))
 			st, t, err := cluster.Up(cmd.Context(), c, o)
 			if err != nil {
@@ -127,6 +133,8 @@ failing, with the end of that unit's journal.`,
 	cmd.Flags().StringVar(&timings, "timings", "", "write phase timings as JSON to this file (default <data dir>/clusters/NAME/timings.json)")
 	cmd.Flags().BoolVar(&doVerify, "verify", false, "run kubeup verify once the cluster is Ready")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for each readiness phase")
+	cmd.Flags().BoolVar(&keepServing, "keep-serving", false, "metal: keep the boot server up after the cluster is Ready, until interrupted")
+	cmd.Flags().DurationVar(&installTimeout, "install-timeout", time.Hour, "metal: how long to wait for every machine to network-boot and install")
 	return cmd
 }
 

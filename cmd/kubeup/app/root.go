@@ -28,6 +28,7 @@ personalises machines with cloud-init, and deploys them with Pulumi.`,
 		newMetricsCommand,
 		newLogsCommand,
 		newEtcdCommand,
+		newMetalCommand,
 	},
 }
 
