@@ -63,9 +63,9 @@ func TestConfigAddonsRoundTrip(t *testing.T) {
 		APIServerEndpoint: "https://10.77.0.10:6443", LogForward: "10.77.0.10:24224",
 		Images: components.Images{Pause: "p:1", CoreDNS: "c:1", Testbox: "t:1", Prometheus: "pr:1", LogStore: "ls:1",
 			LogAggregator: "la:1", UI: "ui:1"},
-		Addons:      components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true},
-		UpstreamDNS: true,
-		PodSecurity: components.PodSecurity{Enforce: components.PodSecurityBaseline, Audit: components.PodSecurityRestricted, Warn: components.PodSecurityRestricted},
+		Addons:        components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true},
+		UpstreamDNS:   true,
+		PodSecurity:   components.PodSecurity{Enforce: components.PodSecurityBaseline, Audit: components.PodSecurityRestricted, Warn: components.PodSecurityRestricted},
 		LeafLifetime:  8760 * time.Hour,
 		EtcdSnapshots: components.EtcdSnapshots{Interval: time.Hour, Keep: 24},
 	}

@@ -42,10 +42,10 @@ const (
 // State is what `up` decided about a cluster, kept so that later commands
 // (status, verify, kubeconfig, down) need no config file.
 type State struct {
-	Name          string         `json:"name"`
-	Provider      string         `json:"provider"`
-	Accel         string         `json:"accel"`
-	APIServerPort int            `json:"apiServerPort"`
+	Name          string `json:"name"`
+	Provider      string `json:"provider"`
+	Accel         string `json:"accel"`
+	APIServerPort int    `json:"apiServerPort"`
 	// APIEndpoint is the API server's URL when the host reaches it
 	// directly (metal) rather than through a port forward.
 	APIEndpoint string         `json:"apiEndpoint,omitempty"`

@@ -133,12 +133,12 @@ type bringUp struct {
 	images map[components.Role]string // each role's qcow2, or raw on metal (ensureImages)
 	// imageFormat is the images' format the target needs ("" for qcow2).
 	imageFormat string
-	metal       *metalBoot // the metal target's boot server (startBootServer)
-	state  *State                     // ports, machines, accelerator (prepareLocalState)
-	bundle *pki.Bundle                // loadPKI
-	render *render.Result             // renderMachines
-	local  infra.LocalCluster         // deployLocal
-	client kubernetes.Interface       // the admin client of the waits
+	metal       *metalBoot           // the metal target's boot server (startBootServer)
+	state       *State               // ports, machines, accelerator (prepareLocalState)
+	bundle      *pki.Bundle          // loadPKI
+	render      *render.Result       // renderMachines
+	local       infra.LocalCluster   // deployLocal
+	client      kubernetes.Interface // the admin client of the waits
 }
 
 // step is one named step of a bring-up. run returns a detail that the
