@@ -12,7 +12,8 @@ DEB_PACKAGES := \
 	qemu-system-x86 qemu-utils ovmf seabios vde2 \
 	mmdebstrap e2fsprogs dosfstools mtools fdisk gdisk zstd kmod tar \
 	syslinux syslinux-common systemd-boot-efi openssh-client \
-	busybox-static iproute2 iptables systemd-journal-remote
+	busybox-static iproute2 iptables systemd-journal-remote \
+	ipxe ipxe-qemu dnsmasq-base
 
 .PHONY: all deps deps-apt build test test-short golden e2e drills image-test images artifacts artifacts-smoke artifacts-test clean
 

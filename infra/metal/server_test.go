@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pin/tftp/v3"
+
 	"kubeup.dev/kubeup/daemons/installer"
 )
 
@@ -190,5 +192,46 @@ func TestSeedOnlyToItsMachine(t *testing.T) {
 	st := s.Status()
 	if len(st) != 2 || st[0].Name != "cp1" || st[0].Installed.IsZero() || st[1].Last.Event != installer.EventInstalled {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// iPXE goes out over TFTP by name; nothing else does, and nothing comes in.
+func TestTFTP(t *testing.T) {
+	from := ""
+	s, _, progress := testServer(t, &from)
+	bin := filepath.Join(t.TempDir(), "undionly.kpxe")
+	os.WriteFile(bin, []byte("iPXE for BIOS"), 0o644)
+	s.o.IPXE = map[string]string{"undionly.kpxe": bin}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.ServeTFTP(ctx, conn) }()
+	defer func() { cancel(); <-done }()
+	c, err := tftp.NewClient(conn.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := c.Receive("undionly.kpxe", "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	if _, err := wt.WriteTo(&got); err != nil || got.String() != "iPXE for BIOS" {
+		t.Errorf("received %q, %v", got.String(), err)
+	}
+	if _, err := c.Receive("../../etc/passwd", "octet"); err == nil {
+		t.Error("a file outside the iPXE list was served")
+	}
+	rf, err := c.Send("upload", "octet")
+	if err == nil {
+		if _, err := rf.ReadFrom(strings.NewReader("x")); err == nil {
+			t.Error("a write was accepted")
+		}
+	}
+	if !strings.Contains(progress.String(), "fetches iPXE (undionly.kpxe) over TFTP") {
+		t.Errorf("progress:\n%s", progress.String())
 	}
 }

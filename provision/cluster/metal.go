@@ -142,6 +142,17 @@ func startBootServer(_ context.Context, u *bringUp) (string, error) {
 	sctx, stop := context.WithCancel(context.Background())
 	u.metal.server, u.metal.url, u.metal.stop, u.metal.done = srv, url, stop, make(chan error, 1)
 	go func() { u.metal.done <- srv.ServeListener(sctx, ln) }()
+	// TFTP (port 69) for firmware that must chain-load iPXE: served when
+	// the port is free; a network whose own TFTP server does it needs none.
+	host, _, _ := net.SplitHostPort(mt.ServerAddr())
+	if len(ipxe) == 0 {
+		fmt.Fprintf(u.opts.Progress, "  metal: no iPXE binaries in /usr/lib/ipxe (Debian package ipxe): TFTP chain-loading is not offered\n")
+	} else if pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "69")); err != nil {
+		fmt.Fprintf(u.opts.Progress, "  metal: TFTP not served (%v): firmware that is not iPXE must get iPXE from your TFTP server\n", err)
+	} else {
+		go func() { _ = srv.ServeTFTP(sctx, pc) }()
+		fmt.Fprintf(u.opts.Progress, "  metal: TFTP serves iPXE on %s:69 (undionly.kpxe for BIOS, ipxe.efi for UEFI)\n", host)
+	}
 	fmt.Fprintf(u.opts.Progress, "  metal: point your DHCP server's iPXE clients at %s/boot.ipxe (README: Bare metal), then power the machines on with network boot\n", url)
 	return url + "/boot.ipxe", nil
 }
