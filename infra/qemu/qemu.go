@@ -67,7 +67,20 @@ type VM struct {
 	ClusterMAC    string
 	ManagementMAC string
 	Forwards      []Forward
+
+	// Bare-metal stand-ins (the metal target's tests): with no Image the
+	// disk starts blank; Tap puts the cluster NIC on that tap device
+	// instead of the switch, with no management NIC; NetBoot boots from
+	// the disk first and from the network (iPXE) when the disk has nothing
+	// to boot; Netns runs QEMU in that network namespace.
+	Tap     string
+	NetBoot bool
+	Netns   string
 }
+
+// IPXEROM is QEMU's iPXE for virtio-net, legacy and UEFI (Debian package
+// ipxe-qemu).
+var IPXEROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
 
 // Files of a VM in its Dir.
 func (v *VM) overlay() string    { return filepath.Join(v.Dir, "disk.qcow2") }
@@ -91,13 +104,28 @@ func (v *VM) Args() []string {
 		"-pidfile", v.PIDFile(),
 		"-rtc", "base=utc",
 		"-device", "virtio-rng-pci",
-		"-drive", "if=virtio,file=" + v.overlay() + ",format=qcow2,discard=unmap,cache=unsafe",
-		"-drive", "if=virtio,file=" + v.Seed + ",format=raw,readonly=on",
+	}
+	if v.NetBoot { // the disk first, then the NIC's iPXE
+		args = append(args, "-drive", "if=none,id=disk0,file="+v.overlay()+",format=qcow2,discard=unmap,cache=unsafe",
+			"-device", "virtio-blk-pci,drive=disk0,bootindex=1")
+	} else {
+		args = append(args, "-drive", "if=virtio,file="+v.overlay()+",format=qcow2,discard=unmap,cache=unsafe")
+	}
+	if v.Seed != "" {
+		args = append(args, "-drive", "if=virtio,file="+v.Seed+",format=raw,readonly=on")
 	}
 	if v.Firmware == UEFI {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+v.vars())
+	}
+	if v.Tap != "" {
+		nic := "virtio-net-pci,netdev=cluster,mac=" + v.ClusterMAC
+		if v.NetBoot {
+			nic += ",bootindex=2,romfile=" + IPXEROM
+		}
+		args = append(args, "-netdev", "tap,id=cluster,ifname="+v.Tap+",script=no,downscript=no", "-device", nic)
+		return append(args, "-daemonize")
 	}
 	if v.Switch != "" {
 		args = append(args,
@@ -151,7 +179,11 @@ func (v *VM) Start(ctx context.Context) (int, error) {
 	}
 	size := strconv.FormatInt(v.DiskBytes, 10)
 	if _, err := os.Stat(v.overlay()); os.IsNotExist(err) {
-		if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", fmtName, "-b", v.Image, v.overlay(), size).CombinedOutput(); err != nil {
+		create := []string{"create", "-q", "-f", "qcow2", "-F", fmtName, "-b", v.Image, v.overlay(), size}
+		if v.Image == "" { // a blank disk
+			create = []string{"create", "-q", "-f", "qcow2", v.overlay(), size}
+		}
+		if out, err := exec.CommandContext(ctx, "qemu-img", create...).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("create overlay for %s: %w\n%s", v.Name, err, out)
 		}
 	}
@@ -168,6 +200,9 @@ func (v *VM) Start(ctx context.Context) (int, error) {
 	}
 	_ = os.Remove(v.PIDFile())
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", v.Args()...)
+	if v.Netns != "" {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", v.Netns, "qemu-system-x86_64"}, v.Args()...)...)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own session: the VM must outlive the process that started it.

@@ -83,3 +83,23 @@ func TestFreePort(t *testing.T) {
 		t.Error("a port with a listener counts as free")
 	}
 }
+
+// A bare-metal stand-in: blank disk booted first, iPXE on a tap NIC
+// second, no seed and no management NIC.
+func TestArgsNetBoot(t *testing.T) {
+	v := &VM{Name: "w1", Dir: "/vm", CPUs: 2, MemoryMiB: 2048, Firmware: BIOS, Accel: AccelTCG, Tap: "tap1", NetBoot: true, ClusterMAC: "52:54:00:77:01:00"}
+	got := strings.Join(v.Args(), " ")
+	for _, want := range []string{
+		"-drive if=none,id=disk0,file=/vm/disk.qcow2,format=qcow2,discard=unmap,cache=unsafe -device virtio-blk-pci,drive=disk0,bootindex=1",
+		"-netdev tap,id=cluster,ifname=tap1,script=no,downscript=no -device virtio-net-pci,netdev=cluster,mac=52:54:00:77:01:00,bootindex=2,romfile=" + IPXEROM,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("args lack %q:\n%s", want, got)
+		}
+	}
+	for _, unwanted := range []string{"seed", "mgmt", "vde"} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("args have %q:\n%s", unwanted, got)
+		}
+	}
+}
