@@ -15,7 +15,7 @@ DEB_PACKAGES := \
 	busybox-static iproute2 iptables systemd-journal-remote \
 	ipxe ipxe-qemu dnsmasq-base
 
-.PHONY: all deps deps-apt build test test-short golden e2e drills image-test images artifacts artifacts-smoke artifacts-test clean
+.PHONY: all deps deps-apt build test test-short golden e2e e2e-metal drills image-test images artifacts artifacts-smoke artifacts-test clean
 
 all: build
 
@@ -65,6 +65,12 @@ golden:
 # API server, a reboot of the node). Sized for TCG on 2 cores (23 min).
 e2e: build
 	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 80m -v -run TestE2E ./test/e2e/
+
+# The metal target: blank QEMU machines in a network namespace network-boot
+# behind dnsmasq (UEFI and BIOS), install and join; one boots from a disk
+# kubeup metal disk wrote; one is reset with the boot server gone.
+e2e-metal: build
+	KUBEUP_E2E_METAL=1 $(GO) test -count=1 -timeout 90m -v -run TestE2EMetal ./test/metal/
 
 # Brings a 1+1 cluster up and breaks it: its leaves last 30 minutes, and the
 # first drill waits until every certificate has been renewed without an
