@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -584,6 +585,23 @@ func TestStepsForLocal(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("local steps\n got %v\nwant %v", got, want)
+	}
+}
+
+// The metal target's steps, in order.
+func TestStepsForMetal(t *testing.T) {
+	t.Parallel()
+	steps, err := stepsFor(config.ProviderMetal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		got = append(got, fmt.Sprintf("%s/%v", s.name, s.wait))
+	}
+	want := "images ready/false cluster state/false cluster PKI/false rendered machine configs/false network boot assets/false boot server serving/false machines installed/false API server healthy/true all nodes Ready/true kube-system pods Ready/true"
+	if strings.Join(got, " ") != want {
+		t.Errorf("metal steps\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
 }
 
