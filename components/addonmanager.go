@@ -132,7 +132,7 @@ func (AddonManager) Files(ctx Context) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	boot, err := BootstrapManifests(ctx.Secrets.BootstrapToken)
+	boot, err := BootstrapManifests(ctx.Secrets.BootstrapToken, ctx.Secrets.BootstrapTokenExpires)
 	if err != nil {
 		return nil, err
 	}
@@ -145,8 +145,10 @@ func (AddonManager) Files(ctx Context) ([]File, error) {
 
 // BootstrapManifests are the objects node TLS bootstrapping needs: the
 // token's Secret, and bindings that let its holders create CSRs, have their
-// client CSRs approved, and let nodes renew their own certificates.
-func BootstrapManifests(token string) ([]byte, error) {
+// client CSRs approved, and let nodes renew their own certificates. A
+// token with a non-zero expires carries it as its expiration: the API
+// server refuses it after that, and the addon manager prunes it.
+func BootstrapManifests(token string, expires time.Time) ([]byte, error) {
 	if len(token) != 23 || token[6] != '.' {
 		return nil, fmt.Errorf("bootstrap token %q is not of the form [a-z0-9]{6}.[a-z0-9]{16}", token)
 	}
@@ -162,20 +164,24 @@ func BootstrapManifests(token string) ([]byte, error) {
 		}
 		return b
 	}
-	objs := []any{
-		&corev1.Secret{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Name: "bootstrap-token-" + id, Namespace: "kube-system", Labels: labels},
-			Type:       corev1.SecretTypeBootstrapToken,
-			StringData: map[string]string{
-				"description":                    "kubeup: lets nodes join by TLS bootstrapping",
-				"token-id":                       id,
-				"token-secret":                   secret,
-				"usage-bootstrap-authentication": "true",
-				"usage-bootstrap-signing":        "true",
-				"auth-extra-groups":              BootstrapGroup,
-			},
+	tokenSecret := &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: "bootstrap-token-" + id, Namespace: "kube-system", Labels: labels},
+		Type:       corev1.SecretTypeBootstrapToken,
+		StringData: map[string]string{
+			"description":                    "kubeup: lets nodes join by TLS bootstrapping",
+			"token-id":                       id,
+			"token-secret":                   secret,
+			"usage-bootstrap-authentication": "true",
+			"usage-bootstrap-signing":        "true",
+			"auth-extra-groups":              BootstrapGroup,
 		},
+	}
+	if !expires.IsZero() {
+		tokenSecret.StringData["expiration"] = expires.UTC().Format(time.RFC3339)
+	}
+	objs := []any{
+		tokenSecret,
 		binding("kubeup:kubelet-bootstrap", "system:node-bootstrapper", group),
 		binding("kubeup:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group),
 		binding("kubeup:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",

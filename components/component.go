@@ -95,7 +95,11 @@ type EtcdSnapshots struct {
 // Secrets are the cluster secrets some files embed.
 type Secrets struct {
 	BootstrapToken string // "abcdef.0123456789abcdef"
-	EncryptionKey  []byte // 32 bytes, for secrets at rest
+	// BootstrapTokenExpires: when the API server stops accepting the
+	// token (zero: never). On an open network (the metal target) the
+	// token a node's seed carries is good only while machines join.
+	BootstrapTokenExpires time.Time
+	EncryptionKey         []byte // 32 bytes, for secrets at rest
 }
 
 // Context is what a machine-specific render needs.

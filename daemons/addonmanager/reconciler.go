@@ -201,6 +201,7 @@ func (r *Reconciler) Sync(ctx context.Context) SyncResult {
 		r.log.Error("refused manifest", "err", err)
 		res.Refused++
 	}
+	addons = withoutExpiredTokens(addons, start, r.log)
 	Order(addons)
 	complete := loadErr == nil
 	desired := make(map[objectKey]target, len(addons))

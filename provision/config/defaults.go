@@ -36,6 +36,10 @@ const (
 	DefaultEtcdSnapshotInterval = "1h"
 	DefaultEtcdSnapshotsKept    = 24
 
+	// DefaultBootstrapTokenTTL: the metal target's bootstrap token lasts
+	// the install wait (1h) and the readiness waits after it.
+	DefaultBootstrapTokenTTL = "2h"
+
 	// DefaultLeafLifetime is a year, as kubeadm's.
 	DefaultLeafLifetime = "8760h"
 )
@@ -136,6 +140,7 @@ func metalPools(s *ClusterSpec) {
 // pool's firmware, and the target its gateway, DNS and API endpoint.
 func defaultMetal(s *ClusterSpec) {
 	mt := s.Target.Metal
+	setString(&mt.BootstrapTokenTTL, DefaultBootstrapTokenTTL)
 	prefix, err := netip.ParsePrefix(s.Network.MachineCIDR)
 	if err == nil {
 		setString(&mt.Gateway, nthAddr(prefix.Masked().Addr(), 1).String())

@@ -49,8 +49,9 @@ func TestMetalInvalid(t *testing.T) {
 	}{
 		{"no metal section", head + "spec:\n  target: {provider: metal}\n",
 			[]string{"spec.target.metal: is required when spec.target.provider is metal: list the machines (name, role, mac) and the boot server's address"}},
-		{"no server, no machines", metalHead + "      machines: []\n",
+		{"no server, no machines", metalHead + "      bootstrapTokenTTL: 5m\n      machines: []\n",
 			[]string{"spec.target.metal.server: is required: the address the machines reach this host's boot server at (for example 192.168.10.2:8080)",
+				`spec.target.metal.bootstrapTokenTTL: "5m" is not a duration from 10m to 24h (the nodes' bootstrap token lasts this long after up)`,
 				"spec.target.metal.machines: is empty: list each machine (name, role, mac)"}},
 		{"every machine problem", metalHead + `      server: "boot.lan:80"
       gateway: 10.0.0.1

@@ -199,6 +199,18 @@ type MetalTarget struct {
 	APIEndpoint string `json:"apiEndpoint,omitempty"`
 	// Machines are the cluster's machines.
 	Machines []MetalMachine `json:"machines"`
+	// BootstrapTokenTTL is how long the bootstrap token in the nodes'
+	// seeds is accepted after `up` renders them, a Go duration (default
+	// 2h; 10m to 24h): the network boot is unauthenticated, so the only
+	// credential a node's seed carries expires once the machines have
+	// joined.
+	BootstrapTokenTTL string `json:"bootstrapTokenTTL,omitempty"`
+}
+
+// TokenTTL is BootstrapTokenTTL parsed (0 when invalid: Validate says so).
+func (t *MetalTarget) TokenTTL() time.Duration {
+	d, _ := time.ParseDuration(t.BootstrapTokenTTL)
+	return d
 }
 
 // MetalMachine is one machine of the metal target.

@@ -356,6 +356,9 @@ func validateMetal(e *errs, c *Cluster) {
 	for i, d := range mt.DNS {
 		ipv4(fmt.Sprintf("%s.dns[%d]", path, i), d)
 	}
+	if d, err := time.ParseDuration(mt.BootstrapTokenTTL); err != nil || d < 10*time.Minute || d > 24*time.Hour {
+		e.add(path+".bootstrapTokenTTL", "%q is not a duration from 10m to 24h (the nodes' bootstrap token lasts this long after up)", mt.BootstrapTokenTTL)
+	}
 	if len(mt.Machines) == 0 {
 		e.add(path+".machines", "is empty: list each machine (name, role, mac)")
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"kubeup.dev/kubeup/cloudinit"
 	"kubeup.dev/kubeup/components"
@@ -22,6 +23,9 @@ type Options struct {
 	// Policy prepares user-data for the target (size limit, compression);
 	// the zero value is NoCloud's (no limit).
 	Policy cloudinit.Policy
+	// Now is the clock the metal target's bootstrap token expires by
+	// (default time.Now).
+	Now func() time.Time
 }
 
 // Machine is everything rendered for one machine.
@@ -146,6 +150,13 @@ func Render(c *config.Cluster, b *pki.Bundle, o Options) (*Result, error) {
 	}
 	res := &Result{Config: c, Cluster: ComponentsCluster(c, o.Images), PKI: b}
 	secrets := components.Secrets{BootstrapToken: b.BootstrapToken.String(), EncryptionKey: b.EncryptionKey}
+	if mt := c.Spec.Target.Metal; c.Spec.Target.Provider == config.ProviderMetal {
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		secrets.BootstrapTokenExpires = now().Add(mt.TokenTTL()).Truncate(time.Second)
+	}
 	for _, m := range c.Machines() {
 		rm, err := renderMachine(c, res.Cluster, b, secrets, m, o)
 		if err != nil {

@@ -346,9 +346,20 @@ func TestMetalGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Render(c, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}})
+	now := func() time.Time { return time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC) }
+	r, err := Render(c, b, Options{Now: now, Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The nodes' bootstrap token is accepted for the TTL (2h) only.
+	boot := false
+	for _, f := range r.Machines[0].Files {
+		if strings.HasSuffix(f.Path, "/bootstrap.yaml") {
+			boot = strings.Contains(string(f.Content), `expiration: "2026-11-01T12:00:00Z"`)
+		}
+	}
+	if !boot {
+		t.Error("the master's bootstrap token has no expiration two hours after the render")
 	}
 	for _, m := range r.Machines {
 		golden.Assert(t, "metal/"+m.Name+"/network-config", m.NetworkConfig)
