@@ -224,14 +224,14 @@ func certRenewalDrill(ctx context.Context, t *testing.T, c *Cluster, lifetime ti
 		if renewed, err := c.RefreshAdmin(now); err != nil {
 			return fail(fmt.Errorf("renew the host's admin certificate: %w", err))
 		} else if renewed {
-			t.Logf("cert-renewal: renewed the host's admin certificate")
+			t.Logf("cert-renewal: %s: renewed the host's admin certificate", now.UTC().Format(time.TimeOnly))
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := c.APIReady(pctx)
 		cancel()
 		api.probe(now, err == nil)
 		if err != nil {
-			t.Logf("cert-renewal: %v", err)
+			t.Logf("cert-renewal: %s: %v", now.UTC().Format(time.TimeOnly), err)
 		}
 		if !now.Before(nextLook) {
 			nextLook = now.Add(20 * time.Second)
