@@ -78,10 +78,6 @@ type VM struct {
 	Netns   string
 }
 
-// IPXEROM is QEMU's iPXE for virtio-net, legacy and UEFI (Debian package
-// ipxe-qemu).
-var IPXEROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
-
 // Files of a VM in its Dir.
 func (v *VM) overlay() string    { return filepath.Join(v.Dir, "disk.qcow2") }
 func (v *VM) vars() string       { return filepath.Join(v.Dir, "OVMF_VARS.fd") }
@@ -122,7 +118,12 @@ func (v *VM) Args() []string {
 	if v.Tap != "" {
 		nic := "virtio-net-pci,netdev=cluster,mac=" + v.ClusterMAC
 		if v.NetBoot {
-			nic += ",bootindex=2,romfile=" + IPXEROM
+			// QEMU's own iPXE ROM for virtio-net (legacy and UEFI,
+			// /usr/lib/ipxe/qemu/efi-virtio.rom from ipxe-qemu) is loaded
+			// by default. Named with its path (romfile=), SeaBIOS on q35
+			// does not run it and a BIOS machine never network-boots
+			// (measured: QEMU 7.2, SeaBIOS 1.16).
+			nic += ",bootindex=2"
 		}
 		args = append(args, "-netdev", "tap,id=cluster,ifname="+v.Tap+",script=no,downscript=no", "-device", nic)
 		return append(args, "-daemonize")
