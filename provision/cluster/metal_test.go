@@ -83,7 +83,14 @@ spec:
 	if steps[5].name != "boot server serving" {
 		t.Fatalf("steps %v", steps)
 	}
-	if err := runSteps(context.Background(), u, steps[1:6]); err != nil {
+	if err := runSteps(context.Background(), u, steps[1:4]); err != nil { // state, PKI, render
+		t.Fatal(err)
+	}
+	// w1 has a boot disk (kubeup metal disk): not served, not waited for.
+	if err := u.diskInstalled("52-54-00-10-01-00"); err != nil {
+		t.Fatal(err)
+	}
+	if err := runSteps(context.Background(), u, steps[4:6]); err != nil { // assets, server
 		t.Fatal(err)
 	}
 	defer u.metal.finish(context.Background(), nil, o)
@@ -106,8 +113,11 @@ spec:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if _, body := get("/ipxe/52-54-00-10-01-00"); !strings.Contains(body, "kernel http://"+addr+"/assets/node/vmlinuz") || !strings.Contains(body, "kubeup.machine=w1") {
-		t.Errorf("w1's script:\n%s", body)
+	if _, body := get("/ipxe/52-54-00-10-00-10"); !strings.Contains(body, "kernel http://"+addr+"/assets/master/vmlinuz") || !strings.Contains(body, "kubeup.machine=cp1") {
+		t.Errorf("cp1's script:\n%s", body)
+	}
+	if _, body := get("/ipxe/52-54-00-10-01-00"); !strings.Contains(body, "w1 is installed; booting from its disk") {
+		t.Errorf("w1 (boot disk) script:\n%s", body)
 	}
 	// From 127.0.0.1, which is no machine's address, even a right path is refused.
 	if code, _ := get("/nocloud/52:54:00:10:00:10/x/user-data"); code != http.StatusForbidden {
@@ -115,7 +125,7 @@ spec:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := waitInstalled(ctx, u); err == nil || !strings.Contains(err.Error(), "not installed: cp1, w1") {
+	if _, err := waitInstalled(ctx, u); err == nil || !strings.Contains(err.Error(), "not installed: cp1 (") {
 		t.Errorf("waitInstalled: %v", err)
 	}
 	if !strings.Contains(progress.String(), "point your DHCP server's iPXE clients at http://"+addr+"/boot.ipxe") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -84,7 +85,10 @@ func MetalDisk(ctx context.Context, c *config.Cluster, o Options, d MetalDiskOpt
 			return "", err
 		}
 		fi, _ := os.Stat(d.Out)
-		return fmt.Sprintf("%s: %s's boot disk (%s), %d MiB, in %s", d.Out, m.Name, m.Role, fi.Size()>>20, time.Since(start).Round(time.Second)), nil
+		if err := u.diskInstalled(m.MAC); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s: %s's boot disk (%s), %d MiB, in %s; up will not serve its network boot", d.Out, m.Name, m.Role, fi.Size()>>20, time.Since(start).Round(time.Second)), nil
 	}
 	sum, size, err := rawDigest(img)
 	if err != nil {
@@ -115,7 +119,22 @@ func MetalDisk(ctx context.Context, c *config.Cluster, o Options, d MetalDiskOpt
 	if err := disk.WriteSeed(ctx, d.Out, seed); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s: %s's boot disk (%s), %d MiB written and checked, in %s", dev, m.Name, m.Role, size>>20, time.Since(start).Round(time.Second)), nil
+	if err := u.diskInstalled(m.MAC); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s: %s's boot disk (%s), %d MiB written and checked, in %s; up will not serve its network boot", dev, m.Name, m.Role, size>>20, time.Since(start).Round(time.Second)), nil
+}
+
+// diskInstalled records that a machine has its boot disk: up waits for it
+// to join instead of for its network install, and the boot server tells
+// it to boot from its disk should it boot from the network.
+func (u *bringUp) diskInstalled(mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return err
+	}
+	u.state.Installed[hw.String()] = time.Now().UTC()
+	return u.state.save(u.dir)
 }
 
 // rawDigest is the sha256 and size of a raw image, from its build manifest.
