@@ -73,6 +73,8 @@ type Server struct {
 type state struct {
 	Machine
 	token     string
+	booted    time.Time // its first network boot (the iPXE script)
+	sent      int64     // bytes served to it: script, kernel, initrd, image, seed
 	installed time.Time
 	last      installer.Report
 	failures  int
@@ -185,6 +187,12 @@ func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "#!ipxe\necho kubeup: %s is installed; booting from its disk\nexit\n", m.Name)
 		return
 	}
+	s.mu.Lock()
+	if m.booted.IsZero() {
+		m.booted = time.Now()
+	}
+	s.mu.Unlock()
+	w = s.counting(w, m)
 	a := s.o.Assets[m.Role]
 	p := installer.Params{Server: s.base, Machine: m.Name, MAC: m.MAC, Address: m.Address, Gateway: m.Gateway, Disk: m.Disk,
 		Image: "/assets/" + m.Role + "/image.raw.zst", SHA256: a.SHA256, Size: a.Size, Token: m.token}
@@ -235,6 +243,7 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	if mac, err := s.o.Neighbor(remoteIP(r)); err == nil {
 		if m := s.lookup(mac.String()); m != nil {
 			who = m.Name
+			w = s.counting(w, m)
 		}
 	}
 	s.logf("%s fetches %s/%s", who, r.PathValue("role"), r.PathValue("file"))
@@ -326,6 +335,7 @@ func (s *Server) seed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logf("%s fetches its seed: %s", m.Name, file)
+	w = s.counting(w, m)
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(data)
@@ -345,6 +355,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	s.mu.Lock()
 	m.last = rep
+	sent, booted := m.sent, m.booted
 	if rep.Event == installer.EventFailed {
 		m.failures++
 	}
@@ -357,7 +368,11 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	case installer.EventWriting:
 		s.logf("%s: %d%% of the image written (%d of %d MiB)", m.Name, rep.Written*100/max(rep.Total, 1), rep.Written>>20, rep.Total>>20)
 	case installer.EventInstalled:
-		s.logf("%s: installed to %s; rebooting into it", m.Name, rep.Detail)
+		took := ""
+		if !booted.IsZero() {
+			took = " in " + fmtElapsed(now.Sub(booted)) + " from its network boot,"
+		}
+		s.logf("%s: installed to %s%s %d MiB served to it; rebooting into it", m.Name, rep.Detail, took, sent>>20)
 		if s.o.OnInstalled != nil {
 			s.o.OnInstalled(m.MAC.String(), now)
 		}
@@ -365,6 +380,26 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		s.logf("%s: %s %s", m.Name, rep.Event, rep.Detail)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// counting counts what w writes as served to m.
+func (s *Server) counting(w http.ResponseWriter, m *state) http.ResponseWriter {
+	return &countingWriter{ResponseWriter: w, add: func(n int) {
+		s.mu.Lock()
+		m.sent += int64(n)
+		s.mu.Unlock()
+	}}
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	add func(int)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.add(n)
+	return n, err
 }
 
 // notify wakes every waiter; s.mu is held.
@@ -376,6 +411,8 @@ func (s *Server) notify() {
 // MachineStatus is one machine's install, for waits and diagnoses.
 type MachineStatus struct {
 	Name, MAC string
+	Booted    time.Time // its first network boot; zero if it never booted from the network
+	Sent      int64     // bytes served to it
 	Installed time.Time
 	Last      installer.Report
 	Failures  int
@@ -387,7 +424,7 @@ func (s *Server) Status() []MachineStatus {
 	defer s.mu.Unlock()
 	var out []MachineStatus
 	for mac, m := range s.machines {
-		out = append(out, MachineStatus{Name: m.Name, MAC: mac, Installed: m.installed, Last: m.last, Failures: m.failures})
+		out = append(out, MachineStatus{Name: m.Name, MAC: mac, Booted: m.booted, Sent: m.sent, Installed: m.installed, Last: m.last, Failures: m.failures})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

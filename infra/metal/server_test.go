@@ -193,6 +193,12 @@ func TestSeedOnlyToItsMachine(t *testing.T) {
 	if len(st) != 2 || st[0].Name != "cp1" || st[0].Installed.IsZero() || st[1].Last.Event != installer.EventInstalled {
 		t.Errorf("status %+v", st)
 	}
+	// Counted: the three seed files served to the node; nothing for the
+	// master, which was only refused.
+	want := int64(len(node.Seed["user-data"]) + len(node.Seed["meta-data"]) + len(node.Seed["network-config"]))
+	if st[1].Sent != want || st[0].Sent != 0 {
+		t.Errorf("bytes served: cp1 %d (want 0), w1 %d (want %d)", st[0].Sent, st[1].Sent, want)
+	}
 }
 
 // iPXE goes out over TFTP by name; nothing else does, and nothing comes in.

@@ -153,7 +153,23 @@ func startBootServer(_ context.Context, u *bringUp) (string, error) {
 		go func() { _ = srv.ServeTFTP(sctx, pc) }()
 		fmt.Fprintf(u.opts.Progress, "  metal: TFTP serves iPXE on %s:69 (undionly.kpxe for BIOS, ipxe.efi for UEFI)\n", host)
 	}
-	fmt.Fprintf(u.opts.Progress, "  metal: point your DHCP server's iPXE clients at %s/boot.ipxe (README: Bare metal), then power the machines on with network boot\n", url)
+	if mt.ProxyDHCP {
+		p, err := srv.ListenProxyDHCP()
+		if err != nil {
+			stop()
+			<-u.metal.done
+			u.metal.stop = nil
+			return "", fmt.Errorf("spec.target.metal.proxyDHCP: %w", err)
+		}
+		go func() {
+			if err := p.Serve(sctx); err != nil {
+				fmt.Fprintf(u.opts.Progress, "  metal: proxyDHCP stopped: %v\n", err)
+			}
+		}()
+		fmt.Fprintf(u.opts.Progress, "  metal: proxyDHCP answers the machines' PXE requests on %s (your DHCP server keeps leasing addresses and needs no boot settings); power the machines on with network boot\n", p.Interface)
+	} else {
+		fmt.Fprintf(u.opts.Progress, "  metal: point your DHCP server's iPXE clients at %s/boot.ipxe (README: Bare metal), then power the machines on with network boot\n", url)
+	}
 	return url + "/boot.ipxe", nil
 }
 
@@ -173,6 +189,20 @@ func waitInstalled(ctx context.Context, u *bringUp) (string, error) {
 func (b *metalBoot) finish(ctx context.Context, err error, o Options) error {
 	if b.stop == nil {
 		return err
+	}
+	if err == nil {
+		now := time.Now()
+		for _, st := range b.server.Status() {
+			switch {
+			case st.Booted.IsZero() && st.Sent == 0:
+				fmt.Fprintf(o.Progress, "  metal: %s did not boot from the network (a boot disk from kubeup metal disk, or installed before)\n", st.Name)
+			case st.Installed.IsZero() || st.Booted.IsZero():
+				fmt.Fprintf(o.Progress, "  metal: %s: %d MiB served\n", st.Name, st.Sent>>20)
+			default:
+				fmt.Fprintf(o.Progress, "  metal: %s: network boot → installed %s, → cluster Ready %s; %d MiB served to it\n",
+					st.Name, st.Installed.Sub(st.Booted).Round(time.Second), now.Sub(st.Booted).Round(time.Second), st.Sent>>20)
+			}
+		}
 	}
 	if err == nil && o.KeepServing {
 		fmt.Fprintf(o.Progress, "  metal: the boot server keeps serving %s until interrupted (--keep-serving)\n", b.url)
