@@ -205,6 +205,12 @@ type MetalTarget struct {
 	// credential a node's seed carries expires once the machines have
 	// joined.
 	BootstrapTokenTTL string `json:"bootstrapTokenTTL,omitempty"`
+	// ProxyDHCP: kubeup also answers the machines' PXE requests as a
+	// proxyDHCP server (ports 67 and 4011 on the server address's
+	// interface), naming the boot file only; the network's DHCP server
+	// keeps leasing addresses and needs no boot settings. Only the
+	// machines listed here are answered. Not on the DHCP server's own host.
+	ProxyDHCP bool `json:"proxyDHCP,omitempty"`
 }
 
 // TokenTTL is BootstrapTokenTTL parsed (0 when invalid: Validate says so).
