@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -202,8 +203,14 @@ func AgentConfigFor(ctx Context) AgentConfig {
 	cfg.Renewal = &agentconfig.Renewal{Lifetime: metav1.Duration{Duration: c.LeafLifetime}, Dir: PKIDir}
 	if m.Role == Node {
 		for _, nc := range NodeCredentials() {
-			cfg.Renewal.Requests = append(cfg.Renewal.Requests,
-				agentconfig.RenewalRequest{CertFile: nc.CertFile, KeyFile: nc.KeyFile, SignerName: nc.SignerName})
+			q := agentconfig.RenewalRequest{CertFile: nc.CertFile, KeyFile: nc.KeyFile, SignerName: nc.SignerName}
+			if c.NodesJoin {
+				q.Template = nc.Template()
+			}
+			cfg.Renewal.Requests = append(cfg.Renewal.Requests, q)
+		}
+		if c.NodesJoin {
+			cfg.Renewal.Join = &agentconfig.Join{BootstrapKubeconfig: BootstrapKubeconfig}
 		}
 	}
 	cfg.Inspect = inspect(m.Role)
@@ -275,6 +282,15 @@ type NodeCredential struct {
 	DNSNames          []string
 	IPAddresses       []string
 	Usages            []certificatesv1.KeyUsage
+}
+
+// Template is what a joining node's agent asks for the credential by.
+func (nc NodeCredential) Template() *agentconfig.CertTemplate {
+	return &agentconfig.CertTemplate{
+		CommonName: nc.CommonName, Organization: nc.Organization, DNSNames: nc.DNSNames, IPAddresses: nc.IPAddresses,
+		ServerAuth: slices.Contains(nc.Usages, certificatesv1.UsageServerAuth),
+		ClientAuth: slices.Contains(nc.Usages, certificatesv1.UsageClientAuth),
+	}
 }
 
 // NodeCredentials are the nodes' renewable certificates: the rows of

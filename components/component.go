@@ -82,6 +82,11 @@ type Cluster struct {
 	LeafLifetime time.Duration `json:"leafLifetime"`
 	// EtcdSnapshots schedules the masters' etcd snapshots.
 	EtcdSnapshots EtcdSnapshots `json:"etcdSnapshots"`
+	// NodesJoin: nodes' seeds carry no keys; a node's agent asks for its
+	// NodeCredentials with the bootstrap token at its first start, as its
+	// kubelet does for its own (the metal target, whose network boot is
+	// unauthenticated).
+	NodesJoin bool `json:"nodesJoin,omitempty"`
 }
 
 // EtcdSnapshots are the scheduled etcd snapshots on each master.

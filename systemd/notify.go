@@ -25,6 +25,14 @@ func Status(msg string) error {
 	return notify("STATUS=" + strings.ReplaceAll(msg, "\n", " "))
 }
 
+// ExtendTimeout asks systemd for d more to finish starting or stopping
+// (EXTEND_TIMEOUT_USEC=...): a daemon whose start waits on something slow
+// sends it again before each d runs out, instead of a long TimeoutStartSec
+// for every start.
+func ExtendTimeout(d time.Duration) error {
+	return notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", d.Microseconds()))
+}
+
 func notify(state string) error {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		return fmt.Errorf("sd_notify %s: %w", strings.SplitN(state, "=", 2)[0], err)

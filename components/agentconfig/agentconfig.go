@@ -76,6 +76,18 @@ type Renewal struct {
 	// CertificateSigningRequests, with a new key (nodes, which hold no CA
 	// key).
 	Requests []RenewalRequest `json:"requests,omitempty"`
+	// Join: the machine's seed carries none of the Requests' keys (the
+	// metal target, whose network boot is unauthenticated): at its first
+	// start the agent asks for each missing one, by its Template, with the
+	// bootstrap token's kubeconfig, before anything else.
+	Join *Join `json:"join,omitempty"`
+}
+
+// Join says how a node's agent asks for its first certificates.
+type Join struct {
+	// BootstrapKubeconfig authenticates with the cluster's bootstrap
+	// token (the kubelet's TLS-bootstrap kubeconfig).
+	BootstrapKubeconfig string `json:"bootstrapKubeconfig"`
 }
 
 // RenewalRequest is a certificate renewed through a CSR to SignerName,
@@ -84,6 +96,20 @@ type RenewalRequest struct {
 	CertFile   string `json:"certFile"`
 	KeyFile    string `json:"keyFile"`
 	SignerName string `json:"signerName"`
+	// Template is the certificate asked for when there is none yet (Join).
+	Template *CertTemplate `json:"template,omitempty"`
+}
+
+// CertTemplate is what a first certificate is asked for with.
+type CertTemplate struct {
+	CommonName   string   `json:"commonName"`
+	Organization []string `json:"organization,omitempty"`
+	DNSNames     []string `json:"dnsNames,omitempty"`
+	IPAddresses  []string `json:"ipAddresses,omitempty"`
+	// ServerAuth and ClientAuth are its extended key usages (besides
+	// digital signature).
+	ServerAuth bool `json:"serverAuth,omitempty"`
+	ClientAuth bool `json:"clientAuth,omitempty"`
 }
 
 // Inspect names what the agent reports of the machine's configuration.

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -24,9 +25,11 @@ import (
 
 // ReviewNodeCredentialCSR decides about a request by which a node's agent
 // renews one of the certificates kubeup issued to nodes (creds, which are
-// components.NodeCredentials): it approves exactly those, asked by an agent
-// (user components.AgentUser in components.AgentGroup, that is with the
-// agent's current certificate), for a P-256 key the request is signed with,
+// components.NodeCredentials), or asks for its first one: it approves
+// exactly those, asked by an agent (user components.AgentUser in
+// components.AgentGroup, that is with the agent's current certificate) or
+// by a node joining with the cluster's bootstrap token (in
+// components.BootstrapGroup), for a P-256 key the request is signed with,
 // with the credential's subject, names and usages and nothing more. Other
 // requests to kubernetes.io/kube-apiserver-client are not its business
 // (left to an administrator); any other request to kubeup's own signer is
@@ -40,15 +43,22 @@ func ReviewNodeCredentialCSR(csr *certificatesv1.CertificateSigningRequest, cred
 		return Decision{Ignore, "already decided"}
 	}
 	user := csr.Spec.Username
-	if user != components.AgentUser || !slices.Contains(csr.Spec.Groups, components.AgentGroup) {
+	agent := user == components.AgentUser && slices.Contains(csr.Spec.Groups, components.AgentGroup)
+	// A node joining with the bootstrap token (a metal node's seed carries
+	// no keys: its agent asks for its first ones, as its kubelet does).
+	joining := strings.HasPrefix(user, bootstrapUserPrefix) && slices.Contains(csr.Spec.Groups, components.BootstrapGroup)
+	if !agent && !joining {
 		if signer == components.AgentSignerName {
-			return Decision{Deny, fmt.Sprintf("requested by %q: only kubeup's agents ask signer %s", user, signer)}
+			return Decision{Deny, fmt.Sprintf("requested by %q: only kubeup's agents and joining nodes ask signer %s", user, signer)}
 		}
 		return Decision{Ignore, fmt.Sprintf("requested by %q, not by an agent: left to an administrator", user)}
 	}
 	cred, _, err := matchNodeCredential(csr, creds)
 	if err != nil {
 		return Decision{Deny, err.Error()}
+	}
+	if joining {
+		return Decision{Approve, fmt.Sprintf("a node joining with the bootstrap token asks for the node credential %s", cred.CertFile)}
 	}
 	return Decision{Approve, fmt.Sprintf("an agent renews the node credential %s", cred.CertFile)}
 }
@@ -122,6 +132,10 @@ func sameSet[T ~string](a, b []T) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// bootstrapUserPrefix starts the user name of a bootstrap token
+// (system:bootstrap:<token id>).
+const bootstrapUserPrefix = "system:bootstrap:"
 
 // ErrSignRefused: the request is not one kubeup's signer signs, whoever
 // approved it.

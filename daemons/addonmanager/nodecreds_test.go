@@ -40,6 +40,11 @@ var (
 	}
 )
 
+// joiner makes a request the bootstrap token's.
+func joiner(c *csrTemplate) {
+	c.user, c.groups = "system:bootstrap:abcdef", []string{components.BootstrapGroup, "system:bootstrappers", "system:authenticated"}
+}
+
 func TestReviewNodeCredentialCSR(t *testing.T) {
 	t.Parallel()
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -59,6 +64,17 @@ func TestReviewNodeCredentialCSR(t *testing.T) {
 		{"kube-proxy certificate", proxyCSR, Approve},
 		{"names in another order", with(agentCSR, func(c *csrTemplate) { c.dns = []string{"localhost", "kubeup-agent"} }), Approve},
 		{"usages in another order", with(proxyCSR, func(c *csrTemplate) { c.usages = []certificatesv1.KeyUsage{"client auth", "digital signature"} }), Approve},
+		// A node joining with the bootstrap token (metal: no keys in its seed).
+		{"agent certificate, joining", with(agentCSR, joiner), Approve},
+		{"kube-proxy certificate, joining", with(proxyCSR, joiner), Approve},
+		{"admin, joining", with(proxyCSR, func(c *csrTemplate) { joiner(c); c.cn, c.org = "kubernetes-admin", []string{"system:masters"} }), Deny},
+		{"a bootstrap user outside kubeup's token group", with(agentCSR, func(c *csrTemplate) {
+			c.user, c.groups = "system:bootstrap:abcdef", []string{"system:bootstrappers", "system:authenticated"}
+		}), Deny},
+		{"kube-proxy by a bootstrap user outside kubeup's token group", with(proxyCSR, func(c *csrTemplate) {
+			c.user, c.groups = "system:bootstrap:abcdef", []string{"system:bootstrappers", "system:authenticated"}
+		}), Ignore},
+		{"kubeup's token group, not a bootstrap user", with(agentCSR, func(c *csrTemplate) { c.user, c.groups = "alice", []string{components.BootstrapGroup} }), Deny},
 
 		// Not an agent's request: not this approver's business, except
 		// on kubeup's own signer.

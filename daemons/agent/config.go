@@ -213,6 +213,21 @@ func ValidateConfig(c *agentconfig.Config) error {
 			if !signerName.MatchString(q.SignerName) {
 				bad(field+".signerName", "%q is not a signer name (domain/path)", q.SignerName)
 			}
+			if t := q.Template; t != nil {
+				if t.CommonName == "" {
+					bad(field+".template.commonName", "is empty")
+				}
+				for j, ip := range t.IPAddresses {
+					if net.ParseIP(ip) == nil {
+						bad(fmt.Sprintf("%s.template.ipAddresses[%d]", field, j), "%q is not an IP address", ip)
+					}
+				}
+			} else if rn.Join != nil {
+				bad(field+".template", "is missing: renewal.join asks for the certificate by it")
+			}
+		}
+		if rn.Join != nil {
+			absolute("renewal.join.bootstrapKubeconfig", rn.Join.BootstrapKubeconfig)
 		}
 	}
 	for _, unit := range sortedKeys(c.Inspect.EnvFiles) {

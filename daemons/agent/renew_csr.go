@@ -84,10 +84,12 @@ func csrName(machine, path string) string {
 }
 
 // newCSR is the CertificateSigningRequest for a certificate like cur, for
-// key: the same subject (byte for byte), names and usages.
+// key: the same subject (byte for byte when cur was parsed), names and
+// usages.
 func newCSR(cur *x509.Certificate, key *ecdsa.PrivateKey, signer string, lifetime time.Duration, generateName string) (*kubeCSR, error) {
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		RawSubject: cur.RawSubject, DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses,
+		RawSubject: cur.RawSubject, Subject: cur.Subject, // RawSubject wins when there is one (a parsed certificate)
+		DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses,
 		EmailAddresses: cur.EmailAddresses, URIs: cur.URIs,
 	}, key)
 	if err != nil {

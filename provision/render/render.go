@@ -115,6 +115,9 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 	if mt := c.Spec.Target.Metal; c.Spec.Target.Provider == config.ProviderMetal && mt.APIEndpoint != "" {
 		cc.APIServerEndpoint = fmt.Sprintf("https://%s:%d", mt.APIEndpoint, components.APIServerPort)
 	}
+	// Seeds served over an unauthenticated network boot carry no node
+	// keys: only the bootstrap token, which expires.
+	cc.NodesJoin = c.Spec.Target.Provider == config.ProviderMetal
 	if config.Enabled(c.Spec.Addons.Logging) {
 		cc.LogForward = fmt.Sprintf("%s:%d", LogAggregatorIP(c), LogForwardPort)
 	}
@@ -184,7 +187,16 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 			return Machine{}, err
 		}
 	}
+	joined := map[string]bool{} // the files a joining node's agent asks for
+	if cc.NodesJoin && role == components.Node {
+		for _, nc := range components.NodeCredentials() {
+			joined[nc.CertFile], joined[nc.KeyFile] = true, true
+		}
+	}
 	for _, f := range b.MachineFiles(place, m.Name) {
+		if joined[f.Path] {
+			continue
+		}
 		files = append(files, components.File{Path: f.Path, Mode: f.Mode, Content: f.Content})
 	}
 	if err := components.SortFiles(files); err != nil {

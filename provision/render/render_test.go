@@ -370,4 +370,33 @@ func TestMetalGolden(t *testing.T) {
 	if got := r.Cluster.APIServerEndpoint; got != "https://192.168.10.10:6443" {
 		t.Errorf("API server endpoint %s", got)
 	}
+	// A node's seed (served over an unauthenticated network boot) holds
+	// no private key but the bootstrap token's: its agent asks for its
+	// certificates with the token. A master's seed is whole.
+	for _, m := range r.Machines {
+		var keys []string
+		agentYAML := ""
+		for _, f := range m.Files {
+			if strings.Contains(string(f.Content), "PRIVATE KEY") {
+				keys = append(keys, f.Path)
+			}
+			if f.Path == components.AgentConfigPath {
+				agentYAML = string(f.Content)
+			}
+		}
+		if m.Role == config.RoleMaster {
+			if len(keys) == 0 {
+				t.Errorf("%s: a master's seed without its keys", m.Name)
+			}
+			continue
+		}
+		if len(keys) > 0 {
+			t.Errorf("%s: private keys in a node's seed: %v", m.Name, keys)
+		}
+		for _, want := range []string{"join:\n    bootstrapKubeconfig: /etc/kubernetes/bootstrap-kubelet.conf", "template:\n      clientAuth: true\n      commonName: system:kube-proxy"} {
+			if !strings.Contains(agentYAML, want) {
+				t.Errorf("%s: agent config lacks %q:\n%s", m.Name, want, agentYAML)
+			}
+		}
+	}
 }

@@ -33,12 +33,17 @@ and pings its watchdog while healthy.`,
 			tuneMemory()
 			// client-go logs through klog: send it to the same handler.
 			klog.SetSlogLogger(e.Log)
+			ctx, cancel := cli.SignalContext()
+			defer cancel()
+			// A node whose seed carries no keys (renewal.join) asks for
+			// its certificates first: New loads them.
+			if err := agent.Join(ctx, cfg, e.Log.With("task", "join")); err != nil {
+				return err
+			}
 			d, err := agent.New(cfg, agent.Options{Log: e.Log})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cli.SignalContext()
-			defer cancel()
 			return d.Run(ctx)
 		},
 	}
