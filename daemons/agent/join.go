@@ -69,16 +69,29 @@ func Join(ctx context.Context, cfg *agentconfig.Config, log *slog.Logger) error 
 	}, systemd.ExtendTimeout)
 }
 
-// joinRequests asks for each request in turn until it is written.
+// joinRequests asks for each request in turn until it is written. All the
+// while, systemd is asked every half joinStartExtension for another
+// joinStartExtension to finish starting (a CSR alone may wait minutes for
+// its signature).
 func joinRequests(ctx context.Context, r *certRenewal, reqs []agentconfig.RenewalRequest, client func() (CSRAPI, error), extend func(time.Duration) error) error {
-	lastExtend := time.Time{}
+	_ = extend(joinStartExtension)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(joinStartExtension / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = extend(joinStartExtension)
+			}
+		}
+	}()
 	for _, q := range reqs {
 		delay := 2 * time.Second
 		for attempt := 1; ; attempt++ {
-			if time.Since(lastExtend) > joinStartExtension/2 {
-				_ = extend(joinStartExtension)
-				lastExtend = time.Now()
-			}
 			_ = systemd.Status(fmt.Sprintf("joining: asking for %s with the bootstrap token (attempt %d)", q.CertFile, attempt))
 			api, err := client()
 			if err == nil {
