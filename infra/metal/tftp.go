@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -20,9 +21,17 @@ func (s *Server) ServeTFTP(ctx context.Context, conn net.PacketConn) error {
 	srv := tftp.NewServer(func(name string, rf io.ReaderFrom) error {
 		name = strings.TrimPrefix(name, "/")
 		who := "?"
+		var m *state
 		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 			addr := ot.RemoteAddr()
 			who = addr.IP.String()
+			if ip, ok := netip.AddrFromSlice(addr.IP); ok {
+				if mac, err := s.o.Neighbor(ip.Unmap()); err == nil {
+					if m = s.lookup(mac.String()); m != nil {
+						who = m.Name
+					}
+				}
+			}
 		}
 		path, ok := s.o.IPXE[name]
 		if !ok {
@@ -35,7 +44,12 @@ func (s *Server) ServeTFTP(ctx context.Context, conn net.PacketConn) error {
 		}
 		defer f.Close()
 		s.logf("%s fetches iPXE (%s) over TFTP", who, name)
-		_, err = rf.ReadFrom(f)
+		n, err := rf.ReadFrom(f)
+		if m != nil {
+			s.mu.Lock()
+			m.sent += n
+			s.mu.Unlock()
+		}
 		return err
 	}, nil)
 	srv.SetTimeout(5 * time.Second)

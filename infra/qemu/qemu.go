@@ -76,6 +76,10 @@ type VM struct {
 	Tap     string
 	NetBoot bool
 	Netns   string
+	// NativePXE (with NetBoot, UEFI): no iPXE option ROM on the NIC, so
+	// the firmware's own PXE boots, as on a machine whose NIC is not
+	// iPXE, and chain-loads iPXE over TFTP as DHCP tells it.
+	NativePXE bool
 }
 
 // Files of a VM in its Dir.
@@ -124,6 +128,9 @@ func (v *VM) Args() []string {
 			// does not run it and a BIOS machine never network-boots
 			// (measured: QEMU 7.2, SeaBIOS 1.16).
 			nic += ",bootindex=2"
+			if v.NativePXE {
+				nic += ",romfile="
+			}
 		}
 		args = append(args, "-netdev", "tap,id=cluster,ifname="+v.Tap+",script=no,downscript=no", "-device", nic)
 		return append(args, "-daemonize")

@@ -84,6 +84,14 @@ func TestFreePort(t *testing.T) {
 	}
 }
 
+// The firmware's own PXE: the NIC has no option ROM.
+func TestArgsNativePXE(t *testing.T) {
+	v := &VM{Name: "cp1", Dir: "/vm", CPUs: 2, MemoryMiB: 2048, Firmware: UEFI, Accel: AccelTCG, Tap: "tap0", NetBoot: true, NativePXE: true, ClusterMAC: "52:54:00:77:00:10"}
+	if got := strings.Join(v.Args(), " "); !strings.Contains(got, "mac=52:54:00:77:00:10,bootindex=2,romfile= ") {
+		t.Errorf("args:\n%s", got)
+	}
+}
+
 // A bare-metal stand-in: blank disk booted first, iPXE on a tap NIC
 // second, no seed and no management NIC.
 func TestArgsNetBoot(t *testing.T) {
