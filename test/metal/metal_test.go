@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,12 +26,13 @@ const (
 type vm struct {
 	name, mac, firmware string
 	netboot             bool // else: from the disk kubeup metal disk wrote
+	nativePXE           bool // the firmware's own PXE, which chain-loads iPXE over TFTP
 }
 
 var machines = []vm{
-	{"cp1", "52:54:00:77:00:10", "uefi", true},
-	{"w1", "52:54:00:77:01:00", "bios", true},
-	{"w2", "52:54:00:77:01:01", "uefi", false},
+	{"cp1", "52:54:00:77:00:10", "uefi", true, true},
+	{"w1", "52:54:00:77:01:00", "bios", true, false},
+	{"w2", "52:54:00:77:01:01", "uefi", false, false},
 }
 
 const clusterYAML = `apiVersion: kubeup.dev/v1alpha1
@@ -42,6 +44,7 @@ spec:
     provider: metal
     metal:
       server: ` + server + `
+      proxyDHCP: true
       machines:
       - {name: cp1, role: master, mac: "52:54:00:77:00:10", firmware: uefi}
       - {name: w1, role: node, mac: "52:54:00:77:01:00", firmware: bios, dhcp: true}
@@ -55,10 +58,14 @@ func run(t *testing.T, name string, args ...string) {
 	}
 }
 
-// TestE2EMetal: two blank machines network-boot (UEFI and BIOS) behind
-// dnsmasq, install and join; a third boots from a disk kubeup metal disk
-// wrote; then, with the server gone, a reset machine comes back from its
-// own disk.
+// TestE2EMetal: blank machines network-boot behind the network's own DHCP
+// server (dnsmasq, on another "host"): cp1 by UEFI with the firmware's own
+// PXE, which the README's dnsmasq settings send to iPXE over kubeup's TFTP
+// and then to kubeup's boot script; w1 by BIOS with QEMU's iPXE ROM, its
+// boot file named by kubeup's proxyDHCP alone. Both install and join; w2
+// boots from the disk kubeup metal disk wrote, with no seed attached; the
+// cluster passes kubeup verify; then, with the server gone, each
+// network-installed machine is reset and comes back from its own disk.
 func TestE2EMetal(t *testing.T) {
 	if os.Getenv("KUBEUP_E2E_METAL") != "1" {
 		t.Skip("boots three QEMU machines from the network: make e2e-metal (KUBEUP_E2E_METAL=1)")
@@ -69,6 +76,12 @@ func TestE2EMetal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
+	if keep := os.Getenv("KUBEUP_E2E_DIR"); keep != "" { // logs and disks outlive the test
+		dir = keep
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dataDir := filepath.Join(dir, "data")
 	ns := fmt.Sprintf("kubeup-metal-%d", os.Getpid())
 	run(t, "ip", "netns", "add", ns)
@@ -85,11 +98,23 @@ func TestE2EMetal(t *testing.T) {
 		in("link", "set", tap, "up")
 	}
 
-	// The network's own DHCP server, configured as the README says.
+	// The network's own DHCP server, on another host (a namespace joined
+	// to the bridge): configured as the README says for cp1; for w1 it only
+	// leases the address, and kubeup's proxyDHCP names the boot file.
+	dhcpNS := ns + "-dhcp"
+	run(t, "ip", "netns", "add", dhcpNS)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", dhcpNS).Run() })
+	in("link", "add", "dhcp0", "type", "veth", "peer", "name", "dhcp1", "netns", dhcpNS)
+	in("link", "set", "dhcp0", "master", "br0")
+	in("link", "set", "dhcp0", "up")
+	run(t, "ip", "-n", dhcpNS, "addr", "add", "192.168.77.2/24", "dev", "dhcp1")
+	run(t, "ip", "-n", dhcpNS, "link", "set", "dhcp1", "up")
 	conf := filepath.Join(dir, "dnsmasq.conf")
-	os.WriteFile(conf, []byte(DnsmasqConf("br0", "192.168.77.150", "192.168.77.199", server,
-		[]DHCPHost{{MAC: "52:54:00:77:01:00", IP: "192.168.77.100", Name: "w1"}})), 0o644)
-	dnsmasq := exec.Command("ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--pid-file=", "--log-dhcp", "--log-facility="+filepath.Join(dir, "dnsmasq.log"))
+	os.WriteFile(conf, []byte(DnsmasqConf("dhcp1", "192.168.77.150", "192.168.77.199", server,
+		[]DHCPHost{{MAC: "52:54:00:77:01:00", IP: "192.168.77.100", Name: "w1"}}, "52:54:00:77:01:00")+
+		"dhcp-option=option:router,"+bridgeAddr+"\n"), 0o644)
+	dnsmasqLog := filepath.Join(dir, "dnsmasq.log")
+	dnsmasq := exec.Command("ip", "netns", "exec", dhcpNS, "dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--pid-file=", "--log-dhcp", "--log-facility="+dnsmasqLog)
 	if err := dnsmasq.Start(); err != nil {
 		t.Fatalf("dnsmasq: %v", err)
 	}
@@ -121,12 +146,19 @@ func TestE2EMetal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var vms []*qemu.VM
-	for i, m := range machines {
-		v := &qemu.VM{Name: m.name, Dir: filepath.Join(dir, "vms", m.name), DiskBytes: 12 << 30, CPUs: 2, MemoryMiB: 2048,
-			Firmware: qemu.Firmware(m.firmware), Accel: qemu.AccelTCG, Tap: fmt.Sprintf("tap%d", i), ClusterMAC: m.mac, NetBoot: m.netboot, Netns: ns}
+	// The two network-booted machines power on together; w2, with its
+	// boot disk, once they are installed (this host has 2 cores for three
+	// emulated machines: installing, booting and a third machine at once
+	// starve the master).
+	vms := map[string]*qemu.VM{}
+	poweredOn := map[string]time.Time{}
+	installed := watchInstalls(ctx, upLog)
+	powerOn := func(i int) {
+		m := machines[i]
+		v := &qemu.VM{Name: m.name, Dir: filepath.Join(dir, "vms", m.name), DiskBytes: 12 << 30, CPUs: 1, MemoryMiB: 2048,
+			Firmware: qemu.Firmware(m.firmware), Accel: qemu.AccelTCG, Tap: fmt.Sprintf("tap%d", i), ClusterMAC: m.mac, NetBoot: m.netboot, NativePXE: m.nativePXE, Netns: ns}
 		if m.name == "cp1" {
-			v.MemoryMiB = 3072
+			v.CPUs, v.MemoryMiB = 2, 3072
 		}
 		if !m.netboot {
 			v.Image = w2disk
@@ -134,10 +166,30 @@ func TestE2EMetal(t *testing.T) {
 		if _, err := v.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		vms = append(vms, v)
+		poweredOn[m.name] = time.Now()
+		vms[m.name] = v
 		t.Cleanup(func() { _ = v.Stop(5 * time.Second) })
 	}
-	upErr := up.Wait()
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Wait() }()
+	powerOn(0)
+	powerOn(1)
+	var upErr error
+	exited := false
+	for !exited && !installed.has("cp1", "w1") {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case upErr = <-upDone:
+			exited = true
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if !exited {
+		powerOn(2)
+		upErr = <-upDone
+	}
+	ready := time.Now()
 	logf.Close()
 	out, _ := os.ReadFile(upLog)
 	t.Logf("kubeup up:\n%s", out)
@@ -148,7 +200,7 @@ func TestE2EMetal(t *testing.T) {
 		}
 		t.Fatalf("kubeup up: %v", upErr)
 	}
-	for _, want := range []string{"cp1: installed to /dev/vda", "w1: installed to /dev/vda", "all nodes Ready (3)", "the boot server stopped"} {
+	for _, want := range []string{"cp1: installed to /dev/vda", "w1: installed to /dev/vda", "all nodes Ready (3)", "the boot server stopped", "w2 did not boot from the network", "cp1: network boot → installed"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("up's progress lacks %q", want)
 		}
@@ -156,35 +208,150 @@ func TestE2EMetal(t *testing.T) {
 	if strings.Contains(string(out), "w2 fetches") || strings.Contains(string(out), "w2 (") {
 		t.Errorf("w2, booted from its own disk, used the boot server")
 	}
+	if !strings.Contains(string(out), "cp1 fetches iPXE (ipxe.efi) over TFTP") {
+		t.Errorf("cp1's UEFI PXE did not chain-load iPXE from kubeup's TFTP")
+	}
+	if !strings.Contains(string(out), "proxyDHCP: w1 (52:54:00:77:01:00) sent to http://"+server+"/boot.ipxe") {
+		t.Errorf("w1 was not answered by proxyDHCP")
+	}
+	if booted := bootFiles(t, dnsmasqLog, "52:54:00:77:01:00"); len(booted) != 0 {
+		t.Errorf("dnsmasq named w1's boot file (%v): proxyDHCP was not needed", booted)
+	}
+	if booted := bootFiles(t, dnsmasqLog, "52:54:00:77:00:10"); len(booted) == 0 {
+		t.Errorf("dnsmasq did not name cp1's boot file: the README's settings were not used")
+	}
+	for _, m := range machines {
+		how := "network boot"
+		if !m.netboot {
+			how = "boot disk"
+		}
+		if m.nativePXE {
+			how = "UEFI PXE, iPXE over TFTP"
+		}
+		at, ok := installed.at(m.name)
+		inst := "-"
+		if ok {
+			inst = at.Sub(poweredOn[m.name]).Round(time.Second).String()
+		}
+		t.Logf("figures: %s (%s, %s): power-on → installed %s, → all Ready %s", m.name, m.firmware, how, inst, ready.Sub(poweredOn[m.name]).Round(time.Second))
+	}
 
-	// The server is gone: a hard reset of w1 boots from its disk.
-	boots := func() int {
-		con, _ := os.ReadFile(vms[1].ConsoleLog())
-		return strings.Count(string(con), "Linux version")
+	// The cluster does its job: kubeup verify's workloads, from the
+	// machines' network.
+	verify := exec.CommandContext(ctx, "ip", "netns", "exec", ns, bin, "verify", "--name", "rack")
+	verify.Env = append(os.Environ(), "KUBEUP_DATA_DIR="+dataDir)
+	vstart := time.Now()
+	vout, verr := verify.CombinedOutput()
+	t.Logf("kubeup verify (%s):\n%s", time.Since(vstart).Round(time.Second), vout)
+	if verr != nil {
+		t.Fatalf("kubeup verify: %v", verr)
 	}
-	before := boots()
-	if err := vms[1].Reset(); err != nil {
-		t.Fatal(err)
-	}
+
+	// The server is gone: a hard reset of each network-installed machine
+	// boots it from its own disk, and it is Ready again.
 	kubectl, _ := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".cache", "kubeup", "artifacts", "kubernetes", "*", "root", "usr", "local", "bin", "kubectl"))
 	if len(kubectl) == 0 {
 		t.Fatal("no kubectl artifact (make deps)")
 	}
 	kc := filepath.Join(dataDir, "clusters", "rack", "kubeconfig")
-	// Ready again once it has booted anew (its Node stays Ready until its
-	// lease lapses, so the boot is counted on its console).
-	deadline := time.Now().Add(15 * time.Minute)
-	for {
-		o, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, kubectl[0], "--kubeconfig", kc, "wait", "--for=condition=Ready", "node/w1", "--timeout=60s").CombinedOutput()
-		if err == nil && boots() > before {
-			break
+	for _, name := range []string{"w1", "cp1"} {
+		v := vms[name]
+		boots := func() int {
+			con, _ := os.ReadFile(v.ConsoleLog())
+			return strings.Count(string(con), "Linux version")
 		}
-		if time.Now().After(deadline) {
-			con, _ := os.ReadFile(vms[1].ConsoleLog())
-			t.Fatalf("w1 not Ready from its own disk after a reset (boots %d → %d): %v %s\nconsole:\n%s", before, boots(), err, o, tailLines(string(con), 40))
+		before, reset := boots(), time.Now()
+		if err := v.Reset(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Second)
+		// Ready again once it has booted anew (a Node stays Ready until its
+		// lease lapses, so the boot is counted on its console); for the
+		// master, every node is Ready through its API server.
+		deadline := time.Now().Add(15 * time.Minute)
+		for {
+			o, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, kubectl[0], "--kubeconfig", kc, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s").CombinedOutput()
+			if err == nil && boots() > before {
+				t.Logf("figures: %s reset with the boot server gone: booted from its disk (%d boots on its console), all nodes Ready %s after the reset", name, boots(), time.Since(reset).Round(time.Second))
+				break
+			}
+			if time.Now().After(deadline) {
+				con, _ := os.ReadFile(v.ConsoleLog())
+				t.Fatalf("%s: not all nodes Ready from its own disk after a reset (boots %d → %d): %v %s\nconsole:\n%s", name, before, boots(), err, o, tailLines(string(con), 40))
+			}
+			time.Sleep(10 * time.Second)
+		}
 	}
+}
+
+// bootFiles are the boot files dnsmasq's log says it sent to mac: its
+// lines carry the transaction ID, and the MAC only on some.
+func bootFiles(t *testing.T, log, mac string) []string {
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xids := map[string]bool{}
+	lines := strings.Split(string(data), "\n")
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 4 && strings.Contains(l, " "+mac) {
+			xids[f[4]] = true // "Dec  5 15:12:08 dnsmasq-dhcp[696]: XID ..."
+		}
+	}
+	var files []string
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 4 && xids[f[4]] && strings.Contains(l, "option: 67 bootfile-name") {
+			files = append(files, f[len(f)-1])
+		}
+	}
+	return files
+}
+
+// installs is when each machine's install was first seen in up's log.
+type installs struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// has says whether every one of names is installed.
+func (i *installs) has(names ...string) bool {
+	for _, n := range names {
+		if _, ok := i.at(n); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (i *installs) at(name string) (time.Time, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	t, ok := i.m[name]
+	return t, ok
+}
+
+// watchInstalls notes, every second until ctx ends, which machines up's
+// log says are installed ("NAME: installed to").
+func watchInstalls(ctx context.Context, file string) *installs {
+	i := &installs{m: map[string]time.Time{}}
+	go func() {
+		for ctx.Err() == nil {
+			if data, err := os.ReadFile(file); err == nil {
+				now := time.Now()
+				i.mu.Lock()
+				for _, line := range strings.Split(string(data), "\n") {
+					if f := strings.Fields(line); len(f) >= 5 && f[0] == "metal" && f[3] == "installed" && f[4] == "to" {
+						name := strings.TrimSuffix(f[2], ":")
+						if _, seen := i.m[name]; !seen {
+							i.m[name] = now
+						}
+					}
+				}
+				i.mu.Unlock()
+			}
+			time.Sleep(time.Second)
+		}
+	}()
+	return i
 }
 
 // waitLine waits until a line of the file contains s.
