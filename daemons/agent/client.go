@@ -23,8 +23,15 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// NewClient returns a client that trusts caPEM and presents certPEM/keyPEM.
-// The agent's certificate names 127.0.0.1, so port forwards verify.
+// ServerName is the name every agent's serving certificate carries
+// (provision/pki, components.NodeCredentials), whatever address it is
+// reached at (a port forward on 127.0.0.1 locally, the machine's own
+// address on metal).
+const ServerName = "kubeup-agent"
+
+// NewClient returns a client that trusts caPEM and presents
+// certPEM/keyPEM; it checks the agent's certificate for the address in
+// base, or for VerifyName's.
 func NewClient(base string, caPEM, certPEM, keyPEM []byte) (*Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
@@ -36,6 +43,14 @@ func NewClient(base string, caPEM, certPEM, keyPEM []byte) (*Client, error) {
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	return &Client{Base: strings.TrimSuffix(base, "/"), HTTP: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+// VerifyName makes the client check the agent's certificate for name
+// (ServerName) instead of the address it connects to.
+func (c *Client) VerifyName(name string) {
+	if tr, ok := c.HTTP.Transport.(*http.Transport); ok {
+		tr.TLSClientConfig.ServerName = name
+	}
 }
 
 // Status is GET /v1/status.

@@ -26,7 +26,14 @@ func AgentClient(st *State, m MachineState, b *pki.Bundle) (*agent.Client, error
 	if !ok {
 		return nil, fmt.Errorf("the cluster PKI has no admin certificate")
 	}
-	return agent.NewClient(st.AgentURL(m), b.CAPEM(pki.KubernetesCA), cert, key)
+	c, err := agent.NewClient(st.AgentURL(m), b.CAPEM(pki.KubernetesCA), cert, key)
+	if err != nil {
+		return nil, err
+	}
+	// Every agent's certificate names ServerName; a metal machine's agent
+	// is reached at the machine's own address, which it does not name.
+	c.VerifyName(agent.ServerName)
+	return c, nil
 }
 
 // Diagnose says, for every machine, which kubeup units are not running,
