@@ -254,29 +254,35 @@ func TestE2EMetal(t *testing.T) {
 		t.Fatal("no kubectl artifact (make deps)")
 	}
 	kc := filepath.Join(dataDir, "clusters", "rack", "kubeconfig")
+	kubectlOut := func(args ...string) (string, error) {
+		o, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, kubectl[0], "--kubeconfig", kc}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(o)), err
+	}
 	for _, name := range []string{"w1", "cp1"} {
 		v := vms[name]
-		boots := func() int {
-			con, _ := os.ReadFile(v.ConsoleLog())
-			return strings.Count(string(con), "Linux version")
+		// The Node's boot ID is the kubelet's report of the machine's
+		// boot: a new one, with the Node Ready, is the machine back from
+		// its own disk (its old Ready status outlives the reset until its
+		// lease lapses).
+		bootID, err := kubectlOut("get", "node", name, "-o", "jsonpath={.status.nodeInfo.bootID}")
+		if err != nil || bootID == "" {
+			t.Fatalf("%s: boot ID %q: %v", name, bootID, err)
 		}
-		before, reset := boots(), time.Now()
+		reset := time.Now()
 		if err := v.Reset(); err != nil {
 			t.Fatal(err)
 		}
-		// Ready again once it has booted anew (a Node stays Ready until its
-		// lease lapses, so the boot is counted on its console); for the
-		// master, every node is Ready through its API server.
 		deadline := time.Now().Add(15 * time.Minute)
 		for {
-			o, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, kubectl[0], "--kubeconfig", kc, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s").CombinedOutput()
-			if err == nil && boots() > before {
-				t.Logf("figures: %s reset with the boot server gone: booted from its disk (%d boots on its console), all nodes Ready %s after the reset", name, boots(), time.Since(reset).Round(time.Second))
+			id, _ := kubectlOut("get", "node", name, "-o", "jsonpath={.status.nodeInfo.bootID}")
+			o, err := kubectlOut("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+			if err == nil && id != "" && id != bootID {
+				t.Logf("figures: %s reset with the boot server gone: booted from its disk (boot ID %s → %s), all nodes Ready %s after the reset", name, bootID[:8], id[:8], time.Since(reset).Round(time.Second))
 				break
 			}
 			if time.Now().After(deadline) {
 				con, _ := os.ReadFile(v.ConsoleLog())
-				t.Fatalf("%s: not all nodes Ready from its own disk after a reset (boots %d → %d): %v %s\nconsole:\n%s", name, before, boots(), err, o, tailLines(string(con), 40))
+				t.Fatalf("%s: not back from its own disk after a reset (boot ID %s → %q): %v %s\nconsole:\n%s", name, bootID, id, err, o, tailLines(string(con), 40))
 			}
 			time.Sleep(10 * time.Second)
 		}
