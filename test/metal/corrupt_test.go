@@ -77,7 +77,7 @@ func TestE2EMetalCorruptImage(t *testing.T) {
 	srv, err := metal.New(metal.Options{
 		URL: "http://10.0.2.100", Assets: map[string]*metal.RoleAssets{"node": bad}, Progress: &progress,
 		Machines: []metal.Machine{{Name: "bad", Role: "node", MAC: mac, Address: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
-			Seed: map[string][]byte{"meta-data": []byte("local-hostname: bad\n")}}},
+			Seed: map[string][]byte{"meta-data": []byte("local-hostname: bad\n"), "user-data": []byte("#cloud-config\n"), "network-config": []byte("version: 2\n")}}},
 		Neighbor: func(netip.Addr) (net.HardwareAddr, error) { return mac, nil },
 	})
 	if err != nil {
