@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"log/slog"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/agentconfig"
@@ -37,13 +35,7 @@ func TestJoinAsksForTheMissingCertificates(t *testing.T) {
 		os.Remove(q.KeyFile)
 		reqs = append(reqs, q)
 	}
-	caCert, _ := b.Certificate(pki.KubernetesCA)
-	_, caKeyPEM, _ := b.Cert(pki.KubernetesCA)
-	block, _ := pem.Decode(caKeyPEM)
-	caKey, _ := x509.ParseECPrivateKey(block.Bytes)
-	signer := &fakeSigner{ca: caCert, key: caKey}
-	client := fake.NewClientset()
-	signer.install(client)
+	signer, client, caCert := clusterSigner(b)
 
 	r := newCertRenewal(agentconfig.Renewal{Lifetime: metav1.Duration{Duration: 30 * time.Minute}, Dir: dir, Requests: reqs,
 		Join: &agentconfig.Join{BootstrapKubeconfig: "/etc/kubernetes/bootstrap-kubelet.conf"}}, "w1", nil, slog.New(slog.DiscardHandler), time.Now)
@@ -98,9 +90,8 @@ func TestJoinAsksForTheMissingCertificates(t *testing.T) {
 	// A CA that signed nothing of it: refused, nothing written.
 	os.Remove(reqs[0].CertFile)
 	os.Remove(reqs[0].KeyFile)
-	other := &fakeSigner{ca: caCert, key: caKey, other: true}
-	c2 := fake.NewClientset()
-	other.install(c2)
+	other, c2, _ := clusterSigner(b)
+	other.other = true
 	if err := r.joinCSR(context.Background(), fakeKube{c2}, reqs[0]); err == nil {
 		t.Error("a certificate for another key was accepted")
 	}

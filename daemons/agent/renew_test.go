@@ -409,6 +409,19 @@ type fakeSigner struct {
 	other bool // sign another key than the request's
 }
 
+// clusterSigner is a fakeSigner with the bundle's cluster CA, installed in a
+// new fake clientset; it returns the CA certificate too.
+func clusterSigner(b *pki.Bundle) (*fakeSigner, *fake.Clientset, *x509.Certificate) {
+	caCert, _ := b.Certificate(pki.KubernetesCA)
+	_, caKeyPEM, _ := b.Cert(pki.KubernetesCA)
+	block, _ := pem.Decode(caKeyPEM)
+	caKey, _ := x509.ParseECPrivateKey(block.Bytes)
+	signer := &fakeSigner{ca: caCert, key: caKey}
+	client := fake.NewClientset()
+	signer.install(client)
+	return signer, client, caCert
+}
+
 func (f *fakeSigner) install(c *fake.Clientset) {
 	c.PrependReactor("create", "certificatesigningrequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		csr := a.(k8stesting.CreateAction).GetObject().(*certificatesv1.CertificateSigningRequest)
@@ -471,13 +484,7 @@ func nodeRequests(dir string) []agentconfig.RenewalRequest {
 func TestRenewalThroughCSRs(t *testing.T) {
 	t.Parallel()
 	dir, b := machinePKI(t, pki.PlaceNode, "node-0", time.Now(), 30*time.Minute)
-	caCert, _ := b.Certificate(pki.KubernetesCA)
-	_, caKeyPEM, _ := b.Cert(pki.KubernetesCA)
-	block, _ := pem.Decode(caKeyPEM)
-	caKey, _ := x509.ParseECPrivateKey(block.Bytes)
-	signer := &fakeSigner{ca: caCert, key: caKey}
-	client := fake.NewClientset()
-	signer.install(client)
+	signer, client, caCert := clusterSigner(b)
 	r := newTestRenewal(dir, "node-0", fakeKube{client}, time.Now, nodeRequests(dir)...)
 	old := map[string]*x509.Certificate{}
 	for _, q := range r.cfg.Requests {
