@@ -48,6 +48,11 @@ type Options struct {
 	// polling a dead server until Timeout while systemd waits for the
 	// probe before it may restart the unit.
 	MainPID int
+	// Progress, when set, is told each new answer of a start that is not
+	// ready yet (the first failure and every change since), with the time
+	// since the probe began: what a slow start spent its time on, in the
+	// unit's journal.
+	Progress func(elapsed time.Duration, answer error)
 }
 
 // ErrMainExited: the unit's main process exited before it was ready.
@@ -103,6 +108,9 @@ func Run(ctx context.Context, opts Options) error {
 		if last == nil || ctx.Err() == nil {
 			if last == nil || err.Error() != last.Error() {
 				changed = time.Now()
+				if opts.Progress != nil {
+					opts.Progress(changed.Sub(start), err)
+				}
 			}
 			last = err
 		}

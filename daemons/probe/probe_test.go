@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -369,5 +370,40 @@ func TestProcessAlive(t *testing.T) {
 	}
 	if processAlive(z.Process.Pid) {
 		t.Error("a zombie counts as alive")
+	}
+}
+
+// Progress hears each new answer of a start once, in order, and nothing
+// once it is ready.
+func TestProbeProgress(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n := calls.Add(1); {
+		case n <= 3:
+			http.Error(w, "[+]ping ok\n[-]poststarthook/rbac/bootstrap-roles failed\n[-]etcd failed", http.StatusInternalServerError)
+		case n <= 5:
+			http.Error(w, "[+]ping ok\n[-]poststarthook/rbac/bootstrap-roles failed", http.StatusInternalServerError)
+		default:
+			w.Write([]byte("ok"))
+		}
+	}))
+	defer srv.Close()
+	o := fastProbe(srv.URL)
+	var heard []string
+	o.Progress = func(elapsed time.Duration, answer error) {
+		if elapsed < 0 {
+			t.Errorf("elapsed %s", elapsed)
+		}
+		heard = append(heard, answer.Error())
+	}
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"last response 500 Internal Server Error: [-]poststarthook/rbac/bootstrap-roles failed; [-]etcd failed",
+		"last response 500 Internal Server Error: [-]poststarthook/rbac/bootstrap-roles failed",
+	}
+	if !slices.Equal(heard, want) {
+		t.Errorf("progress heard\n%q\nwant\n%q", heard, want)
 	}
 }

@@ -51,9 +51,18 @@ all of --timeout.`,
 			}
 			ctx, cancel := cli.SignalContext()
 			defer cancel()
+			what := o.URL
+			if what == "" {
+				what = "the Node of " + o.NodeOf
+			}
+			o.Progress = func(elapsed time.Duration, answer error) {
+				e.Log.Info("not ready yet", "probe", what, "after", elapsed.Round(100*time.Millisecond).String(), "answer", answer.Error())
+			}
+			start := time.Now()
 			if err := probe.Run(ctx, o); err != nil {
 				return &cli.ExitError{Code: 1, Err: err}
 			}
+			e.Log.Info("ready", "probe", what, "after", time.Since(start).Round(100*time.Millisecond).String())
 			return nil
 		},
 	}
