@@ -218,6 +218,7 @@ func certRenewalDrill(ctx context.Context, t *testing.T, c *Cluster, lifetime ti
 	deadline := start.Add(limit)
 	w := newCertWatch(lifetime, kubeletCertificates(c.State.Machines))
 	var api outage
+	var firstFail time.Time
 	var nextLook time.Time
 	for {
 		now := time.Now()
@@ -232,6 +233,9 @@ func certRenewalDrill(ctx context.Context, t *testing.T, c *Cluster, lifetime ti
 		api.probe(now, err == nil)
 		if err != nil {
 			t.Logf("cert-renewal: %s: %v", now.UTC().Format(time.TimeOnly), err)
+			if firstFail.IsZero() {
+				firstFail = now
+			}
 		}
 		if !now.Before(nextLook) {
 			nextLook = now.Add(20 * time.Second)
@@ -265,6 +269,19 @@ func certRenewalDrill(ctx context.Context, t *testing.T, c *Cluster, lifetime ti
 		return fail(fmt.Errorf("the prober's log: %w", err))
 	}
 	res.Data += fmt.Sprintf(", service %d/%d", ok, ok+failed)
+	if !firstFail.IsZero() {
+		// What the masters did around the first failed probe.
+		for _, m := range c.State.Machines {
+			if m.Role != config.RoleMaster {
+				continue
+			}
+			j, err := c.JournalAround(ctx, m, firstFail, 20*time.Second, 10*time.Second)
+			if err != nil {
+				j = err.Error()
+			}
+			t.Logf("cert-renewal: %s's journal around the first failed /readyz (%s):\n%s", m.Name, firstFail.UTC().Format(time.TimeOnly), j)
+		}
+	}
 	switch {
 	case api.count > 0:
 		return fail(fmt.Errorf("/readyz failed %d times, %s in all", api.count, api.total.Round(time.Second)))
