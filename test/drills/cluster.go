@@ -433,6 +433,13 @@ func (c *Cluster) StartTimeline(ctx context.Context, m cluster.MachineState, uni
 	if err != nil {
 		return "", err
 	}
+	return milestones(out, since), nil
+}
+
+// milestones keeps the startMilestones lines of journalctl's short-unix
+// output, each with its offset from since (at most 80, each cut at 200
+// characters).
+func milestones(out string, since time.Time) string {
 	var b strings.Builder
 	n := 0
 	for _, line := range strings.Split(out, "\n") {
@@ -454,5 +461,5 @@ func (c *Cluster) StartTimeline(ctx context.Context, m cluster.MachineState, uni
 		}
 		fmt.Fprintf(&b, "  %+7.1fs %s\n", at.Sub(since).Seconds(), rest)
 	}
-	return b.String(), nil
+	return b.String()
 }
