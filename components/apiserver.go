@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"sigs.k8s.io/yaml"
@@ -18,6 +19,7 @@ type APIServer struct{}
 // API server port and files.
 const (
 	APIServerPort        = 6443
+	etcdCheckTimeout     = 4 * time.Second
 	EncryptionConfigPath = KubernetesDir + "/encryption-config.yaml"
 )
 
@@ -30,8 +32,9 @@ func (a APIServer) Unit(role Role) systemd.Unit {
 		Documentation:   []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/"},
 		Wants:           []string{"etcd.service"},
 		After:           []string{"etcd.service"},
-		ExecStartPre:    append(apiServerGate.close(), apiServerStartWeight.raise()),
-		ExecStartPost:   append(append([]string{probe(a.loopbackHealth(), agentClientCert()...)}, apiServerGate.open()...), apiServerStartWeight.lower()),
+		ExecStartPre:    append([]string{raiseWeights(apiServerStartWeights)}, apiServerGate.close()...),
+		ExecStartPost:   append(append([]string{probe(a.loopbackHealth(), agentClientCert()...)}, apiServerGate.open()...), lowerWeights(apiServerStartWeights)),
+		ExecStopPost:    []string{lowerWeights(apiServerStartWeights)},
 		TimeoutStartSec: probedStartTimeout,
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
@@ -88,6 +91,14 @@ func (APIServer) Flags(ctx Context) Flags {
 		"service-account-signing-key-file":   pki("sa.key"),
 		"service-cluster-ip-range":           c.ServiceCIDR.String(),
 		"profiling":                          "false",
+		// /livez's and /readyz's etcd checks wait 4 s for etcd (upstream:
+		// 2 s). On a saturated master under TCG etcd's reads took 0.2-0.6 s
+		// and at times over 2 s, and /readyz then failed for a moment
+		// while every request was served (cert-renewal drill: 4 outages,
+		// 4m33s). 4 s stays within the 5 s the drills and load balancers'
+		// health checks give /readyz.
+		"etcd-healthcheck-timeout": etcdCheckTimeout.String(),
+		"etcd-readycheck-timeout":  etcdCheckTimeout.String(),
 	}
 	maps.Copy(f, auditFlags())
 	maps.Copy(f, tlsFlags())
@@ -163,17 +174,39 @@ func (APIServer) loopbackHealth() Endpoint {
 // masters. IPv4 is closed for every source; IPv6 for all but ::1.
 var apiServerGate = portGate{Port: APIServerPort, Comment: "kubeup-apiserver-starting", OpenTo6: "::1"}
 
-// apiServerStartWeight gives the API server most of a busy master's CPU
-// while it starts (the clients are held off by apiServerGate, and every
-// component waits on it anyway), and an ordinary share once it is ready. A
-// kill -9 on a 1+1 cluster at rest under TCG (load average 11): /readyz
-// back from the host after 102 s with the default weight, 66 s with 1000.
-// A static weight would let a busy API server (a re-list storm, a
-// conformance run) starve the kubelet beside it in the control-plane
-// slice. systemd's StartupCPUWeight only covers the machine's boot, so the
-// unit sets its own weight at run time; a start that fails leaves the high
-// weight for the next one.
-var apiServerStartWeight = startWeight{Unit: "kube-apiserver.service", Starting: 1000, Ready: 100}
+// apiServerStartWeights give the API server and etcd most of a busy
+// master's CPU while the API server starts (its clients are held off by
+// apiServerGate, and every component waits on it anyway), and ordinary
+// shares once it is ready. Three weights, because CPU weights only divide
+// a parent's share among siblings:
+//   - the API server's own (1000 against its siblings' 100) was the only one
+//     raised until 2026-12: a kill -9 on a 1+1 cluster at rest under TCG
+//     (load average 11) had /readyz back after 66 s, against 102 s at 100;
+//   - etcd's, since the API server's start is mostly reads of etcd: at 100
+//     beside the API server's 1000 it got a fifteenth of the slice, its
+//     reads took 0.2-0.6 s, the API server's etcd checks (2 s) failed and
+//     /readyz stayed out for minutes (240 s once on a master at load 20);
+//   - the control-plane slice's, 200 at rest (see ControlPlaneSlice): the
+//     API server's start is largely one goroutine at a time, and on each
+//     vCPU the slice only got 200/379 of the time against the pods and
+//     system.slice, so the API server used half a vCPU whatever its own
+//     weight (measured with cgroup cpu.stat over the start: 49-55% of one
+//     vCPU). With the slice at 1000 for the start: 82 s from the kill to
+//     the unit's ready, against 96-240 s (four kills on the same master).
+//
+// Static weights would let a busy API server (a re-list storm, a
+// conformance run) starve the kubelet beside it, and a high slice weight
+// starved journald and the agent in system.slice (see ControlPlaneSlice),
+// so they are high only while a start is under way: raised first in
+// ExecStartPre, lowered last in ExecStartPost, and lowered again in
+// ExecStopPost, so that a start that fails (or a crash loop) does not
+// leave them high. systemd's StartupCPUWeight only covers the machine's
+// boot, so the unit sets them at run time.
+var apiServerStartWeights = []startWeight{
+	{Unit: ControlPlaneSlice, Starting: 1000, Ready: controlPlaneCPUWeight},
+	{Unit: "etcd.service", Starting: 1000, Ready: 100},
+	{Unit: "kube-apiserver.service", Starting: 1000, Ready: 100},
+}
 
 // startWeight is a unit's CPUWeight while it starts and once it is ready.
 type startWeight struct {
@@ -181,12 +214,25 @@ type startWeight struct {
 	Starting, Ready int
 }
 
-func (w startWeight) set(weight int) string {
-	return fmt.Sprintf("/usr/bin/systemctl set-property --runtime %s CPUWeight=%d", w.Unit, weight)
+// raiseWeights and lowerWeights are the one command that sets every weight
+// of ws to its starting, or its ready, value (kubeup-probe cpu-weight: one
+// process and one D-Bus connection for all, where one systemctl each cost
+// a second or two apiece on a saturated master).
+func raiseWeights(ws []startWeight) string {
+	return setWeights(ws, func(w startWeight) int { return w.Starting })
 }
 
-func (w startWeight) raise() string { return w.set(w.Starting) }
-func (w startWeight) lower() string { return w.set(w.Ready) }
+func lowerWeights(ws []startWeight) string {
+	return setWeights(ws, func(w startWeight) int { return w.Ready })
+}
+
+func setWeights(ws []startWeight, value func(startWeight) int) string {
+	args := []string{ProbeBinary, "cpu-weight"}
+	for _, w := range ws {
+		args = append(args, systemd.CPUWeight{Unit: w.Unit, Weight: uint64(value(w))}.String())
+	}
+	return strings.Join(args, " ")
+}
 
 // portGate rejects new TCP connections to a port from ExecStartPre until
 // the unit's readiness wait passes (ExecStartPost).

@@ -442,16 +442,26 @@ func TestSortFiles(t *testing.T) {
 func TestAPIServerGate(t *testing.T) {
 	u := APIServer{}.Unit(Master)
 	pre, post := u.Values("Service", "ExecStartPre"), u.Values("Service", "ExecStartPost")
-	if len(pre) != 5 || len(post) != 4 {
-		t.Fatalf("ExecStartPre %q, ExecStartPost %q: want 5 and 4 commands", pre, post)
+	stopPost := u.Values("Service", "ExecStopPost")
+	if len(pre) != 5 || len(post) != 4 || len(stopPost) != 1 {
+		t.Fatalf("ExecStartPre %q, ExecStartPost %q, ExecStopPost %q: want 5, 4 and 1 commands", pre, post, stopPost)
 	}
-	// The CPU weight: raised last before the start, lowered last after it.
-	raise, lower := pre[len(pre)-1], post[len(post)-1]
-	if raise != "/usr/bin/systemctl set-property --runtime kube-apiserver.service CPUWeight=1000" ||
-		lower != "/usr/bin/systemctl set-property --runtime kube-apiserver.service CPUWeight=100" {
-		t.Errorf("CPU weight while starting %q, once ready %q", raise, lower)
+	// The CPU weights: the control-plane slice's, etcd's and the API
+	// server's, raised first before the start (the gate's commands need
+	// the CPU too), lowered last after it and after any stop.
+	set := "/usr/local/bin/kubeup-probe cpu-weight "
+	wantRaise := set + "controlplane.slice=1000 etcd.service=1000 kube-apiserver.service=1000"
+	wantLower := set + "controlplane.slice=200 etcd.service=100 kube-apiserver.service=100"
+	if raise, lower := pre[0], post[len(post)-1]; raise != wantRaise || lower != wantLower {
+		t.Errorf("CPU weights while starting %q, once ready %q", raise, lower)
 	}
-	pre, post = pre[:len(pre)-1], post[:len(post)-1]
+	if stopPost[0] != wantLower {
+		t.Errorf("ExecStopPost %q: want the weights lowered after any stop, %q", stopPost, wantLower)
+	}
+	if ControlPlaneSlice != "controlplane.slice" || controlPlaneCPUWeight != 200 || ProbeBinary != "/usr/local/bin/kubeup-probe" {
+		t.Errorf("slice %s=%d, probe %s: update this test", ControlPlaneSlice, controlPlaneCPUWeight, ProbeBinary)
+	}
+	pre, post = pre[1:], post[:len(post)-1]
 	inserted := map[string]bool{}
 	for i, cmd := range pre {
 		tool, rule, ok := strings.Cut(cmd, " -w ")

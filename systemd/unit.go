@@ -84,15 +84,18 @@ type Service struct {
 	ExecStart        string
 	ExecStartPost    []string
 	ExecReload       string
-	Restart          string
-	RestartSec       time.Duration
-	TimeoutStartSec  time.Duration
-	TimeoutStopSec   time.Duration
-	WatchdogSec      time.Duration
-	KillMode         string
-	Delegate         bool
-	OOMScoreAdjust   int
-	Limits           map[string]string // LimitNOFILE=..., TasksMax=...
+	// ExecStopPost runs after the service stopped, whatever the cause
+	// (a stop, a crash, a kill, a failed start).
+	ExecStopPost    []string
+	Restart         string
+	RestartSec      time.Duration
+	TimeoutStartSec time.Duration
+	TimeoutStopSec  time.Duration
+	WatchdogSec     time.Duration
+	KillMode        string
+	Delegate        bool
+	OOMScoreAdjust  int
+	Limits          map[string]string // LimitNOFILE=..., TasksMax=...
 
 	// Resource accounting and placement. CPUWeight (1-10000, default
 	// 100) is the unit's share of contended CPU among its siblings.
@@ -216,6 +219,7 @@ func (s Service) Unit(name string) Unit {
 	b.add("Service", "ExecStart", s.ExecStart)
 	b.addAll("Service", "ExecStartPost", s.ExecStartPost)
 	b.add("Service", "ExecReload", s.ExecReload)
+	b.addAll("Service", "ExecStopPost", s.ExecStopPost)
 	b.add("Service", "Restart", s.Restart)
 	if s.RestartSec > 0 {
 		b.add("Service", "RestartSec", seconds(s.RestartSec))

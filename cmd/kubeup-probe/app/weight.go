@@ -1,0 +1,44 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kubeup.dev/kubeup/cmd/internal/cli"
+	"kubeup.dev/kubeup/systemd"
+)
+
+// cpuWeightTimeout bounds the D-Bus calls: systemd answers within
+// milliseconds when idle, seconds on a saturated machine.
+const cpuWeightTimeout = time.Minute
+
+func newCPUWeightCommand(e *cli.Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cpu-weight UNIT=WEIGHT...",
+		Short: "Set units' and slices' CPU weights until the next boot (a unit's ExecStartPre/Post)",
+		Long: `cpu-weight sets the CPUWeight of each UNIT (a service or a slice), in
+order, as systemctl set-property --runtime does, over one connection to
+systemd: the API server's unit raises its own, etcd's and the control-plane
+slice's weights while it starts and lowers them once it is ready.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var ws []systemd.CPUWeight
+			for _, a := range args {
+				w, err := systemd.ParseCPUWeight(a)
+				if err != nil {
+					return &cli.ExitError{Code: 2, Err: err}
+				}
+				ws = append(ws, w)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), cpuWeightTimeout)
+			defer cancel()
+			if err := systemd.SetCPUWeights(ctx, ws); err != nil {
+				return err
+			}
+			e.Log.Debug("CPU weights set", "weights", args)
+			return nil
+		},
+	}
+}
