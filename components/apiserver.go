@@ -34,7 +34,7 @@ func (a APIServer) Unit(role Role) systemd.Unit {
 		After:           []string{"etcd.service"},
 		ExecStartPre:    append([]string{raiseWeights(apiServerStartWeights)}, apiServerGate.close()...),
 		ExecStartPost:   append(append([]string{probe(a.loopbackHealth(), agentClientCert()...)}, apiServerGate.open()...), lowerWeights(apiServerStartWeights)),
-		ExecStopPost:    []string{lowerWeights(apiServerStartWeights)},
+		ExecStopPost:    []string{lowerWeightsIfRaised(apiServerStartWeights)},
 		TimeoutStartSec: probedStartTimeout,
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
@@ -199,7 +199,7 @@ var apiServerGate = portGate{Port: APIServerPort, Comment: "kubeup-apiserver-sta
 // starved journald and the agent in system.slice (see ControlPlaneSlice),
 // so they are high only while a start is under way: raised first in
 // ExecStartPre, lowered last in ExecStartPost, and lowered again in
-// ExecStopPost, so that a start that fails (or a crash loop) does not
+// ExecStopPost when they are still high, so that a start that fails (or a crash loop) does not
 // leave them high. systemd's StartupCPUWeight only covers the machine's
 // boot, so the unit sets them at run time.
 var apiServerStartWeights = []startWeight{
@@ -224,6 +224,20 @@ func raiseWeights(ws []startWeight) string {
 
 func lowerWeights(ws []startWeight) string {
 	return setWeights(ws, func(w startWeight) int { return w.Ready })
+}
+
+// lowerWeightsIfRaised is lowerWeights behind a test of the first weight's
+// cgroup file, read by the shell: after the kill of a ready API server the
+// weights are already low, and starting kubeup-probe anyway cost 5 s
+// between the kill and the restart on a saturated master (drills,
+// 2026-12-05). ($$ is systemd's escape for the shell's $.)
+func lowerWeightsIfRaised(ws []startWeight) string {
+	w := ws[0]
+	file := "/sys/fs/cgroup/" + w.Unit + "/cpu.weight"
+	if !strings.HasSuffix(w.Unit, ".slice") {
+		panic("lowerWeightsIfRaised: the first weight must be a top-level slice's, whose cgroup path is its name")
+	}
+	return fmt.Sprintf("/bin/sh -c 'read w < %s && [ \"$$w\" = %d ] || exec %s'", file, w.Ready, lowerWeights(ws))
 }
 
 func setWeights(ws []startWeight, value func(startWeight) int) string {
