@@ -199,9 +199,9 @@ var apiServerGate = portGate{Port: APIServerPort, Comment: "kubeup-apiserver-sta
 // starved journald and the agent in system.slice (see ControlPlaneSlice),
 // so they are high only while a start is under way: raised first in
 // ExecStartPre, lowered last in ExecStartPost, and lowered again in
-// ExecStopPost when they are still high, so that a start that fails (or a crash loop) does not
-// leave them high. systemd's StartupCPUWeight only covers the machine's
-// boot, so the unit sets them at run time.
+// ExecStopPost where they are still high, so that a start that fails (or
+// a crash loop) does not leave them high. systemd's StartupCPUWeight only
+// covers the machine's boot, so the unit sets them at run time.
 var apiServerStartWeights = []startWeight{
 	{Unit: ControlPlaneSlice, Starting: 1000, Ready: controlPlaneCPUWeight},
 	{Unit: "etcd.service", Starting: 1000, Ready: 100},
@@ -227,16 +227,15 @@ func lowerWeights(ws []startWeight) string {
 }
 
 // lowerWeightsIfRaised is lowerWeights behind a test of the first weight's
-// cgroup file, read by the shell: after the kill of a ready API server the
-// weights are already low, and starting kubeup-probe anyway cost 5 s
-// between the kill and the restart on a saturated master (drills,
-// 2026-12-05). ($$ is systemd's escape for the shell's $.)
+// cgroup file (a top-level slice's, whose cgroup path is its name), read
+// by the shell: after the kill of a ready API server the weights are
+// already low, and starting kubeup-probe anyway cost 5 s between the kill
+// and the restart on a saturated master (drills, 2026-12-05). A file that
+// cannot be read lowers them anyway. ($$ is systemd's escape for the
+// shell's $.)
 func lowerWeightsIfRaised(ws []startWeight) string {
 	w := ws[0]
 	file := "/sys/fs/cgroup/" + w.Unit + "/cpu.weight"
-	if !strings.HasSuffix(w.Unit, ".slice") {
-		panic("lowerWeightsIfRaised: the first weight must be a top-level slice's, whose cgroup path is its name")
-	}
 	return fmt.Sprintf("/bin/sh -c 'read w < %s && [ \"$$w\" = %d ] || exec %s'", file, w.Ready, lowerWeights(ws))
 }
 
