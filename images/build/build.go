@@ -606,6 +606,13 @@ func install(root string, in roleInputs, m *Manifest) error {
 	if in.addonsBin != nil {
 		own("kubeup-addons", components.AddonsBinary, in.addonsBin)
 	}
+	if in.addonsBin != nil {
+		// The addon manager reads ImageAddonDir on every master and, when a
+		// manifest directory is missing, refuses to prune (a vanished
+		// directory must not delete its objects): the directory is always
+		// there, with a note of what belongs in it.
+		files = append(files, components.File{Path: components.ImageAddonDir + "/README", Mode: 0o644, Content: []byte(imageAddonReadme)})
+	}
 	for _, f := range in.addons {
 		files = append(files, components.File{Path: components.ImageAddonDir + "/" + filepath.Base(f.Path), Mode: 0o644, Content: f.Content})
 	}
@@ -615,6 +622,17 @@ func install(root string, in roleInputs, m *Manifest) error {
 	return rootfs.Configure(root, rootfs.Appliance{Role: in.role, Units: in.files.Units,
 		Target: components.RoleTarget(in.role), Files: files})
 }
+
+// imageAddonReadme is ImageAddonDir's README in every master image.
+const imageAddonReadme = `Addon manifests baked into this master image (kubeup build).
+
+kubeup-addon-manager applies every *.yaml, *.yml and *.json file here, then
+those in ` + components.ClusterAddonDir + ` (written at first boot), and the
+cluster's own addons. Each object must carry the label
+` + components.AddonModeLabel + `: Reconcile (kept exactly as declared; deleted
+when its manifest goes) or EnsureExists (created when missing, never
+overwritten).
+`
 
 func preloadImages(ctx context.Context, root, work string, in roleInputs, epoch int64, m *Manifest) error {
 	ctrd := filepath.Join(root, "usr/local/bin/containerd")

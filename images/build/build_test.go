@@ -104,3 +104,41 @@ func TestCheckFree(t *testing.T) {
 		t.Error("no error for a missing directory")
 	}
 }
+
+// TestInstallAddonDir: a master image has ImageAddonDir even with no
+// manifest baked in (the addon manager refuses to prune while a manifest
+// directory is missing); a node image has none.
+func TestInstallAddonDir(t *testing.T) {
+	for _, tc := range []struct {
+		role components.Role
+		want bool
+	}{{components.Master, true}, {components.Node, false}} {
+		root := t.TempDir()
+		for _, u := range []string{"systemd-networkd.service", "systemd-resolved.service", components.RoleTarget(tc.role)} {
+			p := filepath.Join(root, "lib/systemd/system", u)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		in := roleInputs{role: tc.role, set: &artifacts.Set{}, agent: []byte("agent"), probe: []byte("probe")}
+		if tc.role == components.Master {
+			in.addonsBin = []byte("addons")
+		}
+		if err := install(root, in, &Manifest{}); err != nil {
+			t.Fatalf("%s: %v", tc.role, err)
+		}
+		readme := filepath.Join(root, components.ImageAddonDir, "README")
+		data, err := os.ReadFile(readme)
+		switch {
+		case tc.want && err != nil:
+			t.Errorf("%s image: %v", tc.role, err)
+		case tc.want && !strings.Contains(string(data), components.AddonModeLabel):
+			t.Errorf("%s image: README does not name the mode label:\n%s", tc.role, data)
+		case !tc.want && err == nil:
+			t.Errorf("%s image has %s", tc.role, readme)
+		}
+	}
+}
