@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -287,6 +288,33 @@ func lossTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.
 	}
 }
 
+// addonSyncTest: the addon manager's syncs are complete — every manifest
+// directory there, nothing refused — so they prune as well as apply (a
+// missing directory or a refused manifest stops pruning).
+func addonSyncTest(t *testing.T, ctx context.Context, a *cluster.Access) {
+	t.Helper()
+	refused, err := a.Query(ctx, `max_over_time(kubeup_addon_manifest_objects{mode="refused"}[5m])`)
+	if err != nil || len(refused) == 0 {
+		t.Errorf("addon manager refused manifests: no series (%v)", err)
+	}
+	for _, s := range refused {
+		if s.Value != "0" {
+			t.Errorf("addon manager on %s refused %s manifests or objects in the last 5 min", s.Labels["machine"], s.Value)
+		}
+	}
+	age, err := a.Query(ctx, `time() - kubeup_addon_last_successful_sync_timestamp_seconds`)
+	if err != nil || len(age) == 0 {
+		t.Errorf("addon manager last complete sync: no series (%v)", err)
+	}
+	for _, s := range age {
+		if v, err := strconv.ParseFloat(s.Value, 64); err != nil || v > 300 {
+			t.Errorf("addon manager on %s: last complete sync %s s ago (resync is every minute)", s.Labels["machine"], s.Value)
+		} else {
+			t.Logf("addon manager on %s: last complete sync %.0f s ago, nothing refused", s.Labels["machine"], v)
+		}
+	}
+}
+
 // addonRestoreTest deletes an addon's Deployment and waits for the addon
 // manager to restore it.
 func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
@@ -304,6 +332,7 @@ func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
 		d, err := deps.Get(ctx, "kubeup-ui", metav1.GetOptions{})
 		if err == nil && d.UID != old.UID {
 			t.Logf("the addon manager restored the deleted kubeup-ui Deployment in %s", time.Since(start).Round(100*time.Millisecond))
+			addonSyncTest(t, ctx, a)
 			return
 		}
 		time.Sleep(time.Second)
