@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,73 +26,131 @@ func newEtcdChecker(cfg agentconfig.Etcd) (etcdChecker, error) { return clientv3
 // `endpoint status` do: Status (member ID, leader, database size), a
 // linearizable read of the key "health" (it needs a leader and a quorum;
 // permission denied still proves that), and no alarm (NOSPACE, CORRUPT)
-// raised for the member. A client per poll: certificates are re-read (the
-// healthcheck client certificate can be rotated) and no connection or
-// goroutines are held between polls.
-func clientv3Checker(cfg agentconfig.Etcd) etcdChecker {
-	return func(ctx context.Context, endpoint string) EtcdMemberStatus {
-		var st EtcdMemberStatus
-		fail := func(err error) EtcdMemberStatus {
-			st.Healthy, st.Error = false, err.Error()
-			return st
-		}
-		tlsCfg, err := etcdTLS(cfg)
-		if err != nil {
-			return fail(err)
-		}
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: []string{endpoint},
-			TLS:       tlsCfg,
-			Logger:    zap.NewNop(), // its default logs JSON to stderr
-		})
-		if err != nil {
-			return fail(fmt.Errorf("etcd client: %w", err))
-		}
-		defer cli.Close()
-		call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, etcdCallTimeout) }
+// raised for the member.
+//
+// It keeps a client per endpoint between polls, as the API server keeps
+// its etcd client: a poll is four RPCs on an open connection. A client per
+// poll cost, every 30 s, a TLS handshake (certificate parsing, ECDSA,
+// chain verification) and gRPC's dial and teardown, on a master whose CPU
+// is short, and kept those code paths in the agent's resident set. The
+// client certificate is read from disk at every handshake (the agent
+// renews it in place), and a poll that fails closes the client, so the
+// next one starts over with the CA and certificates on disk now.
+func clientv3Checker(cfg agentconfig.Etcd) etcdChecker { return newEtcdClients(cfg).check }
 
-		c, cancel := call()
-		s, err := cli.Status(c, endpoint)
-		cancel()
-		if err != nil {
-			return fail(fmt.Errorf("status: %w", err))
-		}
-		st.Reachable, st.HasLeader, st.DBSize = true, s.Leader != 0, s.DbSize
-		id := s.Header.GetMemberId()
+func newEtcdClients(cfg agentconfig.Etcd) *etcdClients {
+	return &etcdClients{cfg: cfg, clients: map[string]*clientv3.Client{}}
+}
 
-		c, cancel = call()
-		if ml, err := cli.MemberList(c); err == nil {
-			for _, m := range ml.Members {
-				if m.ID == id {
-					st.Member = m.Name
-				}
-			}
-		}
-		cancel()
+// etcdClients holds clientv3Checker's clients.
+type etcdClients struct {
+	cfg     agentconfig.Etcd
+	mu      sync.Mutex
+	clients map[string]*clientv3.Client
+}
 
-		c, cancel = call()
-		_, err = cli.Get(c, "health")
-		cancel()
-		if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
-			return fail(fmt.Errorf("read: %w", err))
-		}
+// client returns endpoint's client, making it when there is none.
+func (e *etcdClients) client(endpoint string) (*clientv3.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cli, ok := e.clients[endpoint]; ok {
+		return cli, nil
+	}
+	tlsCfg, err := etcdTLS(e.cfg)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{endpoint},
+		TLS:       tlsCfg,
+		Logger:    zap.NewNop(), // its default logs JSON to stderr
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	e.clients[endpoint] = cli
+	return cli, nil
+}
 
-		c, cancel = call()
-		alarms, err := cli.AlarmList(c)
-		cancel()
-		if err != nil {
-			return fail(fmt.Errorf("alarms: %w", err))
-		}
-		for _, a := range alarms.Alarms {
-			if a.MemberID == id {
-				return fail(fmt.Errorf("alarm %s", a.Alarm))
-			}
-		}
-		st.Healthy = true
-		return st
+// drop closes endpoint's client after a failed poll.
+func (e *etcdClients) drop(endpoint string) {
+	e.mu.Lock()
+	cli := e.clients[endpoint]
+	delete(e.clients, endpoint)
+	e.mu.Unlock()
+	if cli != nil {
+		cli.Close()
 	}
 }
 
+// close closes every client.
+func (e *etcdClients) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ep, cli := range e.clients {
+		cli.Close()
+		delete(e.clients, ep)
+	}
+}
+
+func (e *etcdClients) check(ctx context.Context, endpoint string) EtcdMemberStatus {
+	var st EtcdMemberStatus
+	fail := func(err error) EtcdMemberStatus {
+		e.drop(endpoint)
+		st.Healthy, st.Error = false, err.Error()
+		return st
+	}
+	cli, err := e.client(endpoint)
+	if err != nil {
+		return fail(err)
+	}
+	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, etcdCallTimeout) }
+
+	c, cancel := call()
+	s, err := cli.Status(c, endpoint)
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("status: %w", err))
+	}
+	st.Reachable, st.HasLeader, st.DBSize = true, s.Leader != 0, s.DbSize
+	id := s.Header.GetMemberId()
+
+	c, cancel = call()
+	if ml, err := cli.MemberList(c); err == nil {
+		for _, m := range ml.Members {
+			if m.ID == id {
+				st.Member = m.Name
+			}
+		}
+	}
+	cancel()
+
+	c, cancel = call()
+	_, err = cli.Get(c, "health")
+	cancel()
+	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return fail(fmt.Errorf("read: %w", err))
+	}
+
+	c, cancel = call()
+	alarms, err := cli.AlarmList(c)
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("alarms: %w", err))
+	}
+	for _, a := range alarms.Alarms {
+		if a.MemberID == id {
+			// Not a client problem: the connection stays.
+			st.Healthy, st.Error = false, fmt.Sprintf("alarm %s", a.Alarm)
+			return st
+		}
+	}
+	st.Healthy = true
+	return st
+}
+
+// etcdTLS is the client TLS configuration: the CA read now, the client
+// certificate read at every handshake (it is renewed in place).
 func etcdTLS(cfg agentconfig.Etcd) (*tls.Config, error) {
 	ca, err := os.ReadFile(cfg.CAFile)
 	if err != nil {
@@ -101,11 +160,19 @@ func etcdTLS(cfg agentconfig.Etcd) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("etcd CA %s: no certificate", cfg.CAFile)
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	load := func() (*tls.Certificate, error) {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd client certificate: %w", err)
+		}
+		return &cert, nil
 	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	if _, err := load(); err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return load() },
+	}, nil
 }
 
 // newEtcdSnapshotFunc: this build streams snapshots with clientv3's

@@ -4,6 +4,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -129,7 +131,9 @@ func TestIntegrationEtcd(t *testing.T) {
 	}
 	defer stop()
 
-	check := clientv3Checker(cfg)
+	ec := newEtcdClients(cfg)
+	defer ec.close()
+	check := ec.check
 	var st EtcdMemberStatus
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -146,12 +150,20 @@ func TestIntegrationEtcd(t *testing.T) {
 		t.Fatalf("running etcd: %+v\n%s", st, log)
 	}
 
+	// The next poll reuses the connection.
+	first := ec.clients[endpoint]
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	if st := check(ctx, endpoint); !st.Healthy || first == nil || ec.clients[endpoint] != first {
+		t.Errorf("second poll: %+v, client %p then %p (want the same)", st, first, ec.clients[endpoint])
+	}
+	cancel()
+
 	// A client certificate etcd does not trust: unhealthy, with the reason.
 	other := newTestCA(t, "someone else")
 	oc, ok := other.issue(t, "x", nil, false, time.Now().Add(time.Hour))
 	bad := cfg
 	bad.CertFile, bad.KeyFile = writeFile(t, filepath.Join(dir, "bad.crt"), oc), writeFile(t, filepath.Join(dir, "bad.key"), ok)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
 	if st := clientv3Checker(bad)(ctx, endpoint); st.Healthy || st.Error == "" {
 		t.Errorf("untrusted client certificate: %+v", st)
 	}
@@ -166,6 +178,9 @@ func TestIntegrationEtcd(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*etcdCallTimeout {
 		t.Errorf("check of a stopped etcd took %s", d)
+	}
+	if _, ok := ec.clients[endpoint]; ok {
+		t.Error("the failed poll kept its client")
 	}
 }
 
@@ -182,4 +197,46 @@ func findEtcd() string {
 		return m[0]
 	}
 	return ""
+}
+
+// TestEtcdTLSReloadsClientCert: the etcd client's certificate is read at
+// each handshake, so a certificate the agent renewed in place is the one a
+// reconnect presents.
+func TestEtcdTLSReloadsClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, "etcd-ca")
+	c1, k1 := ca.issue(t, "kube-etcd-healthcheck-client", nil, false, time.Now().Add(time.Hour))
+	cfg := agentconfig.Etcd{
+		CAFile:   writeFile(t, filepath.Join(dir, "ca.crt"), ca.pem),
+		CertFile: writeFile(t, filepath.Join(dir, "hc.crt"), c1),
+		KeyFile:  writeFile(t, filepath.Join(dir, "hc.key"), k1),
+	}
+	tlsCfg, err := etcdTLS(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() string {
+		t.Helper()
+		cert, err := tlsCfg.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.SerialNumber.String()
+	}
+	before := serial()
+	c2, k2 := ca.issue(t, "kube-etcd-healthcheck-client", nil, false, time.Now().Add(2*time.Hour))
+	writeFile(t, cfg.CertFile, c2)
+	writeFile(t, cfg.KeyFile, k2)
+	if after := serial(); after == before {
+		t.Errorf("after the renewal the handshake still presents certificate %s", before)
+	}
+	// A key pair that does not load is an error at construction.
+	writeFile(t, cfg.KeyFile, k1)
+	if _, err := etcdTLS(cfg); err == nil {
+		t.Error("etcdTLS accepted a certificate with another certificate's key")
+	}
 }

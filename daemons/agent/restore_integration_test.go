@@ -80,7 +80,9 @@ func (e *realEtcd) StartUnit(ctx context.Context, name string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st := clientv3Checker(e.etcdCfg)(cctx, e.clientURL)
+		ec := newEtcdClients(e.etcdCfg)
+		st := ec.check(cctx, e.clientURL)
+		ec.close()
 		cancel()
 		if st.Healthy {
 			return nil
