@@ -9,9 +9,21 @@ import (
 	"kubeup.dev/kubeup/provision/cluster"
 )
 
-// Agent memory budget: resident set at steady state.
+// Agent memory budgets: resident set, in bytes, read after the run's
+// checks (verify, the CIS and socket checks through the agents' admin API,
+// a replay of 10,000 buffered log lines), up to 15 min after the agent's
+// last memory release. A master's agent also carries etcd's gRPC client
+// (health and snapshots), the CA-keyed certificate renewal and the etcd
+// restore: at rest it measures 15.8 MB, but after the run's checks
+// 19.7-20.7 MB in the last four runs, against 14.2-16.4 MB for a node's.
+// The budgets catch what they are for (a leak, a dependency that brings
+// megabytes of code, as x/net/trace did) with room for that spread.
+var agentRSSBudget = map[string]float64{
+	"master": 24e6,
+	"node":   20e6,
+}
+
 const (
-	agentRSSBudget = 20e6 // bytes
 	// agentSteadyAge is an agent's age at which it counts as settled: the
 	// first boot's cluster has formed and the agent has released its
 	// start-up memory (5 min after start).
@@ -48,15 +60,23 @@ func agentMemoryTest(t *testing.T, ctx context.Context, a *cluster.Access, st *c
 	if len(samples) != len(st.Machines) {
 		t.Errorf("agent RSS of %d machines, want %d: %v", len(samples), len(st.Machines), samples)
 	}
+	roles := map[string]string{}
+	for _, m := range st.Machines {
+		roles[m.Name] = string(m.Role)
+	}
 	for _, s := range samples {
+		name := s.Labels["machine"]
+		budget, ok := agentRSSBudget[roles[name]]
 		v, err := strconv.ParseFloat(s.Value, 64)
 		switch {
+		case !ok:
+			t.Errorf("agent RSS on %s: no budget for role %q", name, roles[name])
 		case err != nil:
-			t.Errorf("agent RSS on %s: %q: %v", s.Labels["machine"], s.Value, err)
-		case v > agentRSSBudget:
-			t.Errorf("agent RSS on %s: %.1f MB, over the %.0f MB budget", s.Labels["machine"], v/1e6, agentRSSBudget/1e6)
+			t.Errorf("agent RSS on %s: %q: %v", name, s.Value, err)
+		case v > budget:
+			t.Errorf("agent RSS on %s: %.1f MB, over the %s budget of %.0f MB", name, v/1e6, roles[name], budget/1e6)
 		default:
-			t.Logf("agent RSS on %s: %.1f MB (budget %.0f MB)", s.Labels["machine"], v/1e6, agentRSSBudget/1e6)
+			t.Logf("agent RSS on %s: %.1f MB (%s budget %.0f MB)", name, v/1e6, roles[name], budget/1e6)
 		}
 	}
 	if heap, err := a.Query(ctx, `go_memstats_heap_inuse_bytes{job="kubeup-agent"}`); err == nil {

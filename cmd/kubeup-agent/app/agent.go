@@ -52,8 +52,8 @@ and pings its watchdog while healthy.`,
 }
 
 // Go memory settings of the agent, which runs on every machine under
-// MemoryMax=128M (kubeup-agent.service) with a 20 MB RSS budget at rest:
-// GOGC=50 keeps the heap closer to its live size than the default 100
+// MemoryMax=128M (kubeup-agent.service) with an RSS budget of 20 MB (24 MB
+// on masters): GOGC=50 keeps the heap closer to its live size than the default 100
 // (the agent's heap is a few MB, so the extra collections cost little
 // CPU), and a soft limit of 64 MiB makes the collector work harder well
 // before the cgroup's hard limit, leaving the rest of it to journalctl
