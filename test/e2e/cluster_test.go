@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/provision/cluster"
@@ -324,18 +325,55 @@ func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pods := a.Clientset.CoreV1().Pods("kube-system")
+	selector := metav1.FormatLabelSelector(old.Spec.Selector)
+	before, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := deps.Delete(ctx, "kubeup-ui", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
+	restored := false
 	for time.Since(start) < 5*time.Minute {
 		d, err := deps.Get(ctx, "kubeup-ui", metav1.GetOptions{})
 		if err == nil && d.UID != old.UID {
 			t.Logf("the addon manager restored the deleted kubeup-ui Deployment in %s", time.Since(start).Round(100*time.Millisecond))
-			addonSyncTest(t, ctx, a)
-			return
+			restored = true
+			break
 		}
 		time.Sleep(time.Second)
 	}
-	t.Error("the addon manager did not restore the deleted kubeup-ui Deployment within 5 minutes")
+	if !restored {
+		t.Error("the addon manager did not restore the deleted kubeup-ui Deployment within 5 minutes")
+		return
+	}
+	addonSyncTest(t, ctx, a)
+	// The deleted Deployment's pods terminate (garbage collection, the
+	// kubelet, containerd): the restore is over only when they are gone,
+	// and the drills that follow start from a settled cluster.
+	for {
+		left := 0
+		now, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			now = &corev1.PodList{}
+		}
+		for _, p := range before.Items {
+			for _, q := range now.Items {
+				if p.UID == q.UID {
+					left++
+				}
+			}
+		}
+		if err == nil && left == 0 {
+			t.Logf("the deleted Deployment's %d pods gone %s after its deletion", len(before.Items), time.Since(start).Round(time.Second))
+			return
+		}
+		if time.Since(start) > 5*time.Minute {
+			t.Errorf("%d of the deleted Deployment's pods still there 5 minutes after its deletion (%v)", left, err)
+			return
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
