@@ -351,7 +351,8 @@ func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
 	}
 	addonSyncTest(t, ctx, a)
 	// The deleted Deployment's pods terminate (garbage collection, the
-	// kubelet, containerd): the restore is over only when they are gone,
+	// kubelet, containerd): the restore is over only when they are gone
+	// (within 8 min),
 	// and the drills that follow start from a settled cluster.
 	for {
 		left := 0
@@ -370,8 +371,10 @@ func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
 			t.Logf("the deleted Deployment's %d pods gone %s after its deletion", len(before.Items), time.Since(start).Round(time.Second))
 			return
 		}
-		if time.Since(start) > 5*time.Minute {
-			t.Errorf("%d of the deleted Deployment's pods still there 5 minutes after its deletion (%v)", left, err)
+		// Under TCG containerd's task deletes time out on a busy master and
+		// are retried (StopPodSandbox every 2 min): 4m22s has been seen.
+		if time.Since(start) > 8*time.Minute {
+			t.Errorf("%d of the deleted Deployment's pods still there 8 minutes after its deletion (%v)", left, err)
 			return
 		}
 		time.Sleep(2 * time.Second)
