@@ -605,8 +605,6 @@ func install(root string, in roleInputs, m *Manifest) error {
 	own("kubeup-probe", components.ProbeBinary, in.probe)
 	if in.addonsBin != nil {
 		own("kubeup-addons", components.AddonsBinary, in.addonsBin)
-	}
-	if in.addonsBin != nil {
 		// The addon manager reads ImageAddonDir on every master and, when a
 		// manifest directory is missing, refuses to prune (a vanished
 		// directory must not delete its objects): the directory is always
@@ -626,9 +624,10 @@ func install(root string, in roleInputs, m *Manifest) error {
 // imageAddonReadme is ImageAddonDir's README in every master image.
 const imageAddonReadme = `Addon manifests baked into this master image (kubeup build).
 
-kubeup-addon-manager applies every *.yaml, *.yml and *.json file here, then
-those in ` + components.ClusterAddonDir + ` (written at first boot), and the
-cluster's own addons. Each object must carry the label
+kubeup-addon-manager applies every *.yaml, *.yml and *.json file here and
+in ` + components.ClusterAddonDir + ` (written at first boot) beside the
+cluster's own addons, ordered by kind (namespaces and CRDs first). Each object
+must carry the label
 ` + components.AddonModeLabel + `: Reconcile (kept exactly as declared; deleted
 when its manifest goes) or EnsureExists (created when missing, never
 overwritten).
