@@ -299,7 +299,7 @@ func (in roleInputs) key(epoch int64) string {
 		data, _ := u.Bytes()
 		fmt.Fprintf(h, "unit %s %x\n", u.Name, sha256.Sum256(data))
 	}
-	for _, f := range append(slices.Clone(in.files.Files), in.addons...) {
+	for _, f := range append(slices.Clone(in.files.Files), in.addonFiles()...) {
 		fmt.Fprintf(h, "file %s %o %x\n", f.Path, f.Mode, sha256.Sum256(f.Content))
 	}
 	fmt.Fprintf(h, "cmdline %s\nrecipe %s\ndisk %d\n", cmdline, rootfs.RecipeHash(), disk.LayoutVersion)
@@ -605,15 +605,8 @@ func install(root string, in roleInputs, m *Manifest) error {
 	own("kubeup-probe", components.ProbeBinary, in.probe)
 	if in.addonsBin != nil {
 		own("kubeup-addons", components.AddonsBinary, in.addonsBin)
-		// The addon manager reads ImageAddonDir on every master and, when a
-		// manifest directory is missing, refuses to prune (a vanished
-		// directory must not delete its objects): the directory is always
-		// there, with a note of what belongs in it.
-		files = append(files, components.File{Path: components.ImageAddonDir + "/README", Mode: 0o644, Content: []byte(imageAddonReadme)})
 	}
-	for _, f := range in.addons {
-		files = append(files, components.File{Path: components.ImageAddonDir + "/" + filepath.Base(f.Path), Mode: 0o644, Content: f.Content})
-	}
+	files = append(files, in.addonFiles()...)
 	for _, u := range in.files.Units {
 		m.Units = append(m.Units, u.Name)
 	}
@@ -621,8 +614,25 @@ func install(root string, in roleInputs, m *Manifest) error {
 		Target: components.RoleTarget(in.role), Files: files})
 }
 
-// imageAddonReadme is ImageAddonDir's README in every master image.
-const imageAddonReadme = `Addon manifests baked into this master image (kubeup build).
+// addonFiles are the files of ImageAddonDir (masters only): the addons
+// baked in and a README. The addon manager reads ImageAddonDir on every
+// master and, when a manifest directory is missing, refuses to prune (a
+// vanished directory must not delete its objects), so the directory is
+// always there, with a note of what belongs in it.
+func (in roleInputs) addonFiles() []components.File {
+	if in.addonsBin == nil {
+		return nil
+	}
+	out := []components.File{{Path: components.ImageAddonDir + "/README", Mode: 0o644, Content: []byte(imageAddonReadme)}}
+	for _, f := range in.addons {
+		out = append(out, components.File{Path: components.ImageAddonDir + "/" + filepath.Base(f.Path), Mode: 0o644, Content: f.Content})
+	}
+	return out
+}
+
+// imageAddonReadme is ImageAddonDir's README in every master image (a
+// variable for the key's test).
+var imageAddonReadme = `Addon manifests baked into this master image (kubeup build).
 
 kubeup-addon-manager applies every *.yaml, *.yml and *.json file here and
 in ` + components.ClusterAddonDir + ` (written at first boot) beside the

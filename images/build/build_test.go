@@ -60,7 +60,6 @@ func TestRoleKey(t *testing.T) {
 			units[0] = systemd.Service{Description: "changed", ExecStart: "/bin/true"}.Unit(units[0].Name)
 			in.files.Units = units
 		},
-		"addon": func(in *roleInputs) { in.addons = []components.File{{Path: "x.yaml", Content: []byte("a")}} },
 	}
 	for name, change := range changes {
 		in := inputs(t)
@@ -71,6 +70,27 @@ func TestRoleKey(t *testing.T) {
 	}
 	if inputs(t).key(1) == base {
 		t.Error("SOURCE_DATE_EPOCH does not change the key")
+	}
+}
+
+// TestRoleKeyAddonFiles: a master's key covers its addon directory, the
+// addons baked in and the README.
+func TestRoleKeyAddonFiles(t *testing.T) {
+	master := func() roleInputs {
+		in := inputs(t)
+		in.role, in.addonsBin = components.Master, []byte("addons")
+		return in
+	}
+	base := master().key(0)
+	in := master()
+	in.addons = []components.File{{Path: "x.yaml", Content: []byte("a")}}
+	if in.key(0) == base {
+		t.Error("changing the addons does not change the key")
+	}
+	defer func(s string) { imageAddonReadme = s }(imageAddonReadme)
+	imageAddonReadme += "changed\n"
+	if master().key(0) == base {
+		t.Error("changing the addon directory's README does not change the key")
 	}
 }
 
