@@ -36,6 +36,16 @@ func UIRules() []rbacv1.PolicyRule {
 	}
 }
 
+// UILeaseRules are what the UI may do in kube-system (Namespace) alone,
+// through a Role: read the leader election Leases, to show which master
+// leads the controller manager and the scheduler. Leases elsewhere, every
+// node's heartbeat in kube-node-lease, are none of its business.
+func UILeaseRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch"}},
+	}
+}
+
 // UI is kubeup's read-only cluster UI (`kubeup-addons ui`): one replica on a
 // master behind the kubeup-ui Service. It links to Prometheus and
 // VictoriaLogs through the API server's service proxy when the monitoring
@@ -54,6 +64,17 @@ func UI(c *components.Cluster) Addon {
 		TypeMeta:   tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
 		ObjectMeta: metav1.ObjectMeta{Name: UIClusterRole, Labels: l},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: UIClusterRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: UIName, Namespace: Namespace}},
+	}
+	leaseRole := &rbacv1.Role{
+		TypeMeta:   tm("rbac.authorization.k8s.io/v1", "Role"),
+		ObjectMeta: metav1.ObjectMeta{Name: UIClusterRole, Namespace: Namespace, Labels: l},
+		Rules:      UILeaseRules(),
+	}
+	leaseBinding := &rbacv1.RoleBinding{
+		TypeMeta:   tm("rbac.authorization.k8s.io/v1", "RoleBinding"),
+		ObjectMeta: metav1.ObjectMeta{Name: UIClusterRole, Namespace: Namespace, Labels: l},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: UIClusterRole},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: UIName, Namespace: Namespace}},
 	}
 
@@ -130,5 +151,5 @@ func UI(c *components.Cluster) Addon {
 				TargetPort: intstr.FromInt32(uiTargetPort)}},
 		},
 	}
-	return Addon{Name: "ui", Objects: []any{sa, role, binding, dep, svc}, PodSecurity: components.PodSecurityRestricted}
+	return Addon{Name: "ui", Objects: []any{sa, role, binding, leaseRole, leaseBinding, dep, svc}, PodSecurity: components.PodSecurityRestricted}
 }

@@ -43,6 +43,7 @@ func uiObjects(t *testing.T, c *components.Cluster) map[string]any {
 		"ServiceAccount": func() any { return &corev1.ServiceAccount{} }, "Service": func() any { return &corev1.Service{} },
 		"Deployment": func() any { return &appsv1.Deployment{} }, "ClusterRole": func() any { return &rbacv1.ClusterRole{} },
 		"ClusterRoleBinding": func() any { return &rbacv1.ClusterRoleBinding{} },
+		"Role":               func() any { return &rbacv1.Role{} }, "RoleBinding": func() any { return &rbacv1.RoleBinding{} },
 	}
 	out := map[string]any{}
 	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
@@ -86,7 +87,42 @@ func TestUIClusterRoleIsReadOnly(t *testing.T) {
 		t.Errorf("role %s, aggregation %v", role.Name, role.AggregationRule)
 	}
 	granted := map[string]bool{}
-	for _, r := range role.Rules {
+	checkReadOnly(t, role.Rules, granted)
+	for _, want := range []string{"/nodes", "/pods", "/events", "events.k8s.io/events", "/namespaces", "/services", "/endpoints"} {
+		if !granted[want] {
+			t.Errorf("role does not grant reading %s", want)
+		}
+	}
+	if granted["coordination.k8s.io/leases"] {
+		t.Error("the ClusterRole grants reading leases in every namespace")
+	}
+	binding := uiObjects(t, uiCluster())["ClusterRoleBinding"].(*rbacv1.ClusterRoleBinding)
+	if binding.RoleRef.Name != UIClusterRole || binding.RoleRef.Kind != "ClusterRole" ||
+		len(binding.Subjects) != 1 || binding.Subjects[0] != (rbacv1.Subject{Kind: "ServiceAccount", Name: UIName, Namespace: Namespace}) {
+		t.Errorf("binding %+v", binding)
+	}
+
+	// Leases, for the control plane's leaders, in kube-system alone.
+	objs := uiObjects(t, uiCluster())
+	nsRole := objs["Role"].(*rbacv1.Role)
+	granted = map[string]bool{}
+	checkReadOnly(t, nsRole.Rules, granted)
+	if nsRole.Name != UIClusterRole || nsRole.Namespace != Namespace || len(granted) != 1 || !granted["coordination.k8s.io/leases"] {
+		t.Errorf("role %s/%s grants %v, want reading leases in %s", nsRole.Namespace, nsRole.Name, granted, Namespace)
+	}
+	rb := objs["RoleBinding"].(*rbacv1.RoleBinding)
+	if rb.Namespace != Namespace || rb.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: UIClusterRole}) ||
+		len(rb.Subjects) != 1 || rb.Subjects[0] != (rbacv1.Subject{Kind: "ServiceAccount", Name: UIName, Namespace: Namespace}) {
+		t.Errorf("role binding %+v", rb)
+	}
+}
+
+// checkReadOnly fails rules that grant more than get/list/watch of named
+// resources other than secrets, and records what they grant as
+// "group/resource".
+func checkReadOnly(t *testing.T, rules []rbacv1.PolicyRule, granted map[string]bool) {
+	t.Helper()
+	for _, r := range rules {
 		for _, v := range r.Verbs {
 			if v != "get" && v != "list" && v != "watch" {
 				t.Errorf("rule %v grants %q", r, v)
@@ -103,16 +139,6 @@ func TestUIClusterRoleIsReadOnly(t *testing.T) {
 		if slices.Contains(r.APIGroups, "*") || len(r.NonResourceURLs) > 0 || len(r.APIGroups) == 0 {
 			t.Errorf("rule %v: wildcard group, non-resource URLs, or no group", r)
 		}
-	}
-	for _, want := range []string{"/nodes", "/pods", "/events", "events.k8s.io/events", "/namespaces", "/services", "/endpoints"} {
-		if !granted[want] {
-			t.Errorf("role does not grant reading %s", want)
-		}
-	}
-	binding := uiObjects(t, uiCluster())["ClusterRoleBinding"].(*rbacv1.ClusterRoleBinding)
-	if binding.RoleRef.Name != UIClusterRole || binding.RoleRef.Kind != "ClusterRole" ||
-		len(binding.Subjects) != 1 || binding.Subjects[0] != (rbacv1.Subject{Kind: "ServiceAccount", Name: UIName, Namespace: Namespace}) {
-		t.Errorf("binding %+v", binding)
 	}
 }
 

@@ -20,22 +20,27 @@ import (
 )
 
 // newEtcdChecker: this build reports etcd member health (masters).
-func newEtcdChecker(cfg agentconfig.Etcd) (etcdChecker, error) { return clientv3Checker(cfg), nil }
+func newEtcdChecker(cfg agentconfig.Etcd) (etcdChecker, etcdLister, error) {
+	c := newEtcdClients(cfg)
+	return c.check, c.members, nil
+}
 
 // clientv3Checker checks an endpoint the way `etcdctl endpoint health` and
-// `endpoint status` do: Status (member ID, leader, database size), a
-// linearizable read of the key "health" (it needs a leader and a quorum;
-// permission denied still proves that), and no alarm (NOSPACE, CORRUPT)
-// raised for the member.
+// `endpoint status` do: Status (member ID, leader, raft term, database
+// size), a linearizable read of the key "health" (it needs a leader and a
+// quorum; permission denied still proves that), and no alarm (NOSPACE,
+// CORRUPT) raised for the member. The member's name comes from the poll's
+// one MemberList (members).
 //
 // It keeps a client per endpoint between polls, as the API server keeps
-// its etcd client: a poll is four RPCs on an open connection. A client per
-// poll cost, every 30 s, a TLS handshake (certificate parsing, ECDSA,
-// chain verification) and gRPC's dial and teardown, on a master whose CPU
-// is short, and kept those code paths in the agent's resident set. The
-// client certificate is read from disk at every handshake (the agent
-// renews it in place), and a poll that fails closes the client, so the
-// next one starts over with the CA and certificates on disk now.
+// its etcd client: a poll is three RPCs an endpoint and one MemberList, on
+// open connections. A client per poll cost, every 30 s, a TLS handshake
+// (certificate parsing, ECDSA, chain verification) and gRPC's dial and
+// teardown, on a master whose CPU is short, and kept those code paths in
+// the agent's resident set. The client certificate is read from disk at
+// every handshake (the agent renews it in place), and a poll that fails
+// closes the client, so the next one starts over with the CA and
+// certificates on disk now.
 func clientv3Checker(cfg agentconfig.Etcd) etcdChecker { return newEtcdClients(cfg).check }
 
 func newEtcdClients(cfg agentconfig.Etcd) *etcdClients {
@@ -113,17 +118,8 @@ func (e *etcdClients) check(ctx context.Context, endpoint string) EtcdMemberStat
 		return fail(fmt.Errorf("status: %w", err))
 	}
 	st.Reachable, st.HasLeader, st.DBSize = true, s.Leader != 0, s.DbSize
-	id := s.Header.GetMemberId()
-
-	c, cancel = call()
-	if ml, err := cli.MemberList(c); err == nil {
-		for _, m := range ml.Members {
-			if m.ID == id {
-				st.Member = m.Name
-			}
-		}
-	}
-	cancel()
+	st.id, st.leaderID, st.RaftTerm = s.Header.GetMemberId(), s.Leader, s.RaftTerm
+	id := st.id
 
 	c, cancel = call()
 	_, err = cli.Get(c, "health")
@@ -131,6 +127,7 @@ func (e *etcdClients) check(ctx context.Context, endpoint string) EtcdMemberStat
 	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		return fail(fmt.Errorf("read: %w", err))
 	}
+	st.read = true
 
 	c, cancel = call()
 	alarms, err := cli.AlarmList(c)
@@ -147,6 +144,25 @@ func (e *etcdClients) check(ctx context.Context, endpoint string) EtcdMemberStat
 	}
 	st.Healthy = true
 	return st
+}
+
+// members is the cluster's member list through endpoint's client. It is
+// linearizable, as etcdctl's: without a quorum it fails, and the caller
+// keeps the list it had.
+func (e *etcdClients) members(ctx context.Context, endpoint string) ([]etcdMember, error) {
+	cli, err := e.client(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("member list: %w", err)
+	}
+	out := make([]etcdMember, 0, len(ml.Members))
+	for _, m := range ml.Members {
+		out = append(out, etcdMember{ID: m.ID, Name: m.Name})
+	}
+	return out, nil
 }
 
 // etcdTLS is the client TLS configuration: the CA read now, the client

@@ -15,6 +15,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,7 +36,7 @@ import (
 // Against a real kube-apiserver: the UI addon's manifests are accepted
 // with strict field validation, and the UI, authenticated as its
 // ServiceAccount, syncs its caches with nothing but the addon's
-// ClusterRole, which lets it read and nothing else.
+// ClusterRole and Role, which let it read and nothing else.
 func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver; skipped with -short")
@@ -91,6 +92,15 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A leader, as the controller manager's leader election writes it.
+	if _, err := admin.CoordinationV1().Leases("kube-system").Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-controller-manager", Namespace: "kube-system"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("m1_5d0c6b4e-0a1f-4c43-9a8e-2f3b1c7d9e01"),
+			LeaseDurationSeconds: ptr.To[int32](15), RenewTime: &metav1.MicroTime{Time: time.Now()}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The UI as its ServiceAccount.
 	tok, err := admin.CoreV1().ServiceAccounts(addons.Namespace).CreateToken(ctx, addons.UIName,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
@@ -112,12 +122,15 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 	syncCtx, syncCancel := context.WithTimeout(sctx, 30*time.Second)
 	defer syncCancel()
 	if !s.WaitForSync(syncCtx) {
-		t.Fatal("the UI's caches did not sync with the addon's ClusterRole")
+		t.Fatal("the UI's caches did not sync with the addon's ClusterRole and Role")
 	}
 	kubetest.Wait(t, "the node and event in the overview", 30*time.Second, func() error {
 		o := s.Overview(ctx)
 		if len(o.Nodes) != 1 || len(o.Events) == 0 || o.Events[0].Reason != "Testing" {
 			return fmt.Errorf("%d nodes, %d events", len(o.Nodes), len(o.Events))
+		}
+		if len(o.ControlPlane) == 0 || o.ControlPlane[0].Holder != "m1" {
+			return fmt.Errorf("control plane %+v", o.ControlPlane)
 		}
 		return nil
 	})
@@ -173,27 +186,40 @@ func TestIntegrationUIAgainstAPIServer(t *testing.T) {
 
 	// What the ServiceAccount may do, as the API server decides it.
 	user := "system:serviceaccount:" + addons.Namespace + ":" + addons.UIName
-	for _, c := range []struct {
+	type access struct {
 		verb, group, resource string
 		allowed               bool
-	}{
+	}
+	review := func(ns string, c access) {
+		t.Helper()
+		sub, res, _ := strings.Cut(c.resource, "/")
+		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + addons.Namespace, "system:authenticated"},
+			ResourceAttributes: &authzv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: sub, Subresource: res, Namespace: ns},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != c.allowed {
+			t.Errorf("%s %s %s in %q: allowed %v, want %v (%s)", c.verb, c.group, c.resource, ns, sar.Status.Allowed, c.allowed, sar.Status.Reason)
+		}
+	}
+	for _, c := range []access{
 		{"list", "", "pods", true}, {"watch", "", "nodes", true}, {"get", "events.k8s.io", "events", true},
 		{"list", "", "endpoints", true}, {"get", "", "namespaces", true},
 		{"get", "", "secrets", false}, {"list", "", "secrets", false}, {"list", "", "configmaps", false},
 		{"create", "", "pods", false}, {"delete", "", "pods", false}, {"patch", "", "nodes", false},
 		{"update", "", "nodes", false}, {"create", "", "pods/exec", false}, {"get", "", "pods/log", false},
 		{"get", "", "services/proxy", false}, {"get", "", "nodes/proxy", false}, {"create", "", "serviceaccounts/token", false},
+		{"list", "coordination.k8s.io", "leases", false},
 	} {
-		sub, res, _ := strings.Cut(c.resource, "/")
-		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + addons.Namespace, "system:authenticated"},
-			ResourceAttributes: &authzv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: sub, Subresource: res, Namespace: "default"},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sar.Status.Allowed != c.allowed {
-			t.Errorf("%s %s %s: allowed %v, want %v (%s)", c.verb, c.group, c.resource, sar.Status.Allowed, c.allowed, sar.Status.Reason)
-		}
+		review("default", c)
 	}
+	// Leases: read in kube-system only, never written.
+	for _, c := range []access{{"watch", "coordination.k8s.io", "leases", true}, {"get", "coordination.k8s.io", "leases", true},
+		{"update", "coordination.k8s.io", "leases", false}, {"delete", "coordination.k8s.io", "leases", false}} {
+		review("kube-system", c)
+	}
+	review("kube-node-lease", access{"list", "coordination.k8s.io", "leases", false})
+	review("", access{"list", "coordination.k8s.io", "leases", false})
 }

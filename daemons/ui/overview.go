@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -18,9 +19,11 @@ type Overview struct {
 	GeneratedAt time.Time `json:"generatedAt"`
 	// Synced is false until the informers hold a first complete list; the
 	// lists are partial meanwhile.
-	Synced   bool      `json:"synced"`
-	Nodes    []Node    `json:"nodes"`
-	Machines []Machine `json:"machines"`
+	Synced bool   `json:"synced"`
+	Nodes  []Node `json:"nodes"`
+	// ControlPlane is who leads the controller manager and the scheduler.
+	ControlPlane []Leader  `json:"controlPlane"`
+	Machines     []Machine `json:"machines"`
 	// MetricsError says why Machines carry no unit states (Prometheus not
 	// configured or unreachable); empty when they do.
 	MetricsError string  `json:"metricsError,omitempty"`
@@ -41,6 +44,78 @@ type Node struct {
 	PodCIDR        string    `json:"podCIDR"`
 	Created        time.Time `json:"created"`
 	Age            string    `json:"age"`
+}
+
+// Leader is one row of the control plane table: the holder of a leader
+// election Lease.
+type Leader struct {
+	// Component is the Lease's name, the component's.
+	Component string `json:"component"`
+	// Holder is the leading machine, from the holder identity
+	// ("master-0_<uuid>"); empty when no one holds the Lease.
+	Holder   string `json:"holder"`
+	Identity string `json:"identity,omitempty"`
+	// Renewed is the leader's last renewal.
+	Renewed time.Time `json:"renewed,omitzero"`
+	Age     string    `json:"age"`
+	// OK: held, and renewed within the Lease's duration. A leader that
+	// stops renewing is gone, and no other has taken over yet.
+	OK bool `json:"ok"`
+	// Problem says why not OK.
+	Problem string `json:"problem,omitempty"`
+}
+
+// LeaderNamespace and LeaderLeases are the leader election Leases the
+// control plane table shows, in its order.
+const LeaderNamespace = "kube-system"
+
+var LeaderLeases = []string{"kube-controller-manager", "kube-scheduler"}
+
+// LeaderRows turns the Leases in LeaderNamespace into the control plane
+// table: a row for each of LeaderLeases, held or not.
+func LeaderRows(leases []*coordinationv1.Lease, now time.Time) []Leader {
+	out := make([]Leader, 0, len(LeaderLeases))
+	for _, name := range LeaderLeases {
+		row := Leader{Component: name, Age: "?", Problem: "no Lease: not elected yet"}
+		i := slices.IndexFunc(leases, func(l *coordinationv1.Lease) bool {
+			return l.Namespace == LeaderNamespace && l.Name == name
+		})
+		if i < 0 {
+			out = append(out, row)
+			continue
+		}
+		spec := leases[i].Spec
+		if spec.HolderIdentity != nil {
+			row.Identity = *spec.HolderIdentity
+			row.Holder = leaseHolder(row.Identity)
+		}
+		if spec.RenewTime != nil {
+			row.Renewed = spec.RenewTime.Time
+			row.Age = age(now, row.Renewed)
+		}
+		switch {
+		case row.Holder == "":
+			row.Problem = "not held: released, or no leader elected"
+		case spec.RenewTime == nil:
+			row.Problem = "never renewed"
+		case spec.LeaseDurationSeconds != nil &&
+			now.After(row.Renewed.Add(time.Duration(*spec.LeaseDurationSeconds)*time.Second)):
+			row.Problem = "expired: the leader stopped renewing"
+		default:
+			row.OK, row.Problem = true, ""
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// leaseHolder is the machine in a leader election identity: client-go's
+// is "<hostname>_<uuid>"; any other is shown whole.
+func leaseHolder(identity string) string {
+	if i := strings.LastIndexByte(identity, '_'); i > 0 {
+		return identity[:i]
+	}
+	return identity
 }
 
 // Pod is one row of the pod table.

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -82,13 +83,17 @@ const prometheusTimeout = 5 * time.Second
 type Server struct {
 	cfg     Config
 	factory informers.SharedInformerFactory
-	nodes   corelisters.NodeLister
-	pods    corelisters.PodLister
-	events  corelisters.EventLister
-	synced  []cache.InformerSynced
-	prom    promv1.API // nil without PrometheusURL
-	now     func() time.Time
-	page    *template.Template
+	// leaseFactory watches LeaderNamespace alone: the UI may read Leases
+	// there and nowhere else.
+	leaseFactory informers.SharedInformerFactory
+	nodes        corelisters.NodeLister
+	pods         corelisters.PodLister
+	events       corelisters.EventLister
+	leases       coordinationlisters.LeaseNamespaceLister
+	synced       []cache.InformerSynced
+	prom         promv1.API // nil without PrometheusURL
+	now          func() time.Time
+	page         *template.Template
 }
 
 //go:embed page.html
@@ -108,12 +113,16 @@ func NewServer(client kubernetes.Interface, cfg Config, now func() time.Time) (*
 		return nil, fmt.Errorf("parse page template: %w", err)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(stripManagedFields))
+	leaseFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithNamespace(LeaderNamespace), informers.WithTransform(stripManagedFields))
 	core := factory.Core().V1()
+	leases := leaseFactory.Coordination().V1().Leases()
 	s := &Server{
-		cfg: cfg, factory: factory, now: now, page: tmpl,
+		cfg: cfg, factory: factory, leaseFactory: leaseFactory, now: now, page: tmpl,
 		nodes: core.Nodes().Lister(), pods: core.Pods().Lister(), events: core.Events().Lister(),
+		leases: leases.Lister().Leases(LeaderNamespace),
 		synced: []cache.InformerSynced{core.Nodes().Informer().HasSynced, core.Pods().Informer().HasSynced,
-			core.Events().Informer().HasSynced},
+			core.Events().Informer().HasSynced, leases.Informer().HasSynced},
 	}
 	if cfg.PrometheusURL != "" {
 		pc, err := api.NewClient(api.Config{Address: cfg.PrometheusURL, Client: &http.Client{Timeout: prometheusTimeout}})
@@ -134,10 +143,16 @@ func stripManagedFields(obj any) (any, error) {
 }
 
 // Start starts the informers; they stop when ctx ends.
-func (s *Server) Start(ctx context.Context) { s.factory.Start(ctx.Done()) }
+func (s *Server) Start(ctx context.Context) {
+	s.factory.Start(ctx.Done())
+	s.leaseFactory.Start(ctx.Done())
+}
 
 // Shutdown waits for the informers to stop after their context ended.
-func (s *Server) Shutdown() { s.factory.Shutdown() }
+func (s *Server) Shutdown() {
+	s.factory.Shutdown()
+	s.leaseFactory.Shutdown()
+}
 
 // WaitForSync waits until the caches hold a first complete list, or ctx
 // ends (false).
@@ -161,9 +176,11 @@ func (s *Server) Overview(ctx context.Context) *Overview {
 	nodes, _ := s.nodes.List(labels.Everything())
 	pods, _ := s.pods.List(labels.Everything())
 	events, _ := s.events.List(labels.Everything())
+	leases, _ := s.leases.List(labels.Everything())
 	o := &Overview{
 		GeneratedAt: now, Synced: s.hasSynced(),
-		Nodes: NodeRows(nodes, now), Pods: PodRows(pods, now), Events: EventRows(events, now),
+		Nodes: NodeRows(nodes, now), ControlPlane: LeaderRows(leases, now),
+		Pods: PodRows(pods, now), Events: EventRows(events, now),
 		Machines: []Machine{},
 	}
 	if s.prom == nil {
