@@ -127,7 +127,7 @@ func (AddonManager) Files(ctx Context) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("addon manager config: %w", err)
 	}
-	kc, err := certKubeconfig(ctx.Cluster.Name, localAPIServer(), "system:kubeup-addon-manager",
+	kc, err := certKubeconfig(ctx.Cluster.Name, MachineAPIServer(), "system:kubeup-addon-manager",
 		pki("addon-manager-client.crt"), pki("addon-manager-client.key"))
 	if err != nil {
 		return nil, err

@@ -195,6 +195,7 @@ func AgentConfigFor(ctx Context) AgentConfig {
 		Scrape: map[string]string{
 			"containerd": "http://" + ContainerdMetricsAddr + "/v1/metrics",
 			"kube-proxy": "http://" + KubeProxyMetricsAddr + "/metrics",
+			"apilb":      "http://" + APILBMetricsAddr + "/metrics",
 		},
 	}
 	for _, comp := range ForRole(m.Role) {
@@ -316,11 +317,7 @@ func (Agent) Files(ctx Context) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeup-agent config: %w", err)
 	}
-	server := ctx.Cluster.APIServerEndpoint
-	if ctx.Machine.Role == Master {
-		server = localAPIServer()
-	}
-	kc, err := certKubeconfig(ctx.Cluster.Name, server, AgentUser, pki("kubeup-agent.crt"), pki("kubeup-agent.key"))
+	kc, err := certKubeconfig(ctx.Cluster.Name, MachineAPIServer(), AgentUser, pki("kubeup-agent.crt"), pki("kubeup-agent.key"))
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,10 @@ type Machine struct {
 	Name string     `json:"name"`
 	Role Role       `json:"role"`
 	IP   netip.Addr `json:"ip"`
+	// EtcdJoin: a master that replaces one of the cluster's (kubeup
+	// replace) joins the running etcd cluster, whose member list already
+	// has it, instead of forming one with the others at first boot.
+	EtcdJoin bool `json:"etcdJoin,omitempty"`
 }
 
 // Images are the container image references the rendered configs use; they
@@ -64,7 +68,8 @@ type Cluster struct {
 	APIServerServiceIP netip.Addr   `json:"apiServerServiceIP"`
 	DNSServiceIP       netip.Addr   `json:"dnsServiceIP"`
 	DNSDomain          string       `json:"dnsDomain"`
-	// APIServerEndpoint is the URL kubelets, kube-proxy and agents use.
+	// APIServerEndpoint is the API's URL from outside the machines (the
+	// admin kubeconfig); the machines use MachineAPIServer.
 	APIServerEndpoint string `json:"apiServerEndpoint"`
 	// LogForward is the log aggregator's forward-protocol address, empty
 	// when the logging addon is off.
@@ -186,7 +191,7 @@ func ActiveUnit(c Component) string {
 func Catalogue() []Component {
 	return []Component{
 		Etcd{}, APIServer{}, ControllerManager{}, Scheduler{},
-		Containerd{}, Kubelet{}, KubeProxy{}, Agent{}, AddonManager{},
+		APILB{}, Containerd{}, Kubelet{}, KubeProxy{}, Agent{}, AddonManager{},
 		EtcdSnapshot{},
 	}
 }

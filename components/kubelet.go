@@ -156,14 +156,14 @@ func (Kubelet) Files(ctx Context) ([]File, error) {
 	if m.Role == Master {
 		cfg.TLSCertFile, cfg.TLSPrivateKeyFile = pki("kubelet.crt"), pki("kubelet.key")
 		cfg.RegisterWithTaints = []corev1.Taint{{Key: ControlPlaneTaint, Effect: corev1.TaintEffectNoSchedule}}
-		kc, err = certKubeconfig(c.Name, localAPIServer(), "system:node:"+m.Name, pki("kubelet-client.crt"), pki("kubelet-client.key"))
+		kc, err = certKubeconfig(c.Name, MachineAPIServer(), "system:node:"+m.Name, pki("kubelet-client.crt"), pki("kubelet-client.key"))
 	} else {
 		// Serving certificates come from a CSR too (signer
 		// kubernetes.io/kubelet-serving), so the API server can verify the
 		// kubelet it talks to.
 		cfg.ServerTLSBootstrap = true
 		path = BootstrapKubeconfig
-		kc, err = tokenKubeconfig(c.Name, c.APIServerEndpoint, "kubelet-bootstrap", ctx.Secrets.BootstrapToken)
+		kc, err = tokenKubeconfig(c.Name, MachineAPIServer(), "kubelet-bootstrap", ctx.Secrets.BootstrapToken)
 	}
 	if err != nil {
 		return nil, err

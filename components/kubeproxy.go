@@ -49,11 +49,7 @@ func (KubeProxy) Flags(ctx Context) Flags {
 
 func (KubeProxy) Files(ctx Context) ([]File, error) {
 	c := ctx.Cluster
-	server := c.APIServerEndpoint
-	if ctx.Machine.Role == Master {
-		server = localAPIServer()
-	}
-	kc, err := certKubeconfig(c.Name, server, "system:kube-proxy", pki("kube-proxy-client.crt"), pki("kube-proxy-client.key"))
+	kc, err := certKubeconfig(c.Name, MachineAPIServer(), "system:kube-proxy", pki("kube-proxy-client.crt"), pki("kube-proxy-client.key"))
 	if err != nil {
 		return nil, err
 	}

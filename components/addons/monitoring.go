@@ -216,6 +216,8 @@ func PrometheusConfig(c *components.Cluster) (string, error) {
 			KubernetesSD: []kubernetesSD{{Role: "node"}}, RelabelConfigs: nodeRelabel(components.AgentPort)},
 		{JobName: "containerd", Scheme: "https", MetricsPath: "/metrics/containerd", TLSConfig: agentTLS, Authorization: token,
 			KubernetesSD: []kubernetesSD{{Role: "node"}}, RelabelConfigs: nodeRelabel(components.AgentPort)},
+		{JobName: "kubeup-apilb", Scheme: "https", MetricsPath: "/metrics/apilb", TLSConfig: agentTLS, Authorization: token,
+			KubernetesSD: []kubernetesSD{{Role: "node"}}, RelabelConfigs: nodeRelabel(components.AgentPort)},
 		{JobName: "kubeup-agent", Scheme: "https", TLSConfig: agentTLS, Authorization: token,
 			KubernetesSD: []kubernetesSD{{Role: "node"}}, RelabelConfigs: nodeRelabel(components.AgentPort)},
 		{JobName: "coredns", KubernetesSD: []kubernetesSD{{Role: "endpoints", Namespaces: &namespaces{Names: []string{Namespace}}}},

@@ -49,6 +49,8 @@ var listenerOwners = map[string]string{
 	"tcp 2380":      "etcd (peers)",
 	"tcp 2381":      "etcd (metrics)",
 	"tcp 6443":      "kube-apiserver",
+	"tcp 7445":      "kubeup-apilb (the machine's API endpoint)",
+	"tcp 7446":      "kubeup-apilb (metrics, health)",
 	"tcp 10248":     "kubelet (healthz)",
 	"tcp 10249":     "kube-proxy (metrics)",
 	"tcp 10250":     "kubelet",
