@@ -62,7 +62,11 @@ func EtcdMemberFor(ctx Context) AgentEtcdMember {
 func (Etcd) Flags(ctx Context) Flags {
 	m := ctx.Machine
 	member := EtcdMemberFor(ctx)
-	return Flags{
+	state := "new"
+	if m.EtcdJoin {
+		state = "existing"
+	}
+	f := Flags{
 		"name":                        member.Name,
 		"data-dir":                    member.DataDir,
 		"listen-client-urls":          fmt.Sprintf("%s,https://%s:%d", member.ClientURL, m.IP, EtcdClientPort),
@@ -70,7 +74,7 @@ func (Etcd) Flags(ctx Context) Flags {
 		"listen-peer-urls":            fmt.Sprintf("https://%s:%d", m.IP, EtcdPeerPort),
 		"initial-advertise-peer-urls": member.InitialAdvertisePeerURLs,
 		"initial-cluster":             member.InitialCluster,
-		"initial-cluster-state":       "new",
+		"initial-cluster-state":       state,
 		"initial-cluster-token":       member.InitialClusterToken,
 		"client-cert-auth":            "true",
 		"trusted-ca-file":             pki("etcd/ca.crt"),
@@ -90,7 +94,24 @@ func (Etcd) Flags(ctx Context) Flags {
 		// would let it read the whole datastore.
 		"listen-metrics-urls": "http://" + EtcdMetricsAddr,
 	}
+	if len(ctx.Cluster.Masters) > 1 {
+		f["heartbeat-interval"] = fmt.Sprint(etcdHeartbeat.Milliseconds())
+		f["election-timeout"] = fmt.Sprint(etcdElection.Milliseconds())
+	}
+	return f
 }
+
+// etcd's Raft timings with several members. The defaults (100 ms, 1 s)
+// assume round trips of milliseconds; between emulated (TCG) machines
+// sharing two host cores a ping took 676 ms while three masters booted,
+// and with the defaults the members kept electing and never served. etcd's
+// tuning guide: the heartbeat near the round trip, the election timeout
+// 10 times it. A lost leader is replaced in about 5 s. (One member has no
+// peers to hear from: its defaults stay.)
+const (
+	etcdHeartbeat = 500 * time.Millisecond
+	etcdElection  = 5 * time.Second
+)
 
 func (Etcd) Files(Context) ([]File, error) { return nil, nil }
 

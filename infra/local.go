@@ -51,6 +51,18 @@ type LocalCluster struct {
 	Dir      string
 	Accel    string
 	Machines []Machine
+	// Endpoint, with several masters, is the host's failing-over API
+	// endpoint (nil with one master: there is nothing to fail over to).
+	Endpoint *Endpoint
+}
+
+// Endpoint is the host's API endpoint: Listen on 127.0.0.1, balancing over
+// the masters' API server forwards, health-checked with the admin
+// certificate.
+type Endpoint struct {
+	Listen                    string
+	Backends                  []string
+	CAFile, CertFile, KeyFile string
 }
 
 // SwitchDir and MachineDir are where the resources keep their files.
@@ -164,8 +176,10 @@ func (e *Engine) stack(ctx context.Context, name string, program pulumi.RunFunc)
 	return s, nil
 }
 
-// UpLocal creates or updates a local cluster's switch and VMs.
-func (e *Engine) UpLocal(ctx context.Context, c LocalCluster) error {
+// UpLocal creates or updates a local cluster's switch and VMs; the
+// machines named in replace are replaced (deleted, then created anew, with
+// a new disk) even if nothing of theirs changed.
+func (e *Engine) UpLocal(ctx context.Context, c LocalCluster, replace ...string) error {
 	s, err := e.stack(ctx, c.Name, localProgram(c))
 	if err != nil {
 		return err
@@ -173,10 +187,23 @@ func (e *Engine) UpLocal(ctx context.Context, c LocalCluster) error {
 	var out bytes.Buffer
 	w := e.progress(&out)
 	// Refresh first: a VM that died since the last run is recreated.
-	if _, err := s.Up(ctx, optup.ProgressStreams(w), optup.Refresh(), optup.Parallel(8)); err != nil {
+	opts := []optup.Option{optup.ProgressStreams(w), optup.Refresh(), optup.Parallel(8)}
+	if len(replace) > 0 {
+		var urns []string
+		for _, m := range replace {
+			urns = append(urns, MachineURN(c.Name, m))
+		}
+		opts = append(opts, optup.Replace(urns))
+	}
+	if _, err := s.Up(ctx, opts...); err != nil {
 		return engineError("pulumi up", err, out.String())
 	}
 	return nil
+}
+
+// MachineURN is the URN of a machine's resource in a cluster's stack.
+func MachineURN(cluster, machine string) string {
+	return fmt.Sprintf("urn:pulumi:%s::%s::%s::%s", cluster, Project, provider.MachineType, machine)
 }
 
 // progress is where the engine's output goes: e.Progress and out.
@@ -295,6 +322,11 @@ type switchResource struct {
 	Socket pulumi.StringOutput `pulumi:"socket"`
 }
 
+type endpointResource struct {
+	pulumi.CustomResourceState
+	PID pulumi.IntOutput `pulumi:"pid"`
+}
+
 type machineResource struct {
 	pulumi.CustomResourceState
 	PID pulumi.IntOutput `pulumi:"pid"`
@@ -309,6 +341,7 @@ func localProgram(c LocalCluster) pulumi.RunFunc {
 		}, &sw); err != nil {
 			return err
 		}
+		var vms []pulumi.Resource
 		for _, m := range c.Machines {
 			var fwd pulumi.Array
 			for _, f := range m.Forwards {
@@ -336,6 +369,21 @@ func localProgram(c LocalCluster) pulumi.RunFunc {
 				return err
 			}
 			ctx.Export(m.Name+"/pid", vm.PID)
+			vms = append(vms, &vm)
+		}
+		if e := c.Endpoint; e != nil {
+			var backends pulumi.StringArray
+			for _, b := range e.Backends {
+				backends = append(backends, pulumi.String(b))
+			}
+			var ep endpointResource
+			if err := ctx.RegisterResource(provider.EndpointType, "api-endpoint", pulumi.Map{
+				"dir": pulumi.String(filepath.Join(c.Dir, "endpoint")), "listen": pulumi.String(e.Listen),
+				"backends": backends, "caFile": pulumi.String(e.CAFile), "certFile": pulumi.String(e.CertFile), "keyFile": pulumi.String(e.KeyFile),
+			}, &ep, pulumi.DependsOn(vms)); err != nil {
+				return err
+			}
+			ctx.Export("api-endpoint/pid", ep.PID)
 		}
 		return nil
 	}

@@ -13,6 +13,11 @@ import (
 )
 
 func main() {
+	// The host's API endpoint of a cluster with several masters is this
+	// binary too (see kubeupprovider.EndpointType).
+	if len(os.Args) > 1 && os.Args[1] == kubeupprovider.EndpointCommand {
+		os.Exit(kubeupprovider.RunEndpoint(os.Args[2:]))
+	}
 	if err := provider.Main(kubeupprovider.Name, kubeupprovider.New); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -123,3 +123,30 @@ func TestStatusHasSnapshots(t *testing.T) {
 		t.Errorf("status snapshots %+v", st.EtcdSnapshots)
 	}
 }
+
+// POST /v1/etcd/members/{name}/readd: admin only, a peer URL that is one,
+// never the machine's own member; the member list comes back.
+func TestEtcdReaddEndpoint(t *testing.T) {
+	t.Parallel()
+	td, _, c := masterDaemon(t)
+	ctx := context.Background()
+	members, err := c.ReaddEtcdMember(ctx, "master-0", "https://10.77.0.10:2380")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 2 || members[1].Started || members[1].PeerURLs[0] != "https://10.77.0.10:2380" {
+		t.Errorf("members %+v: want the new, unstarted member listed", members)
+	}
+	for _, tc := range []struct{ name, peer, want string }{
+		{"master-0", "http://10.77.0.10:2380", "want https://IP:PORT"},
+		{"master-0", "https://10.77.0.10", "want https://IP:PORT"},
+		{"master-1", "https://10.77.0.11:2380", "another master's agent"},
+	} {
+		if _, err := c.ReaddEtcdMember(ctx, tc.name, tc.peer); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("re-add %s at %s: %v, want an error with %q", tc.name, tc.peer, err, tc.want)
+		}
+	}
+	if want := []string{"master-0 https://10.77.0.10:2380"}; len(td.readds) != 1 || td.readds[0] != want[0] {
+		t.Errorf("re-adds %v, want %v", td.readds, want)
+	}
+}

@@ -204,6 +204,25 @@ func (c *Client) RestoreEtcd(ctx context.Context, snapshot io.Reader, size int64
 	return &res, nil
 }
 
+// ReaddEtcdMember asks a master's agent to remove the etcd member called
+// name and add a new one at peerURL (the machine that replaces it joins
+// that), and returns the member list after.
+func (c *Client) ReaddEtcdMember(ctx context.Context, name, peerURL string) ([]EtcdMemberInfo, error) {
+	body, err := json.Marshal(EtcdReaddRequest{PeerURL: peerURL})
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.do(ctx, http.MethodPost, "/v1/etcd/members/"+url.PathEscape(name)+"/readd", body)
+	if err != nil {
+		return nil, err
+	}
+	var members []EtcdMemberInfo
+	if err := json.Unmarshal(out, &members); err != nil {
+		return nil, fmt.Errorf("agent etcd member re-add: %w", err)
+	}
+	return members, nil
+}
+
 // RenewCertificates asks the agent to renew, now, every certificate it
 // renews by itself, and returns what it did.
 func (c *Client) RenewCertificates(ctx context.Context) ([]CertificateRenewal, error) {

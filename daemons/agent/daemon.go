@@ -34,6 +34,8 @@ type Options struct {
 	Etcdutl string
 	// Snapshot streams etcd snapshots; default: clientv3 to the member.
 	Snapshot SnapshotFunc
+	// Readd re-adds etcd members; default: clientv3 to the member.
+	Readd ReaddFunc
 	// Journal runs journalctl; default: exec.
 	Journal JournalFunc
 	// Routes is the routing table; default: netlink in the current namespace.
@@ -89,6 +91,7 @@ type Daemon struct {
 	// rebuilds it from one; nil without an etcd member (nodes).
 	snapshot  SnapshotFunc
 	restore   *etcdRestore
+	readd     ReaddFunc     // re-adds another master's etcd member (replace)
 	restoring chan struct{} // holds a token while a restore runs
 }
 
@@ -190,6 +193,9 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 			if d.snapshot, err = newEtcdSnapshotFunc(*cfg.Etcd); err != nil {
 				return nil, err
 			}
+		}
+		if d.readd = o.Readd; d.readd == nil {
+			d.readd = newEtcdReaddFunc(*cfg.Etcd)
 		}
 		if m, s := cfg.Etcd.Member, cfg.Etcd.Snapshots; m != nil && s != nil {
 			d.restore = &etcdRestore{machine: cfg.Machine, member: *m, dir: s.Dir, etcdutl: o.Etcdutl,

@@ -162,6 +162,7 @@ type testDaemon struct {
 	control   *fakeControl
 	commands  *fakeCommands
 	etcd      *fakeSnapshots // the etcd member's snapshot stream
+	readds    []string       // etcd member re-adds asked: "name peerURL"
 }
 
 // fakeKube is KubeAPI over client-go's fake clientset (test binaries may
@@ -289,10 +290,15 @@ func newTestDaemon(t *testing.T, kube *fake.Clientset, edit ...func(*agentconfig
 				ActiveSince: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 			"containerd.service": {ActiveState: "failed", SubState: "failed"},
 		}},
-		Journal:      td.journal.run,
-		Control:      td.control,
-		Command:      td.commands.run,
-		Snapshot:     td.etcd.open,
+		Journal:  td.journal.run,
+		Control:  td.control,
+		Command:  td.commands.run,
+		Snapshot: td.etcd.open,
+		Readd: func(_ context.Context, name, peerURL string) ([]EtcdMemberInfo, error) {
+			td.readds = append(td.readds, name+" "+peerURL)
+			return []EtcdMemberInfo{{ID: "1", Name: "master-1", PeerURLs: []string{"https://10.77.0.11:2380"}, Started: true},
+				{ID: "2", PeerURLs: []string{peerURL}}}, nil
+		},
 		Routes:       td.routes,
 		Masquerade:   td.masq,
 		Kube:         api,

@@ -82,6 +82,7 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("POST /v1/units/{name}/{action}", d.auth.Admin(http.HandlerFunc(d.serveUnitAction)))
 	mux.Handle("GET /v1/etcd/snapshot", d.auth.Admin(http.HandlerFunc(d.serveEtcdSnapshot)))
 	mux.Handle("POST /v1/etcd/restore", d.auth.Admin(http.HandlerFunc(d.serveEtcdRestore)))
+	mux.Handle("POST /v1/etcd/members/{name}/readd", d.auth.Admin(http.HandlerFunc(d.serveEtcdReadd)))
 	mux.Handle("POST /v1/certs/renew", d.auth.Admin(http.HandlerFunc(d.serveRenew)))
 	return mux
 }

@@ -49,7 +49,7 @@ func New(*provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
 
 // NewServer returns the provider without an engine connection (tests).
 func NewServer() *Server {
-	return &Server{kinds: map[string]kind{SwitchType: switchKind{}, MachineType: machineKind{}}}
+	return &Server{kinds: map[string]kind{SwitchType: switchKind{}, MachineType: machineKind{}, EndpointType: endpointKind{}}}
 }
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, SkipNulls: true, KeepSecrets: true}
@@ -58,7 +58,7 @@ func (s *Server) kindOf(urn string) (kind, error) {
 	t := resource.URN(urn).Type().String()
 	k, ok := s.kinds[t]
 	if !ok {
-		return nil, fmt.Errorf("kubeup provider: unknown resource type %q (have %s, %s)", t, SwitchType, MachineType)
+		return nil, fmt.Errorf("kubeup provider: unknown resource type %q (have %s, %s, %s)", t, SwitchType, MachineType, EndpointType)
 	}
 	return k, nil
 }

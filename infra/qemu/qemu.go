@@ -313,6 +313,20 @@ func (v *VM) Reset() error {
 	return qmp(v.QMPSocket(), "system_reset")
 }
 
+// Quit is a hard stop (QMP quit): QEMU exits at once, as if the machine's
+// power was cut; its disk stays, and the next up starts it again.
+func (v *VM) Quit() error {
+	pid, ok := v.Running()
+	if !ok {
+		return fmt.Errorf("VM %s is not running", v.Dir)
+	}
+	err := qmp(v.QMPSocket(), "quit")
+	if !waitExit(pid, 10*time.Second) {
+		return fmt.Errorf("VM %s (pid %d) still runs 10s after quit: %v", v.Dir, pid, err)
+	}
+	return nil
+}
+
 // qmp sends one command over the QMP socket.
 func qmp(sock, command string) error {
 	c, err := net.DialTimeout("unix", sock, 2*time.Second)

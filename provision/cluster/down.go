@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"kubeup.dev/kubeup/infra"
+	"kubeup.dev/kubeup/infra/provider"
 	"kubeup.dev/kubeup/infra/qemu"
 )
 
@@ -52,7 +53,7 @@ func Down(ctx context.Context, name string, o Options) error {
 	return os.RemoveAll(dir)
 }
 
-// sweep stops any VM or switch still running from dir, by the PID in its
+// sweep stops any VM, switch or API endpoint still running from dir, by the PID in its
 // pidfile (never by name).
 func sweep(dir string) error {
 	vms, _ := filepath.Glob(filepath.Join(dir, "machines", "*"))
@@ -60,6 +61,9 @@ func sweep(dir string) error {
 		if err := (&qemu.VM{Dir: d}).Stop(0); err != nil {
 			return err
 		}
+	}
+	if err := provider.StopEndpoint(filepath.Join(dir, "endpoint")); err != nil {
+		return err
 	}
 	return (&qemu.Switch{Dir: filepath.Join(dir, "network")}).Stop()
 }

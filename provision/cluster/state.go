@@ -80,7 +80,14 @@ type MachineState struct {
 	IP        string      `json:"ip"`
 	AgentPort int         `json:"agentPort"`
 	SSHPort   int         `json:"sshPort,omitempty"`
-	MAC       string      `json:"mac,omitempty"` // metal
+	// APIServerPort: with several masters, the host port of this
+	// master's API server (the cluster's APIServerPort is then the
+	// host's endpoint over all of them).
+	APIServerPort int `json:"apiServerPort,omitempty"`
+	// EtcdJoin: a master made by kubeup replace, whose etcd joined the
+	// running cluster; its seed keeps saying so.
+	EtcdJoin bool   `json:"etcdJoin,omitempty"`
+	MAC      string `json:"mac,omitempty"` // metal
 }
 
 // ErrNotFound: no cluster of that name.

@@ -52,6 +52,9 @@ type Options struct {
 	// InstallTimeout bounds the metal target's wait for every machine to
 	// network-boot and install (default 1h: someone powers them on).
 	InstallTimeout time.Duration
+	// Replace names machines to recreate from their images on the way
+	// (kubeup replace; see CheckReplace).
+	Replace []string
 }
 
 func (o *Options) defaults() {
@@ -79,6 +82,12 @@ func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, er
 	steps, err := stepsFor(c.Spec.Target.Provider)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(o.Replace) > 0 {
+		if err := CheckReplace(c, o.DataDir, o.Replace); err != nil {
+			return nil, nil, err
+		}
+		steps = replaceSteps()
 	}
 	u := &bringUp{cfg: c, opts: o, dir: Dir(o.DataDir, c.Metadata.Name)}
 	if c.Spec.Target.Provider == config.ProviderMetal {
@@ -220,7 +229,13 @@ func renderMachines(_ context.Context, u *bringUp) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res, err := render.Render(u.cfg, u.bundle, render.Options{Images: imgRefs})
+	var join []string
+	for _, m := range u.state.Machines {
+		if m.EtcdJoin {
+			join = append(join, m.Name)
+		}
+	}
+	res, err := render.Render(u.cfg, u.bundle, render.Options{Images: imgRefs, EtcdJoin: join})
 	if err != nil {
 		return "", err
 	}
@@ -254,7 +269,7 @@ func deployLocal(ctx context.Context, u *bringUp) (string, error) {
 		return "", err
 	}
 	defer logf.Close()
-	if err := engine(u.opts, logf).UpLocal(ctx, lc); err != nil {
+	if err := engine(u.opts, logf).UpLocal(ctx, lc, u.opts.Replace...); err != nil {
 		return "", fmt.Errorf("%w\n(the engine's output is in %s)", err, logPath)
 	}
 	return fmt.Sprintf("%d machines, %s", len(lc.Machines), u.state.Accel), nil
@@ -330,7 +345,7 @@ func prepareState(c *config.Cluster, dataDir string) (*State, error) {
 	// first, then new ones picked around them.
 	used := []int{st.APIServerPort}
 	for _, ms := range st.Machines {
-		used = append(used, ms.AgentPort, ms.SSHPort)
+		used = append(used, ms.AgentPort, ms.SSHPort, ms.APIServerPort)
 	}
 	pick := func(p *int) error {
 		if *p != 0 {
@@ -354,6 +369,15 @@ func prepareState(c *config.Cluster, dataDir string) (*State, error) {
 			return nil, err
 		}
 		ms.Role, ms.IP = m.Role, m.IP.String()
+		// With several masters each forwards its API server to a port of
+		// its own, and the cluster's port is the host's endpoint over them.
+		if m.Role == config.RoleMaster && len(c.Masters()) > 1 {
+			if err := pick(&ms.APIServerPort); err != nil {
+				return nil, err
+			}
+		} else {
+			ms.APIServerPort = 0
+		}
 		if len(c.Spec.SSH.AuthorizedKeys) > 0 {
 			if err := pick(&ms.SSHPort); err != nil {
 				return nil, err
@@ -386,7 +410,18 @@ func localCluster(c *config.Cluster, st *State, res *render.Result, imgs map[com
 			return lc, err
 		}
 		fwd := []qemu.Forward{{Name: "agent", HostPort: ms.AgentPort, GuestPort: components.AgentPort}}
-		if m.Role == config.RoleMaster && m.Index == 0 {
+		switch {
+		case ms.APIServerPort != 0:
+			fwd = append(fwd, qemu.Forward{Name: "apiserver", HostPort: ms.APIServerPort, GuestPort: components.APIServerPort})
+			ep := lc.Endpoint
+			if ep == nil {
+				pkiPath := func(f string) string { return filepath.Join(dir, pkiDir, f) }
+				ep = &infra.Endpoint{Listen: fmt.Sprintf("127.0.0.1:%d", st.APIServerPort),
+					CAFile: pkiPath("kubernetes-ca.crt"), CertFile: pkiPath("admin.crt"), KeyFile: pkiPath("admin.key")}
+				lc.Endpoint = ep
+			}
+			ep.Backends = append(ep.Backends, fmt.Sprintf("127.0.0.1:%d", ms.APIServerPort))
+		case m.Role == config.RoleMaster && m.Index == 0:
 			fwd = append(fwd, qemu.Forward{Name: "apiserver", HostPort: st.APIServerPort, GuestPort: components.APIServerPort})
 		}
 		if ms.SSHPort != 0 {

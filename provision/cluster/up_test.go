@@ -353,9 +353,14 @@ func TestLocalCluster(t *testing.T) {
 			t.Errorf("%s: both NICs have MAC %s", m.Name, m.ClusterMAC)
 		}
 
+		// Three masters: each forwards its API server to its own port;
+		// the cluster's port is the host endpoint's.
 		wantFwd := []qemu.Forward{{Name: "agent", HostPort: ms.AgentPort, GuestPort: components.AgentPort}}
-		if cm.Role == config.RoleMaster && cm.Index == 0 {
-			wantFwd = append(wantFwd, qemu.Forward{Name: "apiserver", HostPort: st.APIServerPort, GuestPort: components.APIServerPort})
+		if cm.Role == config.RoleMaster {
+			if ms.APIServerPort == 0 || ms.APIServerPort == st.APIServerPort {
+				t.Errorf("%s API server port %d (cluster's %d): want one of its own", cm.Name, ms.APIServerPort, st.APIServerPort)
+			}
+			wantFwd = append(wantFwd, qemu.Forward{Name: "apiserver", HostPort: ms.APIServerPort, GuestPort: components.APIServerPort})
 		}
 		if ms.SSHPort != 0 {
 			wantFwd = append(wantFwd, qemu.Forward{Name: "ssh", HostPort: ms.SSHPort, GuestPort: 22})
@@ -374,11 +379,27 @@ func TestLocalCluster(t *testing.T) {
 	}
 	wantNames := map[string][]string{
 		"agent":     {"master-0", "master-1", "master-2", "node-0", "node-1"},
-		"apiserver": {"master-0"},
+		"apiserver": {"master-0", "master-1", "master-2"},
 		"ssh":       {"master-0", "master-2", "node-0", "node-1"},
 	}
 	if !reflect.DeepEqual(byName, wantNames) {
 		t.Errorf("forwards by name %v, want %v", byName, wantNames)
+	}
+	ep := lc.Endpoint
+	if ep == nil {
+		t.Fatal("three masters and no host endpoint")
+	}
+	var wantBackends []string
+	for _, ms := range st.Machines[:3] {
+		wantBackends = append(wantBackends, fmt.Sprintf("127.0.0.1:%d", ms.APIServerPort))
+	}
+	if ep.Listen != fmt.Sprintf("127.0.0.1:%d", st.APIServerPort) || !reflect.DeepEqual(ep.Backends, wantBackends) {
+		t.Errorf("host endpoint %s over %v, want 127.0.0.1:%d over %v", ep.Listen, ep.Backends, st.APIServerPort, wantBackends)
+	}
+	for _, f := range []string{ep.CAFile, ep.CertFile, ep.KeyFile} {
+		if !strings.HasPrefix(f, filepath.Join(dir, pkiDir)+"/") {
+			t.Errorf("host endpoint file %s is not in the cluster's PKI directory", f)
+		}
 	}
 	if lc.Machines[0].ImageSHA == lc.Machines[3].ImageSHA || lc.Machines[0].SeedSHA == lc.Machines[1].SeedSHA {
 		t.Error("roles share an image digest or machines share a seed digest")

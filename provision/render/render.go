@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"kubeup.dev/kubeup/cloudinit"
@@ -26,6 +27,9 @@ type Options struct {
 	// Now is the clock the metal target's bootstrap token expires by
 	// (default time.Now).
 	Now func() time.Time
+	// EtcdJoin names the masters that replaced one of the cluster's: they
+	// join the running etcd cluster (initial-cluster-state existing).
+	EtcdJoin []string
 }
 
 // Machine is everything rendered for one machine.
@@ -172,7 +176,8 @@ func Render(c *config.Cluster, b *pki.Bundle, o Options) (*Result, error) {
 
 func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, secrets components.Secrets, m config.Machine, o Options) (Machine, error) {
 	role := components.Role(m.Role)
-	ctx := components.Context{Cluster: cc, Machine: components.Machine{Name: m.Name, Role: role, IP: m.IP}, Secrets: secrets}
+	ctx := components.Context{Cluster: cc, Machine: components.Machine{Name: m.Name, Role: role, IP: m.IP,
+		EtcdJoin: role == components.Master && slices.Contains(o.EtcdJoin, m.Name)}, Secrets: secrets}
 	files, err := components.MachineFiles(ctx)
 	if err != nil {
 		return Machine{}, err

@@ -138,6 +138,62 @@ failing, with the end of that unit's journal.`,
 	return cmd
 }
 
+func newReplaceCommand(e *cli.Env) *cobra.Command {
+	var f clusterFlags
+	var configPath string
+	var machines []string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "replace --machine NAME [--config FILE]",
+		Short: "Recreate machines of a running local cluster from their images, one at a time",
+		Long: `replace recreates machines while the cluster keeps serving: it drains each
+one (cordon, evict its pods), for a master removes its etcd member and adds
+it back as a new one (through another master's agent), deletes its Node,
+has Pulumi replace its VM (a new disk from the role's image: also how a
+machine moves to a newer image) and waits, as up does, until every node and
+kube-system pod is Ready again. The new machine keeps its name and address.
+
+Give the config the cluster was made from (--config), as for up. Replacing
+a master needs the others to keep etcd's quorum: replace them one by one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if f.name != "" {
+				c.Metadata.Name = f.name
+			}
+			if errs := config.Validate(c); len(errs) > 0 {
+				return &cli.ExitError{Code: 2, Err: errs}
+			}
+			o, err := f.options(e)
+			if err != nil {
+				return &cli.ExitError{Code: 2, Err: err}
+			}
+			if err := cluster.CheckReplace(c, o.DataDir, machines); err != nil {
+				return &cli.ExitError{Code: 2, Err: err}
+			}
+			o.ReadyTimeout, o.Replace = timeout, machines
+			fmt.Fprintf(e.Stdout, "kubeup replace: cluster %q, %s\n", c.Metadata.Name, strings.Join(machines, ", "))
+			st, t, err := cluster.Up(cmd.Context(), c, o)
+			if err != nil {
+				if t != nil {
+					_ = t.Write("", o.DataDir)
+				}
+				return err
+			}
+			fmt.Fprintf(e.Stdout, "cluster %q is Ready with %s replaced\n", st.Name, strings.Join(machines, ", "))
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "the cluster's config file (default: the built-in 1 master + 1 node)")
+	cmd.Flags().StringSliceVar(&machines, "machine", nil, "machine to replace (repeat or comma-separate for several)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for each readiness phase")
+	return cmd
+}
+
 func newDownCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	cmd := &cobra.Command{
