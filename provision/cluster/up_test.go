@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -408,6 +409,32 @@ func TestLocalCluster(t *testing.T) {
 
 // Without an image's manifest or a machine's seed there is no digest, and
 // so no program.
+// One master: its API server is the cluster's port, and the host has no
+// endpoint process (nothing to fail over to).
+func TestLocalClusterOneMaster(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := testConfig(t, "one", 1, 1, nil)
+	st, err := prepareState(c, filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := localCluster(c, st, renderCluster(t, c, dir), fakeImages(t, filepath.Join(dir, "images")), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Endpoint != nil {
+		t.Errorf("one master and a host endpoint %+v", lc.Endpoint)
+	}
+	if st.Machines[0].APIServerPort != 0 {
+		t.Errorf("master-0 has an API server port of its own (%d) beside the cluster's", st.Machines[0].APIServerPort)
+	}
+	want := qemu.Forward{Name: "apiserver", HostPort: st.APIServerPort, GuestPort: components.APIServerPort}
+	if !slices.Contains(lc.Machines[0].Forwards, want) {
+		t.Errorf("master-0 forwards %+v, want %+v among them", lc.Machines[0].Forwards, want)
+	}
+}
+
 func TestLocalClusterMissingFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
