@@ -602,6 +602,7 @@ func install(root string, in roleInputs, m *Manifest) error {
 		files = append(files, components.File{Path: path, Mode: 0o755, Content: content})
 	}
 	own(agentBinaryName(in.role), components.AgentBinary, in.agent)
+	own("kubeup-apilb", components.APILBBinary, in.agent) // a copy: see APILBBinary
 	own("kubeup-probe", components.ProbeBinary, in.probe)
 	if in.addonsBin != nil {
 		own("kubeup-addons", components.AddonsBinary, in.addonsBin)
