@@ -142,9 +142,18 @@ func New(o Options) (*Balancer, error) {
 // Addr is the listening address.
 func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
 
+// checked: the backends are health-checked only when there is a choice.
+// With one API server (a single master) a check could change nothing, and
+// every /readyz is work for a machine that is often short of CPU (under
+// TCG a loaded API server answered them in over 4 s).
+func (b *Balancer) checked() bool { return len(b.backends) > 1 }
+
 // Run serves until ctx ends, then closes every connection.
 func (b *Balancer) Run(ctx context.Context) error {
 	for _, be := range b.backends {
+		if !b.checked() {
+			break
+		}
 		b.wg.Add(1)
 		go func() { defer b.wg.Done(); b.healthLoop(ctx, be) }()
 	}

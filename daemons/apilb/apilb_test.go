@@ -242,14 +242,15 @@ func TestDialFailureTriesTheNext(t *testing.T) {
 	}
 }
 
-// With every backend failing its checks, connections are still tried (a
-// single master's API server that is starting), and none is closed.
+// With every backend failing its checks, connections are still tried (an
+// API server that is starting), and none is closed.
 func TestNoHealthyBackendStillTries(t *testing.T) {
 	p := newTestPKI(t)
-	a := newFakeAPIServer(t, p, "a")
+	a, b := newFakeAPIServer(t, p, "a"), newFakeAPIServer(t, p, "b")
 	a.ready.Store(false)
-	lb := startBalancer(t, Options{Backends: []string{a.addr()}, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile})
-	waitFor(t, "a out", func() bool { return !lb.Status()[0].Healthy })
+	b.srv.Close()
+	lb := startBalancer(t, Options{Backends: []string{a.addr(), b.addr()}, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile})
+	waitFor(t, "both out", func() bool { return !lb.Status()[0].Healthy && !lb.Status()[1].Healthy })
 	if got := who(t, p.client(t), lb); got != "a" {
 		t.Fatalf("got %q, want a", got)
 	}
@@ -279,10 +280,30 @@ func TestCheckWithoutCertificateIsTCPConnect(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
+// A single API server is not health-checked: there is nothing to fail
+// over to, and each check is work for it.
+func TestSingleBackendIsNotChecked(t *testing.T) {
 	p := newTestPKI(t)
 	a := newFakeAPIServer(t, p, "a")
 	lb := startBalancer(t, Options{Backends: []string{a.addr()}, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile})
+	if got := who(t, p.client(t), lb); got != "a" {
+		t.Fatalf("got %q, want a", got)
+	}
+	time.Sleep(300 * time.Millisecond) // six check intervals
+	if n := a.checks.Load(); n != 0 {
+		t.Errorf("the only API server was checked %d times", n)
+	}
+	rec := httptest.NewRecorder()
+	lb.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if strings.Contains(rec.Body.String(), "kubeup_apilb_backend_healthy{") {
+		t.Error("a health gauge for an unchecked API server")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	p := newTestPKI(t)
+	a, b := newFakeAPIServer(t, p, "a"), newFakeAPIServer(t, p, "b")
+	lb := startBalancer(t, Options{Backends: []string{a.addr(), b.addr()}, Prefer: a.addr(), CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile})
 	who(t, p.client(t), lb)
 	waitFor(t, "a check", func() bool { return a.checks.Load() > 0 })
 	rec := httptest.NewRecorder()

@@ -15,7 +15,7 @@ import (
 
 var (
 	healthyDesc = prometheus.NewDesc("kubeup_apilb_backend_healthy",
-		"1 while the API server passes its health checks (GET /readyz).", []string{"backend"}, nil)
+		"1 while the API server passes its health checks (GET /readyz); not exported with a single API server, which is not checked.", []string{"backend"}, nil)
 	activeDesc = prometheus.NewDesc("kubeup_apilb_connections_active",
 		"Connections proxied to the API server now.", []string{"backend"}, nil)
 	dialsDesc = prometheus.NewDesc("kubeup_apilb_dials_total",
@@ -45,7 +45,9 @@ func (b *Balancer) Collect(ch chan<- prometheus.Metric) {
 		if be.healthy.Load() {
 			healthy = 1
 		}
-		ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, healthy, be.addr)
+		if b.checked() {
+			ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, healthy, be.addr)
+		}
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(be.active()), be.addr)
 		for d, v := range map[*prometheus.Desc]uint64{
 			dialsDesc: be.dials.Load(), dialFailuresDesc: be.dialFailures.Load(),
