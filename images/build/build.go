@@ -302,13 +302,18 @@ func (in roleInputs) key(epoch int64) string {
 	for _, f := range append(slices.Clone(in.files.Files), in.addonFiles()...) {
 		fmt.Fprintf(h, "file %s %o %x\n", f.Path, f.Mode, sha256.Sum256(f.Content))
 	}
-	fmt.Fprintf(h, "cmdline %s\nrecipe %s\ndisk %d\n", cmdline, rootfs.RecipeHash(), disk.LayoutVersion)
+	fmt.Fprintf(h, "cmdline %s\nrecipe %s\ndisk %d\ndedupe %v %v\n", cmdline, rootfs.RecipeHash(), disk.LayoutVersion, dedupeDirs, dedupeKeep)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // dedupeDirs hold the read-only files worth deduplicating: binaries on the
 // machine and the unpacked snapshots of the preloaded images.
 var dedupeDirs = []string{"usr", "var/lib/containerd"}
+
+// dedupeKeep are copies kept on purpose: the API load balancer's copy of
+// the agent (see components.APILBBinary); linked, the two processes would
+// share the file's pages again.
+var dedupeKeep = []string{strings.TrimPrefix(components.APILBBinary, "/")}
 
 // cmdline: the serial console first for logs, the VGA console for people.
 // Transparent huge pages only where a program asks (madvise): Debian's
@@ -483,7 +488,7 @@ func (b *roleBuild) preload(ctx context.Context) error {
 }
 
 func (b *roleBuild) dedupe(context.Context) error {
-	saved, err := rootfs.Dedupe(b.root, dedupeDirs, rootfs.DedupeMinSize)
+	saved, err := rootfs.Dedupe(b.root, dedupeDirs, rootfs.DedupeMinSize, dedupeKeep...)
 	b.m.Deduplicated = saved
 	if err == nil && saved.Files > 0 {
 		fmt.Fprintf(b.o.Progress, "    %s image: %d files stored once, %.1f MiB saved\n", b.in.role, saved.Files, float64(saved.Bytes)/(1<<20))

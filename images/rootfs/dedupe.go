@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 )
@@ -30,8 +31,9 @@ const DedupeMinSize = 1 << 20
 // content, mode, owner and group are linked. The typical case is a binary
 // installed on the machine and again in a preloaded container image's
 // unpacked snapshot. The files it links are read-only in an appliance: they
-// are replaced by rename on upgrade, never written in place.
-func Dedupe(root string, dirs []string, minSize int64) (Deduplicated, error) {
+// are replaced by rename on upgrade, never written in place. The paths in
+// keep (relative to root) stay files of their own: a copy made on purpose.
+func Dedupe(root string, dirs []string, minSize int64, keep ...string) (Deduplicated, error) {
 	type file struct {
 		path string
 		mode fs.FileMode
@@ -49,6 +51,9 @@ func Dedupe(root string, dirs []string, minSize int64) (Deduplicated, error) {
 		err := filepath.WalkDir(base, func(p string, de fs.DirEntry, err error) error {
 			if err != nil || !de.Type().IsRegular() {
 				return err
+			}
+			if rel, _ := filepath.Rel(root, p); slices.Contains(keep, rel) {
+				return nil
 			}
 			fi, err := de.Info()
 			if err != nil {

@@ -32,9 +32,10 @@ func TestDedupe(t *testing.T) {
 	write("var/lib/snap/4/fs/tool", other, 0o755)             // other content: kept
 	write("var/lib/snap/5/fs/small", big[:100], 0o755)        // below the minimum
 	write("var/lib/snap/6/fs/small", big[:100], 0o755)
-	write("etc/tool", big, 0o755) // not under a deduplicated directory
+	write("etc/tool", big, 0o755)           // not under a deduplicated directory
+	write("usr/local/bin/copy", big, 0o755) // kept: a copy on purpose
 
-	got, err := Dedupe(root, []string{"usr", "var/lib", "missing"}, 1000)
+	got, err := Dedupe(root, []string{"usr", "var/lib", "missing"}, 1000, "usr/local/bin/copy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +52,7 @@ func TestDedupe(t *testing.T) {
 	same := map[string]bool{
 		"var/lib/snap/1/fs/usr/local/bin/tool": true, "var/lib/snap/2/fs/tool": true,
 		"var/lib/snap/3/fs/tool": false, "var/lib/snap/4/fs/tool": false, "etc/tool": false,
+		"usr/local/bin/copy": false,
 	}
 	for p, want := range same {
 		if got := ino(p) == ino("usr/local/bin/tool"); got != want {
@@ -64,7 +66,7 @@ func TestDedupe(t *testing.T) {
 		t.Error("linked file lost its content")
 	}
 	// A second pass finds nothing more to do.
-	if again, err := Dedupe(root, []string{"usr", "var/lib"}, 1000); err != nil || again.Files != 0 {
+	if again, err := Dedupe(root, []string{"usr", "var/lib"}, 1000, "usr/local/bin/copy"); err != nil || again.Files != 0 {
 		t.Errorf("second Dedupe = %+v, %v; want nothing", again, err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(root, "var/lib/snap/*/fs/*.kubeup-dedupe")); len(left) > 0 {
