@@ -1,9 +1,7 @@
 package provider
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,6 +19,7 @@ import (
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 
 	"kubeup.dev/kubeup/daemons/apilb"
+	"kubeup.dev/kubeup/infra/qemu"
 )
 
 // EndpointType is the host's API endpoint of a cluster with several
@@ -66,23 +65,12 @@ func endpointOf(p resource.PropertyMap) *endpointProc {
 func (e *endpointProc) pidFile() string { return filepath.Join(e.Dir, "endpoint.pid") }
 func (e *endpointProc) logFile() string { return filepath.Join(e.Dir, "endpoint.log") }
 
-// running reports the process of this directory by its PID file, checked
-// against /proc (a PID reused by another process is not it).
-func (e *endpointProc) running() (int, bool) {
-	data, err := os.ReadFile(e.pidFile())
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("\x00"+EndpointCommand+"\x00")) || !bytes.Contains(cmdline, []byte(e.Listen)) {
-		return 0, false
-	}
-	return pid, true
+func (e *endpointProc) proc() qemu.Detached {
+	return qemu.Detached{Name: "the API endpoint", PIDFile: e.pidFile(), Markers: []string{"\x00" + EndpointCommand + "\x00", e.Listen}}
 }
+
+// running reports the process of this directory by its PID file.
+func (e *endpointProc) running() (int, bool) { return e.proc().Running() }
 
 // start runs the endpoint detached (its own session: it outlives the
 // engine and this plugin, like the VMs) and waits until it listens.
@@ -144,34 +132,7 @@ func (e *endpointProc) start(ctx context.Context) (int, error) {
 	}
 }
 
-func (e *endpointProc) stop() error {
-	if pid, ok := e.running(); ok {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		if !waitGone(pid, 5*time.Second) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			if !waitGone(pid, 5*time.Second) {
-				return fmt.Errorf("the API endpoint (pid %d) did not exit", pid)
-			}
-		}
-	}
-	_ = os.Remove(e.pidFile())
-	return nil
-}
-
-func waitGone(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		// A zombie (its parent has not reaped it yet) is gone too.
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && bytes.Contains(st, []byte(") Z ")) {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
-}
+func (e *endpointProc) stop() error { return e.proc().Stop() }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

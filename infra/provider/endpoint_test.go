@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+
+	"kubeup.dev/kubeup/infra/qemu"
 )
 
 // The test binary is also the endpoint process, as the plugin's binary is
@@ -83,7 +85,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s left after delete: %v", dir, err)
 	}
-	if waitGone(pid, 5*time.Second) == false {
+	if !qemu.WaitExit(pid, 5*time.Second) {
 		t.Errorf("endpoint pid %d still runs after delete", pid)
 	}
 	if _, ok, _ := k.read(context.Background(), id, outs); ok {

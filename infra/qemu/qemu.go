@@ -263,7 +263,7 @@ func (v *VM) Stop(grace time.Duration) error {
 	if !ok {
 		return nil
 	}
-	if grace > 0 && qmp(v.QMPSocket(), "system_powerdown") == nil && waitExit(pid, grace) {
+	if grace > 0 && qmp(v.QMPSocket(), "system_powerdown") == nil && WaitExit(pid, grace) {
 		return nil
 	}
 	return Kill(pid, v.PIDFile())
@@ -275,33 +275,16 @@ func Kill(pid int, pidfile string) error {
 		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	if waitExit(pid, 5*time.Second) {
+	if WaitExit(pid, 5*time.Second) {
 		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
-	if !waitExit(pid, 5*time.Second) {
+	if !WaitExit(pid, 5*time.Second) {
 		return fmt.Errorf("qemu pid %d did not exit", pid)
 	}
 	return nil
-}
-
-func waitExit(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		// A zombie (not yet reaped by its parent) counts as gone.
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
-				return true
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
 }
 
 // Reset is a hard reset (QMP system_reset): the guest reboots at once, as
@@ -321,7 +304,7 @@ func (v *VM) Quit() error {
 		return fmt.Errorf("VM %s is not running", v.Dir)
 	}
 	err := qmp(v.QMPSocket(), "quit")
-	if !waitExit(pid, 10*time.Second) {
+	if !WaitExit(pid, 10*time.Second) {
 		return fmt.Errorf("VM %s (pid %d) still runs 10s after quit: %v", v.Dir, pid, err)
 	}
 	return nil

@@ -1,15 +1,12 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -57,36 +54,19 @@ func (s *Switch) Start(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("vde_switch did not come up in %s", s.Dir)
 }
 
-// Running reports whether the switch of this directory runs.
-func (s *Switch) Running() (int, bool) {
-	data, err := os.ReadFile(s.PIDFile())
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("vde_switch")) || !bytes.Contains(cmdline, []byte(s.Socket())) {
-		return 0, false
-	}
-	return pid, true
+func (s *Switch) proc() Detached {
+	return Detached{Name: "vde_switch", PIDFile: s.PIDFile(), Markers: []string{"vde_switch", s.Socket()}}
 }
+
+// Running reports whether the switch of this directory runs.
+func (s *Switch) Running() (int, bool) { return s.proc().Running() }
 
 // Stop stops the switch by PID and removes its sockets.
 func (s *Switch) Stop() error {
-	if pid, ok := s.Running(); ok {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		if !waitExit(pid, 5*time.Second) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			if !waitExit(pid, 5*time.Second) {
-				return fmt.Errorf("vde_switch pid %d did not exit", pid)
-			}
-		}
+	if err := s.proc().Stop(); err != nil {
+		return err
 	}
 	_ = os.RemoveAll(s.Socket())
 	_ = os.Remove(s.mgmt())
-	_ = os.Remove(s.PIDFile())
 	return nil
 }
