@@ -55,6 +55,30 @@ func (f *clusterFlags) options(e *cli.Env) (cluster.Options, error) {
 	return o, nil
 }
 
+// loadConfig reads the config file (the built-in default when path is
+// empty), applies --name and edit (a command's own overrides), validates it
+// and resolves the options: bad input is exit status 2.
+func (f *clusterFlags) loadConfig(e *cli.Env, path string, edit func(*config.Cluster)) (*config.Cluster, cluster.Options, error) {
+	c, err := loadConfig(path)
+	if err != nil {
+		return nil, cluster.Options{}, err
+	}
+	if f.name != "" {
+		c.Metadata.Name = f.name
+	}
+	if edit != nil {
+		edit(c)
+	}
+	if errs := config.Validate(c); len(errs) > 0 {
+		return nil, cluster.Options{}, &cli.ExitError{Code: 2, Err: errs}
+	}
+	o, err := f.options(e)
+	if err != nil {
+		return nil, o, &cli.ExitError{Code: 2, Err: err}
+	}
+	return c, o, nil
+}
+
 func (f *clusterFlags) clusterName() string {
 	if f.name != "" {
 		return f.name
@@ -87,22 +111,13 @@ If the cluster does not become Ready, up says which machine and which unit is
 failing, with the end of that unit's journal.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadConfig(configPath)
+			c, o, err := f.loadConfig(e, configPath, func(c *config.Cluster) {
+				if cmd.Flags().Changed("nodes") {
+					c.Spec.Nodes.Count, c.Spec.Nodes.Names = &nodes, nil
+				}
+			})
 			if err != nil {
 				return err
-			}
-			if f.name != "" {
-				c.Metadata.Name = f.name
-			}
-			if cmd.Flags().Changed("nodes") {
-				c.Spec.Nodes.Count, c.Spec.Nodes.Names = &nodes, nil
-			}
-			if errs := config.Validate(c); len(errs) > 0 {
-				return &cli.ExitError{Code: 2, Err: errs}
-			}
-			o, err := f.options(e)
-			if err != nil {
-				return &cli.ExitError{Code: 2, Err: err}
 			}
 			o.ReadyTimeout, o.TimingsFile = timeout, timings
 			o.KeepServing, o.InstallTimeout = keepServing, installTimeout
@@ -157,19 +172,9 @@ Give the config the cluster was made from (--config), as for up. Replacing
 a master needs the others to keep etcd's quorum: replace them one by one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadConfig(configPath)
+			c, o, err := f.loadConfig(e, configPath, nil)
 			if err != nil {
 				return err
-			}
-			if f.name != "" {
-				c.Metadata.Name = f.name
-			}
-			if errs := config.Validate(c); len(errs) > 0 {
-				return &cli.ExitError{Code: 2, Err: errs}
-			}
-			o, err := f.options(e)
-			if err != nil {
-				return &cli.ExitError{Code: 2, Err: err}
 			}
 			if err := cluster.CheckReplace(c, o.DataDir, machines); err != nil {
 				return &cli.ExitError{Code: 2, Err: err}
