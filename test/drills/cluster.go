@@ -70,6 +70,10 @@ func Connect(dataDir, name, key string, workloads []string) (*Cluster, error) {
 	return &Cluster{DataDir: dataDir, Name: name, Key: key, State: st, Bundle: b, Access: a, quick: quick, Workloads: workloads}, nil
 }
 
+// Quick is a client of the cluster's endpoint whose requests give up after
+// 5 s, for polling or writing while machines are down.
+func (c *Cluster) Quick() kubernetes.Interface { return c.quick }
+
 // Machine returns a machine's state by name.
 func (c *Cluster) Machine(name string) cluster.MachineState {
 	m, _ := c.State.Machine(name)

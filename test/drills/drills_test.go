@@ -33,10 +33,19 @@ func TestDrills(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 230*time.Minute)
 	defer cancel()
-	dataDir, name, key, timings := existingCluster(t)
-	if dataDir == "" {
-		dataDir, name, key, timings = newCluster(t, ctx)
+	// KUBEUP_DRILLS_CLUSTER=DATADIR/clusters/NAME (made with SSH keys) and
+	// KUBEUP_DRILLS_KEY drill a running cluster instead, for working on the
+	// drills; it is left running.
+	tc, ok := e2e.ExistingTestCluster(t, "KUBEUP_DRILLS", false)
+	if !ok {
+		spec := ""
+		// A short leaf lifetime (30m) for the cert-renewal drill.
+		if l := os.Getenv("KUBEUP_DRILLS_LEAF_LIFETIME"); l != "" {
+			spec = fmt.Sprintf("  pki: {leafLifetime: %q}\n", l)
+		}
+		tc = e2e.UpTestCluster(t, ctx, "drills", spec)
 	}
+	dataDir, name, key, timings := tc.DataDir, tc.Name, tc.Key, tc.Timings
 	c, err := Connect(dataDir, name, key, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -161,55 +170,4 @@ func selected(list string) func(drill string) bool {
 		}
 	}
 	return func(drill string) bool { return len(want) == 0 || want[drill] }
-}
-
-// newCluster brings up the drills' 1+1 cluster, with SSH, and tears it
-// down when the test ends.
-func newCluster(t *testing.T, ctx context.Context) (dataDir, name, key, timings string) {
-	dataDir, name = t.TempDir(), "drills"
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		if _, err := e2e.Kubeup(t, cctx, dataDir, "down", "--name", name); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
-	key, pub, err := e2e.NewKey(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(t.TempDir(), "cluster.yaml")
-	cfg := fmt.Sprintf("apiVersion: kubeup.dev/v1alpha1\nkind: Cluster\nmetadata: {name: %s}\nspec:\n  ssh:\n    authorizedKeys: [%q]\n", name, pub)
-	// A short leaf lifetime (30m) for the cert-renewal drill.
-	if l := os.Getenv("KUBEUP_DRILLS_LEAF_LIFETIME"); l != "" {
-		cfg += fmt.Sprintf("  pki: {leafLifetime: %q}\n", l)
-	}
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	timings = filepath.Join(t.TempDir(), "timings.json")
-	if _, err := e2e.Kubeup(t, ctx, dataDir, "up", "--config", cfgFile, "--timings", timings); err != nil {
-		t.Fatalf("kubeup up: %v", err)
-	}
-	return dataDir, name, key, timings
-}
-
-// existingCluster is a running cluster to drill instead of a new one, for
-// working on the drills: KUBEUP_DRILLS_CLUSTER=DATADIR/clusters/NAME (made
-// with SSH keys) and KUBEUP_DRILLS_KEY=its private key. It is left running.
-func existingCluster(t *testing.T) (dataDir, name, key, timings string) {
-	dir := os.Getenv("KUBEUP_DRILLS_CLUSTER")
-	if dir == "" {
-		return "", "", "", ""
-	}
-	name = filepath.Base(dir)
-	dataDir = filepath.Dir(filepath.Dir(dir))
-	if cluster.Dir(dataDir, name) != filepath.Clean(dir) {
-		t.Fatalf("KUBEUP_DRILLS_CLUSTER=%s: want DATADIR/clusters/NAME", dir)
-	}
-	key = os.Getenv("KUBEUP_DRILLS_KEY")
-	if key == "" {
-		t.Fatal("KUBEUP_DRILLS_CLUSTER needs KUBEUP_DRILLS_KEY, the private key of the cluster's SSH access")
-	}
-	return dataDir, name, key, filepath.Join(dir, "timings.json")
 }
