@@ -218,8 +218,16 @@ type startWeight struct {
 // of ws to its starting, or its ready, value (kubeup-probe cpu-weight: one
 // process and one D-Bus connection for all, where one systemctl each cost
 // a second or two apiece on a saturated master).
+//
+// raiseWeights does nothing while the machine boots (--after-boot): then
+// every unit starts at once, and the slice at 1000 starved system.slice
+// and the kernel's work — on a first boot of 3 one-vCPU masters under TCG
+// e2scrub_reap's setup_net (PrivateNetwork) sat runnable with the
+// kernel's pernet lock for 20 minutes, modprobe waited on it, then
+// rtnl waiters, and no API server ever became ready (2026-12-06). The
+// weights are for an API server restarted on a running machine.
 func raiseWeights(ws []startWeight) string {
-	return setWeights(ws, func(w startWeight) int { return w.Starting })
+	return setWeights(ws, func(w startWeight) int { return w.Starting }, "--after-boot")
 }
 
 func lowerWeights(ws []startWeight) string {
@@ -239,8 +247,8 @@ func lowerWeightsIfRaised(ws []startWeight) string {
 	return fmt.Sprintf("/bin/sh -c 'read w < %s && [ \"$$w\" = %d ] || exec %s'", file, w.Ready, lowerWeights(ws))
 }
 
-func setWeights(ws []startWeight, value func(startWeight) int) string {
-	args := []string{ProbeBinary, "cpu-weight"}
+func setWeights(ws []startWeight, value func(startWeight) int, flags ...string) string {
+	args := append([]string{ProbeBinary, "cpu-weight"}, flags...)
 	for _, w := range ws {
 		args = append(args, systemd.CPUWeight{Unit: w.Unit, Weight: uint64(value(w))}.String())
 	}

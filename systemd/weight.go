@@ -51,3 +51,25 @@ func SetCPUWeights(ctx context.Context, ws []CPUWeight) error {
 	}
 	return nil
 }
+
+// Booting reports whether systemd is still starting the machine (its
+// SystemState is initializing or starting).
+func Booting(ctx context.Context) (bool, error) {
+	conn, err := sddbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer conn.Close()
+	v, err := conn.GetManagerProperty("SystemState")
+	if err != nil {
+		return false, fmt.Errorf("systemd's SystemState: %w", err)
+	}
+	return bootingState(v), nil
+}
+
+// bootingState reads SystemState as GetManagerProperty formats it (a
+// D-Bus variant: "\"starting\"").
+func bootingState(v string) bool {
+	s := strings.Trim(v, `"`)
+	return s == "initializing" || s == "starting"
+}

@@ -22,3 +22,11 @@ func TestParseCPUWeight(t *testing.T) {
 		}
 	}
 }
+
+func TestBootingState(t *testing.T) {
+	for v, want := range map[string]bool{`"initializing"`: true, `"starting"`: true, `"running"`: false, `"degraded"`: false, `"stopping"`: false} {
+		if got := bootingState(v); got != want {
+			t.Errorf("bootingState(%s) = %v, want %v", v, got, want)
+		}
+	}
+}

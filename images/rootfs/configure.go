@@ -84,13 +84,19 @@ DefaultTimeoutStopSec=30s
 }
 
 // enabled are units enabled in every image (name → the target wanting it);
-// masked are units an appliance must not run.
+// masked are units an appliance must not run. e2scrub (e2fsprogs) checks
+// ext4 filesystems on LVM, which the images do not use: it found nothing
+// to do, but e2scrub_reap.service starts at every boot in a network
+// namespace of its own (PrivateNetwork), and on a starved 1-vCPU master
+// (3 masters under TCG) its setup_net held the kernel's pernet lock for 20
+// minutes, blocking modprobe, and through it the boot.
 var (
 	enabled = map[string]string{
 		"systemd-networkd.service": "multi-user.target",
 		"systemd-resolved.service": "multi-user.target",
 	}
-	masked = []string{"apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service", "apt-daily-upgrade.service"}
+	masked = []string{"apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service", "apt-daily-upgrade.service",
+		"e2scrub_all.timer", "e2scrub_all.service", "e2scrub_reap.service"}
 	// disabled are the links by which packages enable units that only some
 	// machines run: sshd starts only where the user-data asks for it
 	// (spec.ssh.authorizedKeys, provision/render), so that a machine

@@ -15,13 +15,19 @@ import (
 const cpuWeightTimeout = time.Minute
 
 func newCPUWeightCommand(e *cli.Env) *cobra.Command {
-	return &cobra.Command{
+	var afterBoot bool
+	cmd := &cobra.Command{
 		Use:   "cpu-weight UNIT=WEIGHT...",
 		Short: "Set units' and slices' CPU weights until the next boot (a unit's ExecStartPre/Post)",
 		Long: `cpu-weight sets the CPUWeight of each UNIT (a service or a slice), in
 order, as systemctl set-property --runtime does, over one connection to
 systemd: the API server's unit raises its own, etcd's and the control-plane
-slice's weights while it starts and lowers them once it is ready.`,
+slice's weights while it starts and lowers them once it is ready.
+
+With --after-boot it changes nothing while systemd still starts the machine
+(SystemState initializing or starting): at boot every unit starts at once,
+and the raised weights starved system.slice and the kernel's own work (a
+first boot of 3 masters under TCG never finished).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			var ws []systemd.CPUWeight
@@ -34,6 +40,16 @@ slice's weights while it starts and lowers them once it is ready.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), cpuWeightTimeout)
 			defer cancel()
+			if afterBoot {
+				booting, err := systemd.Booting(ctx)
+				if err != nil {
+					return err
+				}
+				if booting {
+					e.Log.Info("the machine is booting: CPU weights left as they are", "weights", args)
+					return nil
+				}
+			}
 			if err := systemd.SetCPUWeights(ctx, ws); err != nil {
 				return err
 			}
@@ -41,4 +57,6 @@ slice's weights while it starts and lowers them once it is ready.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&afterBoot, "after-boot", false, "do nothing while the machine is booting")
+	return cmd
 }
