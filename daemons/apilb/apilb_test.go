@@ -338,3 +338,18 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// A backend that is out is checked ever less often, up to MaxInterval.
+func TestNextCheckBacksOff(t *testing.T) {
+	o := Options{Interval: 3 * time.Second, FailAfter: 2, MaxInterval: 15 * time.Second}
+	want := []time.Duration{3, 3, 3, 6, 12, 15, 15}
+	for fails, w := range want {
+		if got := o.nextCheck(fails); got != w*time.Second {
+			t.Errorf("nextCheck(%d) = %s, want %s", fails, got, w*time.Second)
+		}
+	}
+	o.setDefaults()
+	if o.MaxInterval != DefaultMaxInterval {
+		t.Errorf("default MaxInterval %s, want %s", o.MaxInterval, DefaultMaxInterval)
+	}
+}
