@@ -219,7 +219,8 @@ type startWeight struct {
 // process and one D-Bus connection for all, where one systemctl each cost
 // a second or two apiece on a saturated master).
 //
-// raiseWeights does nothing while the machine boots (--after-boot): then
+// raiseWeights, with several masters, does nothing while the machine boots
+// (--after-boot, through CPUWeightFlagsVar): then
 // every unit starts at once, and the slice at 1000 starved system.slice
 // and the kernel's work — on a first boot of 3 one-vCPU masters under TCG
 // e2scrub_reap's setup_net (PrivateNetwork) sat runnable with the
@@ -227,7 +228,25 @@ type startWeight struct {
 // rtnl waiters, and no API server ever became ready (2026-12-06). The
 // weights are for an API server restarted on a running machine.
 func raiseWeights(ws []startWeight) string {
-	return setWeights(ws, func(w startWeight) int { return w.Starting }, "--after-boot")
+	return setWeights(ws, func(w startWeight) int { return w.Starting }, "$"+CPUWeightFlagsVar)
+}
+
+// CPUWeightFlagsVar is the API server's env file variable with
+// kubeup-probe cpu-weight's flags for raising the start weights:
+// --after-boot on masters of a cluster with several, nothing with one. A
+// single master's first boot reached a healthy API server in 3m14s-3m43s
+// from the VMs' start with the weights raised, 5m13s without (make e2e,
+// 2026-12-06): it waits on nobody; several wait on each other's etcd,
+// so their start, and the raised weights, last the whole boot.
+const CPUWeightFlagsVar = "KUBEUP_CPU_WEIGHT_FLAGS"
+
+// EnvVars: the flags of the start weights (see CPUWeightFlagsVar).
+func (APIServer) EnvVars(ctx Context) map[string]string {
+	flags := ""
+	if len(ctx.Cluster.Masters) > 1 {
+		flags = "--after-boot"
+	}
+	return map[string]string{CPUWeightFlagsVar: flags}
 }
 
 func lowerWeights(ws []startWeight) string {

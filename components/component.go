@@ -3,6 +3,7 @@ package components
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -250,11 +251,19 @@ func (f Flags) Args() []string {
 	return out
 }
 
+// EnvVarser is a component whose env file sets variables besides ArgsVar,
+// which its unit's Exec lines expand ($NAME, split on whitespace: an empty
+// value is no argument at all).
+type EnvVarser interface {
+	EnvVars(ctx Context) map[string]string
+}
+
 // EnvFileContent renders the env file cloud-init writes for a component:
 // one ArgsVar assignment, one flag per line (systemd joins lines that end in
-// a backslash). Values must not contain whitespace, quotes, backslashes or
-// '$': ExecStart expands $KUBEUP_ARGS by splitting on whitespace.
-func EnvFileContent(component, machine string, f Flags) ([]byte, error) {
+// a backslash), then each of vars, sorted. Values must not contain
+// whitespace, quotes, backslashes or '$':
+// ExecStart expands $KUBEUP_ARGS by splitting on whitespace.
+func EnvFileContent(component, machine string, f Flags, vars map[string]string) ([]byte, error) {
 	args := f.Args()
 	for _, a := range args {
 		if strings.ContainsAny(a, " \t\n\"'\\$") {
@@ -266,6 +275,13 @@ func EnvFileContent(component, machine string, f Flags) ([]byte, error) {
 	b.WriteString(ArgsVar + "=")
 	b.WriteString(strings.Join(args, " \\\n  "))
 	b.WriteString("\n")
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		v := vars[k]
+		if k == ArgsVar || k == "" || strings.ContainsAny(k, " \t\n\"'\\$=") || strings.ContainsAny(v, " \t\n\"'\\$") {
+			return nil, fmt.Errorf("%s variable %s=%q: not a plain name and value", component, k, v)
+		}
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
 	return []byte(b.String()), nil
 }
 

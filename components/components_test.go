@@ -448,10 +448,10 @@ func TestAPIServerGate(t *testing.T) {
 	}
 	// The CPU weights: the control-plane slice's, etcd's and the API
 	// server's, raised first before the start (the gate's commands need
-	// the CPU too) unless the machine is booting, lowered last after it
+	// the CPU too) unless a master of several is booting, lowered last after it
 	// and after any stop.
 	set := "/usr/local/bin/kubeup-probe cpu-weight "
-	wantRaise := set + "--after-boot controlplane.slice=1000 etcd.service=1000 kube-apiserver.service=1000"
+	wantRaise := set + "$KUBEUP_CPU_WEIGHT_FLAGS controlplane.slice=1000 etcd.service=1000 kube-apiserver.service=1000"
 	wantLower := set + "controlplane.slice=200 etcd.service=100 kube-apiserver.service=100"
 	if raise, lower := pre[0], post[len(post)-1]; raise != wantRaise || lower != wantLower {
 		t.Errorf("CPU weights while starting %q, once ready %q", raise, lower)

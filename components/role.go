@@ -56,7 +56,11 @@ func RoleImageFiles(r Role) ([]File, error) {
 func MachineFiles(ctx Context) ([]File, error) {
 	var files []File
 	for _, c := range ForRole(ctx.Machine.Role) {
-		env, err := EnvFileContent(c.Name(), ctx.Machine.Name, c.Flags(ctx))
+		var vars map[string]string
+		if ev, ok := c.(EnvVarser); ok {
+			vars = ev.EnvVars(ctx)
+		}
+		env, err := EnvFileContent(c.Name(), ctx.Machine.Name, c.Flags(ctx), vars)
 		if err != nil {
 			return nil, err
 		}

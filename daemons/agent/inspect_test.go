@@ -16,7 +16,7 @@ import (
 func TestParseEnvFlags(t *testing.T) {
 	t.Parallel()
 	want := components.Flags{"anonymous-auth": "false", "tls-cipher-suites": "A,B", "profiling": "false", "config": "/etc/x.yaml"}
-	data, err := components.EnvFileContent("kube-apiserver", "master-0", want)
+	data, err := components.EnvFileContent("kube-apiserver", "master-0", want, map[string]string{"KUBEUP_CPU_WEIGHT_FLAGS": "--after-boot"})
 	if err != nil {
 		t.Fatal(err)
 	}
