@@ -4,8 +4,5 @@
 // EnsureExists modes, pruning), approves kubelet serving certificates, and
 // gives nodes their node-role label. It runs as
 // `kubeup-addons addon-manager`, a Type=notify systemd service with a
-// watchdog, and serves /healthz and /metrics over HTTPS. With several
-// masters, the instances elect a leader (the Lease
-// kube-system/kubeup-addon-manager, as kube-controller-manager does): only
-// the leader does the work; the others serve and stand by.
+// watchdog, and serves /healthz and /metrics over HTTPS.
 package addonmanager

@@ -20,7 +20,6 @@ type Metrics struct {
 	csr         *prometheus.CounterVec
 	csrSigned   *prometheus.CounterVec
 	nodeLabels  prometheus.Counter
-	leader      prometheus.Gauge
 }
 
 // NewMetrics registers the metrics, plus the Go runtime and process
@@ -72,13 +71,9 @@ func NewMetrics() *Metrics {
 			Name: "kubeup_addon_node_role_labels_total",
 			Help: "Node role labels added.",
 		}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kubeup_addon_manager_leader",
-			Help: "1 while this addon manager holds the kube-system/kubeup-addon-manager Lease and does the work, 0 while it stands by.",
-		}),
 	}
 	m.Registry.MustRegister(m.applied, m.skipped, m.failed, m.pruned, m.restored, m.lastSuccess, m.lastSync,
-		m.manifest, m.csr, m.csrSigned, m.nodeLabels, m.leader,
+		m.manifest, m.csr, m.csrSigned, m.nodeLabels,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,17 +37,10 @@ const (
 	readHeaderTimeout = 10 * time.Second
 )
 
-// Run runs the addon manager until ctx ends. It returns an error for what
-// a restart cannot fix by waiting (a bad kubeconfig, unreadable
-// certificates, a port in use), and when it loses the leadership: as
-// kube-controller-manager, it then exits for systemd to restart it, and
-// campaigns again. An API server that is not up yet is waited for, with the
-// watchdog pinged meanwhile.
-//
-// With several masters, only the instance holding the Lease
-// kube-system/kubeup-addon-manager (leader.go) applies the manifests,
-// decides and signs CSRs and labels nodes; every instance serves /healthz
-// and /metrics.
+// Run runs the addon manager until ctx ends. It returns an error only for
+// what a restart cannot fix by waiting (a bad kubeconfig, unreadable
+// certificates, a port in use); an API server that is not up yet is waited
+// for, with the watchdog pinged meanwhile.
 func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logger) error {
 	restCfg, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
@@ -85,32 +77,21 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 		},
 	})
 
-	identity, err := electionIdentity(cfg.Machine)
-	if err != nil {
-		return err
-	}
-	// alive, for the watchdog: the wait loop, the campaign (standing by) or
-	// the sync loop (leading) made progress.
-	var heartbeat atomic.Int64
-	touch := func() { heartbeat.Store(time.Now().UnixNano()) }
-	touch()
-	elect := newElection(identity, log, metrics, touch)
-
-	// healthy: standing by, the campaign reads the Lease; leading, the last
-	// sync ended within twice the resync period.
+	// healthy: the last sync ended within twice the resync period.
 	healthy := func() error {
-		if !elect.Leading() {
-			return elect.standbyHealth()
-		}
 		last := rec.LastRun()
 		if last.IsZero() {
-			return errors.New("leading, no sync yet: waiting for the first sync")
+			return errors.New("no sync yet: waiting for the API server or the first sync")
 		}
 		if age := time.Since(last); age > 2*resync {
 			return fmt.Errorf("last sync ended %s ago", age.Round(time.Second))
 		}
 		return nil
 	}
+	// alive, for the watchdog: the wait loop or the sync loop made progress.
+	var heartbeat atomic.Int64
+	touch := func() { heartbeat.Store(time.Now().UnixNano()) }
+	touch()
 	alive := func() error {
 		last := time.Unix(0, heartbeat.Load())
 		if r := rec.LastRun(); r.After(last) {
@@ -146,11 +127,7 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 	}()
 
 	// Ready once serving: the API server may take minutes (TCG guests), and
-	// TimeoutStartSec must not kill a manager that is merely waiting. Nor
-	// does readiness wait for the election: a standby is as ready as the
-	// leader (it serves /healthz and /metrics and would take over), and
-	// waiting to have led or seen a holder would put the API server's
-	// start back inside TimeoutStartSec; the STATUS line tells which it is.
+	// TimeoutStartSec must not kill a manager that is merely waiting.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := systemd.Ready(); err != nil {
@@ -161,8 +138,7 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 			log.Warn("watchdog", "err", err)
 		}
 	}()
-	log.Info("addon manager started", "listen", cfg.Listen, "manifestDirs", cfg.ManifestDirs, "rendered", len(rendered), "resync", resync,
-		"identity", identity)
+	log.Info("addon manager started", "listen", cfg.Listen, "manifestDirs", cfg.ManifestDirs, "rendered", len(rendered), "resync", resync)
 
 	_ = systemd.Status("waiting for the API server")
 	if err := waitForAPIServer(ctx, client, log, touch); err != nil {
@@ -181,81 +157,29 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 	if err != nil {
 		return err
 	}
+	factory.Start(ctx.Done())
 	defer func() {
 		cancel()
 		factory.Shutdown()
 	}()
+	cache.WaitForCacheSync(ctx.Done(), factory.Certificates().V1().CertificateSigningRequests().Informer().HasSynced,
+		factory.Core().V1().Nodes().Informer().HasSynced)
+	go approver.Run(ctx)
+	go labeler.Run(ctx)
 
-	// lead does the work while leading, until lctx ends (leadership lost or
-	// ctx ended). The elector starts it in a goroutine it does not wait
-	// for: work lets Run wait for it, and a start that comes after the
-	// election ended does nothing.
-	var (
-		workMu sync.Mutex
-		work   sync.WaitGroup
-		over   bool
-		lost   bool // read once the election is over
-		lostTo string
-	)
-	lead := func(lctx context.Context) {
-		workMu.Lock()
-		if over || lctx.Err() != nil {
-			workMu.Unlock()
-			return
-		}
-		work.Add(1)
-		workMu.Unlock()
-		defer work.Done()
-		factory.Start(lctx.Done())
-		cache.WaitForCacheSync(lctx.Done(), factory.Certificates().V1().CertificateSigningRequests().Informer().HasSynced,
-			factory.Core().V1().Nodes().Informer().HasSynced)
-		var workers sync.WaitGroup
-		workers.Go(func() { approver.Run(lctx) })
-		workers.Go(func() { labeler.Run(lctx) })
-		rec.Run(lctx)
-		workers.Wait()
-	}
-	stopped := func() {
-		wasLeading, holder := elect.stop()
-		switch {
-		case wasLeading && ctx.Err() == nil:
-			lost, lostTo = true, holder
-			log.Error("leadership lost", "lease", leaseKey, "holder", holder)
-		case wasLeading:
-			log.Info("leadership released", "lease", leaseKey)
-		}
-	}
-	elector, err := newElector(client, elect, lead, stopped)
-	if err != nil {
-		return err
-	}
-	electionDone := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		defer close(electionDone)
-		elector.Run(ctx)
+		rec.Run(ctx)
+		close(done)
 	}()
-
-	var serveFailed error
 	select {
-	case <-electionDone:
+	case <-done:
 	case err := <-serveErr:
 		cancel()
-		<-electionDone
+		<-done
 		if !errors.Is(err, http.ErrServerClosed) {
-			serveFailed = fmt.Errorf("serve %s: %w", cfg.Listen, err)
+			return fmt.Errorf("serve %s: %w", cfg.Listen, err)
 		}
-	}
-	workMu.Lock()
-	over = true
-	workMu.Unlock()
-	work.Wait()
-	switch {
-	case serveFailed != nil:
-		return serveFailed
-	case lost:
-		// Restarted by systemd, the process campaigns again; restarting the
-		// workers in-process would need informers and queues made anew.
-		return fmt.Errorf("lost the leadership of the lease %s (holder now %q): exiting to campaign again", leaseKey, lostTo)
 	}
 	_ = systemd.Stopping()
 	log.Info("addon manager stopped")
