@@ -37,34 +37,32 @@ func ParseCPUWeight(s string) (CPUWeight, error) {
 // over one D-Bus connection: on a saturated machine every process started
 // costs seconds, and a unit's ExecStartPre that ran one systemctl per
 // weight spent them before the service itself could start.
-func SetCPUWeights(ctx context.Context, ws []CPUWeight) error {
-	conn, err := sddbus.NewSystemConnectionContext(ctx)
-	if err != nil {
-		return fmt.Errorf("connect to systemd: %w", err)
-	}
-	defer conn.Close()
-	for _, w := range ws {
-		p := sddbus.Property{Name: "CPUWeight", Value: dbus.MakeVariant(w.Weight)}
-		if err := conn.SetUnitPropertiesContext(ctx, w.Unit, true, p); err != nil {
-			return fmt.Errorf("set %s CPUWeight=%d: %w", w.Unit, w.Weight, err)
-		}
-	}
-	return nil
-}
-
-// Booting reports whether systemd is still starting the machine (its
-// SystemState is initializing or starting).
-func Booting(ctx context.Context) (bool, error) {
+//
+// With afterBoot it sets nothing while systemd still starts the machine
+// (SystemState initializing or starting), asked over the same connection,
+// and reports skipped.
+func SetCPUWeights(ctx context.Context, ws []CPUWeight, afterBoot bool) (skipped bool, err error) {
 	conn, err := sddbus.NewSystemConnectionContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("connect to systemd: %w", err)
 	}
 	defer conn.Close()
-	v, err := conn.GetManagerProperty("SystemState")
-	if err != nil {
-		return false, fmt.Errorf("systemd's SystemState: %w", err)
+	if afterBoot {
+		v, err := conn.GetManagerProperty("SystemState")
+		if err != nil {
+			return false, fmt.Errorf("systemd's SystemState: %w", err)
+		}
+		if bootingState(v) {
+			return true, nil
+		}
 	}
-	return bootingState(v), nil
+	for _, w := range ws {
+		p := sddbus.Property{Name: "CPUWeight", Value: dbus.MakeVariant(w.Weight)}
+		if err := conn.SetUnitPropertiesContext(ctx, w.Unit, true, p); err != nil {
+			return false, fmt.Errorf("set %s CPUWeight=%d: %w", w.Unit, w.Weight, err)
+		}
+	}
+	return false, nil
 }
 
 // bootingState reads SystemState as GetManagerProperty formats it (a

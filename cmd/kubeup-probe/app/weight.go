@@ -40,18 +40,13 @@ first boot of 3 masters under TCG never finished).`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), cpuWeightTimeout)
 			defer cancel()
-			if afterBoot {
-				booting, err := systemd.Booting(ctx)
-				if err != nil {
-					return err
-				}
-				if booting {
-					e.Log.Info("the machine is booting: CPU weights left as they are", "weights", args)
-					return nil
-				}
-			}
-			if err := systemd.SetCPUWeights(ctx, ws); err != nil {
+			skipped, err := systemd.SetCPUWeights(ctx, ws, afterBoot)
+			if err != nil {
 				return err
+			}
+			if skipped {
+				e.Log.Info("the machine is booting: CPU weights left as they are", "weights", args)
+				return nil
 			}
 			e.Log.Debug("CPU weights set", "weights", args)
 			return nil
