@@ -127,8 +127,27 @@ func TestInvalidConfigs(t *testing.T) {
 			[]string{"spec.etcd.snapshotsKept: 1001 is out of range; use 1 to 1000"}},
 		{"bad provider", head + "spec:\n  target: {provider: azure}\n",
 			[]string{`spec.target.provider: "azure" is not one of local, metal, aws, gcp`}},
-		{"aws needs region", head + "spec:\n  target: {provider: aws}\n",
-			[]string{"spec.target.aws.region: is required when spec.target.provider is aws"}},
+		{"aws needs its block", head + "spec:\n  target: {provider: aws}\n",
+			[]string{"spec.target.aws: is required when spec.target.provider is aws (at least region and allowedCIDRs)"}},
+		{"aws needs region and allowed CIDRs", head + "spec:\n  target: {provider: aws, aws: {instanceType: t3.huge}}\n",
+			[]string{"spec.target.aws.region: is required when spec.target.provider is aws, e.g. us-east-1",
+				`spec.target.aws.instanceType: "t3.huge" is not a machine type kubeup knows for aws; use one of c6i.large, c6i.xlarge, m6i.large, m6i.xlarge, m7i.large, m7i.xlarge, r6i.large, t3.large, t3.medium, t3.xlarge`,
+				`spec.target.aws.allowedCIDRs: is required: the addresses that may reach the API server, e.g. ["203.0.113.7/32"] for your own (kubeup does not open the API to the whole internet)`}},
+		{"aws refuses the whole internet", head + "spec:\n  target: {provider: aws, aws: {region: eu-west-1, zone: us-east-1a, allowedCIDRs: [0.0.0.0/0, 10.1.2.3/8, nope], sshCIDRs: [198.51.100.0/24], vpc: vpc-1, tags: {\"aws:x\": v}}}\n",
+			[]string{`spec.target.aws.zone: "us-east-1a" is not an availability zone of region "eu-west-1", such as eu-west-1a`,
+				`spec.target.aws.allowedCIDRs[0]: "0.0.0.0/0" opens the cluster to the whole internet; name the addresses that need access`,
+				`spec.target.aws.allowedCIDRs[1]: "10.1.2.3/8" has host bits set; use 10.0.0.0/8`,
+				`spec.target.aws.allowedCIDRs[2]: "nope" is not a CIDR such as 203.0.113.0/24`,
+				"spec.target.aws.sshCIDRs: is set but spec.ssh.authorizedKeys is empty: nobody could log in",
+				"spec.target.aws.subnet: an existing network needs both vpc and subnet",
+				"spec.target.aws.tags.aws:x: keys starting aws: or kubeup.dev/ are reserved"}},
+		{"aws tag of the wrong type", head + "spec:\n  target: {provider: aws, aws: {region: us-east-1, allowedCIDRs: [203.0.113.0/24], tags: {a: true}}}\n",
+			[]string{"spec.target.aws.tags: must be of type string, not bool"}},
+		{"gcp needs project and zone", head + "spec:\n  target: {provider: gcp, gcp: {machineType: n1-standard-1, allowedCIDRs: [203.0.113.0/24], tags: {Team: x}}}\n",
+			[]string{"spec.target.gcp.project: is required when spec.target.provider is gcp: the project id (gcloud config get-value project)",
+				"spec.target.gcp.zone: is required when spec.target.provider is gcp, e.g. us-central1-a",
+				`spec.target.gcp.machineType: "n1-standard-1" is not a machine type kubeup knows for gcp; use one of c3-standard-4, e2-medium, e2-standard-2, e2-standard-4, n2-standard-2, n2-standard-4, n2d-standard-2, t2d-standard-2`,
+				"spec.target.gcp.tags.Team: GCP labels are lower-case letters, digits, - and _, up to 63 characters, keys starting with a letter"}},
 		{"bad accelerator and port", head + "spec:\n  target: {local: {accelerator: hvf, apiServerPort: 80}}\n",
 			[]string{"spec.target.local.apiServerPort: 80 is out of range; use 0 (pick a free port) or 1024 to 65535",
 				`spec.target.local.accelerator: "hvf" is not one of auto, kvm, tcg`}},
@@ -232,5 +251,58 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Errorf("error %v does not name the file", err)
+	}
+}
+
+func TestCloudExamples(t *testing.T) {
+	for _, tc := range []struct {
+		file           string
+		master, node   string
+		provider, zone string
+	}{
+		{"aws.yaml", "t3.medium", "t3.large", ProviderAWS, "us-east-1a"},
+		{"gcp.yaml", "e2-medium", "e2-standard-2", ProviderGCP, "us-central1-a"},
+	} {
+		c, err := Load(filepath.Join("..", "..", "examples", tc.file))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if c.Spec.Target.Provider != tc.provider {
+			t.Errorf("%s: provider %q", tc.file, c.Spec.Target.Provider)
+		}
+		if got := c.MachineType(RoleMaster); got != tc.master {
+			t.Errorf("%s: master type %q, want %q", tc.file, got, tc.master)
+		}
+		if got := c.MachineType(RoleNode); got != tc.node {
+			t.Errorf("%s: node type %q, want %q", tc.file, got, tc.node)
+		}
+		if ct := c.CloudTarget(); ct == nil || len(ct.AllowedCIDRs) != 1 || ct.Tags["team"] != "platform" {
+			t.Errorf("%s: cloud target %+v", tc.file, ct)
+		}
+	}
+}
+
+func TestMachineTypeDefaults(t *testing.T) {
+	c := Default("x")
+	c.Spec.Target = Target{Provider: ProviderAWS, AWS: &AWSTarget{Region: "eu-west-1", InstanceType: "m6i.large", NodeInstanceType: "c6i.large"}}
+	if got := c.MachineType(RoleMaster); got != "m6i.large" {
+		t.Errorf("master %q: the shared type applies", got)
+	}
+	if got := c.MachineType(RoleNode); got != "c6i.large" {
+		t.Errorf("node %q: the role's own type wins", got)
+	}
+	if z := c.Spec.Target.AWS.AWSZone(); z != "eu-west-1a" {
+		t.Errorf("zone %q", z)
+	}
+	c.Spec.Target = Target{Provider: ProviderGCP, GCP: &GCPTarget{Zone: "europe-west4-b"}}
+	if got := c.MachineType(RoleMaster); got != "e2-medium" {
+		t.Errorf("gcp master default %q", got)
+	}
+	if r := c.Spec.Target.GCP.Region(); r != "europe-west4" {
+		t.Errorf("region %q", r)
+	}
+	c.Spec.Target = Target{Provider: ProviderLocal}
+	if got := c.MachineType(RoleNode); got != "" {
+		t.Errorf("local machine type %q", got)
 	}
 }

@@ -124,7 +124,9 @@ func decodeError(err error) error {
 		return ErrorList{{Field: m[1], Detail: "is set twice"}}
 	}
 	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
-		return ErrorList{{Field: m[2], Detail: fmt.Sprintf("must be of type %s, not %s", jsonType(m[3]), m[1])}}
+		// Inlined structs appear in Go's path by their type name.
+		field := strings.ReplaceAll(m[2], ".CloudTarget.", ".")
+		return ErrorList{{Field: field, Detail: fmt.Sprintf("must be of type %s, not %s", jsonType(m[3]), m[1])}}
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) || strings.Contains(msg, "yaml:") {

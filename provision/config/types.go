@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // APIVersion and Kind identify the only file format this package reads.
 const (
@@ -246,17 +249,62 @@ type MetalMachine struct {
 // names none.
 const DefaultMetalPort = 8080
 
+// CloudTarget is what the AWS and GCP targets share.
+type CloudTarget struct {
+	// AllowedCIDRs may reach the API server (6443) through the load
+	// balancer, e.g. ["203.0.113.7/32"] for your own address. Required:
+	// kubeup does not open a cluster's API to the whole internet, and
+	// refuses 0.0.0.0/0.
+	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
+	// SSHCIDRs may reach port 22 of every machine (which then has a public
+	// address); only with spec.ssh.authorizedKeys. Default: no SSH, no
+	// public addresses on machines.
+	SSHCIDRs []string `json:"sshCIDRs,omitempty"`
+	// VPC and Subnet name an existing network to deploy into (AWS: vpc-…
+	// and subnet-… ids; GCP: network and subnetwork names) whose range
+	// holds spec.network.machineCIDR; both or neither. Default: a new one.
+	VPC    string `json:"vpc,omitempty"`
+	Subnet string `json:"subnet,omitempty"`
+	// Tags (AWS) or labels (GCP) added to everything kubeup creates,
+	// beside kubeup.dev/cluster=<name> (kubeup-cluster on GCP).
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
 // AWSTarget runs machines as EC2 instances.
 type AWSTarget struct {
-	Region       string `json:"region,omitempty"`
-	InstanceType string `json:"instanceType,omitempty"`
+	// Region is required ("eu-west-1").
+	Region string `json:"region,omitempty"`
+	// Zone is the availability zone of the subnet and the machines
+	// (default: the region's "a" zone).
+	Zone string `json:"zone,omitempty"`
+	// InstanceType is both roles' instance type unless one is set below
+	// (defaults: t3.medium masters, t3.large nodes). Only types in kubeup's
+	// catalogue (infra/cloud) are accepted.
+	InstanceType       string `json:"instanceType,omitempty"`
+	MasterInstanceType string `json:"masterInstanceType,omitempty"`
+	NodeInstanceType   string `json:"nodeInstanceType,omitempty"`
+	CloudTarget        `json:",inline"`
 }
 
 // GCPTarget runs machines as Compute Engine instances.
 type GCPTarget struct {
-	Project     string `json:"project,omitempty"`
-	Zone        string `json:"zone,omitempty"`
-	MachineType string `json:"machineType,omitempty"`
+	// Project and Zone are required; the region is the zone's.
+	Project string `json:"project,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	// MachineType is both roles' machine type unless one is set below
+	// (defaults: e2-medium masters, e2-standard-2 nodes).
+	MachineType       string `json:"machineType,omitempty"`
+	MasterMachineType string `json:"masterMachineType,omitempty"`
+	NodeMachineType   string `json:"nodeMachineType,omitempty"`
+	CloudTarget       `json:",inline"`
+}
+
+// Region is the GCP region of the zone ("us-central1" of "us-central1-a").
+func (g *GCPTarget) Region() string {
+	if i := strings.LastIndex(g.Zone, "-"); i > 0 {
+		return g.Zone[:i]
+	}
+	return g.Zone
 }
 
 // Enabled reports whether an optional addon switch is on (nil means on).

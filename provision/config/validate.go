@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"kubeup.dev/kubeup/infra/cloud"
 )
 
 // Limits the validation enforces.
@@ -271,18 +273,11 @@ func validateTarget(e *errs, c *Cluster) {
 			}
 		}
 	case ProviderAWS:
-		if t.AWS == nil || t.AWS.Region == "" {
-			e.add("spec.target.aws.region", "is required when spec.target.provider is aws")
-		}
+		validateAWS(e, c)
 	case ProviderMetal:
 		validateMetal(e, c)
 	case ProviderGCP:
-		if t.GCP == nil || t.GCP.Project == "" {
-			e.add("spec.target.gcp.project", "is required when spec.target.provider is gcp")
-		}
-		if t.GCP == nil || t.GCP.Zone == "" {
-			e.add("spec.target.gcp.zone", "is required when spec.target.provider is gcp")
-		}
+		validateGCP(e, c)
 	default:
 		e.add("spec.target.provider", "%q is not one of local, metal, aws, gcp", t.Provider)
 	}
@@ -428,6 +423,134 @@ func validateMetal(e *errs, c *Cluster) {
 		listed := p.pool.names(string(p.role))
 		if !slices.Equal(listed, byRole[p.role]) && (len(listed) > 0 || len(byRole[p.role]) > 0) {
 			e.add(p.field, "names %v but spec.target.metal.machines has %v with role %s; leave %s out on the metal target", listed, byRole[p.role], p.role, p.field)
+		}
+	}
+}
+
+var (
+	awsRegion = regexp.MustCompile(`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`)
+	awsZone   = regexp.MustCompile(`^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$`)
+	gcpZone   = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]-[a-z]$`)
+	// GCP project ids: 6 to 30 lower-case letters, digits and hyphens,
+	// starting with a letter.
+	gcpProject = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	gcpLabel   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+)
+
+func validateAWS(e *errs, c *Cluster) {
+	a := c.Spec.Target.AWS
+	if a == nil {
+		e.add("spec.target.aws", "is required when spec.target.provider is aws (at least region and allowedCIDRs)")
+		return
+	}
+	const p = "spec.target.aws"
+	switch {
+	case a.Region == "":
+		e.add(p+".region", "is required when spec.target.provider is aws, e.g. us-east-1")
+	case !awsRegion.MatchString(a.Region):
+		e.add(p+".region", "%q is not an AWS region name such as us-east-1", a.Region)
+	}
+	if a.Zone != "" && (!awsZone.MatchString(a.Zone) || !strings.HasPrefix(a.Zone, a.Region)) {
+		e.add(p+".zone", "%q is not an availability zone of region %q, such as %sa", a.Zone, a.Region, a.Region)
+	}
+	for _, f := range []struct{ field, v string }{{"instanceType", a.InstanceType}, {"masterInstanceType", a.MasterInstanceType}, {"nodeInstanceType", a.NodeInstanceType}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := cloud.LookupType(cloud.AWS, f.v); err != nil {
+			e.add(p+"."+f.field, "%v", err)
+		}
+	}
+	validateCloud(e, c, p, a.CloudTarget, func(k, v string) string {
+		if strings.HasPrefix(k, "aws:") || strings.HasPrefix(k, "kubeup.dev/") {
+			return "keys starting aws: or kubeup.dev/ are reserved"
+		}
+		if len(k) > 128 || len(v) > 256 {
+			return "AWS tags hold keys up to 128 and values up to 256 characters"
+		}
+		return ""
+	})
+	if a.VPC != "" && !strings.HasPrefix(a.VPC, "vpc-") {
+		e.add(p+".vpc", "%q is not a VPC id (vpc-…)", a.VPC)
+	}
+	if a.Subnet != "" && !strings.HasPrefix(a.Subnet, "subnet-") {
+		e.add(p+".subnet", "%q is not a subnet id (subnet-…)", a.Subnet)
+	}
+}
+
+func validateGCP(e *errs, c *Cluster) {
+	g := c.Spec.Target.GCP
+	if g == nil {
+		e.add("spec.target.gcp", "is required when spec.target.provider is gcp (at least project, zone and allowedCIDRs)")
+		return
+	}
+	const p = "spec.target.gcp"
+	switch {
+	case g.Project == "":
+		e.add(p+".project", "is required when spec.target.provider is gcp: the project id (gcloud config get-value project)")
+	case !gcpProject.MatchString(g.Project):
+		e.add(p+".project", "%q is not a project id (6 to 30 lower-case letters, digits and hyphens)", g.Project)
+	}
+	switch {
+	case g.Zone == "":
+		e.add(p+".zone", "is required when spec.target.provider is gcp, e.g. us-central1-a")
+	case !gcpZone.MatchString(g.Zone):
+		e.add(p+".zone", "%q is not a zone name such as us-central1-a", g.Zone)
+	}
+	for _, f := range []struct{ field, v string }{{"machineType", g.MachineType}, {"masterMachineType", g.MasterMachineType}, {"nodeMachineType", g.NodeMachineType}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := cloud.LookupType(cloud.GCP, f.v); err != nil {
+			e.add(p+"."+f.field, "%v", err)
+		}
+	}
+	validateCloud(e, c, p, g.CloudTarget, func(k, v string) string {
+		if !gcpLabel.MatchString(k) || (v != "" && !gcpLabel.MatchString("a"+v)) || len(v) > 63 {
+			return "GCP labels are lower-case letters, digits, - and _, up to 63 characters, keys starting with a letter"
+		}
+		if strings.HasPrefix(k, "kubeup-") {
+			return "keys starting kubeup- are reserved"
+		}
+		return ""
+	})
+}
+
+// validateCloud checks what both clouds share: the API's allowed CIDRs
+// (required, never the whole internet), SSH, an existing network, tags.
+func validateCloud(e *errs, c *Cluster, p string, t CloudTarget, badTag func(k, v string) string) {
+	if len(t.AllowedCIDRs) == 0 {
+		e.add(p+".allowedCIDRs", "is required: the addresses that may reach the API server, e.g. [\"203.0.113.7/32\"] for your own (kubeup does not open the API to the whole internet)")
+	}
+	checkCIDRs := func(field string, cidrs []string) {
+		for i, s := range cidrs {
+			pr, err := netip.ParsePrefix(s)
+			switch {
+			case err != nil:
+				e.add(fmt.Sprintf("%s.%s[%d]", p, field, i), "%q is not a CIDR such as 203.0.113.0/24", s)
+			case pr.Bits() == 0:
+				e.add(fmt.Sprintf("%s.%s[%d]", p, field, i), "%q opens the cluster to the whole internet; name the addresses that need access", s)
+			case pr.Masked() != pr:
+				e.add(fmt.Sprintf("%s.%s[%d]", p, field, i), "%q has host bits set; use %s", s, pr.Masked())
+			}
+		}
+	}
+	checkCIDRs("allowedCIDRs", t.AllowedCIDRs)
+	checkCIDRs("sshCIDRs", t.SSHCIDRs)
+	if len(t.SSHCIDRs) > 0 && len(c.Spec.SSH.AuthorizedKeys) == 0 {
+		e.add(p+".sshCIDRs", "is set but spec.ssh.authorizedKeys is empty: nobody could log in")
+	}
+	if (t.VPC == "") != (t.Subnet == "") {
+		e.add(p+".subnet", "an existing network needs both vpc and subnet")
+	}
+	keys := make([]string, 0, len(t.Tags))
+	for k := range t.Tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if why := badTag(k, t.Tags[k]); why != "" {
+			e.add(p+".tags."+k, "%s", why)
 		}
 	}
 }
