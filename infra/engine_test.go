@@ -124,6 +124,9 @@ func TestEngineUpAndDestroy(t *testing.T) {
 	if _, err := os.Stat(c.SwitchDir()); !os.IsNotExist(err) {
 		t.Errorf("%s left after destroy (%v)", c.SwitchDir(), err)
 	}
+	if files := e.StackFiles(c.Name); len(files) > 0 {
+		t.Errorf("the state backend keeps files of the destroyed stack: %v", files)
+	}
 	if err := e.Destroy(ctx, c.Name); !errors.Is(err, infra.ErrNoStack) {
 		t.Errorf("second destroy: %v, want ErrNoStack", err)
 	}

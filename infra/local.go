@@ -313,7 +313,49 @@ func (e *Engine) Destroy(ctx context.Context, name string) error {
 	if err := ws.RemoveStack(ctx, name); err != nil {
 		return fmt.Errorf("remove stack %s: %w", name, err)
 	}
-	return nil
+	return e.removeStackFiles(name)
+}
+
+// removeStackFiles removes what the file backend keeps of a removed stack:
+// its <name>.json.bak checkpoint backup, its update history and its
+// backups. Nothing of a destroyed cluster remains (other backends keep
+// their own history).
+func (e *Engine) removeStackFiles(name string) error {
+	if e.Backend != "" && !strings.HasPrefix(e.Backend, "file://") {
+		return nil
+	}
+	root := filepath.Join(strings.TrimPrefix(e.backend(), "file://"), ".pulumi")
+	var errs []error
+	for _, kind := range []string{"stacks", "history", "backups"} {
+		matches, _ := filepath.Glob(filepath.Join(root, kind, Project, name+".*"))
+		matches = append(matches, filepath.Join(root, kind, Project, name))
+		for _, m := range matches {
+			if err := os.RemoveAll(m); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StackFiles lists the files the file backend holds for a stack (what
+// removeStackFiles removes; empty after Destroy).
+func (e *Engine) StackFiles(name string) []string {
+	root := filepath.Join(strings.TrimPrefix(e.backend(), "file://"), ".pulumi")
+	var out []string
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && path != root {
+			base := filepath.Base(path)
+			if base == name || strings.HasPrefix(base, name+".") || strings.HasPrefix(base, name+"-") {
+				out = append(out, path)
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // resources as the program sees them.
