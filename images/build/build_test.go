@@ -162,3 +162,11 @@ func TestInstallAddonDir(t *testing.T) {
 		}
 	}
 }
+
+// The clouds show the serial console (EC2's get-console-output, GCE's
+// serial port 1): the kernel and systemd must write there.
+func TestSerialConsole(t *testing.T) {
+	if !strings.Contains(cmdline, "console=ttyS0") {
+		t.Errorf("kernel command line %q has no serial console", cmdline)
+	}
+}
