@@ -586,14 +586,15 @@ func TestImageProgram(t *testing.T) {
 		t.Fatalf("%d buckets", len(buckets))
 	}
 	b := buckets[0]
-	if b.str("name") != "kubeup-images-proj" || b.in["uniformBucketLevelAccess"] != true || b.str("publicAccessPrevention") != "enforced" ||
+	bucketName := BucketName("proj", images(""))
+	if b.str("name") != bucketName || b.in["uniformBucketLevelAccess"] != true || b.str("publicAccessPrevention") != "enforced" ||
 		b.str("location") != "US-CENTRAL1" || asMap(b.in["labels"])[BucketLabel] != "true" || b.str("project") != "proj" {
 		t.Errorf("bucket %v", b.in)
 	}
 	for _, spec := range images("") {
 		img := spec.Image
 		obj := s.get(t, tObject, ObjectName(img))
-		if obj.str("bucket") != "kubeup-images-proj" || obj.str("name") != img.Role+"-"+img.SHA256+".tar.gz" {
+		if obj.str("bucket") != bucketName || obj.str("name") != img.Role+"-"+img.SHA256+".tar.gz" {
 			t.Errorf("object %v", obj.in)
 		}
 		if a, ok := obj.in["source"].(*asset.Asset); !ok || a.Path != img.Path {
@@ -616,7 +617,7 @@ func TestImageProgram(t *testing.T) {
 		if gi.str("name") != img.ImageName() || gi.str("family") != "kubeup-"+img.Role || l[cloud.ImageLabel] != img.ShortDigest() || l[cloud.RoleLabel] != img.Role || len(l) != 2 {
 			t.Errorf("%s: name %v family %v labels %v", gi.name, gi.in["name"], gi.in["family"], l)
 		}
-		if src := asMap(gi.in["rawDisk"])["source"]; src != "https://storage.googleapis.com/kubeup-images-proj/"+ObjectName(img) {
+		if src := asMap(gi.in["rawDisk"])["source"]; src != "https://storage.googleapis.com/"+bucketName+"/"+ObjectName(img) {
 			t.Errorf("%s: raw disk %v", gi.name, src)
 		}
 		if s.exports["image/"+img.Role] != gi.selfLink {
