@@ -35,6 +35,12 @@ func Down(ctx context.Context, name string, o Options) error {
 		defer logf.Close()
 		eng.Progress = logf
 	}
+	if st, err := LoadState(o.DataDir, name); err == nil && st.Cloud != nil {
+		if err := downCloud(ctx, st, o, eng.Progress); err != nil {
+			return fmt.Errorf("%w (engine output: %s)", err, logPath)
+		}
+		return os.RemoveAll(dir)
+	}
 	derr := eng.Destroy(ctx, name)
 	noStack := errors.Is(derr, infra.ErrNoStack)
 	if derr != nil && !noStack {

@@ -54,6 +54,18 @@ type State struct {
 	// Installed: on metal, when each machine (by MAC) reported it was
 	// installed; the boot server sends those to their disks.
 	Installed map[string]time.Time `json:"installed,omitempty"`
+	// Cloud is where a cloud cluster lives (aws, gcp): what down needs
+	// to find leftovers without the config.
+	Cloud *CloudState `json:"cloud,omitempty"`
+}
+
+// CloudState is a cloud cluster's location.
+type CloudState struct {
+	Region  string `json:"region"`
+	Zone    string `json:"zone"`
+	Project string `json:"project,omitempty"`
+	// Images are the published images' stacks the cluster boots from.
+	ImageStacks []string `json:"imageStacks,omitempty"`
 }
 
 // APIServerURL is where the host reaches the API server.

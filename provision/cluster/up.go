@@ -20,6 +20,7 @@ import (
 	"kubeup.dev/kubeup/images"
 	"kubeup.dev/kubeup/images/artifacts"
 	"kubeup.dev/kubeup/images/build"
+	"kubeup.dev/kubeup/images/disk"
 	"kubeup.dev/kubeup/infra"
 	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/config"
@@ -55,6 +56,9 @@ type Options struct {
 	// Replace names machines to recreate from their images on the way
 	// (kubeup replace; see CheckReplace).
 	Replace []string
+	// PurgeImages: down on a cloud also removes the images published in
+	// the cluster's location (kept by default for the next cluster).
+	PurgeImages bool
 }
 
 func (o *Options) defaults() {
@@ -90,11 +94,17 @@ func Up(ctx context.Context, c *config.Cluster, o Options) (*State, *Timings, er
 		steps = replaceSteps()
 	}
 	u := &bringUp{cfg: c, opts: o, dir: Dir(o.DataDir, c.Metadata.Name)}
-	if c.Spec.Target.Provider == config.ProviderMetal {
-		u.imageFormat = "raw"
+	switch c.Spec.Target.Provider {
+	case config.ProviderMetal, config.ProviderAWS:
+		u.imageFormat = disk.FormatRaw
+	case config.ProviderGCP:
+		u.imageFormat = disk.FormatGCE
 	}
 	u.timings = newTimings(c.Metadata.Name, len(c.Machines()), o.Progress)
 	err = runSteps(ctx, u, steps)
+	for _, c := range u.closers {
+		_ = c.Close()
+	}
 	if u.metal != nil {
 		err = u.metal.finish(ctx, err, o)
 	}
@@ -112,8 +122,10 @@ func stepsFor(provider string) ([]step, error) {
 		return localSteps(), nil
 	case config.ProviderMetal:
 		return metalSteps(), nil
+	case config.ProviderAWS, config.ProviderGCP:
+		return cloudSteps(), nil
 	}
-	return nil, fmt.Errorf("spec.target.provider %q: only the local and metal targets are implemented; aws and gcp deployments are not yet", provider)
+	return nil, fmt.Errorf("spec.target.provider %q is not one of local, metal, aws, gcp", provider)
 }
 
 // localSteps is the bring-up of a local cluster: QEMU VMs on a vde switch,
@@ -148,6 +160,8 @@ type bringUp struct {
 	render      *render.Result       // renderMachines
 	local       infra.LocalCluster   // deployLocal
 	client      kubernetes.Interface // the admin client of the waits
+	cloud       *cloudBringUp        // the cloud targets' part (prepareCloudState)
+	closers     []io.Closer          // log files to close at the end
 }
 
 // step is one named step of a bring-up. run returns a detail that the
@@ -214,7 +228,12 @@ func prepareLocalState(ctx context.Context, u *bringUp) (string, error) {
 
 // loadPKI loads the cluster's PKI, or generates it on the first up.
 func loadPKI(_ context.Context, u *bringUp) (string, error) {
-	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), render.PKICluster(u.cfg), render.PKIOptions(u.cfg))
+	pc := render.PKICluster(u.cfg)
+	if u.cloud != nil {
+		// The API load balancer's name is how clients reach the API.
+		pc.ExtraAPIServerSANs = append(pc.ExtraAPIServerSANs, u.cloud.endpoint)
+	}
+	b, err := pki.LoadOrGenerate(filepath.Join(u.dir, pkiDir), pc, render.PKIOptions(u.cfg))
 	if err != nil {
 		return "", err
 	}
@@ -235,7 +254,11 @@ func renderMachines(_ context.Context, u *bringUp) (string, error) {
 			join = append(join, m.Name)
 		}
 	}
-	res, err := render.Render(u.cfg, u.bundle, render.Options{Images: imgRefs, EtcdJoin: join})
+	ro := render.Options{Images: imgRefs, EtcdJoin: join}
+	if u.cloud != nil {
+		ro.Policy, ro.APIEndpoint = u.cloud.target.policy(), u.state.APIEndpoint
+	}
+	res, err := render.Render(u.cfg, u.bundle, ro)
 	if err != nil {
 		return "", err
 	}
@@ -303,7 +326,7 @@ func ensureImages(ctx context.Context, u *bringUp) (string, error) {
 		formats = append(formats, u.imageFormat)
 	}
 	for _, r := range components.Roles() {
-		p := filepath.Join(outDir, build.ImageName(r, kc.Version)+"."+formats[len(formats)-1])
+		p := filepath.Join(outDir, build.ImageName(r, kc.Version)+"."+disk.Ext(formats[len(formats)-1]))
 		if _, err := os.Stat(p); err != nil {
 			missing = append(missing, r)
 		}

@@ -655,7 +655,7 @@ func TestStepsForMetal(t *testing.T) {
 
 func TestStepsForOtherProviders(t *testing.T) {
 	t.Parallel()
-	for _, p := range []string{config.ProviderAWS, config.ProviderGCP, ""} {
+	for _, p := range []string{"azure", ""} {
 		steps, err := stepsFor(p)
 		if err == nil || steps != nil {
 			t.Errorf("%q: %d steps, %v", p, len(steps), err)
@@ -667,17 +667,37 @@ func TestStepsForOtherProviders(t *testing.T) {
 	}
 }
 
+// The clouds' steps, in order: credentials before anything is built or
+// created, the load balancer before the PKI and the render that name it.
+func TestStepsForClouds(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{config.ProviderAWS, config.ProviderGCP} {
+		steps, err := stepsFor(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range steps {
+			got = append(got, fmt.Sprintf("%s/%v", s.name, s.wait))
+		}
+		want := "cloud credentials/false images ready/false cluster state/false provider plugin/false images published/false network and API load balancer/false cluster PKI/false rendered machine configs/false machines started/false API server healthy/true all nodes Ready/true kube-system pods Ready/true"
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s steps\n got %s\nwant %s", p, strings.Join(got, " "), want)
+		}
+	}
+}
+
 // Up refuses a target it cannot deploy before doing anything.
 func TestUpUnknownProvider(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
 	c := testConfig(t, "cloud", 1, 1, nil)
-	c.Spec.Target.Provider = config.ProviderAWS
+	c.Spec.Target.Provider = "azure"
 	st, ts, err := Up(context.Background(), c, Options{DataDir: dataDir})
 	if err == nil || !strings.Contains(err.Error(), "spec.target.provider") || st != nil || ts != nil {
-		t.Errorf("Up on aws: %v %v %v", st, ts, err)
+		t.Errorf("Up on azure: %v %v %v", st, ts, err)
 	}
 	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
-		t.Errorf("Up on aws wrote %v", entries)
+		t.Errorf("Up on azure wrote %v", entries)
 	}
 }

@@ -30,6 +30,9 @@ type Options struct {
 	// EtcdJoin names the masters that replaced one of the cluster's: they
 	// join the running etcd cluster (initial-cluster-state existing).
 	EtcdJoin []string
+	// APIEndpoint, on a cloud, is the API load balancer's URL
+	// ("https://<name>:6443"): nodes, agents and kubeconfigs use it.
+	APIEndpoint string
 }
 
 // Machine is everything rendered for one machine.
@@ -156,6 +159,9 @@ func Render(c *config.Cluster, b *pki.Bundle, o Options) (*Result, error) {
 		o.Policy = cloudinit.PolicyNoCloud()
 	}
 	res := &Result{Config: c, Cluster: ComponentsCluster(c, o.Images), PKI: b}
+	if o.APIEndpoint != "" {
+		res.Cluster.APIServerEndpoint = o.APIEndpoint
+	}
 	secrets := components.Secrets{BootstrapToken: b.BootstrapToken.String(), EncryptionKey: b.EncryptionKey}
 	if mt := c.Spec.Target.Metal; c.Spec.Target.Provider == config.ProviderMetal {
 		now := time.Now

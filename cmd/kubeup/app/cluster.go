@@ -90,10 +90,10 @@ func newUpCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var configPath, timings string
 	var nodes int
-	var doVerify, keepServing bool
+	var doVerify, keepServing, preview bool
 	var timeout, installTimeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "up [--config FILE] [--name NAME] [--nodes N]",
+		Use:   "up [--config FILE] [--name NAME] [--nodes N] [--preview]",
 		Short: "Create a cluster (local QEMU VMs through Pulumi) and wait until it is Ready",
 		Long: `up builds the images if they are missing, renders every machine's cloud-init
 seed, deploys the machines with Pulumi (a local vde switch and QEMU VMs through
@@ -105,6 +105,13 @@ On the metal target (spec.target.metal) up serves the network boot instead:
 each machine, powered on with network boot, installs its role's image to its
 disk and boots from it; up shows which machine fetched what, waits for all of
 them and the same readiness, then stops serving (--keep-serving leaves it up).
+
+On AWS and GCP (spec.target.aws, spec.target.gcp) up publishes each role's
+image once per digest (kept for the next cluster), creates the network, the
+firewall and the API load balancer, renders the machines with the load
+balancer's name in the API server's certificate and their kubeconfigs, then
+creates the instances and waits as for local VMs. --preview shows what would
+be created and the hourly cost, offline, without creating anything.
 
 Without flags: the built-in default, one master and one node, named kubeup.
 If the cluster does not become Ready, up says which machine and which unit is
@@ -121,6 +128,12 @@ failing, with the end of that unit's journal.`,
 			}
 			o.ReadyTimeout, o.TimingsFile = timeout, timings
 			o.KeepServing, o.InstallTimeout = keepServing, installTimeout
+			if preview {
+				if p := c.Spec.Target.Provider; p != config.ProviderAWS && p != config.ProviderGCP {
+					return &cli.ExitError{Code: 2, Err: fmt.Errorf("--preview is for the aws and gcp targets; spec.target.provider is %q", p)}
+				}
+				return cluster.PreviewCloud(c, o, e.Stdout)
+			}
 			fmt.Fprintf(e.Stdout, "kubeup up: cluster %q, %d masters, %d nodes\n", c.Metadata.Name, len(c.Masters()), len(c.Nodes()))
 			st, t, err := cluster.Up(cmd.Context(), c, o)
 			if err != nil {
@@ -150,6 +163,7 @@ failing, with the end of that unit's journal.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for each readiness phase")
 	cmd.Flags().BoolVar(&keepServing, "keep-serving", false, "metal: keep the boot server up after the cluster is Ready, until interrupted")
 	cmd.Flags().DurationVar(&installTimeout, "install-timeout", time.Hour, "metal: how long to wait for every machine to network-boot and install")
+	cmd.Flags().BoolVar(&preview, "preview", false, "aws, gcp: show the resources up would create and their hourly cost, create nothing")
 	return cmd
 }
 
@@ -201,12 +215,19 @@ a master needs the others to keep etcd's quorum: replace them one by one.`,
 
 func newDownCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
+	var purgeImages bool
 	cmd := &cobra.Command{
 		Use:   "down [--name NAME]",
 		Short: "Destroy a cluster and everything it created",
 		Long: `down runs Pulumi destroy, removes the stack, then stops any process and removes
 every file the cluster left, also after a failed or interrupted up. With
-nothing to destroy it says so and exits 0.`,
+nothing to destroy it says so and exits 0.
+
+On AWS and GCP down then lists, through the cloud's API, everything that
+still carries the cluster's tag (kubeup.dev/cluster) or label
+(kubeup-cluster) or name, and fails naming each leftover and how to delete
+it. Published images are kept for the next cluster; --purge-images removes
+those of the cluster's region (or project) too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(e)
@@ -215,6 +236,7 @@ nothing to destroy it says so and exits 0.`,
 			}
 			start := time.Now()
 			name := f.clusterName()
+			o.PurgeImages = purgeImages
 			err = cluster.Down(cmd.Context(), name, o)
 			if errors.Is(err, cluster.ErrNothingToDestroy) {
 				fmt.Fprintf(e.Stdout, "cluster %q: nothing to destroy\n", name)
@@ -231,6 +253,7 @@ nothing to destroy it says so and exits 0.`,
 		},
 	}
 	f.add(cmd)
+	cmd.Flags().BoolVar(&purgeImages, "purge-images", false, "aws, gcp: also remove the images kubeup published in the cluster's region or project")
 	return cmd
 }
 
