@@ -37,6 +37,9 @@ type cloudTarget interface {
 	imageFormat() string
 	// policy prepares user-data for the cloud's metadata service.
 	policy() cloudinit.Policy
+	// masterLocalAddresses are what the masters must accept as their own
+	// for the load balancer at endpoint.
+	masterLocalAddresses(endpoint string) []string
 	// imageProgram publishes one image (adopting one published before
 	// under the same digest when mayAdopt).
 	imageProgram(img cloud.Image, mayAdopt bool) pulumi.RunFunc

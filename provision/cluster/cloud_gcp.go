@@ -62,3 +62,6 @@ func (t gcpTarget) lister(ctx context.Context) (leftovers.Lister, error) {
 	}
 	return leftovers.NewGCP(t.project, t.region, t.zone, client, ""), nil
 }
+
+// A passthrough load balancer delivers packets to its own address.
+func (gcpTarget) masterLocalAddresses(endpoint string) []string { return []string{endpoint} }

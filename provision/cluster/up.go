@@ -257,6 +257,7 @@ func renderMachines(_ context.Context, u *bringUp) (string, error) {
 	ro := render.Options{Images: imgRefs, EtcdJoin: join}
 	if u.cloud != nil {
 		ro.Policy, ro.APIEndpoint = u.cloud.target.policy(), u.state.APIEndpoint
+		ro.MasterLocalAddresses = u.cloud.target.masterLocalAddresses(u.cloud.endpoint)
 	}
 	res, err := render.Render(u.cfg, u.bundle, ro)
 	if err != nil {

@@ -47,10 +47,15 @@ func renderCloud(t *testing.T, provider string) (*Result, cloudinit.Policy) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var local []string
+	if provider == "gcp" {
+		local = []string{lb}
+	}
 	r, err := Render(c, b, Options{
-		Images:      components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"},
-		Policy:      policy,
-		APIEndpoint: fmt.Sprintf("https://%s:%d", lb, components.APIServerPort),
+		MasterLocalAddresses: local,
+		Images:               components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"},
+		Policy:               policy,
+		APIEndpoint:          fmt.Sprintf("https://%s:%d", lb, components.APIServerPort),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +80,10 @@ func TestCloudUserDataFits(t *testing.T) {
 			}
 			if m.Role == config.RoleMaster && !strings.Contains(string(m.CloudConfig), r.Cluster.APIServerEndpoint) {
 				t.Errorf("%s %s: the user-data does not name the load balancer %s", provider, m.Name, r.Cluster.APIServerEndpoint)
+			}
+			route := "ip, route, replace, local, 34.120.200.17/32, dev, lo"
+			if got := strings.Contains(string(m.CloudConfig), route); got != (provider == "gcp" && m.Role == config.RoleMaster) {
+				t.Errorf("%s %s: local route for the load balancer's address: %v", provider, m.Name, got)
 			}
 			for _, master := range r.Cluster.Masters {
 				if !strings.Contains(string(m.CloudConfig), fmt.Sprintf("%s:%d", master.IP, components.APIServerPort)) {

@@ -33,6 +33,11 @@ type Options struct {
 	// APIEndpoint, on a cloud, is the API load balancer's URL
 	// ("https://<name>:6443"): nodes, agents and kubeconfigs use it.
 	APIEndpoint string
+	// MasterLocalAddresses are addresses the masters accept traffic for as
+	// their own: GCP's passthrough load balancer delivers packets to its
+	// own address (Google's guest agent, which the image does not carry,
+	// adds the same local route).
+	MasterLocalAddresses []string
 }
 
 // Machine is everything rendered for one machine.
@@ -219,6 +224,11 @@ func renderMachine(c *config.Cluster, cc *components.Cluster, b *pki.Bundle, sec
 		rm.ClusterMAC, rm.ManagementMAC = m.MAC, ""
 	}
 	cfg := cloudConfig(c, m, files)
+	if role == components.Master {
+		for _, a := range o.MasterLocalAddresses {
+			cfg.BootCmd = append(cfg.BootCmd, []string{"ip", "route", "replace", "local", a + "/32", "dev", "lo", "proto", "66"})
+		}
+	}
 	if rm.CloudConfig, err = cfg.Render(); err != nil {
 		return Machine{}, err
 	}
