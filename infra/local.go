@@ -317,22 +317,18 @@ func (e *Engine) Destroy(ctx context.Context, name string) error {
 }
 
 // removeStackFiles removes what the file backend keeps of a removed stack:
-// its <name>.json.bak checkpoint backup, its update history and its
-// backups. Nothing of a destroyed cluster remains (other backends keep
-// their own history).
+// its <name>.json.bak checkpoint backup, its update history, backups and
+// lock directory (wherever the backend's layout puts them: under
+// <kind>/<project>/ or <kind>/organization/<project>/). Nothing of a
+// destroyed cluster remains (other backends keep their own history).
 func (e *Engine) removeStackFiles(name string) error {
 	if e.Backend != "" && !strings.HasPrefix(e.Backend, "file://") {
 		return nil
 	}
-	root := filepath.Join(strings.TrimPrefix(e.backend(), "file://"), ".pulumi")
 	var errs []error
-	for _, kind := range []string{"stacks", "history", "backups"} {
-		matches, _ := filepath.Glob(filepath.Join(root, kind, Project, name+".*"))
-		matches = append(matches, filepath.Join(root, kind, Project, name))
-		for _, m := range matches {
-			if err := os.RemoveAll(m); err != nil {
-				errs = append(errs, err)
-			}
+	for _, path := range e.StackFiles(name) {
+		if err := os.RemoveAll(path); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -346,7 +342,9 @@ func (e *Engine) StackFiles(name string) []string {
 	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err == nil && path != root {
 			base := filepath.Base(path)
-			if base == name || strings.HasPrefix(base, name+".") || strings.HasPrefix(base, name+"-") {
+			// The stack's own entries sit in a directory named after the
+			// project ("kubeup"); another stack may share a name prefix.
+			if filepath.Base(filepath.Dir(path)) == Project && (base == name || strings.HasPrefix(base, name+".")) {
 				out = append(out, path)
 				if d.IsDir() {
 					return filepath.SkipDir
