@@ -93,6 +93,30 @@ type Cluster struct {
 	// kubelet does for its own (the metal target, whose network boot is
 	// unauthenticated).
 	NodesJoin bool `json:"nodesJoin,omitempty"`
+	// PodCIDRs, on the clouds, are the machines' pod ranges by name, fixed
+	// by their addresses (PodCIDRFor) so that the cloud's routes to them
+	// exist before the machines do: the controller-manager allocates none
+	// and the addon manager sets each Node's. Empty: the controller-manager
+	// allocates them.
+	PodCIDRs map[string]string `json:"podCIDRs,omitempty"`
+}
+
+// PodCIDRFor is a machine's fixed pod range: the block of podCIDR (of
+// nodeMask bits) whose index is the machine's offset in machineCIDR, so
+// that .10 gets the eleventh block (10.244.10.0/24 with the defaults).
+func PodCIDRFor(podCIDR netip.Prefix, nodeMask int, machineCIDR netip.Prefix, ip netip.Addr) (netip.Prefix, error) {
+	if !podCIDR.Addr().Is4() || !machineCIDR.Contains(ip) || nodeMask < podCIDR.Bits() || nodeMask > 30 {
+		return netip.Prefix{}, fmt.Errorf("no fixed pod range for %s: machine CIDR %s, pod CIDR %s, node mask /%d", ip, machineCIDR, podCIDR, nodeMask)
+	}
+	base, addr := machineCIDR.Masked().Addr().As4(), ip.As4()
+	offset := (uint32(addr[0])<<24 | uint32(addr[1])<<16 | uint32(addr[2])<<8 | uint32(addr[3])) -
+		(uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3]))
+	if blocks := uint64(1) << (nodeMask - podCIDR.Bits()); uint64(offset) >= blocks {
+		return netip.Prefix{}, fmt.Errorf("machine %s is host %d of %s, but pod CIDR %s has only %d blocks of /%d", ip, offset, machineCIDR, podCIDR, blocks, nodeMask)
+	}
+	p := podCIDR.Masked().Addr().As4()
+	start := (uint32(p[0])<<24 | uint32(p[1])<<16 | uint32(p[2])<<8 | uint32(p[3])) + offset<<(32-nodeMask)
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(start >> 24), byte(start >> 16), byte(start >> 8), byte(start)}), nodeMask), nil
 }
 
 // EtcdSnapshots are the scheduled etcd snapshots on each master.

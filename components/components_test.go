@@ -499,3 +499,26 @@ func TestAPIServerGate(t *testing.T) {
 		t.Errorf("ip6tables rule %q: want ::1 let through", v6)
 	}
 }
+
+func TestPodCIDRFor(t *testing.T) {
+	mp := netip.MustParsePrefix
+	for _, tc := range []struct {
+		pod, machines string
+		mask          int
+		ip, want      string
+	}{
+		{"10.244.0.0/16", "10.77.0.0/24", 24, "10.77.0.10", "10.244.10.0/24"},
+		{"10.244.0.0/16", "10.77.0.0/24", 24, "10.77.0.100", "10.244.100.0/24"},
+		{"10.244.0.0/16", "10.0.0.0/20", 26, "10.0.1.2", "10.244.64.128/26"},
+		{"10.244.0.0/16", "10.77.0.0/23", 24, "10.77.1.10", ""}, // host 266 of 256 blocks
+		{"10.244.0.0/16", "10.77.0.0/24", 24, "10.78.0.10", ""}, // not in the machine CIDR
+	} {
+		got, err := PodCIDRFor(mp(tc.pod), tc.mask, mp(tc.machines), netip.MustParseAddr(tc.ip))
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("%s in %s: %s, want an error", tc.ip, tc.machines, got)
+		case tc.want != "" && (err != nil || got.String() != tc.want):
+			t.Errorf("%s in %s: %s %v, want %s", tc.ip, tc.machines, got, err, tc.want)
+		}
+	}
+}

@@ -67,6 +67,11 @@ func (ControllerManager) Flags(ctx Context) Flags {
 		// API server should not carry thousands of finished pods.
 		"terminated-pod-gc-threshold": "1000",
 	}
+	if len(c.PodCIDRs) > 0 {
+		// Fixed per machine (the cloud routes to them); the addon manager
+		// sets them on the Nodes.
+		f["allocate-node-cidrs"] = "false"
+	}
 	maps.Copy(f, tlsFlags())
 	// Kubelets' client and serving certificates, which it signs from
 	// CSRs, last as long as every other leaf (a CSR may ask for less).

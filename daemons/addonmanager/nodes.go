@@ -48,27 +48,41 @@ func MissingRoleLabels(node *corev1.Node) map[string]string {
 	return map[string]string{want: ""}
 }
 
-// NodeLabeler adds node-role labels to Nodes from their kubeup role.
+// MissingPodCIDR returns the pod range node should have and has not (a
+// fixed one from podCIDRs, by Node name), or "".
+func MissingPodCIDR(node *corev1.Node, podCIDRs map[string]string) string {
+	want := podCIDRs[node.Name]
+	if want == "" || node.Spec.PodCIDR != "" || len(node.Spec.PodCIDRs) > 0 {
+		return ""
+	}
+	return want
+}
+
+// NodeLabeler adds node-role labels to Nodes from their kubeup role, and
+// on the clouds sets each Node's fixed pod range (spec.podCIDR, which
+// can be set once) in place of the controller-manager's allocator.
 type NodeLabeler struct {
-	client  kubernetes.Interface
-	nodes   corelisters.NodeLister
-	queue   workqueue.TypedRateLimitingInterface[string]
-	log     *slog.Logger
-	metrics *Metrics
+	client   kubernetes.Interface
+	nodes    corelisters.NodeLister
+	queue    workqueue.TypedRateLimitingInterface[string]
+	log      *slog.Logger
+	metrics  *Metrics
+	podCIDRs map[string]string
 }
 
 // NewNodeLabeler registers its handler on factory's Node informer; start
-// the factory, then Run.
-func NewNodeLabeler(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger, m *Metrics) (*NodeLabeler, error) {
+// the factory, then Run. podCIDRs are the machines' fixed pod ranges by
+// name (nil: the controller-manager allocates them).
+func NewNodeLabeler(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger, m *Metrics, podCIDRs map[string]string) (*NodeLabeler, error) {
 	inf := factory.Core().V1().Nodes()
 	l := &NodeLabeler{
-		client: client, nodes: inf.Lister(), log: log, metrics: m,
+		client: client, nodes: inf.Lister(), log: log, metrics: m, podCIDRs: podCIDRs,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodes"}),
 	}
 	enqueue := func(obj any) {
-		if n, ok := obj.(*corev1.Node); ok && MissingRoleLabels(n) != nil {
+		if n, ok := obj.(*corev1.Node); ok && (MissingRoleLabels(n) != nil || MissingPodCIDR(n, l.podCIDRs) != "") {
 			l.queue.Add(n.Name)
 		}
 	}
@@ -117,12 +131,20 @@ func (l *NodeLabeler) label(ctx context.Context, name string) error {
 		return err
 	}
 	missing := MissingRoleLabels(node)
-	if missing == nil {
+	podCIDR := MissingPodCIDR(node, l.podCIDRs)
+	if missing == nil && podCIDR == "" {
 		return nil
 	}
-	// A merge patch of the missing labels only: it cannot undo other
+	// A merge patch of what is missing only: it cannot undo other
 	// writers' labels.
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": missing}})
+	body := map[string]any{}
+	if missing != nil {
+		body["metadata"] = map[string]any{"labels": missing}
+	}
+	if podCIDR != "" {
+		body["spec"] = map[string]any{"podCIDR": podCIDR, "podCIDRs": []string{podCIDR}}
+	}
+	patch, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
@@ -132,7 +154,12 @@ func (l *NodeLabeler) label(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("label node %s: %w", name, err)
 	}
-	l.metrics.nodeLabels.Add(float64(len(missing)))
-	l.log.Info("labelled node", "node", name, "labels", slices.Sorted(maps.Keys(missing)))
+	if podCIDR != "" {
+		l.log.Info("set the node's pod range", "node", name, "podCIDR", podCIDR)
+	}
+	if missing != nil {
+		l.metrics.nodeLabels.Add(float64(len(missing)))
+		l.log.Info("labelled node", "node", name, "labels", slices.Sorted(maps.Keys(missing)))
+	}
 	return nil
 }

@@ -46,7 +46,7 @@ func TestNodeLabeler(t *testing.T) {
 	)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	m := NewMetrics()
-	l, err := NewNodeLabeler(client, factory, slog.New(slog.NewTextHandler(t.Output(), nil)), m)
+	l, err := NewNodeLabeler(client, factory, slog.New(slog.NewTextHandler(t.Output(), nil)), m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,5 +79,43 @@ func TestNodeLabeler(t *testing.T) {
 		if !maps.Equal(n.Labels, want) {
 			t.Errorf("%s labels = %v, want %v", name, n.Labels, want)
 		}
+	}
+}
+
+// On the clouds each Node gets its fixed pod range once: a labelled Node
+// without one is patched, one that has a range (or none fixed) is not.
+func TestNodeLabelerPodCIDRs(t *testing.T) {
+	has := node("worker-3", map[string]string{components.RoleLabel: "node", WorkerRoleLabel: ""})
+	has.Spec.PodCIDR, has.Spec.PodCIDRs = "10.244.103.0/24", []string{"10.244.103.0/24"}
+	client := fake.NewClientset(
+		node("master-0", map[string]string{components.RoleLabel: "master", ControlPlaneRoleLabel: ""}),
+		node("worker-1", map[string]string{components.RoleLabel: "node"}),
+		has,
+		node("stranger", map[string]string{components.RoleLabel: "node", WorkerRoleLabel: ""}),
+	)
+	factory := informers.NewSharedInformerFactory(client, 0)
+	cidrs := map[string]string{"master-0": "10.244.10.0/24", "worker-1": "10.244.100.0/24", "worker-3": "10.244.102.0/24"}
+	l, err := NewNodeLabeler(client, factory, slog.New(slog.NewTextHandler(t.Output(), nil)), NewMetrics(), cidrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	eventually(t, "two queued nodes", func() bool { return l.queue.Len() == 2 })
+	l.processNext(ctx)
+	l.processNext(ctx)
+	for name, want := range map[string]string{"master-0": "10.244.10.0/24", "worker-1": "10.244.100.0/24", "worker-3": "10.244.103.0/24", "stranger": ""} {
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Spec.PodCIDR != want || (want != "" && (len(n.Spec.PodCIDRs) != 1 || n.Spec.PodCIDRs[0] != want)) {
+			t.Errorf("%s pod range %q %v, want %q", name, n.Spec.PodCIDR, n.Spec.PodCIDRs, want)
+		}
+	}
+	if n, _ := client.CoreV1().Nodes().Get(ctx, "worker-1", metav1.GetOptions{}); n.Labels[WorkerRoleLabel] != "" || len(n.Labels) != 2 {
+		t.Errorf("worker-1 labels %v: the role label and the pod range come in one patch", n.Labels)
 	}
 }

@@ -153,7 +153,11 @@ func Run(ctx context.Context, cfg components.AddonManagerConfig, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	labeler, err := NewNodeLabeler(client, factory, log.With("controller", "node-labeler"), metrics)
+	var podCIDRs map[string]string
+	if cfg.Addons != nil {
+		podCIDRs = cfg.Addons.PodCIDRs
+	}
+	labeler, err := NewNodeLabeler(client, factory, log.With("controller", "node-labeler"), metrics, podCIDRs)
 	if err != nil {
 		return err
 	}

@@ -127,6 +127,7 @@ func cluster(ctx *pulumi.Context, c cloud.Cluster) (pulumi.Map, error) {
 	vpcID := pulumi.String(c.Network.VPC).ToStringOutput()
 	subnetID := pulumi.String(c.Network.Subnet).ToStringOutput()
 	var lbDeps []pulumi.Resource
+	var routeTable *ec2.RouteTable
 	if c.Network.VPC == "" {
 		vpc, err := ec2.NewVpc(ctx, "vpc", &ec2.VpcArgs{
 			CidrBlock:          pulumi.String(c.Network.MachineCIDR),
@@ -156,14 +157,22 @@ func cluster(ctx *pulumi.Context, c cloud.Cluster) (pulumi.Map, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Routes are resources of their own (the internet's and each
+		// machine's pod range): inline routes and Route resources on one
+		// table fight.
 		routes, err := ec2.NewRouteTable(ctx, "routes", &ec2.RouteTableArgs{
-			VpcId:  vpc.ID(),
-			Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), GatewayId: igw.ID()}},
-			Tags:   tags("routes", nil),
+			VpcId: vpc.ID(),
+			Tags:  tags("routes", nil),
 		}, opt)
 		if err != nil {
 			return nil, err
 		}
+		if _, err := ec2.NewRoute(ctx, "route-internet", &ec2.RouteArgs{
+			RouteTableId: routes.ID(), DestinationCidrBlock: pulumi.String("0.0.0.0/0"), GatewayId: igw.ID(),
+		}, opt); err != nil {
+			return nil, err
+		}
+		routeTable = routes
 		assoc, err := ec2.NewRouteTableAssociation(ctx, "routes-subnet", &ec2.RouteTableAssociationArgs{RouteTableId: routes.ID(), SubnetId: subnet.ID()}, opt)
 		if err != nil {
 			return nil, err
@@ -348,6 +357,16 @@ func cluster(ctx *pulumi.Context, c cloud.Cluster) (pulumi.Map, error) {
 			pulumi.DeleteBeforeReplace(true))
 		if err != nil {
 			return nil, err
+		}
+		// The machine's pod range is routed to it (with an existing
+		// network, whose route tables kubeup does not own, pods reach
+		// each other within the subnet by the machines' own routes).
+		if routeTable != nil && m.PodCIDR != "" {
+			if _, err := ec2.NewRoute(ctx, "pods-"+m.Name, &ec2.RouteArgs{
+				RouteTableId: routeTable.ID(), DestinationCidrBlock: pulumi.String(m.PodCIDR), NetworkInterfaceId: inst.PrimaryNetworkInterfaceId,
+			}, opt); err != nil {
+				return nil, err
+			}
 		}
 		out[m.Name+"/id"] = inst.ID()
 		out[m.Name+"/privateIp"] = inst.PrivateIp

@@ -31,6 +31,7 @@ const (
 	tIGW          = "aws:ec2/internetGateway:InternetGateway"
 	tRouteTable   = "aws:ec2/routeTable:RouteTable"
 	tRouteAssoc   = "aws:ec2/routeTableAssociation:RouteTableAssociation"
+	tRoute        = "aws:ec2/route:Route"
 	tSG           = "aws:ec2/securityGroup:SecurityGroup"
 	tSGRule       = "aws:ec2/securityGroupRule:SecurityGroupRule"
 	tSGIngress    = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -55,7 +56,7 @@ const (
 // TestClusterTags and TestImageTags until it is classified.
 var (
 	taggable   = []string{tVpc, tSubnet, tIGW, tRouteTable, tSG, tSGIngress, tInstance, tAmi, tLB, tTG, tListener, tBucket, tObject, tRole, tSnapshotImpt}
-	untaggable = []string{tProvider, tRouteAssoc, tSGRule, tAttach, tSSE, tPAB, tOwnership, tRolePolicy}
+	untaggable = []string{tProvider, tRouteAssoc, tRoute, tSGRule, tAttach, tSSE, tPAB, tOwnership, tRolePolicy}
 )
 
 type rec struct {
@@ -86,6 +87,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		state["dnsName"] = resource.NewProperty(args.Name + ".elb.example")
 	case tInstance:
 		state["publicIp"] = resource.NewProperty("198.18.0." + strconv.Itoa(len(m.resources)))
+		state["primaryNetworkInterfaceId"] = resource.NewProperty("eni-" + args.Name)
 	case tBucket:
 		if _, ok := state["bucket"]; !ok {
 			state["bucket"] = resource.NewProperty(args.Inputs["bucketPrefix"].StringValue() + "mock")
@@ -204,7 +206,8 @@ func testCluster(t *testing.T, masters, nodes int) cloud.Cluster {
 				zw.Close()
 				ud = b.Bytes()
 			}
-			c.Machines = append(c.Machines, cloud.Machine{Name: name, Role: role, Type: typ, IP: fmt.Sprintf("10.0.0.%d", base+i), DiskGiB: disk, UserData: ud})
+			c.Machines = append(c.Machines, cloud.Machine{Name: name, Role: role, Type: typ, IP: fmt.Sprintf("10.0.0.%d", base+i), DiskGiB: disk, UserData: ud,
+				PodCIDR: fmt.Sprintf("10.244.%d.0/24", base+i)})
 		}
 	}
 	add(cloud.RoleMaster, "t3.medium", masters, 10, 20)
@@ -614,8 +617,21 @@ func TestClusterLoadBalancer(t *testing.T) {
 		t.Error("network not created")
 	}
 	rt := m.one(t, tRouteTable, "routes").Inputs
-	if routes := objs(rt, "routes"); len(routes) != 1 || str(routes[0], "cidrBlock") != "0.0.0.0/0" || str(routes[0], "gatewayId") != "igw-id" {
-		t.Errorf("routes %v", rt)
+	if routes := objs(rt, "routes"); len(routes) != 0 {
+		t.Errorf("inline routes %v: they would fight the Route resources", rt)
+	}
+	if r := m.one(t, tRoute, "route-internet").Inputs; str(r, "routeTableId") != "routes-id" || str(r, "destinationCidrBlock") != "0.0.0.0/0" || str(r, "gatewayId") != "igw-id" {
+		t.Errorf("internet route %v", r)
+	}
+	// Each machine's pod range goes to its network interface, and nothing else.
+	if got := len(m.all(tRoute)); got != len(c.Machines)+1 {
+		t.Errorf("%d routes, want one per machine and the internet's", got)
+	}
+	for _, mach := range c.Machines {
+		r := m.one(t, tRoute, "pods-"+mach.Name).Inputs
+		if str(r, "routeTableId") != "routes-id" || str(r, "destinationCidrBlock") != mach.PodCIDR || str(r, "networkInterfaceId") != "eni-"+mach.Name {
+			t.Errorf("%s: pod route %v, want %s to eni-%s", mach.Name, r, mach.PodCIDR, mach.Name)
+		}
 	}
 	sub := m.one(t, tSubnet, "subnet").Inputs
 	if v, set := boolean(sub, "mapPublicIpOnLaunch"); !set || v || str(sub, "availabilityZone") != "eu-west-1a" || str(sub, "cidrBlock") != "10.0.0.0/24" {
@@ -627,7 +643,7 @@ func TestClusterExistingNetwork(t *testing.T) {
 	c := testCluster(t, 1, 1)
 	c.Network.VPC, c.Network.Subnet = "vpc-0abc", "subnet-0def"
 	m, _ := runCluster(t, c)
-	for _, typ := range []string{tVpc, tSubnet, tIGW, tRouteTable, tRouteAssoc} {
+	for _, typ := range []string{tVpc, tSubnet, tIGW, tRouteTable, tRouteAssoc, tRoute} {
 		if rs := m.all(typ); len(rs) > 0 {
 			t.Errorf("%d %s with an existing network", len(rs), typ)
 		}
@@ -932,6 +948,7 @@ var goldenKeys = map[string][]string{
 	tVpc:          {"cidrBlock", "enableDnsHostnames", "enableDnsSupport"},
 	tSubnet:       {"vpcId", "cidrBlock", "availabilityZone", "mapPublicIpOnLaunch"},
 	tIGW:          {"vpcId"},
+	tRoute:        {"routeTableId", "destinationCidrBlock", "gatewayId", "networkInterfaceId"},
 	tRouteTable:   {"vpcId", "routes"},
 	tRouteAssoc:   {"routeTableId", "subnetId"},
 	tSG:           {"vpcId", "description"},

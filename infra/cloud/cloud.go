@@ -113,6 +113,9 @@ type Machine struct {
 	IP string
 	// DiskGiB is its root volume.
 	DiskGiB int
+	// PodCIDR is its fixed pod range (components.PodCIDRFor), routed to
+	// it by the network.
+	PodCIDR string
 	// UserData is its cloud-init user-data as the target takes it
 	// (possibly gzip: the programs base64 it where the API needs text).
 	UserData []byte

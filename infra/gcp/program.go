@@ -367,6 +367,26 @@ func (p *plan) run(ctx *pulumi.Context) error {
 		if m.Role == cloud.RoleMaster {
 			masters = append(masters, inst.SelfLink)
 		}
+		// The machine's pod range is routed to it: a GCP network delivers
+		// nothing to an address no route or instance owns.
+		if m.PodCIDR != "" {
+			name := "kubeup-" + c.Name + "-pods-" + m.Name
+			if len(name) > 63 {
+				return fmt.Errorf("route name %q is longer than 63 characters", name)
+			}
+			if _, err := compute.NewRoute(ctx, name, &compute.RouteArgs{
+				Name:                pulumi.String(name),
+				Project:             project,
+				Network:             network,
+				DestRange:           pulumi.String(m.PodCIDR),
+				NextHopInstance:     inst.SelfLink,
+				NextHopInstanceZone: pulumi.String(c.Zone),
+				Priority:            pulumi.Int(1000),
+				Description:         pulumi.String("pods of " + m.Name + " (kubeup cluster " + c.Name + ")"),
+			}); err != nil {
+				return err
+			}
+		}
 		ctx.Export(m.Name+"/id", inst.InstanceId)
 		ctx.Export(m.Name+"/privateIp", inst.NetworkInterfaces.Index(pulumi.Int(0)).NetworkIp().Elem())
 	}

@@ -35,6 +35,7 @@ const (
 	tBackend  = "gcp:compute/regionBackendService:RegionBackendService"
 	tRule     = "gcp:compute/forwardingRule:ForwardingRule"
 	tInstance = "gcp:compute/instance:Instance"
+	tRoute    = "gcp:compute/route:Route"
 	tImage    = "gcp:compute/image:Image"
 	tBucket   = "gcp:storage/bucket:Bucket"
 	tObject   = "gcp:storage/bucketObject:BucketObject"
@@ -200,6 +201,7 @@ func cluster(masters, nodes int) cloud.Cluster {
 		ud := fmt.Sprintf("#cloud-config\nhostname: %s\nwrite_files:\n- path: /etc/kubeup/machine\n  content: %q\n", name, strings.Repeat(name+" ", 40))
 		c.Machines = append(c.Machines, cloud.Machine{
 			Name: name, Role: role, Type: typ, IP: fmt.Sprintf("10.0.0.%d", host+i), DiskGiB: 20, UserData: []byte(ud),
+			PodCIDR: fmt.Sprintf("10.244.%d.0/24", host+i),
 		})
 	}
 	for i := range masters {
@@ -722,6 +724,11 @@ func summary(r res) string {
 		add("shielded", in["shieldedInstanceConfig"] != nil)
 		add("userDataBytes", len(asMap(in["metadata"])["user-data"].(string)))
 		labels(in["labels"])
+	case tRoute:
+		add("network", in["network"])
+		add("destRange", in["destRange"])
+		add("nextHopInstance", in["nextHopInstance"])
+		add("nextHopInstanceZone", in["nextHopInstanceZone"])
 	case tBucket:
 		add("location", in["location"])
 		add("uniformBucketLevelAccess", in["uniformBucketLevelAccess"])
@@ -775,4 +782,30 @@ func TestGolden(t *testing.T) {
 	golden.Assert(t, "cluster-3+2", goldenText(s))
 	s = mustRun(t, ImageProgram("proj", "us-central1", images("")))
 	golden.Assert(t, "images", goldenText(s))
+}
+
+// Each machine's pod range is routed to it (a GCP network delivers nothing
+// to addresses no route names), also in an existing network.
+func TestPodRoutes(t *testing.T) {
+	for _, existing := range []bool{false, true} {
+		c := cluster(3, 2)
+		if existing {
+			c.Network.VPC, c.Network.Subnet = "shared", "shared-sub"
+		}
+		s := mustRun(t, Program(c))
+		network := "shared"
+		if !existing {
+			network = s.get(t, tNetwork, "kubeup-demo-network").selfLink
+		}
+		if got := len(s.of(tRoute)); got != len(c.Machines) {
+			t.Errorf("existing=%v: %d routes, want one per machine", existing, got)
+		}
+		for _, m := range c.Machines {
+			r := s.get(t, tRoute, "kubeup-demo-pods-"+m.Name)
+			inst := s.get(t, tInstance, "kubeup-demo-"+m.Name)
+			if r.in["destRange"] != m.PodCIDR || r.in["nextHopInstance"] != inst.selfLink || r.in["nextHopInstanceZone"] != c.Zone || r.in["network"] != network {
+				t.Errorf("existing=%v %s: route %v, want %s to %s on %s", existing, m.Name, r.in, m.PodCIDR, inst.selfLink, network)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -254,6 +255,7 @@ func cloudCluster(u *bringUp, machines bool) (cloud.Cluster, error) {
 		c.Machines = append(c.Machines, cloud.Machine{
 			Name: m.Name, Role: string(m.Role), Type: u.cfg.MachineType(m.Role), IP: m.IP.String(),
 			DiskGiB: int((m.DiskBytes + 1<<30 - 1) >> 30), UserData: m.UserData,
+			PodCIDR: u.render.Cluster.PodCIDRs[m.Name],
 		})
 	}
 	return c, c.Validate()
@@ -365,9 +367,14 @@ func PreviewCloud(c *config.Cluster, o Options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	n := c.Spec.Network
 	for _, m := range c.Machines() {
+		pc, err := components.PodCIDRFor(netip.MustParsePrefix(n.PodCIDR), n.NodeCIDRMaskSize, netip.MustParsePrefix(n.MachineCIDR), m.IP)
+		if err != nil {
+			return err
+		}
 		cc.Machines = append(cc.Machines, cloud.Machine{Name: m.Name, Role: string(m.Role), Type: c.MachineType(m.Role), IP: m.IP.String(),
-			DiskGiB: int((m.DiskBytes + 1<<30 - 1) >> 30), UserData: []byte("#cloud-config\n")})
+			DiskGiB: int((m.DiskBytes + 1<<30 - 1) >> 30), UserData: []byte("#cloud-config\n"), PodCIDR: pc.String()})
 	}
 	if err := cc.Validate(); err != nil {
 		return err

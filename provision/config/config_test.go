@@ -143,6 +143,8 @@ func TestInvalidConfigs(t *testing.T) {
 				"spec.target.aws.tags.aws:x: keys starting aws: or kubeup.dev/ are reserved"}},
 		{"aws tag of the wrong type", head + "spec:\n  target: {provider: aws, aws: {region: us-east-1, allowedCIDRs: [203.0.113.0/24], tags: {a: true}}}\n",
 			[]string{"spec.target.aws.tags: must be of type string, not bool"}},
+		{"cloud pod ranges by address", head + "spec:\n  network: {podCIDR: 10.244.0.0/20}\n  target: {provider: gcp, gcp: {project: proj-123456, zone: us-central1-a, allowedCIDRs: [203.0.113.0/24]}}\n",
+			[]string{"spec.network.podCIDR: machine 10.77.0.100 is host 100 of 10.77.0.0/24, but pod CIDR 10.244.0.0/20 has only 16 blocks of /24: on a cloud each machine's pod range is fixed by its address; use a larger pod CIDR or node mask"}},
 		{"gcp needs project and zone", head + "spec:\n  target: {provider: gcp, gcp: {machineType: n1-standard-1, allowedCIDRs: [203.0.113.0/24], tags: {Team: x}}}\n",
 			[]string{"spec.target.gcp.project: is required when spec.target.provider is gcp: the project id (gcloud config get-value project)",
 				"spec.target.gcp.zone: is required when spec.target.provider is gcp, e.g. us-central1-a",

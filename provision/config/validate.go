@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/infra/cloud"
 )
 
@@ -542,6 +543,18 @@ func validateCloud(e *errs, c *Cluster, p string, t CloudTarget, badTag func(k, 
 	}
 	if (t.VPC == "") != (t.Subnet == "") {
 		e.add(p+".subnet", "an existing network needs both vpc and subnet")
+	}
+	// Each machine's pod range is fixed by its address (the cloud routes
+	// to it): the pod CIDR needs a block for every machine's host number.
+	if len(e.list) == 0 {
+		n := c.Spec.Network
+		pod, machines := netip.MustParsePrefix(n.PodCIDR), netip.MustParsePrefix(n.MachineCIDR)
+		for _, m := range c.Machines() {
+			if _, err := components.PodCIDRFor(pod, n.NodeCIDRMaskSize, machines, m.IP); err != nil {
+				e.add("spec.network.podCIDR", "%v: on a cloud each machine's pod range is fixed by its address; use a larger pod CIDR or node mask", err)
+				break
+			}
+		}
 	}
 	keys := make([]string, 0, len(t.Tags))
 	for k := range t.Tags {

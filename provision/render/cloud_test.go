@@ -91,6 +91,17 @@ func TestCloudUserDataFits(t *testing.T) {
 				}
 			}
 		}
+		// Pod ranges are fixed by address (the cloud routes to them): the
+		// controller-manager allocates none, the addon manager sets them.
+		for _, m := range r.Machines {
+			want, err := components.PodCIDRFor(r.Cluster.PodCIDR, r.Cluster.NodeCIDRMaskSize, r.Cluster.MachineCIDR, m.IP)
+			if err != nil || r.Cluster.PodCIDRs[m.Name] != want.String() {
+				t.Errorf("%s %s: pod range %q, want %s (%v)", provider, m.Name, r.Cluster.PodCIDRs[m.Name], want, err)
+			}
+			if m.Role == config.RoleMaster && (!strings.Contains(string(m.CloudConfig), "--allocate-node-cidrs=false") || !strings.Contains(string(m.CloudConfig), m.Name+": "+want.String())) {
+				t.Errorf("%s %s: the controller-manager allocates pod ranges, or the addon manager lacks them", provider, m.Name)
+			}
+		}
 		if _, err := exec.LookPath("cloud-init"); err != nil {
 			continue
 		}

@@ -127,6 +127,15 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 	if mt := c.Spec.Target.Metal; c.Spec.Target.Provider == config.ProviderMetal && mt.APIEndpoint != "" {
 		cc.APIServerEndpoint = fmt.Sprintf("https://%s:%d", mt.APIEndpoint, components.APIServerPort)
 	}
+	if p := c.Spec.Target.Provider; p == config.ProviderAWS || p == config.ProviderGCP {
+		cc.PodCIDRs = map[string]string{}
+		for _, m := range c.Machines() {
+			// Validate checked that every machine has a block.
+			if pc, err := components.PodCIDRFor(cc.PodCIDR, cc.NodeCIDRMaskSize, cc.MachineCIDR, m.IP); err == nil {
+				cc.PodCIDRs[m.Name] = pc.String()
+			}
+		}
+	}
 	// Seeds served over an unauthenticated network boot carry no node
 	// keys: only the bootstrap token, which expires.
 	cc.NodesJoin = c.Spec.Target.Provider == config.ProviderMetal

@@ -79,6 +79,7 @@ var gcpKinds = []gcpKind{
 	{"compute:instance", "zone", "instances", true, "instances"},
 	{"compute:disk", "zone", "disks", true, "disks"},
 	{"compute:address", "region", "addresses", true, "addresses"},
+	{"compute:route", "global", "routes", false, "routes"},
 	{"compute:firewall", "global", "firewalls", false, "firewall-rules"},
 	{"compute:subnetwork", "region", "subnetworks", false, "networks subnets"},
 	{"compute:network", "global", "networks", false, "networks"},

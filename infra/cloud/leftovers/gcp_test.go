@@ -87,6 +87,7 @@ func newFakeGCP() *fakeGCP {
 		"regions/r/healthChecks":    {name, nil},
 		"regions/r/subnetworks":     {name, nil},
 		"global/networks":           {name, [][]gcpFakeItem{{{Name: "kubeup-c-net"}}}},
+		"global/routes":             {name, [][]gcpFakeItem{{{Name: "kubeup-c-pods-node-0"}}}},
 		"global/firewalls": {name, [][]gcpFakeItem{
 			{{Name: "kubeup-c-ssh"}, {Name: "default-allow-ssh"}},
 			{{Name: "kubeup-c-internal"}},
@@ -111,6 +112,7 @@ func TestGCPLeftovers(t *testing.T) {
 		{"compute:instanceGroup", "zones/z/instanceGroups/kubeup-c-masters", "kubeup-c-masters"},
 		{"compute:instance", "zones/z/instances/kubeup-c-master-0", "kubeup-c-master-0"},
 		{"compute:address", "regions/r/addresses/kubeup-c-api", "kubeup-c-api"},
+		{"compute:route", "global/routes/kubeup-c-pods-node-0", "kubeup-c-pods-node-0"},
 		{"compute:firewall", "global/firewalls/kubeup-c-ssh", "kubeup-c-ssh"},
 		{"compute:firewall", "global/firewalls/kubeup-c-internal", "kubeup-c-internal"},
 		{"compute:network", "global/networks/kubeup-c-net", "kubeup-c-net"},
@@ -128,6 +130,7 @@ func TestGCPLeftovers(t *testing.T) {
 		`zones/z/instances labels.kubeup-cluster="c" `,
 		`zones/z/disks labels.kubeup-cluster="c" `,
 		`regions/r/addresses labels.kubeup-cluster="c" `,
+		`global/routes name eq "kubeup-c-.*" `,
 		`global/firewalls name eq "kubeup-c-.*" `,
 		`global/firewalls name eq "kubeup-c-.*" t1`,
 		`regions/r/subnetworks name eq "kubeup-c-.*" `,
