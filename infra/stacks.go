@@ -222,4 +222,3 @@ func StringOutput(outs map[string]any, key string) (string, error) {
 	}
 	return v, nil
 }
-
