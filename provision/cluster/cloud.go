@@ -22,6 +22,7 @@ import (
 	"kubeup.dev/kubeup/infra"
 	"kubeup.dev/kubeup/infra/cloud"
 	"kubeup.dev/kubeup/infra/cloud/leftovers"
+	"kubeup.dev/kubeup/infra/cloud/quota"
 	"kubeup.dev/kubeup/provision/config"
 )
 
@@ -50,6 +51,8 @@ type cloudTarget interface {
 	credentials(ctx context.Context) error
 	// lister lists what is left of a cluster.
 	lister(ctx context.Context) (leftovers.Lister, error)
+	// quota checks the account's vCPU quotas.
+	quota(ctx context.Context) (quota.Checker, error)
 }
 
 func targetFor(c *config.Cluster) (cloudTarget, error) {
@@ -82,6 +85,7 @@ func targetOf(st *State) (cloudTarget, error) {
 func cloudSteps() []step {
 	return []step{
 		{name: "cloud credentials", run: checkCredentials},
+		{name: "vCPU quota", run: checkQuota},
 		{name: "images ready", run: ensureImages},
 		{name: "cluster state", run: prepareCloudState},
 		{name: "provider plugin", run: ensurePlugin},
@@ -141,6 +145,35 @@ func checkCredentials(ctx context.Context, u *bringUp) (string, error) {
 		return "", err
 	}
 	return "", t.credentials(ctx)
+}
+
+// checkQuota fails before anything is created when the account cannot run
+// the cluster's vCPUs, or its quota cannot be read (--skip-quota-check).
+func checkQuota(ctx context.Context, u *bringUp) (string, error) {
+	if u.opts.SkipQuotaCheck {
+		return "skipped", nil
+	}
+	t, err := targetFor(u.cfg)
+	if err != nil {
+		return "", err
+	}
+	c, err := plannedCluster(u.cfg, t)
+	if err != nil {
+		return "", err
+	}
+	q, err := t.quota(ctx)
+	if err != nil {
+		return "", err
+	}
+	needs, err := quota.Needs(c)
+	if err != nil {
+		return "", err
+	}
+	vcpus := 0
+	for _, n := range needs {
+		vcpus += n.VCPUs
+	}
+	return fmt.Sprintf("%d vCPUs fit", vcpus), q.Check(ctx, c)
 }
 
 func ensurePlugin(ctx context.Context, u *bringUp) (string, error) {
@@ -362,20 +395,11 @@ func PreviewCloud(c *config.Cluster, o Options, w io.Writer) error {
 		img.UEFI = m.Firmware != "bios"
 		imgs[string(m.Role)] = img
 	}
-	u := &bringUp{cfg: c, state: &State{Cloud: &loc}, cloud: &cloudBringUp{target: t, images: imgs}}
-	cc, err := cloudCluster(u, false)
+	cc, err := plannedCluster(c, t)
 	if err != nil {
 		return err
 	}
-	n := c.Spec.Network
-	for _, m := range c.Machines() {
-		pc, err := components.PodCIDRFor(netip.MustParsePrefix(n.PodCIDR), n.NodeCIDRMaskSize, netip.MustParsePrefix(n.MachineCIDR), m.IP)
-		if err != nil {
-			return err
-		}
-		cc.Machines = append(cc.Machines, cloud.Machine{Name: m.Name, Role: string(m.Role), Type: c.MachineType(m.Role), IP: m.IP.String(),
-			DiskGiB: int((m.DiskBytes + 1<<30 - 1) >> 30), UserData: []byte("#cloud-config\n"), PodCIDR: pc.String()})
-	}
+	cc.Images = imgs
 	if err := cc.Validate(); err != nil {
 		return err
 	}
@@ -402,4 +426,26 @@ func PreviewCloud(c *config.Cluster, o Options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "%d resources to create.\n\nEstimated cost:\n%s", total, cost)
 	return nil
+}
+
+// plannedCluster is the cluster a config describes before anything exists:
+// its machines with their types and pod ranges, placeholder user-data and
+// no images (for the preview and the quota check).
+func plannedCluster(c *config.Cluster, t cloudTarget) (cloud.Cluster, error) {
+	loc := t.location()
+	u := &bringUp{cfg: c, state: &State{Cloud: &loc}, cloud: &cloudBringUp{target: t}}
+	cc, err := cloudCluster(u, false)
+	if err != nil {
+		return cc, err
+	}
+	n := c.Spec.Network
+	for _, m := range c.Machines() {
+		pc, err := components.PodCIDRFor(netip.MustParsePrefix(n.PodCIDR), n.NodeCIDRMaskSize, netip.MustParsePrefix(n.MachineCIDR), m.IP)
+		if err != nil {
+			return cc, err
+		}
+		cc.Machines = append(cc.Machines, cloud.Machine{Name: m.Name, Role: string(m.Role), Type: c.MachineType(m.Role), IP: m.IP.String(),
+			DiskGiB: int((m.DiskBytes + 1<<30 - 1) >> 30), UserData: []byte("#cloud-config\n"), PodCIDR: pc.String()})
+	}
+	return cc, nil
 }

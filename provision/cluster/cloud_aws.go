@@ -13,6 +13,7 @@ import (
 	awsinfra "kubeup.dev/kubeup/infra/aws"
 	"kubeup.dev/kubeup/infra/cloud"
 	"kubeup.dev/kubeup/infra/cloud/leftovers"
+	"kubeup.dev/kubeup/infra/cloud/quota"
 )
 
 // awsTarget deploys to one AWS region and availability zone.
@@ -68,3 +69,11 @@ func (t awsTarget) lister(ctx context.Context) (leftovers.Lister, error) {
 
 // An NLB with instance targets rewrites nothing the masters must accept.
 func (awsTarget) masterLocalAddresses(string) []string { return nil }
+
+func (t awsTarget) quota(ctx context.Context) (quota.Checker, error) {
+	cfg, err := leftovers.LoadAWSConfig(ctx, t.region)
+	if err != nil {
+		return nil, err
+	}
+	return quota.NewAWS(cfg), nil
+}

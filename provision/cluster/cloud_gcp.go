@@ -12,6 +12,7 @@ import (
 	"kubeup.dev/kubeup/infra"
 	"kubeup.dev/kubeup/infra/cloud"
 	"kubeup.dev/kubeup/infra/cloud/leftovers"
+	"kubeup.dev/kubeup/infra/cloud/quota"
 	gcpinfra "kubeup.dev/kubeup/infra/gcp"
 )
 
@@ -65,3 +66,11 @@ func (t gcpTarget) lister(ctx context.Context) (leftovers.Lister, error) {
 
 // A passthrough load balancer delivers packets to its own address.
 func (gcpTarget) masterLocalAddresses(endpoint string) []string { return []string{endpoint} }
+
+func (t gcpTarget) quota(ctx context.Context) (quota.Checker, error) {
+	client, err := leftovers.GCPClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quota.NewGCP(t.project, t.region, client, ""), nil
+}

@@ -59,6 +59,8 @@ type Options struct {
 	// PurgeImages: down on a cloud also removes the images published in
 	// the cluster's location (kept by default for the next cluster).
 	PurgeImages bool
+	// SkipQuotaCheck: up on a cloud does not read the vCPU quotas first.
+	SkipQuotaCheck bool
 }
 
 func (o *Options) defaults() {

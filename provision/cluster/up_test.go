@@ -680,7 +680,7 @@ func TestStepsForClouds(t *testing.T) {
 		for _, s := range steps {
 			got = append(got, fmt.Sprintf("%s/%v", s.name, s.wait))
 		}
-		want := "cloud credentials/false images ready/false cluster state/false provider plugin/false images published/false network and API load balancer/false cluster PKI/false rendered machine configs/false machines started/false API server healthy/true all nodes Ready/true kube-system pods Ready/true"
+		want := "cloud credentials/false vCPU quota/false images ready/false cluster state/false provider plugin/false images published/false network and API load balancer/false cluster PKI/false rendered machine configs/false machines started/false API server healthy/true all nodes Ready/true kube-system pods Ready/true"
 		if strings.Join(got, " ") != want {
 			t.Errorf("%s steps\n got %s\nwant %s", p, strings.Join(got, " "), want)
 		}

@@ -90,7 +90,7 @@ func newUpCommand(e *cli.Env) *cobra.Command {
 	var f clusterFlags
 	var configPath, timings string
 	var nodes int
-	var doVerify, keepServing, preview bool
+	var doVerify, keepServing, preview, skipQuota bool
 	var timeout, installTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "up [--config FILE] [--name NAME] [--nodes N] [--preview]",
@@ -128,6 +128,7 @@ failing, with the end of that unit's journal.`,
 			}
 			o.ReadyTimeout, o.TimingsFile = timeout, timings
 			o.KeepServing, o.InstallTimeout = keepServing, installTimeout
+			o.SkipQuotaCheck = skipQuota
 			if preview {
 				if p := c.Spec.Target.Provider; p != config.ProviderAWS && p != config.ProviderGCP {
 					return &cli.ExitError{Code: 2, Err: fmt.Errorf("--preview is for the aws and gcp targets; spec.target.provider is %q", p)}
@@ -163,6 +164,7 @@ failing, with the end of that unit's journal.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for each readiness phase")
 	cmd.Flags().BoolVar(&keepServing, "keep-serving", false, "metal: keep the boot server up after the cluster is Ready, until interrupted")
 	cmd.Flags().DurationVar(&installTimeout, "install-timeout", time.Hour, "metal: how long to wait for every machine to network-boot and install")
+	cmd.Flags().BoolVar(&skipQuota, "skip-quota-check", false, "aws, gcp: do not read the account's vCPU quotas before creating anything")
 	cmd.Flags().BoolVar(&preview, "preview", false, "aws, gcp: show the resources up would create and their hourly cost, create nothing")
 	return cmd
 }
