@@ -79,7 +79,9 @@ func (s *State) APIServerURL() string {
 // AgentURL is where the host reaches a machine's agent: its port forward
 // on 127.0.0.1, or (metal) the machine's own address.
 func (s *State) AgentURL(m MachineState) string {
-	if s.Provider == config.ProviderMetal {
+	// Metal and cloud machines are reached at their own addresses (on a
+	// cloud only from inside its network).
+	if s.Provider == config.ProviderMetal || s.Cloud != nil {
 		return fmt.Sprintf("https://%s:%d", m.IP, components.AgentPort)
 	}
 	return fmt.Sprintf("https://127.0.0.1:%d", m.AgentPort)
