@@ -15,7 +15,6 @@ import (
 
 	"github.com/blang/semver"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -279,41 +278,10 @@ func noise(msg string) bool {
 // ErrNoStack is returned by Destroy when there is nothing to destroy.
 var ErrNoStack = errors.New("no such cluster")
 
-// Destroy destroys a cluster's resources and removes its stack.
+// Destroy destroys a local cluster's resources (refreshed first: a VM
+// that died is not deleted twice) and removes its stack with its files.
 func (e *Engine) Destroy(ctx context.Context, name string) error {
-	opts, err := e.workspaceOptions(ctx)
-	if err != nil {
-		return err
-	}
-	ws, err := auto.NewLocalWorkspace(ctx, opts...)
-	if err != nil {
-		return err
-	}
-	stacks, err := ws.ListStacks(ctx)
-	if err != nil {
-		return fmt.Errorf("list stacks: %w", err)
-	}
-	found := false
-	for _, s := range stacks {
-		if s.Name == name {
-			found = true
-		}
-	}
-	if !found {
-		return ErrNoStack
-	}
-	s, err := auto.SelectStack(ctx, name, ws)
-	if err != nil {
-		return err
-	}
-	var out bytes.Buffer
-	if _, err := s.Destroy(ctx, optdestroy.ProgressStreams(e.progress(&out)), optdestroy.Refresh(), optdestroy.Parallel(8)); err != nil {
-		return engineError("pulumi destroy", err, out.String())
-	}
-	if err := ws.RemoveStack(ctx, name); err != nil {
-		return fmt.Errorf("remove stack %s: %w", name, err)
-	}
-	return e.removeStackFiles(name)
+	return e.destroy(ctx, name, true)
 }
 
 // removeStackFiles removes what the file backend keeps of a removed stack:

@@ -182,6 +182,10 @@ func hasStack(ctx context.Context, ws auto.Workspace, name string) (bool, error)
 // (Destroy without the refresh: a cloud's resources are read by the
 // provider as it deletes them).
 func (e *Engine) DestroyStack(ctx context.Context, name string) error {
+	return e.destroy(ctx, name, false)
+}
+
+func (e *Engine) destroy(ctx context.Context, name string, refresh bool) error {
 	ws, err := e.workspace(ctx)
 	if err != nil {
 		return err
@@ -197,7 +201,11 @@ func (e *Engine) DestroyStack(ctx context.Context, name string) error {
 		return err
 	}
 	var out bytes.Buffer
-	if _, err := s.Destroy(ctx, optdestroy.ProgressStreams(e.progress(&out)), optdestroy.Parallel(8)); err != nil {
+	opts := []optdestroy.Option{optdestroy.ProgressStreams(e.progress(&out)), optdestroy.Parallel(8)}
+	if refresh {
+		opts = append(opts, optdestroy.Refresh())
+	}
+	if _, err := s.Destroy(ctx, opts...); err != nil {
 		return engineError("pulumi destroy "+name, err, out.String())
 	}
 	if err := ws.RemoveStack(ctx, name); err != nil {

@@ -7,6 +7,7 @@ package cloud
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -150,29 +151,23 @@ const (
 )
 
 // ClusterTags are the tags of a cluster's resources: the user's, then
-// ClusterTag (which the user cannot override) and extra.
+// extra, then ClusterTag (which the user cannot override).
 func (c Cluster) ClusterTags(extra map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range c.Tags {
-		out[k] = v
-	}
-	for k, v := range extra {
-		out[k] = v
-	}
-	out[ClusterTag] = c.Name
-	return out
+	return c.marked(ClusterTag, extra)
 }
 
 // ClusterLabels are the GCP labels of a cluster's resources.
 func (c Cluster) ClusterLabels(extra map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range c.Tags {
-		out[k] = v
+	return c.marked(ClusterLabel, extra)
+}
+
+func (c Cluster) marked(key string, extra map[string]string) map[string]string {
+	out := maps.Clone(c.Tags)
+	if out == nil {
+		out = map[string]string{}
 	}
-	for k, v := range extra {
-		out[k] = v
-	}
-	out[ClusterLabel] = c.Name
+	maps.Copy(out, extra)
+	out[key] = c.Name
 	return out
 }
 

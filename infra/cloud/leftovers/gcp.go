@@ -163,12 +163,18 @@ func (g *GCPLister) list(ctx context.Context, path, filter string) ([]gcpItem, e
 }
 
 func (g *GCPLister) get(ctx context.Context, u string, v any) error {
+	return GetJSON(ctx, g.client, u, v)
+}
+
+// GetJSON GETs a Google REST URL with client into v; an error carries the
+// status and the API's message.
+func GetJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := g.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,8 @@ package quota
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -151,40 +149,7 @@ func (g *GCP) own(ctx context.Context, project string, c cloud.Cluster) (map[str
 	return own, nil
 }
 
-// get GETs endpoint+rel into v; an error carries the status and the API's
-// message.
+// get GETs endpoint+rel into v.
 func (g *GCP) get(ctx context.Context, rel string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.endpoint+rel, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error struct {
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		msg := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-			msg = e.Error.Message
-		}
-		if len(msg) > 500 {
-			msg = msg[:500] + "…"
-		}
-		return fmt.Errorf("%s: %s", resp.Status, msg)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decoding the response: %w", err)
-	}
-	return nil
+	return leftovers.GetJSON(ctx, g.client, g.endpoint+rel, v)
 }
