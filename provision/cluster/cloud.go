@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -258,7 +259,7 @@ func publishImages(ctx context.Context, u *bringUp) (string, error) {
 			}
 		}
 		imgs[role] = img
-		if !strings.Contains(strings.Join(u.state.Cloud.ImageStacks, " "), name) {
+		if !slices.Contains(u.state.Cloud.ImageStacks, name) {
 			u.state.Cloud.ImageStacks = append(u.state.Cloud.ImageStacks, name)
 		}
 	}
