@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,7 +123,7 @@ func (a *AWSLister) dropGone(ctx context.Context, cluster string, found []Resour
 	for _, r := range found {
 		has[r.Kind] = true
 	}
-	filter := []ec2types.Filter{{Name: aws.String("tag:" + cloud.ClusterTag), Values: []string{cluster}}}
+	filter := clusterFilter(cluster)
 	states := map[string]map[string]ec2State{} // kind → id → state
 	gone := map[string][]string{
 		"ec2:instance":   {string(ec2types.InstanceStateNameTerminated), string(ec2types.InstanceStateNameShuttingDown)},
@@ -130,23 +132,11 @@ func (a *AWSLister) dropGone(ctx context.Context, cluster string, found []Resour
 	}
 
 	// Instances always: they are what costs most.
-	states["ec2:instance"] = map[string]ec2State{}
-	ip := ec2.NewDescribeInstancesPaginator(a.ec2, &ec2.DescribeInstancesInput{Filters: filter})
-	for ip.HasMorePages() {
-		page, err := ip.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("ec2 DescribeInstances: %w", err)
-		}
-		for _, res := range page.Reservations {
-			for _, i := range res.Instances {
-				var st string
-				if i.State != nil {
-					st = string(i.State.Name)
-				}
-				states["ec2:instance"][aws.ToString(i.InstanceId)] = ec2State{st, ec2Name(i.Tags)}
-			}
-		}
+	insts, err := a.describeInstances(ctx, filter)
+	if err != nil {
+		return nil, err
 	}
+	states["ec2:instance"] = insts
 	if has["ec2:volume"] {
 		states["ec2:volume"] = map[string]ec2State{}
 		vp := ec2.NewDescribeVolumesPaginator(a.ec2, &ec2.DescribeVolumesInput{Filters: filter})
@@ -201,6 +191,66 @@ func (a *AWSLister) dropGone(ctx context.Context, cluster string, found []Resour
 		if s, ok := live("ec2:instance", id); ok && !seen["ec2:instance "+id] {
 			out = append(out, Resource{Kind: "ec2:instance", ID: id, Name: s.name})
 		}
+	}
+	return out, nil
+}
+
+// clusterFilter selects the EC2 resources tagged with cluster.
+func clusterFilter(cluster string) []ec2types.Filter {
+	return []ec2types.Filter{{Name: aws.String("tag:" + cloud.ClusterTag), Values: []string{cluster}}}
+}
+
+// describeInstances maps the id of each instance filter selects to its
+// state and Name tag.
+func (a *AWSLister) describeInstances(ctx context.Context, filter []ec2types.Filter) (map[string]ec2State, error) {
+	out := map[string]ec2State{}
+	p := ec2.NewDescribeInstancesPaginator(a.ec2, &ec2.DescribeInstancesInput{Filters: filter})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ec2 DescribeInstances: %w", err)
+		}
+		for _, res := range page.Reservations {
+			for _, i := range res.Instances {
+				var st string
+				if i.State != nil {
+					st = string(i.State.Name)
+				}
+				out[aws.ToString(i.InstanceId)] = ec2State{st, ec2Name(i.Tags)}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Instances implements InstanceLister. An instance's machine name is its
+// Name tag less "<cluster>-" (infra/aws names instances so); instances
+// without such a name are left out, and so are terminated ones. Of two
+// instances with one name (a replacement and the instance it replaces)
+// the one not shutting down wins, else the greater id.
+func (a *AWSLister) Instances(ctx context.Context, cluster string) (map[string]string, error) {
+	if err := validCluster(cluster); err != nil {
+		return nil, err
+	}
+	insts, err := a.describeInstances(ctx, clusterFilter(cluster))
+	if err != nil {
+		return nil, err
+	}
+	const (
+		terminated   = string(ec2types.InstanceStateNameTerminated)
+		shuttingDown = string(ec2types.InstanceStateNameShuttingDown)
+	)
+	out := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(insts)) {
+		s := insts[id]
+		m, ok := strings.CutPrefix(s.name, cluster+"-")
+		if !ok || m == "" || s.state == terminated {
+			continue
+		}
+		if prev, dup := out[m]; dup && prev != shuttingDown && s.state == shuttingDown {
+			continue
+		}
+		out[m] = s.state
 	}
 	return out, nil
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,14 +25,28 @@ import (
 
 const nlbARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/kubeup-c-api/50dc6c495c0c9188"
 
-// fakeAWS speaks the tagging API (AWS JSON 1.1) and EC2 (query protocol)
-// for cluster "c"; other clusters have nothing.
+// fakeAWS speaks the tagging API (AWS JSON 1.1) and EC2 (query protocol).
+// The tagging API and NAT gateways serve cluster "c" only; instances are
+// served by the value of their cluster tag, all of them when unfiltered.
 type fakeAWS struct {
+	instances map[string][]fakeInstance // by cluster
+	pageSize  int                       // instances per DescribeInstances page, 0 for all
+	fail      string                    // an EC2 action refused with UnauthorizedOperation
+
 	mu         sync.Mutex
 	tagFilters [][]map[string]any // GetResources' TagFilters, per call
 	tokens     []string           // GetResources' PaginationToken, per call
-	ec2Calls   []string           // "Action Filter.1.Name=Filter.1.Value.1"
+	ec2Calls   []string           // "Action Filter.1.Name=Filter.1.Value.1[ NextToken]"
 }
+
+type fakeInstance struct{ id, state, name string }
+
+// leftoverInstances are cluster "c"'s instances in TestAWSLeftovers.
+var leftoverInstances = map[string][]fakeInstance{"c": {
+	{"i-run", "running", "kubeup-c-master-0"},
+	{"i-term", "terminated", "kubeup-c-node-0"},
+	{"i-missed", "stopped", ""},
+}}
 
 func (f *fakeAWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
@@ -43,21 +59,23 @@ func (f *fakeAWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	action := r.PostForm.Get("Action")
-	f.ec2Calls = append(f.ec2Calls, fmt.Sprintf("%s %s=%s", action, r.PostForm.Get("Filter.1.Name"), r.PostForm.Get("Filter.1.Value.1")))
+	action, token := r.PostForm.Get("Action"), r.PostForm.Get("NextToken")
+	call := fmt.Sprintf("%s %s=%s", action, r.PostForm.Get("Filter.1.Name"), r.PostForm.Get("Filter.1.Value.1"))
+	if token != "" {
+		call += " " + token
+	}
+	f.ec2Calls = append(f.ec2Calls, call)
 	ours := r.PostForm.Get("Filter.1.Name") == "tag:"+cloud.ClusterTag && r.PostForm.Get("Filter.1.Value.1") == "c"
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	const ns = `xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"`
-	switch action {
-	case "DescribeInstances":
-		items := ""
-		if ours {
-			items = instanceXML("i-run", "running", "kubeup-c-master-0") +
-				instanceXML("i-term", "terminated", "kubeup-c-node-0") +
-				instanceXML("i-missed", "stopped", "")
-		}
-		fmt.Fprintf(w, `<DescribeInstancesResponse %s><requestId>r1</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>%s</instancesSet></item></reservationSet></DescribeInstancesResponse>`, ns, items)
-	case "DescribeNatGateways":
+	switch {
+	case action == f.fail:
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>r</RequestID></Response>`)
+	case action == "DescribeInstances":
+		items, next := f.instancePage(r.PostForm.Get("Filter.1.Name"), r.PostForm.Get("Filter.1.Value.1"), token)
+		fmt.Fprintf(w, `<DescribeInstancesResponse %s><requestId>r1</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>%s</instancesSet></item></reservationSet>%s</DescribeInstancesResponse>`, ns, items, next)
+	case action == "DescribeNatGateways":
 		items := ""
 		if ours {
 			items = `<item><natGatewayId>nat-gone</natGatewayId><state>deleted</state></item>`
@@ -67,6 +85,30 @@ func (f *fakeAWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprintf(w, `<Response><Errors><Error><Code>InvalidAction</Code><Message>fake: %s</Message></Error></Errors><RequestID>r</RequestID></Response>`, action)
 	}
+}
+
+// instancePage is the page of instances at token ("" or "n<index>") that
+// the filter selects, and the nextToken element if more follow.
+func (f *fakeAWS) instancePage(filter, value, token string) (items, next string) {
+	var all []fakeInstance
+	switch filter {
+	case "tag:" + cloud.ClusterTag:
+		all = f.instances[value]
+	case "":
+		for _, c := range slices.Sorted(maps.Keys(f.instances)) {
+			all = append(all, f.instances[c]...)
+		}
+	}
+	start, _ := strconv.Atoi(strings.TrimPrefix(token, "n"))
+	end := len(all)
+	if f.pageSize > 0 && start+f.pageSize < end {
+		end = start + f.pageSize
+		next = fmt.Sprintf("<nextToken>n%d</nextToken>", end)
+	}
+	for _, i := range all[min(start, len(all)):end] {
+		items += instanceXML(i.id, i.state, i.name)
+	}
+	return items, next
 }
 
 func instanceXML(id, state, name string) string {
@@ -134,7 +176,7 @@ func fakeAWSConfig(url string) aws.Config {
 }
 
 func TestAWSLeftovers(t *testing.T) {
-	f := &fakeAWS{}
+	f := &fakeAWS{instances: leftoverInstances}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	ctx := context.Background()
@@ -202,6 +244,78 @@ func TestAWSLeftovers(t *testing.T) {
 
 	if err := Check(ctx, l, "other"); err != nil {
 		t.Errorf("nothing left: %v", err)
+	}
+}
+
+func TestAWSInstances(t *testing.T) {
+	f := &fakeAWS{pageSize: 4, instances: map[string][]fakeInstance{
+		"c": {
+			{"i-a0", "running", "c-master-0"},
+			{"i-a1", "running", "c-master-1"},
+			{"i-b1", "shutting-down", "c-master-1"}, // replaced by i-a1
+			{"i-a2", "shutting-down", "c-master-2"}, // replaced by i-b2
+			{"i-b2", "running", "c-master-2"},
+			{"i-a3", "pending", "c-node-0"},
+			{"i-b3", "terminated", "c-node-0"}, // replaced by i-a3
+			{"i-a4", "stopped", "c-node-1"},
+			{"i-a5", "terminated", "c-node-2"}, // gone, not replaced
+			{"i-a6", "running", ""},            // no name: not a machine
+			{"i-a7", "running", "bastion"},     // not named as kubeup names machines
+		},
+		// Another cluster whose instances' names begin with "c-".
+		"c-x": {{"i-x0", "running", "c-x-master-0"}},
+	}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	l := NewAWS(fakeAWSConfig(srv.URL))
+
+	got, err := l.Instances(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"master-0": "running",
+		"master-1": "running",
+		"master-2": "running",
+		"node-0":   "pending",
+		"node-1":   "stopped",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Instances(c):\n got %v\nwant %v", got, want)
+	}
+	f.mu.Lock()
+	wantEC2 := []string{
+		"DescribeInstances tag:kubeup.dev/cluster=c",
+		"DescribeInstances tag:kubeup.dev/cluster=c n4",
+		"DescribeInstances tag:kubeup.dev/cluster=c n8",
+	}
+	if !slices.Equal(f.ec2Calls, wantEC2) {
+		t.Errorf("EC2 calls = %q, want %q", f.ec2Calls, wantEC2)
+	}
+	f.mu.Unlock()
+
+	if got, err := l.Instances(ctx, "c-x"); err != nil || !maps.Equal(got, map[string]string{"master-0": "running"}) {
+		t.Errorf("Instances(c-x) = %v, %v", got, err)
+	}
+	if got, err := l.Instances(ctx, "other"); err != nil || len(got) != 0 {
+		t.Errorf("Instances(other) = %v, %v", got, err)
+	}
+	if _, err := l.Instances(ctx, ""); err == nil {
+		t.Error("empty cluster name accepted")
+	}
+}
+
+func TestAWSInstancesError(t *testing.T) {
+	srv := httptest.NewServer(&fakeAWS{fail: "DescribeInstances", instances: leftoverInstances})
+	defer srv.Close()
+	l := NewAWS(fakeAWSConfig(srv.URL))
+	got, err := l.Instances(context.Background(), "c")
+	if err == nil || !strings.Contains(err.Error(), "ec2 DescribeInstances") || !strings.Contains(err.Error(), "UnauthorizedOperation") {
+		t.Errorf("Instances = %v, %v; want the DescribeInstances error", got, err)
+	}
+	if _, err := l.Leftovers(context.Background(), "c"); err == nil || !strings.Contains(err.Error(), "ec2 DescribeInstances") {
+		t.Errorf("Leftovers: err = %v, want the DescribeInstances error", err)
 	}
 }
 

@@ -103,12 +103,12 @@ func (g *GCPLister) Leftovers(ctx context.Context, cluster string) ([]Resource, 
 	if g.project == "" || g.zone == "" || g.region == "" {
 		return nil, fmt.Errorf("gcp leftovers: project %q, region %q and zone %q must all be set", g.project, g.region, g.zone)
 	}
-	prefix := "kubeup-" + cluster + "-"
+	prefix := gcpPrefix(cluster)
 	var out []Resource
 	for _, k := range gcpKinds {
 		filter := `name eq "` + regexp.QuoteMeta(prefix) + `.*"`
 		if k.labeled {
-			filter = "labels." + cloud.ClusterLabel + `="` + cluster + `"`
+			filter = labelFilter(cluster)
 		}
 		items, err := g.list(ctx, g.scopePath(k.scope)+"/"+k.collection, filter)
 		if err != nil {
@@ -126,9 +126,44 @@ func (g *GCPLister) Leftovers(ctx context.Context, cluster string) ([]Resource, 
 	return out, nil
 }
 
+// gcpPrefix begins the name of each of cluster's resources (infra/gcp).
+func gcpPrefix(cluster string) string { return "kubeup-" + cluster + "-" }
+
+// labelFilter selects the resources labelled with cluster.
+func labelFilter(cluster string) string {
+	return "labels." + cloud.ClusterLabel + `="` + cluster + `"`
+}
+
+// Instances implements InstanceLister: the zone's instances labelled with
+// cluster, the machine name being the instance's name less
+// "kubeup-<cluster>-" (instances without it are left out), the state its
+// status.
+func (g *GCPLister) Instances(ctx context.Context, cluster string) (map[string]string, error) {
+	if err := validCluster(cluster); err != nil {
+		return nil, err
+	}
+	if g.project == "" || g.zone == "" {
+		return nil, fmt.Errorf("gcp instances: project %q and zone %q must both be set", g.project, g.zone)
+	}
+	items, err := g.list(ctx, g.scopePath("zone")+"/instances", labelFilter(cluster))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, it := range items {
+		m, ok := strings.CutPrefix(it.Name, gcpPrefix(cluster))
+		// The server filters; the label guards against a filter it ignored.
+		if ok && m != "" && it.Labels[cloud.ClusterLabel] == cluster {
+			out[m] = it.Status
+		}
+	}
+	return out, nil
+}
+
 type gcpItem struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels"`
+	Status string            `json:"status"` // instances'
 }
 
 type gcpPage struct {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,8 +26,9 @@ type gcpCollection struct {
 }
 
 type gcpFakeItem struct {
-	Name   string            `json:"name"`
-	Labels map[string]string `json:"labels,omitempty"`
+	Name   string
+	Labels map[string]string
+	Status string // instances'
 }
 
 // fakeGCP serves Compute Engine v1 list URLs under /compute/v1/.
@@ -57,10 +59,14 @@ func (f *fakeGCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if q.Get("filter") == c.filter && page < len(c.pages) {
 		var items []map[string]any
 		for _, it := range c.pages[page] {
-			items = append(items, map[string]any{
+			item := map[string]any{
 				"kind": "compute#thing", "id": "1234567890123456789", "name": it.Name, "labels": it.Labels,
 				"selfLink": "https://www.googleapis.com/compute/v1/projects/p/" + path + "/" + it.Name,
-			})
+			}
+			if it.Status != "" {
+				item["status"] = it.Status
+			}
+			items = append(items, item)
 		}
 		out["items"] = items
 		if page+1 < len(c.pages) {
@@ -76,13 +82,13 @@ func newFakeGCP() *fakeGCP {
 	c := map[string]string{"kubeup-cluster": "c"}
 	return &fakeGCP{collections: map[string]gcpCollection{
 		"zones/z/instances": {label, [][]gcpFakeItem{{
-			{"kubeup-c-master-0", c},
-			{"kubeup-d-master-0", map[string]string{"kubeup-cluster": "d"}}, // a filter the server ignored
+			{"kubeup-c-master-0", c, "RUNNING"},
+			{"kubeup-d-master-0", map[string]string{"kubeup-cluster": "d"}, "RUNNING"}, // a filter the server ignored
 		}}},
 		"zones/z/disks":             {label, nil},
 		"zones/z/instanceGroups":    {name, [][]gcpFakeItem{{{Name: "kubeup-c-masters"}}}},
-		"regions/r/addresses":       {label, [][]gcpFakeItem{{{"kubeup-c-api", c}}}},
-		"regions/r/forwardingRules": {label, [][]gcpFakeItem{{{"kubeup-c-api", c}}}},
+		"regions/r/addresses":       {label, [][]gcpFakeItem{{{Name: "kubeup-c-api", Labels: c}}}},
+		"regions/r/forwardingRules": {label, [][]gcpFakeItem{{{Name: "kubeup-c-api", Labels: c}}}},
 		"regions/r/backendServices": {name, [][]gcpFakeItem{{{Name: "kubeup-c-api"}}}},
 		"regions/r/healthChecks":    {name, nil},
 		"regions/r/subnetworks":     {name, nil},
@@ -191,6 +197,63 @@ func TestGCPLeftoversErrors(t *testing.T) {
 	}
 	if _, err := NewGCP("p", "r", "", srv.Client(), srv.URL).Leftovers(ctx, "c"); err == nil {
 		t.Error("no zone accepted")
+	}
+}
+
+func TestGCPInstances(t *testing.T) {
+	f := newFakeGCP()
+	c := map[string]string{"kubeup-cluster": "c"}
+	f.collections["zones/z/instances"] = gcpCollection{`labels.kubeup-cluster="c"`, [][]gcpFakeItem{
+		{{"kubeup-c-master-0", c, "RUNNING"}, {"kubeup-c-node-0", c, "TERMINATED"}},
+		{
+			{"kubeup-c-node-1", c, "STAGING"},
+			// Another cluster's, whose name begins "kubeup-c-": a filter
+			// the server ignored.
+			{"kubeup-c-x-master-0", map[string]string{"kubeup-cluster": "c-x"}, "RUNNING"},
+			{"vm-1", c, "RUNNING"}, // not named as kubeup names machines
+		},
+	}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	l := NewGCP("p", "r", "z", srv.Client(), srv.URL+"/compute/v1")
+
+	got, err := l.Instances(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"master-0": "RUNNING", "node-0": "TERMINATED", "node-1": "STAGING"}
+	if !maps.Equal(got, want) {
+		t.Errorf("Instances(c):\n got %v\nwant %v", got, want)
+	}
+	f.mu.Lock()
+	wantReq := []string{`zones/z/instances labels.kubeup-cluster="c" `, `zones/z/instances labels.kubeup-cluster="c" t1`}
+	if !slices.Equal(f.requests, wantReq) {
+		t.Errorf("requests:\n got %q\nwant %q", f.requests, wantReq)
+	}
+	f.mu.Unlock()
+
+	if got, err := l.Instances(ctx, "other"); err != nil || len(got) != 0 {
+		t.Errorf("Instances(other) = %v, %v", got, err)
+	}
+	if _, err := l.Instances(ctx, ""); err == nil {
+		t.Error("empty cluster name accepted")
+	}
+	if _, err := NewGCP("p", "r", "", srv.Client(), srv.URL+"/compute/v1").Instances(ctx, "c"); err == nil || !strings.Contains(err.Error(), `zone ""`) {
+		t.Errorf("no zone: err = %v", err)
+	}
+}
+
+func TestGCPInstancesError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"error":{"code":403,"message":"Required 'compute.instances.list' permission for 'projects/p'"}}`))
+	}))
+	defer srv.Close()
+	got, err := NewGCP("p", "", "r-z", srv.Client(), srv.URL).Instances(context.Background(), "c")
+	if err == nil || !strings.Contains(err.Error(), "gcp list zones/r-z/instances") || !strings.Contains(err.Error(), "403") ||
+		!strings.Contains(err.Error(), "compute.instances.list") {
+		t.Errorf("Instances = %v, %v; want the 403 and its message", got, err)
 	}
 }
 

@@ -43,6 +43,19 @@ type Lister interface {
 	Leftovers(ctx context.Context, cluster string) ([]Resource, error)
 }
 
+// InstanceLister reads the states of a cluster's instances.
+type InstanceLister interface {
+	// Instances maps each live or stopped instance's machine name (as in
+	// the cluster config, e.g. "master-0") to its state as the cloud says
+	// it ("running", "stopped", "RUNNING", "TERMINATED", ...).
+	Instances(ctx context.Context, cluster string) (map[string]string, error)
+}
+
+var (
+	_ InstanceLister = (*AWSLister)(nil)
+	_ InstanceLister = (*GCPLister)(nil)
+)
+
 // hinter is a Lister that says how to delete its cloud's leftovers.
 type hinter interface {
 	deleteHint(cluster string, rs []Resource) string
