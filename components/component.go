@@ -54,6 +54,9 @@ type Addons struct {
 	Monitoring bool `json:"monitoring"`
 	Logging    bool `json:"logging"`
 	UI         bool `json:"ui"`
+	// AgentAccess: a pod on every machine through which the host reaches
+	// its agent (addons.AgentAccess), on the clouds.
+	AgentAccess bool `json:"agentAccess,omitempty"`
 }
 
 // Cluster is the resolved cluster description the components need.

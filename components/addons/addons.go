@@ -96,6 +96,9 @@ func Enabled(c *components.Cluster) ([]Addon, error) {
 	if c.Addons.UI {
 		out = append(out, UI(c))
 	}
+	if c.Addons.AgentAccess {
+		out = append(out, AgentAccess(c))
+	}
 	for _, a := range out {
 		finish(a.Objects)
 	}

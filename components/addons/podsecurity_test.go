@@ -17,7 +17,7 @@ import (
 
 func allAddons() *components.Cluster {
 	c := cluster()
-	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true}
+	c.Addons = components.Addons{DNS: true, Monitoring: true, Logging: true, UI: true, AgentAccess: true}
 	c.Masters = []components.Machine{{Name: "master-0", Role: components.Master, IP: netip.MustParseAddr("10.77.0.10")}}
 	c.LogForward = "10.96.0.11:24224"
 	return c

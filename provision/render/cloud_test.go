@@ -70,8 +70,15 @@ func renderCloud(t *testing.T, provider string) (*Result, cloudinit.Policy) {
 // balancer, which an NLB target cannot use to reach itself); the configs
 // pass cloud-init's schema.
 func TestCloudUserDataFits(t *testing.T) {
+	// Locally and on metal the host reaches the agents without it.
+	if renderExample(t, nil).Cluster.Addons.AgentAccess {
+		t.Error("a local cluster runs the agent-access addon")
+	}
 	for _, provider := range []string{"aws", "gcp"} {
 		r, policy := renderCloud(t, provider)
+		if !r.Cluster.Addons.AgentAccess {
+			t.Errorf("%s: no agent-access addon: the host would not reach the agents", provider)
+		}
 		for _, m := range r.Machines {
 			size := len(m.UserData)
 			t.Logf("%s %s: user-data %d bytes (%d plain), limit %d", provider, m.Name, size, len(m.CloudConfig), policy.Limit)

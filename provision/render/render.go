@@ -128,6 +128,8 @@ func ComponentsCluster(c *config.Cluster, images components.Images) *components.
 		cc.APIServerEndpoint = fmt.Sprintf("https://%s:%d", mt.APIEndpoint, components.APIServerPort)
 	}
 	if p := c.Spec.Target.Provider; p == config.ProviderAWS || p == config.ProviderGCP {
+		// Only the API's load balancer is open to the host.
+		cc.Addons.AgentAccess = true
 		cc.PodCIDRs = map[string]string{}
 		for _, m := range c.Machines() {
 			// Validate checked that every machine has a block.
