@@ -109,7 +109,7 @@ func eachAgent(ctx context.Context, st *State, b *pki.Bundle, timeout time.Durat
 	var out []MachineCertificates
 	for _, m := range st.Machines {
 		mc := MachineCertificates{Machine: m.Name}
-		c, err := AgentClient(st, m, b)
+		c, err := AgentClient(ctx, st, m, b)
 		if err == nil {
 			actx, cancel := context.WithTimeout(ctx, timeout)
 			err = f(actx, c, &mc)

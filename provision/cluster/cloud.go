@@ -54,6 +54,8 @@ type cloudTarget interface {
 	lister(ctx context.Context) (leftovers.Lister, error)
 	// quota checks the account's vCPU quotas.
 	quota(ctx context.Context) (quota.Checker, error)
+	// consoleHint says how to read a machine's serial console.
+	consoleHint(cluster, machine string) string
 }
 
 func targetFor(c *config.Cluster) (cloudTarget, error) {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
@@ -76,4 +77,11 @@ func (t awsTarget) quota(ctx context.Context) (quota.Checker, error) {
 		return nil, err
 	}
 	return quota.NewAWS(cfg), nil
+}
+
+// consoleHint is the command that prints a machine's serial console.
+func (t awsTarget) consoleHint(cluster, machine string) string {
+	return fmt.Sprintf("its serial console: aws ec2 get-console-output --region %s --latest --output text --instance-id "+
+		"$(aws ec2 describe-instances --region %s --filters Name=tag:Name,Values=%s-%s --query 'Reservations[].Instances[].InstanceId' --output text)",
+		t.region, t.region, cluster, machine)
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/compute"
@@ -73,4 +74,10 @@ func (t gcpTarget) quota(ctx context.Context) (quota.Checker, error) {
 		return nil, err
 	}
 	return quota.NewGCP(t.project, t.region, client, ""), nil
+}
+
+// consoleHint is the command that prints a machine's serial console.
+func (t gcpTarget) consoleHint(cluster, machine string) string {
+	return fmt.Sprintf("its serial console: gcloud compute instances get-serial-port-output kubeup-%s-%s --zone %s --project %s",
+		cluster, machine, t.zone, t.project)
 }

@@ -19,9 +19,14 @@ import (
 // journalLines is how much of a failing unit's journal a diagnosis shows.
 const journalLines = 25
 
-// AgentClient connects to a machine's agent through its port forward with
-// the cluster's admin credentials.
-func AgentClient(st *State, m MachineState, b *pki.Bundle) (*agent.Client, error) {
+// AgentClient connects to a machine's agent with the cluster's admin
+// credentials: through its port forward (local), at its address (metal),
+// or through the API server (clouds, TunnelAgentClient; the tunnel lives
+// until ctx is done).
+func AgentClient(ctx context.Context, st *State, m MachineState, b *pki.Bundle) (*agent.Client, error) {
+	if st.Cloud != nil {
+		return TunnelAgentClient(ctx, st, m, b)
+	}
 	cert, key, ok := b.Cert("admin")
 	if !ok {
 		return nil, fmt.Errorf("the cluster PKI has no admin certificate")
@@ -43,8 +48,15 @@ func AgentClient(st *State, m MachineState, b *pki.Bundle) (*agent.Client, error
 func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) string {
 	var out strings.Builder
 	out.WriteString("diagnosis:\n")
+	target, _ := targetOf(st) // nil unless a cloud
 	for _, m := range st.Machines {
 		vm := &qemu.VM{Dir: filepath.Join(Dir(dataDir, st.Name), "machines", m.Name)}
+		if target != nil {
+			// Reached through the API server: a machine whose kubelet or
+			// the API is down shows only the console's command.
+			diagnoseAgent(ctx, &out, st, m, b, target.consoleHint(st.Name, m.Name))
+			continue
+		}
 		if st.Provider == config.ProviderMetal {
 			diagnoseAgent(ctx, &out, st, m, b, "its serial console (README: Bare metal, when a machine does not come up)")
 			continue
@@ -65,9 +77,9 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 // running and adds their journals; console says where to look when the
 // agent does not answer.
 func diagnoseAgent(ctx context.Context, out *strings.Builder, st *State, m MachineState, b *pki.Bundle, console string) {
-	c, err := AgentClient(st, m, b)
+	c, err := AgentClient(ctx, st, m, b)
 	if err != nil {
-		fmt.Fprintf(out, "  %s: %v\n", m.Name, err)
+		fmt.Fprintf(out, "  %s: %v; %s\n", m.Name, err, console)
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)

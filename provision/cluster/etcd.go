@@ -56,7 +56,7 @@ func EtcdSnapshot(ctx context.Context, dataDir, name, out string) (*SnapshotResu
 	if len(masters) == 0 {
 		return nil, fmt.Errorf("cluster %q has no master", name)
 	}
-	c, err := AgentClient(st, masters[0], b)
+	c, err := AgentClient(ctx, st, masters[0], b)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,11 @@ type restoreAgent interface {
 	RestoreEtcd(ctx context.Context, snapshot io.Reader, size int64) (*agent.RestoreResult, error)
 }
 
+// ErrRestoreRemote: a cloud cluster's etcd cannot be restored from the
+// host (not yet: it would need a way to its masters' agents that does not
+// pass through the API servers it stops).
+var ErrRestoreRemote = errors.New("etcd restore is not supported on a cloud cluster")
+
 // etcdRestore puts a cluster back to a snapshot: the steps run in order
 // and print as they finish, each with its time.
 type etcdRestore struct {
@@ -123,13 +128,17 @@ func EtcdRestore(ctx context.Context, dataDir, name, file string, progress io.Wr
 	if err != nil {
 		return err
 	}
+	if st.Cloud != nil {
+		return fmt.Errorf("%w: %s runs on %s, where the host reaches the masters' agents only through the API servers, "+
+			"which a restore stops (README: Backups); `kubeup etcd snapshot` works there", ErrRestoreRemote, name, st.Provider)
+	}
 	b, err := LoadBundle(dataDir, name)
 	if err != nil {
 		return err
 	}
 	r := &etcdRestore{agents: map[string]restoreAgent{}, progress: progress, now: time.Now}
 	for _, m := range mastersOf(st) {
-		c, err := AgentClient(st, m, b)
+		c, err := AgentClient(ctx, st, m, b)
 		if err != nil {
 			return err
 		}

@@ -184,7 +184,7 @@ func readdEtcdMembers(ctx context.Context, u *bringUp) (string, error) {
 			if other.Role != config.RoleMaster || other.Name == n {
 				continue
 			}
-			ac, err := AgentClient(u.state, other, u.bundle)
+			ac, err := AgentClient(ctx, u.state, other, u.bundle)
 			if err != nil {
 				return "", err
 			}

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/daemons/agent"
+	"kubeup.dev/kubeup/infra/cloud/leftovers"
 	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/health"
 	"kubeup.dev/kubeup/provision/pki"
@@ -21,7 +23,7 @@ type MachineStatus struct {
 	Name    string                  `json:"name"`
 	Role    string                  `json:"role"`
 	IP      string                  `json:"ip"`
-	VM      string                  `json:"vm"` // running (pid N) | stopped
+	VM      string                  `json:"vm"` // running (pid N) | stopped | instance <state> (clouds)
 	Node    string                  `json:"node"`
 	Units   []agent.UnitStatus      `json:"units,omitempty"`
 	Agent   string                  `json:"agentError,omitempty"`
@@ -69,6 +71,15 @@ func Status(ctx context.Context, dataDir, name string) ([]MachineStatus, error) 
 			}
 		}
 	}
+	// On a cloud the instances' states come from the cloud's API.
+	var instances map[string]string
+	instErr := ""
+	target, _ := targetOf(st)
+	if target != nil {
+		if instances, err = cloudInstances(ctx, target, st.Name); err != nil {
+			instErr = err.Error()
+		}
+	}
 	var out []MachineStatus
 	for _, m := range st.Machines {
 		ms := MachineStatus{Name: m.Name, Role: string(m.Role), IP: m.IP, VM: "stopped", Node: "not registered"}
@@ -86,10 +97,18 @@ func Status(ctx context.Context, dataDir, name string) ([]MachineStatus, error) 
 				}
 			}
 		}
-		vm := &qemu.VM{Dir: filepath.Join(Dir(dataDir, name), "machines", m.Name)}
-		if pid, ok := vm.Running(); ok {
-			ms.VM = fmt.Sprintf("running (pid %d)", pid)
-			if c, err := AgentClient(st, m, b); err == nil {
+		running := false
+		if target != nil {
+			ms.VM, running = cloudVM(instances, instErr, m.Name)
+			// Its agent is reached through the API server.
+			running = running && nodeErr == ""
+		} else if pid, ok := (&qemu.VM{Dir: filepath.Join(Dir(dataDir, name), "machines", m.Name)}).Running(); ok {
+			ms.VM, running = fmt.Sprintf("running (pid %d)", pid), true
+		}
+		if running {
+			if c, err := AgentClient(ctx, st, m, b); err != nil {
+				ms.Agent = err.Error()
+			} else {
 				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				s, err := c.Status(actx)
 				cancel()
@@ -104,4 +123,31 @@ func Status(ctx context.Context, dataDir, name string) ([]MachineStatus, error) 
 		out = append(out, ms)
 	}
 	return out, nil
+}
+
+// cloudInstances reads the cluster's instances' states from its cloud.
+func cloudInstances(ctx context.Context, target cloudTarget, cluster string) (map[string]string, error) {
+	l, err := target.lister(ctx)
+	if err != nil {
+		return nil, err
+	}
+	il, ok := l.(leftovers.InstanceLister)
+	if !ok {
+		return nil, fmt.Errorf("%s: no instance listing", target.provider())
+	}
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return il.Instances(ictx, cluster)
+}
+
+// cloudVM is a cloud machine's VM column and whether it runs.
+func cloudVM(instances map[string]string, listErr, machine string) (string, bool) {
+	if listErr != "" {
+		return "instance state unknown: " + listErr, true
+	}
+	state, ok := instances[machine]
+	if !ok {
+		return "no instance", false
+	}
+	return "instance " + state, strings.EqualFold(state, "running")
 }

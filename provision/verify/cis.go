@@ -603,7 +603,7 @@ func RunCIS(ctx context.Context, t Target) ([]CISResult, error) {
 	roles := map[string]string{}
 	reports := map[string]*agent.MachineConfig{}
 	for _, m := range t.State.Machines {
-		c, err := cluster.AgentClient(t.State, m, t.Bundle)
+		c, err := cluster.AgentClient(ctx, t.State, m, t.Bundle)
 		if err != nil {
 			return nil, err
 		}

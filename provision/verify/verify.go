@@ -111,7 +111,7 @@ func Run(ctx context.Context, t Target) ([]Result, error) {
 		if m.Role == config.RoleNode && r.node.Name == "" {
 			r.node = m
 		}
-		c, err := cluster.AgentClient(t.State, m, t.Bundle)
+		c, err := cluster.AgentClient(ctx, t.State, m, t.Bundle)
 		if err != nil {
 			return nil, err
 		}

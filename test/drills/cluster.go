@@ -101,7 +101,7 @@ func (c *Cluster) Units(ctx context.Context, m cluster.MachineState) ([]agent.Un
 
 // agentStatus is a machine's agent's GET /v1/status, within 10 s.
 func (c *Cluster) agentStatus(ctx context.Context, m cluster.MachineState) (*agent.Status, error) {
-	ac, err := cluster.AgentClient(c.State, m, c.Bundle)
+	ac, err := cluster.AgentClient(ctx, c.State, m, c.Bundle)
 	if err != nil {
 		return nil, err
 	}

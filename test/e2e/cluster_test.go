@@ -173,6 +173,7 @@ func TestE2ECluster(t *testing.T) {
 			t.Errorf("kubectl get nodes: %v", err)
 		}
 	}
+	agentTunnelTest(t, ctx, a, st, dataDir, images.Pause)
 	if out, err := kubeup(t, ctx, dataDir, "status", "--name", name); err != nil || !strings.Contains(out, "kubelet=active") {
 		t.Errorf("status: %v", err)
 	}

@@ -87,7 +87,7 @@ func socketsTest(t *testing.T, ctx context.Context, dataDir string, st *cluster.
 	}
 	byRole := map[string][]string{}
 	for _, m := range st.Machines {
-		c, err := cluster.AgentClient(st, m, b)
+		c, err := cluster.AgentClient(ctx, st, m, b)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -454,7 +454,7 @@ func etcdMemberHealthy(ctx context.Context, c *drills.Cluster, machine string) e
 }
 
 func agentStatus(ctx context.Context, c *drills.Cluster, m cluster.MachineState) (*agent.Status, error) {
-	ac, err := cluster.AgentClient(c.State, m, c.Bundle)
+	ac, err := cluster.AgentClient(ctx, c.State, m, c.Bundle)
 	if err != nil {
 		return nil, err
 	}
