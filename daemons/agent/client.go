@@ -204,6 +204,41 @@ func (c *Client) RestoreEtcd(ctx context.Context, snapshot io.Reader, size int64
 	return &res, nil
 }
 
+// ImportImages streams r, an OCI or docker image archive (a tar) of size
+// bytes (-1 if unknown), into the machine's containerd, where the kubelet
+// sees its images; pin exempts them from the kubelet's image garbage
+// collection. Only ctx bounds the call: a large archive takes as long as
+// its upload. r is not closed.
+func (c *Client) ImportImages(ctx context.Context, r io.Reader, size int64, pin bool) (*ImportResult, error) {
+	path := "/v1/images/import"
+	if pin {
+		path += "?pin=true"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+path, io.NopCloser(r))
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/x-tar")
+	resp, err := c.long().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("agent POST %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("agent POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))
+	}
+	var res ImportResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("agent POST %s: unexpected answer %.200q", path, data)
+	}
+	return &res, nil
+}
+
 // ReaddEtcdMember asks a master's agent to remove the etcd member called
 // name and add a new one at peerURL (the machine that replaces it joins
 // that), and returns the member list after.

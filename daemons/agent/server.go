@@ -57,6 +57,7 @@ const AdminGroup = httpauth.AdminGroup
 //	GET /v1/etcd/snapshot  a fresh snapshot (masters)   admin client cert
 //	POST /v1/etcd/restore  restore the body (masters)   admin client cert
 //	POST /v1/certs/renew   renew every renewable certificate now (JSON)  admin client cert
+//	POST /v1/images/import import the body (an image archive) into containerd (JSON)  admin client cert
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -84,6 +85,7 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("POST /v1/etcd/restore", d.auth.Admin(http.HandlerFunc(d.serveEtcdRestore)))
 	mux.Handle("POST /v1/etcd/members/{name}/readd", d.auth.Admin(http.HandlerFunc(d.serveEtcdReadd)))
 	mux.Handle("POST /v1/certs/renew", d.auth.Admin(http.HandlerFunc(d.serveRenew)))
+	mux.Handle("POST /v1/images/import", d.auth.Admin(d.imageImport()))
 	return mux
 }
 

@@ -29,6 +29,7 @@ personalises machines with cloud-init, and deploys them with Pulumi.`,
 		newMetricsCommand,
 		newLogsCommand,
 		newEtcdCommand,
+		newImagesCommand,
 		newMetalCommand,
 	},
 }

@@ -1,0 +1,46 @@
+package app
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// No FILE, or a FILE that is not an image archive, is exit status 2 with
+// its name, before any cluster is looked at; good files for a cluster
+// that does not exist get past the check.
+func TestImagesLoadRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "index.json", Mode: 0o644, Size: 2})
+	tw.Write([]byte("{}"))
+	tw.Close()
+	good := filepath.Join(dir, "good.tar")
+	os.WriteFile(good, b.Bytes(), 0o644)
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte(strings.Repeat("not an archive\n", 100)), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"images", "load", "--data-dir", dir}, "at least one FILE"},
+		{[]string{"images", "load", "--data-dir", dir, good, filepath.Join(dir, "missing.tar")}, "missing.tar"},
+		{[]string{"images", "load", "--data-dir", dir, "--pin", good, text}, text + " is not a tar archive"},
+	} {
+		code, _, stderr := run(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want 2 with %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	code, _, stderr := run(t, "images", "load", "--data-dir", dir, "--name", "nope", good)
+	if code != 1 || !strings.Contains(stderr, `no such cluster "nope"`) {
+		t.Errorf("no cluster: exit %d, %q", code, stderr)
+	}
+	if code, _, _ := run(t, "images", "load", "--pin=maybe", good); code == 0 {
+		t.Error("--pin=maybe accepted")
+	}
+}
