@@ -44,9 +44,14 @@ type Component struct {
 	// code (pause) or taken from a Debian package.
 	Module string `json:"module,omitempty"`
 	// Package is the Debian package the release file is, if any.
-	Package string        `json:"package,omitempty"`
-	Use     Use           `json:"use"`
-	Release []ReleaseFile `json:"release,omitempty"`
+	Package string `json:"package,omitempty"`
+	Use     Use    `json:"use"`
+	// OnDemand host tools are built only when asked for by name (`kubeup
+	// artifacts --only NAME`), never by a plain `kubeup artifacts` (make deps)
+	// or an image build: the conformance suite costs a long build that most
+	// machines never need.
+	OnDemand bool          `json:"onDemand,omitempty"`
+	Release  []ReleaseFile `json:"release,omitempty"`
 }
 
 // ReleaseFile is one prebuilt upstream file.
@@ -207,6 +212,9 @@ func (v *Versions) Validate() error {
 		case UseRootfs, UseHost, UseImage:
 		default:
 			bad(f+".use", "%q is not one of rootfs, host, image", c.Use)
+		}
+		if c.OnDemand && c.Use != UseHost {
+			bad(f+".onDemand", "only host tools are built on demand (use is %q)", c.Use)
 		}
 		if c.Package != "" && len(c.Release) == 0 {
 			bad(f+".release", "a Debian package needs its .deb as a release file")

@@ -21,6 +21,7 @@ func TestPinned(t *testing.T) {
 		"prometheus":    "v0.316.0",
 		"victoria-logs": "v1.52.1",
 		"otelcol":       "v0.165.1",
+		"conformance":   "v1.37.2",
 	}
 	for name, version := range want {
 		c, ok := v.Component(name)
@@ -31,8 +32,30 @@ func TestPinned(t *testing.T) {
 	if c, _ := v.Component("runc"); !strings.HasPrefix(c.Version, "v1.5.") {
 		t.Errorf("runc version %q, want v1.5.x", c.Version)
 	}
-	if c, _ := v.Component("pulumi"); c.Use != UseHost {
-		t.Errorf("pulumi use = %q, want host", c.Use)
+	if c, _ := v.Component("pulumi"); c.Use != UseHost || c.OnDemand {
+		t.Errorf("pulumi use = %q on demand %v, want host, always built", c.Use, c.OnDemand)
+	}
+}
+
+// TestConformancePinned: the conformance suite is of the Kubernetes release
+// the images run, a host tool built only on demand.
+func TestConformancePinned(t *testing.T) {
+	v := Pinned()
+	c, ok := v.Component("conformance")
+	if !ok {
+		t.Fatal("no conformance component")
+	}
+	k, _ := v.Component("kubernetes")
+	if c.Module != k.Module || c.Version != k.Version {
+		t.Errorf("conformance %s@%s, want the kubernetes component's %s@%s", c.Module, c.Version, k.Module, k.Version)
+	}
+	if c.Use != UseHost || !c.OnDemand {
+		t.Errorf("conformance use %q on demand %v, want host, on demand", c.Use, c.OnDemand)
+	}
+	for _, im := range v.Images {
+		if im.From == c.Name {
+			t.Errorf("image %s is made from the conformance host tools", im.Name)
+		}
 	}
 }
 
@@ -110,6 +133,7 @@ images:
 		{"bad repository", "registry.kubeup.dev/testbox", "Registry/Testbox:1", []string{"images[0](testbox).repository"}},
 		{"bad tag", "from: busybox", "from: busybox\n    tag: no/slash", []string{"images[0](testbox)", "reference"}},
 		{"duplicate", "name: busybox", "name: etcd", []string{`duplicate component "etcd"`}},
+		{"on demand not host", "use: rootfs", "use: rootfs\n    onDemand: true", []string{"components[0](etcd).onDemand", "only host tools"}},
 		// Several problems are reported together.
 		{"two problems", "version: v3.6.16\n    module", "version: \"\"\n    module", []string{"version: missing"}},
 	} {

@@ -317,7 +317,8 @@ func selected(v *images.Versions, only []string) (components, imgs []string, err
 	}
 	all := len(want) == 0
 	for _, c := range v.Components {
-		if all || want[c.Name] {
+		// On-demand tools (the conformance suite) only when named.
+		if (all && !c.OnDemand) || want[c.Name] {
 			components = append(components, c.Name)
 		}
 	}

@@ -281,7 +281,13 @@ func TestSelected(t *testing.T) {
 		t.Errorf("unknown name: err = %v", err)
 	}
 	comps, imgs, _ = selected(v, nil)
-	if len(comps) != len(v.Components) || len(imgs) != len(v.Images) {
+	onDemand := 0
+	for _, c := range v.Components {
+		if c.OnDemand {
+			onDemand++
+		}
+	}
+	if len(comps) != len(v.Components)-onDemand || len(imgs) != len(v.Images) {
 		t.Errorf("all: %v %v", comps, imgs)
 	}
 }

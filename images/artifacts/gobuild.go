@@ -106,10 +106,15 @@ func buildEnv(cgo bool) []string {
 	return append(env, pinned...)
 }
 
-// goBuildArgs is the `go build` command line of one build; modFile, if not
-// empty, replaces the wrapper's go.mod (a patched source).
+// goBuildArgs is the `go build` (or, for a test binary, `go test -c`)
+// command line of one build; modFile, if not empty, replaces the wrapper's
+// go.mod (a patched source).
 func goBuildArgs(b goBuild, output, modFile string) []string {
 	args := []string{"build", "-trimpath"}
+	if b.Test {
+		// -vet=off: building a test binary is not testing it.
+		args = []string{"test", "-c", "-vet=off", "-trimpath"}
+	}
 	if modFile != "" {
 		args = append(args, "-modfile="+modFile)
 	}
@@ -139,7 +144,11 @@ func runBuilds(ctx context.Context, goCmd, dir, root string, r buildRecipe, p pr
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			return err
 		}
-		p.printf("go build %s -> %s (%d/%d)", b.Package, b.Output, i+1, len(r.Builds))
+		verb := "go build"
+		if b.Test {
+			verb = "go test -c"
+		}
+		p.printf("%s %s -> %s (%d/%d)", verb, b.Package, b.Output, i+1, len(r.Builds))
 		start := time.Now()
 		stop := p.tick("building "+b.Output, tickInterval)
 		_, err := run(ctx, dir, buildEnv(b.CGO), goCmd, goBuildArgs(b, out, modFile)...)
@@ -152,7 +161,7 @@ func runBuilds(ctx context.Context, goCmd, dir, root string, r buildRecipe, p pr
 		}
 		fi, err := os.Stat(out)
 		if err != nil {
-			return fmt.Errorf("go build %s: %w", b.Package, err)
+			return fmt.Errorf("%s %s: %w", verb, b.Package, err)
 		}
 		p.printf("built %s in %s (%s)", b.Output, time.Since(start).Round(100*time.Millisecond), humanSize(fi.Size()))
 	}

@@ -80,6 +80,62 @@ func TestKubernetesStagingReplaces(t *testing.T) {
 	}
 }
 
+// TestConformanceModuleMatchesKubernetes: the conformance wrapper builds
+// against exactly the kubernetes wrapper's module graph: the same replace
+// list and the same version of every module both require.
+func TestConformanceModuleMatchesKubernetes(t *testing.T) {
+	parse := func(name string) *modfile.File {
+		t.Helper()
+		path := filepath.Join("..", "modules", name, "go.mod")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := modfile.Parse(path, data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	k, c := parse("kubernetes"), parse("conformance")
+	replaces := func(f *modfile.File) map[string]string {
+		m := map[string]string{}
+		for _, r := range f.Replace {
+			m[r.Old.String()] = r.New.String()
+		}
+		return m
+	}
+	kr, cr := replaces(k), replaces(c)
+	for old, n := range kr {
+		if cr[old] != n {
+			t.Errorf("replace %s: kubernetes => %s, conformance => %q", old, n, cr[old])
+		}
+	}
+	for old, n := range cr {
+		if _, ok := kr[old]; !ok {
+			t.Errorf("replace %s => %s only in conformance", old, n)
+		}
+	}
+	kv := map[string]string{}
+	for _, r := range k.Require {
+		kv[r.Mod.Path] = r.Mod.Version
+	}
+	shared := 0
+	for _, r := range c.Require {
+		v, ok := kv[r.Mod.Path]
+		if !ok {
+			continue
+		}
+		shared++
+		if v != r.Mod.Version {
+			t.Errorf("require %s: kubernetes %s, conformance %s", r.Mod.Path, v, r.Mod.Version)
+		}
+	}
+	if kv["k8s.io/kubernetes"] == "" || shared < 100 {
+		t.Errorf("only %d shared requirements (k8s.io/kubernetes %q)", shared, kv["k8s.io/kubernetes"])
+	}
+}
+
 func TestCheckModule(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 v3.6.15\n"), 0o644)

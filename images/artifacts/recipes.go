@@ -12,6 +12,9 @@ import (
 type goBuild struct {
 	// Package is "." (the wrapper's main), a subdirectory, or an import path.
 	Package string `json:"package"`
+	// Test builds the package's test binary (`go test -c`) instead of its
+	// program: Kubernetes' e2e suite is the test of k8s.io/kubernetes/test/e2e.
+	Test bool `json:"test,omitempty"`
 	// Output is where the binary lands, relative to the root.
 	Output    string   `json:"output"`
 	Tags      []string `json:"tags,omitempty"`
@@ -79,19 +82,7 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 	bin := func(n string) string { return "usr/local/bin/" + n }
 	switch c.Name {
 	case "kubernetes":
-		// As hack/lib/version.sh stamps them; buildDate follows
-		// SOURCE_DATE_EPOCH so that rebuilds are byte-identical.
-		major, minor := k8sMajorMinor(c.Version)
-		ld := append([]string(nil), strip...)
-		for _, pkg := range []string{"k8s.io/client-go/pkg/version", "k8s.io/component-base/version"} {
-			ld = append(ld,
-				"-X", pkg+".gitVersion="+c.Version,
-				"-X", pkg+".gitMajor="+major,
-				"-X", pkg+".gitMinor="+minor,
-				"-X", pkg+".gitTreeState=clean",
-				"-X", pkg+".buildDate="+time.Unix(sourceDateEpoch, 0).UTC().Format(time.RFC3339),
-			)
-		}
+		ld := append(append([]string(nil), strip...), k8sVersionLDFlags(c.Version, sourceDateEpoch)...)
 		r := buildRecipe{Builds: []goBuild{{Package: ".", Output: bin("kubernetes"), LDFlags: ld}}}
 		for _, n := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"} {
 			r.Links = append(r.Links, link{Path: bin(n), Target: "kubernetes"})
@@ -192,6 +183,29 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 	case "otelcol":
 		return buildRecipe{Builds: []goBuild{{Package: ".", Output: "otelcol",
 			LDFlags: append(append([]string(nil), strip...), "-X", "main.version="+c.Version)}}}, true
+	case "conformance":
+		// Upstream's conformance tools, as its release build makes them
+		// (hack/lib/golang.sh: the Kubernetes version stamps, tags selinux,
+		// notest and grpcnotrace, stripped), from the same module graph as the
+		// kubernetes component (TestConformanceModuleMatchesKubernetes).
+		// agnhost is built as test/images/image-util.sh does, with its own
+		// version (the image tag the suite expects).
+		tags := []string{"selinux", "notest", "grpcnotrace"}
+		return buildRecipe{Builds: []goBuild{
+			{
+				Package: c.Module + "/test/e2e",
+				Test:    true,
+				Output:  bin("e2e.test"),
+				Tags:    tags,
+				LDFlags: append(append([]string(nil), strip...), k8sVersionLDFlags(c.Version, sourceDateEpoch)...),
+			},
+			{Package: "github.com/onsi/ginkgo/v2/ginkgo", Output: bin("ginkgo"), Tags: tags, LDFlags: strip},
+			{
+				Package: c.Module + "/test/images/agnhost",
+				Output:  bin("agnhost"),
+				LDFlags: append(append([]string(nil), strip...), "-X", "main.Version="+AgnhostVersion),
+			},
+		}}, true
 	case "pulumi":
 		return buildRecipe{Builds: []goBuild{{
 			Package: c.Module + "/cmd/pulumi",
@@ -202,6 +216,29 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 	}
 	return buildRecipe{}, false
 }
+
+// k8sVersionLDFlags stamps a Kubernetes version as hack/lib/version.sh does;
+// buildDate follows SOURCE_DATE_EPOCH so that rebuilds are byte-identical.
+func k8sVersionLDFlags(version string, sourceDateEpoch int64) []string {
+	major, minor := k8sMajorMinor(version)
+	var ld []string
+	for _, pkg := range []string{"k8s.io/client-go/pkg/version", "k8s.io/component-base/version"} {
+		ld = append(ld,
+			"-X", pkg+".gitVersion="+version,
+			"-X", pkg+".gitMajor="+major,
+			"-X", pkg+".gitMinor="+minor,
+			"-X", pkg+".gitTreeState=clean",
+			"-X", pkg+".buildDate="+time.Unix(sourceDateEpoch, 0).UTC().Format(time.RFC3339),
+		)
+	}
+	return ld
+}
+
+// AgnhostVersion is the agnhost built by the conformance component: the
+// VERSION of test/images/agnhost in the pinned k8s.io/kubernetes, which is
+// also the tag of registry.k8s.io/e2e-test-images/agnhost that its e2e suite
+// runs (test/utils/image/manifest.go; TestAgnhostVersion checks both).
+const AgnhostVersion = "2.66.1"
 
 // k8sMajorMinor splits "v1.37.2" into "1", "37".
 func k8sMajorMinor(v string) (string, string) {
