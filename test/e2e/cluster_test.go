@@ -174,6 +174,7 @@ func TestE2ECluster(t *testing.T) {
 		}
 	}
 	agentTunnelTest(t, ctx, a, st, dataDir, images.Pause)
+	imagesLoadTest(t, ctx, a, st, dataDir)
 	if out, err := kubeup(t, ctx, dataDir, "status", "--name", name); err != nil || !strings.Contains(out, "kubelet=active") {
 		t.Errorf("status: %v", err)
 	}
