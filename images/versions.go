@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -46,10 +47,11 @@ type Component struct {
 	// Package is the Debian package the release file is, if any.
 	Package string `json:"package,omitempty"`
 	Use     Use    `json:"use"`
-	// OnDemand host tools are built only when asked for by name (`kubeup
-	// artifacts --only NAME`), never by a plain `kubeup artifacts` (make deps)
-	// or an image build: the conformance suite costs a long build that most
-	// machines never need.
+	// OnDemand components are built only when asked for by name (`kubeup
+	// artifacts --only NAME`) or for an on-demand image made from them, never
+	// by a plain `kubeup artifacts` (make deps) or an image build: the
+	// conformance suite costs a long build that most machines never need, and
+	// so do the inputs of the images only it runs.
 	OnDemand bool          `json:"onDemand,omitempty"`
 	Release  []ReleaseFile `json:"release,omitempty"`
 }
@@ -63,6 +65,10 @@ type ReleaseFile struct {
 	Install string `json:"install,omitempty"`
 	// Extract maps archive members to where they land (for .tar.gz, .tgz, .deb).
 	Extract map[string]string `json:"extract,omitempty"`
+	// Unpack lays out every file and symlink of a .deb's data archive at its
+	// own path under the component's root (documentation left out): the
+	// packages of a small Debian userland for a container image.
+	Unpack bool `json:"unpack,omitempty"`
 }
 
 // Image is a container image kubeup builds from a component's files.
@@ -74,7 +80,23 @@ type Image struct {
 	// Tag is derived from From's version by Load (see TagFor) unless set in
 	// the file (where upstream's version is not its Go module's).
 	Tag string `json:"tag,omitempty"`
+	// With names further components the image's recipe takes files from
+	// (the conformance suite's agnhost, a Debian userland); they are ensured
+	// before the image and their keys are part of its key.
+	With []string `json:"with,omitempty"`
+	// For names the on-demand component whose runs need this image (the
+	// conformance suite): such an image is built only with that component
+	// (`kubeup artifacts --only conformance`) or when named itself, never by
+	// a plain `kubeup artifacts` nor preloaded into the VM images. Its
+	// components may be on demand too.
+	For string `json:"for,omitempty"`
 }
+
+// OnDemand reports whether the image is built only on demand (For is set).
+func (i Image) OnDemand() bool { return i.For != "" }
+
+// Components are the components the image is made from: From, then With.
+func (i Image) Components() []string { return append([]string{i.From}, i.With...) }
 
 // Ref is the image reference, repository:tag.
 func (i Image) Ref() string { return i.Repository + ":" + i.Tag }
@@ -213,8 +235,8 @@ func (v *Versions) Validate() error {
 		default:
 			bad(f+".use", "%q is not one of rootfs, host, image", c.Use)
 		}
-		if c.OnDemand && c.Use != UseHost {
-			bad(f+".onDemand", "only host tools are built on demand (use is %q)", c.Use)
+		if c.OnDemand && c.Use == UseRootfs {
+			bad(f+".onDemand", "a component of the VM images cannot be on demand")
 		}
 		if c.Package != "" && len(c.Release) == 0 {
 			bad(f+".release", "a Debian package needs its .deb as a release file")
@@ -231,8 +253,17 @@ func (v *Versions) Validate() error {
 			if c.Package != "" && r.SHA256 == "" {
 				bad(rf+".sha256", "a Debian package must be pinned (its digest is in Debian's Packages index)")
 			}
-			if (r.Install == "") == (len(r.Extract) == 0) {
-				bad(rf, "needs exactly one of install and extract")
+			modes := 0
+			for _, set := range []bool{r.Install != "", len(r.Extract) > 0, r.Unpack} {
+				if set {
+					modes++
+				}
+			}
+			if modes != 1 {
+				bad(rf, "needs exactly one of install, extract and unpack")
+			}
+			if r.Unpack && !strings.HasSuffix(r.URL, ".deb") {
+				bad(rf+".unpack", "only a .deb is unpacked")
 			}
 			dests := map[string]string{"": r.Install}
 			if r.Install == "" {
@@ -272,11 +303,29 @@ func (v *Versions) Validate() error {
 		switch {
 		case !ok:
 			bad(f+".from", "no component %q", im.From)
-		case c.Use != UseImage:
+		case c.Use != UseImage && !(im.OnDemand() && c.Use == UseRootfs):
+			// An on-demand test image may package a VM component (etcd).
 			bad(f+".from", "component %q has use %q, want %q", im.From, c.Use, UseImage)
 		default:
 			if _, err := name.NewTag(im.Ref(), name.StrictValidation); err != nil {
 				bad(f, "reference %q: %v", im.Ref(), err)
+			}
+		}
+		for j, w := range im.With {
+			if _, ok := v.Component(w); !ok || w == im.From || slices.Index(im.With, w) != j {
+				bad(fmt.Sprintf("%s.with[%d]", f, j), "%q is not a further component", w)
+			}
+		}
+		if im.For != "" {
+			if c, ok := v.Component(im.For); !ok || !c.OnDemand {
+				bad(f+".for", "%q is not an on-demand component", im.For)
+			}
+		}
+		for _, n := range im.Components() {
+			// A plain `kubeup artifacts` builds every image that is not on
+			// demand, and never an on-demand component.
+			if c, ok := v.Component(n); ok && c.OnDemand && !im.OnDemand() {
+				bad(f, "made from the on-demand component %q but not on demand itself (set for)", n)
 			}
 		}
 	}

@@ -133,7 +133,14 @@ images:
 		{"bad repository", "registry.kubeup.dev/testbox", "Registry/Testbox:1", []string{"images[0](testbox).repository"}},
 		{"bad tag", "from: busybox", "from: busybox\n    tag: no/slash", []string{"images[0](testbox)", "reference"}},
 		{"duplicate", "name: busybox", "name: etcd", []string{`duplicate component "etcd"`}},
-		{"on demand not host", "use: rootfs", "use: rootfs\n    onDemand: true", []string{"components[0](etcd).onDemand", "only host tools"}},
+		{"on demand rootfs", "use: rootfs", "use: rootfs\n    onDemand: true", []string{"components[0](etcd).onDemand", "VM images cannot be on demand"}},
+		{"two modes", "extract: {bin/busybox: bin/busybox}", "extract: {bin/busybox: bin/busybox}\n        unpack: true", []string{"components[1](busybox).release[0]", "exactly one of install, extract and unpack"}},
+		{"unpack not deb", "extract: {etcd/etcd: usr/local/bin/etcd}", "unpack: true", []string{"components[0](etcd).release[0].unpack", "only a .deb"}},
+		{"with unknown", "from: busybox", "from: busybox\n    with: [nothing]", []string{"images[0](testbox).with[0]", `"nothing" is not a further component`}},
+		{"with from again", "from: busybox", "from: busybox\n    with: [busybox]", []string{"images[0](testbox).with[0]"}},
+		{"for not on demand", "from: busybox", "from: busybox\n    for: etcd", []string{"images[0](testbox).for", `"etcd" is not an on-demand component`}},
+		{"rootfs from, not on demand", "from: busybox", "from: etcd\n    with: [busybox]", []string{`use "rootfs"`}},
+		{"on-demand input", "use: image\n", "use: image\n    onDemand: true\n", []string{"images[0](testbox)", `on-demand component "busybox" but not on demand itself`}},
 		// Several problems are reported together.
 		{"two problems", "version: v3.6.16\n    module", "version: \"\"\n    module", []string{"version: missing"}},
 	} {
@@ -152,6 +159,53 @@ images:
 				}
 			}
 		})
+	}
+}
+
+// TestLoadOnDemandImage: a test image for an on-demand suite may be made
+// from on-demand components, a VM component and further components (With).
+func TestLoadOnDemandImage(t *testing.T) {
+	v, err := Load([]byte(`
+components:
+  - name: etcd
+    version: v3.6.16
+    module: go.etcd.io/etcd/server/v3
+    use: rootfs
+  - name: suite
+    version: v1.37.2
+    module: k8s.io/kubernetes
+    use: host
+    onDemand: true
+  - name: userland
+    version: "12.12"
+    package: curl
+    use: image
+    onDemand: true
+    release:
+      - url: http://deb.example.org/curl.deb
+        sha256: 3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744
+        unpack: true
+images:
+  - name: e2e-etcd
+    repository: registry.k8s.io/etcd
+    from: etcd
+    tag: 3.7.0-0
+    for: suite
+  - name: e2e-tools
+    repository: registry.k8s.io/e2e-test-images/tools
+    from: userland
+    with: [suite]
+    for: suite
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := v.Image("e2e-tools")
+	if !im.OnDemand() || strings.Join(im.Components(), ",") != "userland,suite" || im.Ref() != "registry.k8s.io/e2e-test-images/tools:12.12" {
+		t.Errorf("e2e-tools: on demand %v, components %v, ref %s", im.OnDemand(), im.Components(), im.Ref())
+	}
+	if im, _ := v.Image("e2e-etcd"); im.Ref() != "registry.k8s.io/etcd:3.7.0-0" {
+		t.Errorf("e2e-etcd ref %s", im.Ref())
 	}
 }
 

@@ -284,21 +284,36 @@ func (o *Options) defaults() error {
 
 // selected returns the component and image names to ensure, in build order
 // (components first, as images are made from them), with what images need.
+// Naming an on-demand component (conformance) selects the images for it too.
 func selected(v *images.Versions, only []string) (components, imgs []string, err error) {
-	want := map[string]bool{}
+	// A component and an image may share a name (pause): kept apart.
+	want, wantImg := map[string]bool{}, map[string]bool{}
+	wantImage := func(im images.Image) {
+		wantImg[im.Name] = true
+		for _, c := range im.Components() {
+			want[c] = true
+		}
+	}
 	var unknown []string
 	for _, n := range only {
 		n = strings.TrimSpace(n)
 		if n == "" {
 			continue
 		}
-		_, isComp := v.Component(n)
+		c, isComp := v.Component(n)
 		im, isImage := v.Image(n)
 		switch {
 		case isImage:
-			want[n], want[im.From] = true, true
+			wantImage(im)
 		case isComp:
 			want[n] = true
+			if c.OnDemand {
+				for _, im := range v.Images {
+					if im.For == n {
+						wantImage(im)
+					}
+				}
+			}
 		default:
 			unknown = append(unknown, n)
 		}
@@ -315,7 +330,7 @@ func selected(v *images.Versions, only []string) (components, imgs []string, err
 		}
 		return nil, nil, fmt.Errorf("unknown artifact %s (have %s)", strings.Join(unknown, ", "), strings.Join(all, ", "))
 	}
-	all := len(want) == 0
+	all := len(want) == 0 && len(wantImg) == 0
 	for _, c := range v.Components {
 		// On-demand tools (the conformance suite) only when named.
 		if (all && !c.OnDemand) || want[c.Name] {
@@ -323,7 +338,7 @@ func selected(v *images.Versions, only []string) (components, imgs []string, err
 		}
 	}
 	for _, i := range v.Images {
-		if all || want[i.Name] {
+		if (all && !i.OnDemand()) || wantImg[i.Name] {
 			imgs = append(imgs, i.Name)
 		}
 	}
@@ -345,4 +360,42 @@ func (p progress) tick(what string, interval time.Duration) (stop func()) {
 	return heartbeat.Start(context.Background(), interval, time.Now(), func(elapsed time.Duration) {
 		p.printf("%s, %s elapsed", what, elapsed.Round(time.Second))
 	})
+}
+
+// ConformanceSuite is the on-demand component of upstream's conformance
+// suite; the images `for` it in versions.yaml are the ones its specs run.
+const ConformanceSuite = "conformance"
+
+// ConformanceImages ensures the container images the conformance suite's
+// specs run (registry.k8s.io/e2e-test-images/agnhost:2.66.1 and the rest of
+// versions.yaml's images `for: conformance`, with the suite itself, whose
+// agnhost they hold) and returns the paths of their docker-archive tarballs,
+// which `ctr images import` takes, sorted. o.Only is ignored; with
+// o.CacheOnly it only finds them (ErrNotCached when one is missing: build
+// them with `kubeup artifacts --only conformance`).
+func ConformanceImages(ctx context.Context, o Options) ([]string, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	o.Only = nil
+	for _, im := range o.Versions.Images {
+		if im.For == ConformanceSuite {
+			o.Only = append(o.Only, im.Name)
+		}
+	}
+	if len(o.Only) == 0 {
+		return nil, fmt.Errorf("images/versions.yaml has no image for %s", ConformanceSuite)
+	}
+	set, err := Ensure(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, a := range set.Artifacts {
+		if a.Kind == KindImage {
+			paths = append(paths, a.TarballPath())
+		}
+	}
+	slices.Sort(paths)
+	return paths, nil
 }

@@ -35,5 +35,5 @@ func BinaryImage(ctx context.Context, ref, name string, binary []byte, installPa
 		},
 	}
 	_ = os.Remove(out)
-	return buildImage(ctx, ref, r, a, created, out, filepath.Base(out), progress{w: io.Discard, name: name})
+	return buildImage(ctx, ref, r, imageSources{from: a}, created, out, filepath.Base(out), progress{w: io.Discard, name: name})
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,9 +174,19 @@ func install(ctx context.Context, o *Options, pl *plan, dir string, done map[str
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", pl.name, err)
 	}
+	main := pl.main
+	if main == "" {
+		// Not known before the build (unpacked packages): the first file.
+		for _, f := range files {
+			if f.Link == "" {
+				main = f.Path
+				break
+			}
+		}
+	}
 	m := Manifest{
 		Kind: pl.kind, Name: pl.name, Version: pl.version, Source: pl.source, Use: pl.use, Key: pl.key,
-		Main: pl.main, Files: files, Image: img, GoVersion: pl.goVersion,
+		Main: main, Files: files, Image: img, GoVersion: pl.goVersion,
 		BuildSeconds:  time.Since(start).Round(time.Millisecond).Seconds(),
 		SchemaVersion: schemaVersion,
 	}
@@ -205,7 +217,7 @@ func install(ctx context.Context, o *Options, pl *plan, dir string, done map[str
 		return nil, fmt.Errorf("%s: %w", pl.name, err)
 	}
 	renamed = true
-	main := m.MainFile()
+	mainFile := m.MainFile()
 	links := 0
 	for _, f := range files {
 		if f.Link != "" {
@@ -213,7 +225,7 @@ func install(ctx context.Context, o *Options, pl *plan, dir string, done map[str
 		}
 	}
 	p.printf("done in %s: %s %s; %d files (%s), %d symlinks", time.Since(start).Round(100*time.Millisecond),
-		main.Path, humanSize(main.Size), len(files)-links, humanSize(m.TotalSize()), links)
+		mainFile.Path, humanSize(mainFile.Size), len(files)-links, humanSize(m.TotalSize()), links)
 	return &Artifact{Manifest: m, Dir: dir}, nil
 }
 
@@ -234,6 +246,9 @@ func describeSource(pl *plan) string {
 		}
 		return fmt.Sprintf("%d release files", len(in.Files))
 	case imageInput:
+		if len(in.WithKeys) > 0 {
+			return "components " + strings.Join(append([]string{in.From}, slices.Sorted(maps.Keys(in.WithKeys))...), ", ")
+		}
 		return "component " + in.From
 	}
 	return string(pl.source)

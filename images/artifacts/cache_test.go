@@ -2,9 +2,11 @@ package artifacts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -281,14 +283,24 @@ func TestSelected(t *testing.T) {
 		t.Errorf("unknown name: err = %v", err)
 	}
 	comps, imgs, _ = selected(v, nil)
-	onDemand := 0
+	onDemand, onDemandImages := 0, 0
 	for _, c := range v.Components {
 		if c.OnDemand {
 			onDemand++
 		}
 	}
-	if len(comps) != len(v.Components)-onDemand || len(imgs) != len(v.Images) {
+	for _, i := range v.Images {
+		if i.OnDemand() {
+			onDemandImages++
+		}
+	}
+	if len(comps) != len(v.Components)-onDemand || len(imgs) != len(v.Images)-onDemandImages {
 		t.Errorf("all: %v %v", comps, imgs)
+	}
+	// The image pause and the component pause are told apart: an image made
+	// from the component does not select the image of that name.
+	if comps, imgs, _ = selected(v, []string{"e2e-pause"}); !slices.Equal(comps, []string{"pause"}) || !slices.Equal(imgs, []string{"e2e-pause"}) {
+		t.Errorf("e2e-pause: %v %v", comps, imgs)
 	}
 }
 
@@ -359,5 +371,98 @@ func TestBuildPlanKey(t *testing.T) {
 	os.WriteFile(filepath.Join(mod, "main.go"), []byte("package main\n\nfunc main() { println() }\n"), 0o644)
 	if key(comp) == k0 {
 		t.Error("editing main.go did not change the key")
+	}
+}
+
+// TestImageKeysOfOneComponentImages: the fields added for images made of
+// several components are left out of the key input of the images made of one
+// (their cache keys, and so their cache entries, stay what they were).
+func TestImageKeysOfOneComponentImages(t *testing.T) {
+	for _, im := range images.Pinned().Images {
+		if im.OnDemand() {
+			continue
+		}
+		r, _ := imageRecipeFor(im.Name)
+		b, err := json.Marshal(imageInput{Ref: im.Ref(), From: im.From, FromKey: "k", Recipe: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, field := range []string{`"withKeys"`, `"sources"`, `"copy"`, `"moduleFiles"`, `"fill"`} {
+			if strings.Contains(string(b), field) {
+				t.Errorf("image %s: key input has %s: %s", im.Name, field, b)
+			}
+		}
+	}
+}
+
+// TestImagePlanSeveralComponents computes the key of an image made of three
+// components and files of a module (a temp wrapper module standing in for
+// the conformance suite's): each of them is an input.
+func TestImagePlanSeveralComponents(t *testing.T) {
+	src := t.TempDir()
+	mod := filepath.Join(src, "images", "modules", "conformance")
+	write := func(rel, content string) {
+		t.Helper()
+		p := filepath.Join(mod, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module example.com/suite\n\ngo 1.26\n")
+	for _, f := range []string{"test/images/agnhost/porter/localhost.crt", "test/images/agnhost/porter/localhost.key",
+		"test/images/kitten/html/kitten.jpg", "test/images/kitten/html/data.json"} {
+		write(f, f)
+	}
+	v := &images.Versions{Components: []images.Component{
+		{Name: "busybox", Version: "1:1.0-1", Package: "busybox-static", Use: images.UseImage},
+		{Name: "conformance", Version: "v1.37.2", Module: "example.com/suite", Use: images.UseHost, OnDemand: true},
+		{Name: "e2e-userland", Version: "12.15", Package: "curl", Use: images.UseImage, OnDemand: true},
+	}}
+	im := images.Image{Name: "e2e-kitten", Repository: "registry.k8s.io/e2e-test-images/kitten", Tag: "1.8",
+		From: "busybox", With: []string{"conformance", "e2e-userland"}, For: "conformance"}
+	o := &Options{SrcDir: src, CacheDir: t.TempDir(), Versions: v}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*plan{"busybox": {key: "b"}, "conformance": {key: "c"}, "e2e-userland": {key: "u"}}
+	key := func() string {
+		t.Helper()
+		pl, err := imagePlan(context.Background(), o, im, byName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(pl.deps, []string{"busybox", "conformance", "e2e-userland"}) || pl.use != images.UseHost {
+			t.Errorf("deps %v use %s", pl.deps, pl.use)
+		}
+		if n := len(pl.keyInput.(imageInput).Sources); n != 4 {
+			t.Errorf("%d module files in the key input, want 4", n)
+		}
+		return pl.key
+	}
+	k0 := key()
+	if key() != k0 {
+		t.Fatal("equal inputs gave different keys")
+	}
+	for name, change := range map[string]func(){
+		"with component": func() { byName["e2e-userland"].key = "u2" },
+		"suite":          func() { byName["conformance"].key = "c2" },
+		"base":           func() { byName["busybox"].key = "b2" },
+		"module file":    func() { write("test/images/kitten/html/data.json", "changed") },
+	} {
+		change()
+		if k := key(); k == k0 {
+			t.Errorf("changing the %s did not change the key", name)
+		} else {
+			k0 = k
+		}
+	}
+
+	// The recipe copies from e2e-userland: it must be in the image's with.
+	im.With = []string{"conformance"}
+	if _, err := imagePlan(context.Background(), o, im, byName); err == nil || !strings.Contains(err.Error(), "e2e-userland, which is not in its with") {
+		t.Errorf("copy from a component not in with: err = %v", err)
 	}
 }

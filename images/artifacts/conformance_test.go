@@ -1,12 +1,16 @@
 package artifacts
 
 import (
+	"archive/tar"
 	"context"
+	"debug/elf"
 	"errors"
 	"go/parser"
 	"go/token"
+	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,6 +18,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/mod/modfile"
 
 	"kubeup.dev/kubeup/images"
@@ -109,25 +115,35 @@ func TestGoBuildArgsTest(t *testing.T) {
 }
 
 // TestConformanceOnDemand: a plain `kubeup artifacts` (make deps, image
-// builds) leaves the conformance suite out; naming it builds it.
+// builds) leaves the conformance suite, its images and what only they are
+// made from out; naming the suite builds all of them.
 func TestConformanceOnDemand(t *testing.T) {
 	v := images.Pinned()
-	comps, _, err := selected(v, nil)
+	comps, imgs, err := selected(v, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(comps, "conformance") {
-		t.Errorf("all = %v: includes the on-demand conformance suite", comps)
+	for _, n := range []string{"conformance", "sample-apiserver", "e2e-userland", "nginx"} {
+		if slices.Contains(comps, n) {
+			t.Errorf("all = %v: includes the on-demand %s", comps, n)
+		}
 	}
-	if !slices.Contains(comps, "pulumi") || !slices.Contains(comps, "kubernetes") {
-		t.Errorf("all = %v: lacks pulumi or kubernetes", comps)
+	for _, n := range imgs {
+		if strings.HasPrefix(n, "e2e-") {
+			t.Errorf("all = %v: includes the conformance image %s", imgs, n)
+		}
 	}
-	comps, imgs, err := selected(v, []string{"conformance"})
+	if !slices.Contains(comps, "pulumi") || !slices.Contains(comps, "kubernetes") || !slices.Contains(imgs, "pause") {
+		t.Errorf("all = %v %v: lacks pulumi, kubernetes or the pause image", comps, imgs)
+	}
+	comps, imgs, err = selected(v, []string{"conformance"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(comps, []string{"conformance"}) || len(imgs) != 0 {
-		t.Errorf("--only conformance = %v %v", comps, imgs)
+	wantComps := []string{"etcd", "pause", "busybox", "conformance", "sample-apiserver", "e2e-userland", "nginx"}
+	wantImgs := []string{"e2e-agnhost", "e2e-busybox", "e2e-pause", "e2e-kitten", "e2e-nautilus", "e2e-nonewprivs", "e2e-glibc-dns-testing", "e2e-nginx", "e2e-etcd", "e2e-sample-apiserver"}
+	if !slices.Equal(comps, wantComps) || !slices.Equal(imgs, wantImgs) {
+		t.Errorf("--only conformance = %v %v, want %v %v", comps, imgs, wantComps, wantImgs)
 	}
 }
 
@@ -254,5 +270,193 @@ func TestIntegrationConformance(t *testing.T) {
 	}
 	if out := runArtifact(t, a.Path("usr/local/bin/ginkgo"), "version"); want == "" || !strings.Contains(out, "Version "+want) {
 		t.Errorf("ginkgo version printed %q, want %q", out, want)
+	}
+}
+
+// TestConformanceImageNames: every image built for the conformance suite has
+// a reference the pinned suite names (test/utils/image/manifest.go, with its
+// default registries), and agnhost's is AgnhostVersion.
+func TestConformanceImageNames(t *testing.T) {
+	v := images.Pinned()
+	var ours []images.Image
+	for _, im := range v.Images {
+		if im.For == ConformanceSuite {
+			ours = append(ours, im)
+		}
+	}
+	if len(ours) == 0 {
+		t.Fatal("no images for the conformance suite")
+	}
+	if im, _ := v.Image("e2e-agnhost"); im.Ref() != "registry.k8s.io/e2e-test-images/agnhost:"+AgnhostVersion {
+		t.Errorf("e2e-agnhost is %s, want agnhost %s", im.Ref(), AgnhostVersion)
+	}
+	b, err := os.ReadFile(filepath.Join(kubernetesModuleDir(t), "test", "utils", "image", "manifest.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	registries := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+(\w+Registry):\s+"([^"]+)",`).FindAllSubmatch(b, -1) {
+		registries[string(m[1])] = string(m[2])
+	}
+	suite := map[string]bool{}
+	for _, m := range regexp.MustCompile(`configs\[\w+\] = Config\{list\.(\w+), "([^"]+)", "([^"]+)"\}`).FindAllSubmatch(b, -1) {
+		suite[registries[string(m[1])]+"/"+string(m[2])+":"+string(m[3])] = true
+	}
+	if !suite["registry.k8s.io/pause:3.10.2"] {
+		t.Fatalf("manifest.go not understood: %v", suite)
+	}
+	for _, im := range ours {
+		if !suite[im.Ref()] {
+			t.Errorf("image %s: the suite runs no %s", im.Name, im.Ref())
+		}
+	}
+}
+
+// TestIntegrationConformanceImages checks the built conformance images from
+// the cache (`kubeup artifacts --only conformance` builds them): each loads
+// under the name e2e.test lists, with its recipe's config, agnhost's has the
+// tools the specs run, and every program of the Debian userlands finds its
+// shared libraries.
+func TestIntegrationConformanceImages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: checks the built conformance images; skipped under -short")
+	}
+	epoch, err := SourceDateEpochFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Only: []string{ConformanceSuite}, SourceDateEpoch: epoch, CacheOnly: true, Progress: testWriter{t}}
+	set, err := Ensure(context.Background(), o)
+	if errors.Is(err, ErrNotCached) {
+		t.Skipf("integration: %v; build them with `kubeup artifacts --only conformance`", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := ConformanceImages(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := runArtifact(t, set.Component(ConformanceSuite).Path("usr/local/bin/e2e.test"), "--list-images")
+	v := images.Pinned()
+	n := 0
+	for _, im := range v.Images {
+		if im.For != ConformanceSuite {
+			continue
+		}
+		n++
+		t.Run(im.Name, func(t *testing.T) {
+			a := set.Image(im.Name)
+			if a == nil || a.Image == nil || !slices.Contains(paths, a.TarballPath()) {
+				t.Fatalf("no image artifact %s among %v", im.Name, paths)
+			}
+			if !strings.Contains(listed, im.Ref()+"\n") {
+				t.Errorf("e2e.test --list-images does not list %s", im.Ref())
+			}
+			tag, _ := name.NewTag(im.Ref())
+			img, err := tarball.ImageFromPath(a.TarballPath(), &tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, err := img.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := imageRecipeFor(im.Name)
+			if !slices.Equal(cf.Config.Entrypoint, r.Entrypoint) || !slices.Equal(cf.Config.Cmd, r.Cmd) || cf.Config.User != r.User {
+				t.Errorf("config %+v, want the recipe's %q %q %q", cf.Config, r.Entrypoint, r.Cmd, r.User)
+			}
+			if d, _ := img.Digest(); d.String() != a.Image.Digest {
+				t.Errorf("digest %s, manifest says %s", d, a.Image.Digest)
+			}
+			fi, _ := os.Stat(a.TarballPath())
+			t.Logf("%s %s %s", im.Ref(), a.Image.Digest, humanSize(fi.Size()))
+			if im.Name != "e2e-agnhost" {
+				return
+			}
+			layers, _ := img.Layers()
+			rc, err := layers[0].Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			have := map[string]string{}
+			tr := tar.NewReader(rc)
+			for {
+				hdr, err := tr.Next()
+				if err != nil {
+					break
+				}
+				content := hdr.Linkname
+				if strings.HasPrefix(hdr.Name, "etc/") {
+					b, _ := io.ReadAll(tr)
+					content = string(b)
+				}
+				have[strings.TrimSuffix(hdr.Name, "/")] = content
+			}
+			for _, p := range []string{"agnhost", "agnhost-2", "localhost.crt", "localhost.key", "uploads", "bin/sh", "bin/bash",
+				"bin/nc", "bin/nc.openbsd", "bin/wget", "bin/ip", "usr/bin/curl", "usr/bin/dig", "usr/bin/getent", "usr/bin/nslookup",
+				"lib64/ld-linux-x86-64.so.2"} {
+				if _, ok := have[p]; !ok {
+					t.Errorf("agnhost image has no /%s", p)
+				}
+			}
+			if !strings.Contains(have["etc/passwd"], "user-defined-in-image:x:1000:") || !strings.Contains(have["etc/group"], "group-defined-in-image:x:50000:user-defined-in-image") {
+				t.Errorf("passwd %q group %q", have["etc/passwd"], have["etc/group"])
+			}
+			if have["bin/sh"] != "busybox" || have["bin/nc"] != "nc.openbsd" {
+				t.Errorf("/bin/sh -> %q, /bin/nc -> %q", have["bin/sh"], have["bin/nc"])
+			}
+		})
+	}
+	if len(paths) != n {
+		t.Errorf("ConformanceImages gave %d tarballs, versions.yaml has %d images for the suite", len(paths), n)
+	}
+	for _, c := range []string{"e2e-userland", "nginx"} {
+		t.Run("shared libraries/"+c, func(t *testing.T) { checkSharedLibraries(t, set.Component(c)) })
+	}
+}
+
+// checkSharedLibraries fails for every ELF file of a component whose
+// DT_NEEDED libraries are neither in the loader's directories nor beside it
+// (glibc's gconv modules find theirs with $ORIGIN).
+func checkSharedLibraries(t *testing.T, a *Artifact) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, f := range a.Files {
+		have[f.Path] = true
+	}
+	found := func(dir, lib string) bool {
+		for _, d := range []string{"lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib", dir} {
+			if have[path.Join(d, lib)] {
+				return true
+			}
+		}
+		return false
+	}
+	programs := 0
+	for _, f := range a.Files {
+		if f.Link != "" {
+			continue
+		}
+		ef, err := elf.Open(a.Path(f.Path))
+		if err != nil {
+			continue // not an ELF file
+		}
+		needed, err := ef.ImportedLibraries()
+		ef.Close()
+		if err != nil {
+			t.Errorf("%s: %v", f.Path, err)
+			continue
+		}
+		programs++
+		for _, n := range needed {
+			if !found(path.Dir(f.Path), n) {
+				t.Errorf("%s needs %s, which %s does not have", f.Path, n, a.Name)
+			}
+		}
+	}
+	if programs == 0 {
+		t.Errorf("%s has no ELF files", a.Name)
 	}
 }

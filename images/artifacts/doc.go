@@ -13,7 +13,10 @@
 // input rebuilds only the artifacts that depend on it. Container images
 // (pause, coredns, testbox) are built from component artifacts into docker-
 // archive tarballs that `ctr images import` takes, under
-// root/var/lib/kubeup/images/<name>.tar.
+// root/var/lib/kubeup/images/<name>.tar. The images the conformance suite's
+// specs run (versions.yaml's images `for: conformance`, e.g.
+// registry.k8s.io/e2e-test-images/agnhost) are built the same way but only on
+// demand; ConformanceImages finds their tarballs.
 //
 // For the image builder: copy Root() of every artifact whose Use is
 // images.UseRootfs into the VM image's root (that includes the image

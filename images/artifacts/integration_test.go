@@ -107,7 +107,7 @@ func TestIntegrationArtifacts(t *testing.T) {
 	t.Run("busybox applets", func(t *testing.T) {
 		a := set.Component("busybox")
 		list := strings.Fields(runArtifact(t, a.Path("bin/busybox"), "--list"))
-		for _, applet := range busyboxApplets {
+		for _, applet := range append(busyboxApplets, busyboxAllApplets...) {
 			if !slices.Contains(list, applet) {
 				t.Errorf("busybox has no applet %s", applet)
 			}
@@ -151,6 +151,9 @@ func TestIntegrationArtifacts(t *testing.T) {
 	})
 
 	for _, im := range v.Images {
+		if im.OnDemand() {
+			continue // TestIntegrationConformanceImages
+		}
 		t.Run("image/"+im.Name, func(t *testing.T) {
 			a := set.Image(im.Name)
 			if a == nil || a.Image == nil {

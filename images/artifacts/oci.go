@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -35,12 +36,23 @@ type layerEntry struct {
 	xattr map[string]string
 }
 
+// imageSources are the files an image is made of besides its recipe's own.
+type imageSources struct {
+	// from is the component whose whole root is the image's base.
+	from *Artifact
+	// with are further components by name, for the recipe's Copy.
+	with map[string]*Artifact
+	// module maps image paths to files of a module's source (ModuleFiles).
+	module map[string]string
+}
+
 // buildImage makes a single-layer linux/amd64 image from a component's files
 // plus the recipe's additions and writes it as a docker-archive tarball
 // (tagged ref) to out. Everything that could vary between runs is fixed:
 // owners 0:0, mtimes and created times = created, entries sorted, gzip
 // without a header time, so equal inputs give an equal image digest.
-func buildImage(ctx context.Context, ref string, r imageRecipe, from *Artifact, created int64, out, relOut string, p progress) (*ImageInfo, error) {
+func buildImage(ctx context.Context, ref string, r imageRecipe, src imageSources, created int64, out, relOut string, p progress) (*ImageInfo, error) {
+	from := src.from
 	if from == nil {
 		return nil, fmt.Errorf("image %s: its component was not ensured", ref)
 	}
@@ -48,7 +60,7 @@ func buildImage(ctx context.Context, ref string, r imageRecipe, from *Artifact, 
 	if err != nil {
 		return nil, fmt.Errorf("image reference: %w", err)
 	}
-	entries, err := imageEntries(r, from)
+	entries, err := imageEntries(r, src)
 	if err != nil {
 		return nil, err
 	}
@@ -111,9 +123,11 @@ func buildImage(ctx context.Context, ref string, r imageRecipe, from *Artifact, 
 	return &ImageInfo{Ref: ref, Digest: digest.String(), Tarball: relOut}, nil
 }
 
-// imageEntries lists the layer: the component's files, the recipe's links,
-// files and directories, and every parent directory, sorted by path.
-func imageEntries(r imageRecipe, from *Artifact) ([]layerEntry, error) {
+// imageEntries lists the layer: the component's files, the files the recipe
+// copies from further components and modules, the recipe's links, files and
+// directories, the fill-in links where nothing else is, and every parent
+// directory, sorted by path.
+func imageEntries(r imageRecipe, src imageSources) ([]layerEntry, error) {
 	byPath := map[string]layerEntry{}
 	add := func(e layerEntry) error {
 		if _, dup := byPath[e.path]; dup {
@@ -122,14 +136,42 @@ func imageEntries(r imageRecipe, from *Artifact) ([]layerEntry, error) {
 		byPath[e.path] = e
 		return nil
 	}
-	for _, f := range from.Files {
-		e := layerEntry{path: f.Path, mode: f.Mode.Perm()}
+	addFile := func(a *Artifact, f File, to string) error {
+		e := layerEntry{path: to, mode: f.Mode.Perm()}
 		if f.Link != "" {
 			e.link = f.Link
 		} else {
-			e.src = from.Path(f.Path)
+			e.src = a.Path(f.Path)
 		}
-		if err := add(e); err != nil {
+		return add(e)
+	}
+	for _, f := range src.from.Files {
+		if err := addFile(src.from, f, f.Path); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range r.Copy {
+		a := src.with[c.Component]
+		if a == nil {
+			return nil, fmt.Errorf("image layer: component %s was not ensured", c.Component)
+		}
+		n := 0
+		for _, f := range a.Files {
+			rel, ok := underPath(f.Path, c.Path)
+			if !ok {
+				continue
+			}
+			if err := addFile(a, f, path.Join(c.To, rel)); err != nil {
+				return nil, err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("image layer: component %s has no %s", c.Component, c.Path)
+		}
+	}
+	for to, file := range src.module {
+		if err := add(layerEntry{path: to, mode: 0o644, src: file}); err != nil {
 			return nil, err
 		}
 	}
@@ -146,6 +188,11 @@ func imageEntries(r imageRecipe, from *Artifact) ([]layerEntry, error) {
 	for p, mode := range r.Dirs {
 		if err := add(layerEntry{path: p, mode: fs.FileMode(mode&0o777) | modeBits(mode), dir: true}); err != nil {
 			return nil, err
+		}
+	}
+	for _, l := range r.Fill {
+		if _, taken := byPath[l.Path]; !taken {
+			byPath[l.Path] = layerEntry{path: l.Path, mode: 0o777, link: l.Target}
 		}
 	}
 	for p, caps := range r.Capabilities {
@@ -172,6 +219,20 @@ func imageEntries(r imageRecipe, from *Artifact) ([]layerEntry, error) {
 		entries = append(entries, byPath[p])
 	}
 	return entries, nil
+}
+
+// underPath reports whether p is dir or under it ("" is the whole root), and
+// p relative to dir ("." for dir itself).
+func underPath(p, dir string) (string, bool) {
+	switch {
+	case dir == "":
+		return p, true
+	case p == dir:
+		return ".", true
+	case strings.HasPrefix(p, dir+"/"):
+		return p[len(dir)+1:], true
+	}
+	return "", false
 }
 
 // modeBits turns the sticky/setuid/setgid bits of a Unix mode into fs bits.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,7 @@ func TestBuildImage(t *testing.T) {
 	r, _ := imageRecipeFor("coredns")
 	build := func(epoch int64) (string, *ImageInfo) {
 		out := filepath.Join(t.TempDir(), "img.tar")
-		info, err := buildImage(ctx, "registry.kubeup.dev/coredns:v1.15.0", r, from, epoch, out, "img.tar", progress{w: io.Discard})
+		info, err := buildImage(ctx, "registry.kubeup.dev/coredns:v1.15.0", r, imageSources{from: from}, epoch, out, "img.tar", progress{w: io.Discard})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +120,7 @@ func TestBuildImage(t *testing.T) {
 func TestImageEntries(t *testing.T) {
 	from := fakeComponent(t, "bin/busybox", "bb")
 	r, _ := imageRecipeFor("testbox")
-	entries, err := imageEntries(r, from)
+	entries, err := imageEntries(r, imageSources{from: from})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestImageEntries(t *testing.T) {
 	}
 	// Entries that collide are refused.
 	r.Links = append(r.Links, link{Path: "bin/busybox", Target: "x"})
-	if _, err := imageEntries(r, from); err == nil {
+	if _, err := imageEntries(r, imageSources{from: from}); err == nil {
 		t.Error("duplicate entry accepted")
 	}
 }
@@ -166,5 +167,102 @@ func TestFileCapability(t *testing.T) {
 	}
 	if _, err := fileCapability([]string{"cap_sys_admin_typo"}); err == nil {
 		t.Error("unknown capability accepted")
+	}
+}
+
+// fakeArtifact lays out a component artifact: path -> content, or "-> target"
+// for a symlink.
+func fakeArtifact(t *testing.T, name string, files map[string]string) *Artifact {
+	t.Helper()
+	a := &Artifact{Dir: t.TempDir(), Manifest: Manifest{Kind: KindComponent, Name: name, Version: "1"}}
+	for p, content := range files {
+		dst := a.Path(p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if target, ok := strings.CutPrefix(content, "-> "); ok {
+			err = os.Symlink(target, dst)
+		} else {
+			err = os.WriteFile(dst, []byte(content), 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	files2, err := scanRoot(a.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Files = files2
+	return a
+}
+
+// TestImageEntriesFromSeveralComponents: an image made of a base component,
+// files copied from further ones (one file, or a whole root), module source
+// files, and fill-in links only where nothing else is.
+func TestImageEntriesFromSeveralComponents(t *testing.T) {
+	busybox := fakeArtifact(t, "busybox", map[string]string{"bin/busybox": "bb"})
+	suite := fakeArtifact(t, "conformance", map[string]string{"usr/local/bin/agnhost": "agnhost", "usr/local/bin/e2e.test": "suite"})
+	userland := fakeArtifact(t, "e2e-userland", map[string]string{
+		"bin/bash": "bash", "bin/nc.openbsd": "nc", "usr/bin/curl": "curl",
+		"lib64/ld-linux-x86-64.so.2": "-> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+	})
+	crt := filepath.Join(t.TempDir(), "localhost.crt")
+	os.WriteFile(crt, []byte("cert"), 0o600)
+	src := imageSources{from: busybox, with: map[string]*Artifact{"conformance": suite, "e2e-userland": userland},
+		module: map[string]string{"localhost.crt": crt}}
+	r := imageRecipe{
+		Copy:  []copyFrom{{Component: "e2e-userland"}, {Component: "conformance", Path: "usr/local/bin/agnhost", To: "agnhost"}},
+		Links: []link{{Path: "bin/nc", Target: "nc.openbsd"}},
+		Fill:  appletLinks([]string{"sh", "nc", "bash", "cat"}),
+	}
+	entries, err := imageEntries(r, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range entries {
+		switch {
+		case e.dir:
+			got[e.path] = "dir"
+		case e.link != "":
+			got[e.path] = "-> " + e.link
+		default:
+			got[e.path] = e.src
+		}
+	}
+	want := map[string]string{
+		"bin": "dir", "usr": "dir", "usr/bin": "dir", "lib64": "dir",
+		"bin/busybox":                busybox.Path("bin/busybox"),
+		"agnhost":                    suite.Path("usr/local/bin/agnhost"),
+		"bin/bash":                   userland.Path("bin/bash"),
+		"bin/nc.openbsd":             userland.Path("bin/nc.openbsd"),
+		"usr/bin/curl":               userland.Path("usr/bin/curl"),
+		"lib64/ld-linux-x86-64.so.2": "-> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+		"localhost.crt":              crt,
+		// The recipe's link wins over the applet; bash stays Debian's.
+		"bin/nc":  "-> nc.openbsd",
+		"bin/sh":  "-> busybox",
+		"bin/cat": "-> busybox",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("entries:\n got %v\nwant %v", got, want)
+	}
+
+	// Copying what a component does not have, or from one not given, fails.
+	r.Copy = append(r.Copy, copyFrom{Component: "conformance", Path: "usr/local/bin/kubectl", To: "kubectl"})
+	if _, err := imageEntries(r, src); err == nil || !strings.Contains(err.Error(), "conformance has no usr/local/bin/kubectl") {
+		t.Errorf("missing file: err = %v", err)
+	}
+	r.Copy = []copyFrom{{Component: "nginx"}}
+	if _, err := imageEntries(r, src); err == nil || !strings.Contains(err.Error(), "nginx was not ensured") {
+		t.Errorf("unknown component: err = %v", err)
+	}
+	// Two components shipping one path is an error, as before.
+	src.with["conformance"] = fakeArtifact(t, "conformance", map[string]string{"usr/bin/curl": "other curl"})
+	r.Copy = []copyFrom{{Component: "e2e-userland"}, {Component: "conformance", Path: "usr/bin", To: "usr/bin"}}
+	if _, err := imageEntries(r, src); err == nil || !strings.Contains(err.Error(), "usr/bin/curl added twice") {
+		t.Errorf("duplicate: err = %v", err)
 	}
 }

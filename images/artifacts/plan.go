@@ -40,13 +40,21 @@ type releaseInput struct {
 	Files   []images.ReleaseFile `json:"files"`
 }
 
-// imageInput is the key input of a container image.
+// imageInput is the key input of a container image. The fields after
+// Created are empty, and so left out of the key, for images made from one
+// component.
 type imageInput struct {
 	Ref     string      `json:"ref"`
 	From    string      `json:"from"`
 	FromKey string      `json:"fromKey"`
 	Recipe  imageRecipe `json:"recipe"`
 	Created int64       `json:"created"`
+	// WithKeys maps the image's further components to their keys.
+	WithKeys map[string]string `json:"withKeys,omitempty"`
+	// Sources maps the image paths of the recipe's ModuleFiles to their
+	// sha256 (the module's version is already in the component's key; this
+	// also catches a changed module cache).
+	Sources map[string]string `json:"sources,omitempty"`
 }
 
 // planAll turns the selection into plans with their keys. It fails before
@@ -81,11 +89,14 @@ func planAll(ctx context.Context, o *Options) ([]*plan, error) {
 	}
 	for _, n := range imgs {
 		im, _ := v.Image(n)
-		from := byName[im.From]
-		if from == nil {
-			continue // its component failed to plan: already reported
+		planned := true
+		for _, c := range im.Components() {
+			planned = planned && byName[c] != nil
 		}
-		pl, err := imagePlan(o, im, from)
+		if !planned {
+			continue // a component failed to plan: already reported
+		}
+		pl, err := imagePlan(ctx, o, im, byName)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -131,8 +142,12 @@ func releasePlan(o *Options, c images.Component) (*plan, error) {
 }
 
 // mainReleaseFile is the install path of a release file, or of the first
-// member (in sorted order) of an archive.
+// member (in sorted order) of an archive; for an unpacked package it is not
+// known before the build ("": the first file installed).
 func mainReleaseFile(r images.ReleaseFile) string {
+	if r.Unpack {
+		return ""
+	}
 	if r.Install != "" {
 		return r.Install
 	}
@@ -140,15 +155,22 @@ func mainReleaseFile(r images.ReleaseFile) string {
 	return r.Extract[members[0]]
 }
 
+// findSrcDir sets o.SrcDir from the working directory if it is empty.
+func (o *Options) findSrcDir() error {
+	if o.SrcDir != "" {
+		return nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	o.SrcDir, err = FindSrcDir(wd)
+	return err
+}
+
 func buildPlan(ctx context.Context, o *Options, gos *goEnvs, c images.Component, recipe buildRecipe) (*plan, error) {
-	if o.SrcDir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Name, err)
-		}
-		if o.SrcDir, err = FindSrcDir(wd); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Name, err)
-		}
+	if err := o.findSrcDir(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name, err)
 	}
 	rel := filepath.Join("images", "modules", c.Name)
 	dir := filepath.Join(o.SrcDir, rel)
@@ -193,24 +215,96 @@ func buildPlan(ctx context.Context, o *Options, gos *goEnvs, c images.Component,
 	}, nil
 }
 
-func imagePlan(o *Options, im images.Image, from *plan) (*plan, error) {
+func imagePlan(ctx context.Context, o *Options, im images.Image, byName map[string]*plan) (*plan, error) {
 	recipe, ok := imageRecipeFor(im.Name)
 	if !ok {
 		return nil, fmt.Errorf("image %s: no image recipe (add one in images/artifacts/recipes.go)", im.Name)
 	}
+	from := byName[im.From]
 	in := imageInput{Ref: im.Ref(), From: im.From, FromKey: from.key, Recipe: recipe, Created: o.SourceDateEpoch}
+	for _, w := range im.With {
+		if in.WithKeys == nil {
+			in.WithKeys = map[string]string{}
+		}
+		in.WithKeys[w] = byName[w].key
+	}
+	for _, c := range recipe.Copy {
+		if !slices.Contains(im.With, c.Component) {
+			return nil, fmt.Errorf("image %s: its recipe copies from %s, which is not in its with: list", im.Name, c.Component)
+		}
+	}
+	sources, err := moduleSources(ctx, o, im, recipe.ModuleFiles)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", im.Name, err)
+	}
+	for to, file := range sources {
+		sum, err := fileSHA256(file)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		if in.Sources == nil {
+			in.Sources = map[string]string{}
+		}
+		in.Sources[to] = sum
+	}
 	key, err := computeKey(im.Name, in)
 	if err != nil {
 		return nil, err
 	}
 	tarball := "var/lib/kubeup/images/" + im.Name + ".tar"
+	use := images.UseRootfs
+	if im.OnDemand() {
+		// A test runner imports it; it is not preloaded into VM images.
+		use = images.UseHost
+	}
 	return &plan{
-		kind: KindImage, name: im.Name, version: im.Tag, use: images.UseRootfs, source: SourceBuild, keyInput: in, key: key,
-		main: tarball, deps: []string{im.From},
+		kind: KindImage, name: im.Name, version: im.Tag, use: use, source: SourceBuild, keyInput: in, key: key,
+		main: tarball, deps: im.Components(),
 		build: func(ctx context.Context, root string, deps map[string]*Artifact, p progress) (*ImageInfo, error) {
-			return buildImage(ctx, im.Ref(), recipe, deps[im.From], o.SourceDateEpoch, filepath.Join(root, filepath.FromSlash(tarball)), tarball, p)
+			src := imageSources{from: deps[im.From], with: map[string]*Artifact{}, module: sources}
+			for _, w := range im.With {
+				src.with[w] = deps[w]
+			}
+			return buildImage(ctx, im.Ref(), recipe, src, o.SourceDateEpoch, filepath.Join(root, filepath.FromSlash(tarball)), tarball, p)
 		},
 	}, nil
+}
+
+// moduleSources finds the recipe's ModuleFiles in the module cache: each is
+// a file of the Go module a component is built from, at the version its
+// wrapper module requires (`go list -m` there). It returns image path ->
+// file.
+func moduleSources(ctx context.Context, o *Options, im images.Image, files []moduleFile) (map[string]string, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	if err := o.findSrcDir(); err != nil {
+		return nil, err
+	}
+	dirs := map[string]string{}
+	out := map[string]string{}
+	for _, f := range files {
+		if !slices.Contains(im.Components(), f.Component) {
+			return nil, fmt.Errorf("its recipe takes module files of %s, which it is not made from", f.Component)
+		}
+		c, _ := o.Versions.Component(f.Component)
+		if c.Module == "" {
+			return nil, fmt.Errorf("component %s has no Go module to take %s from", c.Name, f.Path)
+		}
+		dir, ok := dirs[c.Name]
+		if !ok {
+			b, err := run(ctx, filepath.Join(o.SrcDir, "images", "modules", c.Name), buildEnv(false), o.Go, "list", "-m", "-f", "{{.Dir}}", c.Module)
+			if err != nil {
+				return nil, fmt.Errorf("find module %s: %w", c.Module, err)
+			}
+			if dir = strings.TrimSpace(string(b)); dir == "" {
+				return nil, fmt.Errorf("module %s is not in the module cache (go mod download in images/modules/%s)", c.Module, c.Name)
+			}
+			dirs[c.Name] = dir
+		}
+		out[f.To] = filepath.Join(dir, filepath.FromSlash(f.Path))
+	}
+	return out, nil
 }
 
 // checkModule makes sure the wrapper module builds the pinned version.

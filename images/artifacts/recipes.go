@@ -206,6 +206,9 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 				LDFlags: append(append([]string(nil), strip...), "-X", "main.Version="+AgnhostVersion),
 			},
 		}}, true
+	case "sample-apiserver":
+		// As upstream's test/images/sample-apiserver: a plain static build.
+		return buildRecipe{Builds: []goBuild{{Package: c.Module, Output: "sample-apiserver", LDFlags: strip}}}, true
 	case "pulumi":
 		return buildRecipe{Builds: []goBuild{{
 			Package: c.Module + "/cmd/pulumi",
@@ -276,6 +279,30 @@ type imageRecipe struct {
 	Files        map[string]string   `json:"files,omitempty"` // path -> content (0644)
 	Dirs         map[string]int64    `json:"dirs,omitempty"`  // path -> mode
 	Capabilities map[string][]string `json:"capabilities,omitempty"`
+	// Copy takes files from the image's further components (its `with`).
+	Copy []copyFrom `json:"copy,omitempty"`
+	// ModuleFiles takes files from the Go module source a component is
+	// built from (an upstream image's data files).
+	ModuleFiles []moduleFile `json:"moduleFiles,omitempty"`
+	// Fill are links added only where no other entry is: busybox applets
+	// for what the image's other files do not provide.
+	Fill []link `json:"fill,omitempty"`
+}
+
+// copyFrom puts a component's file Path, or every file under the directory
+// Path ("" for its whole root), at To ("" for the image's root).
+type copyFrom struct {
+	Component string `json:"component"`
+	Path      string `json:"path,omitempty"`
+	To        string `json:"to,omitempty"`
+}
+
+// moduleFile puts Path of the Go module Component is built from (its
+// versions.yaml module, at the version its wrapper module requires) at To.
+type moduleFile struct {
+	Component string `json:"component"`
+	Path      string `json:"path"`
+	To        string `json:"to"`
 }
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -294,6 +321,115 @@ var busyboxApplets = []string{
 	"hostname", "id", "ip", "kill", "less", "ln", "ls", "mkdir", "mv", "nc", "netstat", "nslookup",
 	"ping", "printf", "ps", "pwd", "rm", "sed", "sh", "sleep", "sort", "stat", "tail", "tee", "test",
 	"timeout", "top", "touch", "tr", "true", "uname", "uptime", "vi", "watch", "wc", "wget", "which",
+}
+
+// busyboxAllApplets are every applet of the pinned busybox-static but
+// busybox itself (its `busybox --list`; TestIntegrationArtifacts checks them):
+// the conformance images have them all in /bin, as upstream's busybox image.
+var busyboxAllApplets = []string{
+	"[", "[[", "acpid", "adjtimex", "ar", "arch", "arp", "arping", "ascii", "ash", "awk", "base64",
+	"basename", "bc", "blkdiscard", "blockdev", "brctl", "bunzip2", "bzcat", "bzip2", "cal", "cat",
+	"chgrp", "chmod", "chown", "chroot", "chvt", "clear", "cmp", "cp", "cpio", "crc32", "crond",
+	"crontab", "cttyhack", "cut", "date", "dc", "dd", "deallocvt", "depmod", "devmem", "df", "diff",
+	"dirname", "dmesg", "dnsdomainname", "dos2unix", "dpkg", "dpkg-deb", "du", "dumpkmap",
+	"dumpleases", "echo", "ed", "egrep", "env", "expand", "expr", "factor", "fallocate", "false",
+	"fatattr", "fdisk", "fgrep", "find", "findfs", "fold", "free", "freeramdisk", "fsfreeze", "fstrim",
+	"ftpget", "ftpput", "getopt", "getty", "grep", "groups", "gunzip", "gzip", "halt", "head",
+	"hexdump", "hostid", "hostname", "httpd", "hwclock", "i2cdetect", "i2cdump", "i2cget", "i2cset",
+	"i2ctransfer", "id", "ifconfig", "ifdown", "ifup", "init", "insmod", "ionice", "ip", "ipcalc",
+	"ipneigh", "kill", "killall", "klogd", "last", "less", "link", "linux32", "linux64", "linuxrc",
+	"ln", "loadfont", "loadkmap", "logger", "login", "logname", "logread", "losetup", "ls", "lsmod",
+	"lsscsi", "lzcat", "lzma", "lzop", "md5sum", "mdev", "microcom", "mim", "mkdir", "mkdosfs",
+	"mke2fs", "mkfifo", "mknod", "mkpasswd", "mkswap", "mktemp", "modinfo", "modprobe", "more",
+	"mount", "mt", "mv", "nameif", "nc", "netstat", "nl", "nologin", "nproc", "nsenter", "nslookup",
+	"nuke", "od", "openvt", "partprobe", "passwd", "paste", "patch", "pidof", "ping", "ping6",
+	"pivot_root", "poweroff", "printf", "ps", "pwd", "rdate", "readlink", "realpath", "reboot",
+	"renice", "reset", "resume", "rev", "rm", "rmdir", "rmmod", "route", "rpm", "rpm2cpio", "run-init",
+	"run-parts", "sed", "seq", "setkeycodes", "setpriv", "setsid", "sh", "sha1sum", "sha256sum",
+	"sha3sum", "sha512sum", "shred", "shuf", "sleep", "sort", "ssl_client", "start-stop-daemon",
+	"stat", "strings", "stty", "su", "sulogin", "svc", "svok", "swapoff", "swapon", "switch_root",
+	"sync", "sysctl", "syslogd", "tac", "tail", "tar", "taskset", "tc", "tee", "telnet", "telnetd",
+	"test", "tftp", "time", "timeout", "top", "touch", "tr", "traceroute", "traceroute6", "true",
+	"truncate", "ts", "tty", "tunctl", "ubirename", "udhcpc", "udhcpd", "uevent", "umount", "uname",
+	"uncompress", "unexpand", "uniq", "unix2dos", "unlink", "unlzma", "unshare", "unxz", "unzip",
+	"uptime", "usleep", "uudecode", "uuencode", "vconfig", "vi", "w", "watch", "watchdog", "wc",
+	"wget", "which", "who", "whoami", "xargs", "xxd", "xz", "xzcat", "yes", "zcat",
+}
+
+// appletLinks links every applet in bin/ to busybox.
+func appletLinks(applets []string) []link {
+	var l []link
+	for _, a := range applets {
+		l = append(l, link{Path: "bin/" + a, Target: "busybox"})
+	}
+	return l
+}
+
+// e2eUsers are upstream's agnhost users beside root and nobody: some specs
+// run as user-defined-in-image (1000), whose group group-defined-in-image
+// (50000) they expect in `id -G`.
+const (
+	e2ePasswd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n" +
+		"user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n"
+	e2eGroup = "root:x:0:\nnogroup:x:65534:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n"
+	// glibc's getent and resolver read /etc/hosts before DNS only when told
+	// (musl, upstream's agnhost libc, always does).
+	nsswitch = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"
+)
+
+// e2eToolsRecipe is what the busybox-based conformance images share: every
+// busybox applet in /bin where the Debian tools (e2e-userland: bash, curl,
+// dig, getent, nc from netcat-openbsd) leave the name free, users and
+// nsswitch.conf.
+func e2eToolsRecipe() imageRecipe {
+	return imageRecipe{
+		Env: []string{defaultPath},
+		Files: map[string]string{
+			"etc/passwd":        e2ePasswd,
+			"etc/group":         e2eGroup,
+			"etc/nsswitch.conf": nsswitch,
+		},
+		Links: []link{{Path: "bin/nc", Target: "nc.openbsd"}},
+		Dirs:  map[string]int64{"tmp": 0o1777, "root": 0o700, "home/user-defined-in-image": 0o755},
+		Copy:  []copyFrom{{Component: "e2e-userland"}},
+		Fill:  appletLinks(busyboxAllApplets),
+	}
+}
+
+// e2eAgnhostRecipe is upstream's test/images/agnhost/Dockerfile as near as
+// kubeup's parts give it: /agnhost (the conformance component's, version
+// AgnhostVersion) and its agnhost-2 link, the porter certificates, /uploads,
+// busybox with Debian's tools for Alpine's. Left out: iperf, socat,
+// util-linux, iproute2 (busybox's ip stands in), CoreDNS 1.6.2 and the fake
+// registry under /var/registry, which no [Conformance] spec uses.
+func e2eAgnhostRecipe() imageRecipe {
+	r := e2eToolsRecipe()
+	r.Entrypoint, r.Cmd = []string{"/agnhost"}, []string{"pause"}
+	r.ExposedPorts = []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"}
+	r.Copy = append(r.Copy, copyFrom{Component: "conformance", Path: "usr/local/bin/agnhost", To: "agnhost"})
+	r.Links = append(r.Links, link{Path: "agnhost-2", Target: "agnhost"})
+	r.ModuleFiles = []moduleFile{
+		{Component: "conformance", Path: "test/images/agnhost/porter/localhost.crt", To: "localhost.crt"},
+		{Component: "conformance", Path: "test/images/agnhost/porter/localhost.key", To: "localhost.key"},
+	}
+	r.Dirs["uploads"] = 0o755
+	// The image volume spec reads the kitten image's /etc/os-release and
+	// expects upstream's base, "Alpine Linux"; this file says what stands in
+	// for it.
+	r.Files["etc/os-release"] = "NAME=\"kubeup e2e image\"\nID=kubeup-e2e\n" +
+		"PRETTY_NAME=\"kubeup's e2e image: busybox and Debian tools in place of upstream's Alpine Linux base\"\n"
+	return r
+}
+
+// e2ePageRecipe is kitten or nautilus: agnhost serving the image's page
+// (upstream: FROM agnhost, its html/ files at /, CMD test-webserver).
+func e2ePageRecipe(name string) imageRecipe {
+	r := e2eAgnhostRecipe()
+	r.Cmd = []string{"test-webserver"}
+	r.ModuleFiles = append(r.ModuleFiles,
+		moduleFile{Component: "conformance", Path: "test/images/" + name + "/html/" + name + ".jpg", To: name + ".jpg"},
+		moduleFile{Component: "conformance", Path: "test/images/" + name + "/html/data.json", To: "data.json"})
+	return r
 }
 
 // imageRecipeFor returns the recipe of an image from versions.yaml. To add an
@@ -363,6 +499,75 @@ func imageRecipeFor(name string) (imageRecipe, bool) {
 			r.Links = append(r.Links, link{Path: "bin/" + a, Target: "busybox"})
 		}
 		return r, true
+
+	// The conformance suite's images (versions.yaml, `for: conformance`).
+	case "e2e-agnhost":
+		return e2eAgnhostRecipe(), true
+	case "e2e-kitten":
+		return e2ePageRecipe("kitten"), true
+	case "e2e-nautilus":
+		return e2ePageRecipe("nautilus"), true
+	case "e2e-nonewprivs":
+		// Upstream: Alpine with test/images/nonewprivs' nnp, which prints
+		// its effective uid; agnhost's nonewprivs subcommand is the same
+		// code. Not setuid root as upstream's nnp: the conformance spec
+		// (allowPrivilegeEscalation=false) expects the uid it runs as.
+		return imageRecipe{
+			Cmd:   []string{"/usr/local/bin/agnhost", "nonewprivs"},
+			Env:   []string{defaultPath},
+			Files: map[string]string{"etc/passwd": e2ePasswd, "etc/group": e2eGroup},
+			Copy:  []copyFrom{{Component: "conformance", Path: "usr/local/bin/agnhost", To: "usr/local/bin/agnhost"}},
+			Dirs:  map[string]int64{"tmp": 0o1777},
+			Fill:  appletLinks(busyboxAllApplets),
+		}, true
+	case "e2e-glibc-dns-testing":
+		// Upstream: debian:bookworm-slim with dnsutils; the DNS specs run
+		// dig and getent in it, with glibc.
+		r := e2eToolsRecipe()
+		r.Cmd = []string{"bash"}
+		return r, true
+	case "e2e-busybox":
+		// Upstream: busybox:1.37.0; here Debian's busybox-static with every
+		// applet.
+		return imageRecipe{
+			Cmd: []string{"sh"},
+			Env: []string{defaultPath},
+			Files: map[string]string{
+				"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+				"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+			},
+			Links: appletLinks(busyboxAllApplets),
+			Dirs:  map[string]int64{"tmp": 0o1777, "root": 0o700, "home": 0o755},
+		}, true
+	case "e2e-pause":
+		// kubeup's pause under the name the suite's specs use.
+		return imageRecipeFor("pause")
+	case "e2e-etcd":
+		// The aggregator spec runs /usr/local/bin/etcd with its own flags.
+		return imageRecipe{Cmd: []string{"/usr/local/bin/etcd"}, Env: []string{defaultPath}, Dirs: map[string]int64{"tmp": 0o1777}}, true
+	case "e2e-sample-apiserver":
+		return imageRecipe{Entrypoint: []string{"/sample-apiserver"}, Env: []string{defaultPath}, Dirs: map[string]int64{"tmp": 0o1777}}, true
+	case "e2e-nginx":
+		// Upstream: nginx:1.27-alpine, `nginx -g 'daemon off;'` as root
+		// with workers as an unprivileged user, logs to the container's
+		// output. Debian's package, whose maintainer scripts do not run
+		// here: the default site's link, the dirs and the users they make.
+		return imageRecipe{
+			Cmd:          []string{"/usr/sbin/nginx", "-g", "daemon off;"},
+			Env:          []string{defaultPath},
+			ExposedPorts: []string{"80/tcp"},
+			Files: map[string]string{
+				"etc/passwd": passwd + "www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
+				"etc/group":  group + "www-data:x:33:\n",
+			},
+			Links: []link{
+				{Path: "etc/nginx/sites-enabled/default", Target: "/etc/nginx/sites-available/default"},
+				{Path: "var/www/html/index.html", Target: "/usr/share/nginx/html/index.html"},
+				{Path: "var/log/nginx/access.log", Target: "/dev/stdout"},
+				{Path: "var/log/nginx/error.log", Target: "/dev/stderr"},
+			},
+			Dirs: map[string]int64{"tmp": 0o1777, "run": 0o755, "var/lib/nginx": 0o755},
+		}, true
 	}
 	return imageRecipe{}, false
 }

@@ -37,6 +37,13 @@ func installRelease(ctx context.Context, o *Options, r images.ReleaseFile, root 
 	}
 	name := releaseFileName(r.URL)
 	switch {
+	case r.Unpack && strings.HasSuffix(name, ".deb"):
+		return withDebData(file, func(data io.Reader) error {
+			if err := unpackTar(data, root); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
 	case strings.HasSuffix(name, ".tar.gz"), strings.HasSuffix(name, ".tgz"):
 		return extractTarGz(file, r.Extract, root)
 	case strings.HasSuffix(name, ".deb"):
@@ -178,9 +185,14 @@ func extractTar(r io.Reader, members map[string]string, root string) error {
 	return nil
 }
 
-// extractDeb extracts members of a Debian package's data.tar.{xz,gz}. A .deb
-// is an ar archive: debian-binary, control.tar.*, data.tar.*.
+// extractDeb extracts members of a Debian package's data.tar.{xz,gz}.
 func extractDeb(file string, members map[string]string, root string) error {
+	return withDebData(file, func(data io.Reader) error { return extractTar(data, members, root) })
+}
+
+// withDebData calls fn with the uncompressed data.tar of a Debian package. A
+// .deb is an ar archive: debian-binary, control.tar.*, data.tar.*.
+func withDebData(file string, fn func(io.Reader) error) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -201,15 +213,79 @@ func extractDeb(file string, members map[string]string, root string) error {
 			if err != nil {
 				return fmt.Errorf("%s: data.tar.xz: %w", filepath.Base(file), err)
 			}
-			return extractTar(xr, members, root)
+			return fn(xr)
 		case "data.tar.gz":
 			zr, err := gzip.NewReader(rd)
 			if err != nil {
 				return fmt.Errorf("%s: data.tar.gz: %w", filepath.Base(file), err)
 			}
-			return extractTar(zr, members, root)
+			return fn(zr)
 		case "data.tar":
-			return extractTar(rd, members, root)
+			return fn(rd)
 		}
 	}
+}
+
+// unpackSkip are the directories of a package's files that no container
+// needs: documentation and translations.
+var unpackSkip = []string{"usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/locale", "usr/share/bug"}
+
+// unpackTar lays out every regular file, symlink and hard link of a package's
+// data archive under root at its own path (directories are made as needed;
+// the image adds its parents). Nothing is written through a symlink an earlier
+// entry made, and a path two packages ship is an error.
+func unpackTar(r io.Reader, root string) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		name := path.Clean(strings.TrimPrefix(hdr.Name, "./"))
+		if name == "." || hdr.Typeflag == tar.TypeDir || slices.ContainsFunc(unpackSkip, func(d string) bool {
+			return name == d || strings.HasPrefix(name, d+"/")
+		}) {
+			continue
+		}
+		if path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("archive member %s escapes the root", hdr.Name)
+		}
+		dest := filepath.Join(root, filepath.FromSlash(name))
+		if err := realParents(root, name); err != nil {
+			return err
+		}
+		switch hdr.Typeflag {
+		case tar.TypeReg:
+			err = writeFile(dest, tr, os.FileMode(hdr.Mode).Perm())
+		case tar.TypeSymlink:
+			if err = os.MkdirAll(filepath.Dir(dest), 0o755); err == nil {
+				err = os.Symlink(hdr.Linkname, dest)
+			}
+		case tar.TypeLink:
+			target := path.Clean(strings.TrimPrefix(hdr.Linkname, "./"))
+			if err = realParents(root, target); err == nil {
+				err = copyFile(filepath.Join(root, filepath.FromSlash(target)), dest, os.FileMode(hdr.Mode).Perm())
+			}
+		default:
+			return fmt.Errorf("archive member %s: cannot unpack type %q", name, hdr.Typeflag)
+		}
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", name, err)
+		}
+	}
+}
+
+// realParents fails when a directory on the way to rel (under root) is a
+// symlink: writing there would follow a link a package made.
+func realParents(root, rel string) error {
+	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(d)))
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("unpack %s: %s is a symlink", rel, d)
+		}
+	}
+	return nil
 }

@@ -9,16 +9,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/blakesmith/ar"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/ulikunitz/xz"
 
 	"kubeup.dev/kubeup/images"
@@ -132,13 +136,27 @@ func tarGz(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
+// writeTar writes files in name order; a name ending in "/" is a directory,
+// content "-> target" a symlink and "=> target" a hard link.
 func writeTar(t *testing.T, w interface{ Write([]byte) (int, error) }, files map[string]string) {
 	tw := tar.NewWriter(w)
-	for name, content := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		content := files[name]
+		hdr := &tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg}
+		switch {
+		case strings.HasSuffix(name, "/"):
+			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		case strings.HasPrefix(content, "-> "):
+			hdr.Typeflag, hdr.Size, hdr.Linkname = tar.TypeSymlink, 0, content[3:]
+		case strings.HasPrefix(content, "=> "):
+			hdr.Typeflag, hdr.Size, hdr.Linkname = tar.TypeLink, 0, content[3:]
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write([]byte(content))
+		if hdr.Typeflag == tar.TypeReg {
+			tw.Write([]byte(content))
+		}
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
@@ -259,6 +277,82 @@ func TestEnsureRelease(t *testing.T) {
 	}
 }
 
+// TestUnpackDebs: `unpack` lays out whole packages (a small Debian userland):
+// files, symlinks and hard links at their own paths, documentation left out;
+// two packages shipping one path, or a member written through a package's
+// symlink, are errors.
+func TestUnpackDebs(t *testing.T) {
+	libc := deb(t, map[string]string{
+		"./":                                     "",
+		"./lib/x86_64-linux-gnu/":                "",
+		"./lib/x86_64-linux-gnu/libc.so.6":       "libc",
+		"./lib64/ld-linux-x86-64.so.2":           "-> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+		"./usr/bin/getent":                       "getent",
+		"./usr/share/doc/libc6/copyright":        "doc",
+		"./usr/share/locale/de/LC_MESSAGES/x.mo": "mo",
+	})
+	curl := deb(t, map[string]string{
+		"./usr/bin/curl":         "curl",
+		"./usr/bin/curl-config":  "=> ./usr/bin/curl",
+		"./usr/share/man/man1/x": "man",
+	})
+	srv, _ := fileServer(t, map[string][]byte{"/libc6.deb": libc, "/curl.deb": curl, "/again.deb": libc})
+	comp := func(debs ...string) *images.Versions {
+		c := images.Component{Name: "userland", Version: "12.12", Package: "curl", Use: images.UseImage}
+		for _, d := range debs {
+			b := map[string][]byte{"libc6": libc, "curl": curl, "again": libc}[d]
+			c.Release = append(c.Release, images.ReleaseFile{URL: srv.URL + "/" + d + ".deb", SHA256: digest(b), Unpack: true})
+		}
+		return &images.Versions{Components: []images.Component{c}}
+	}
+	v := comp("libc6", "curl")
+	if err := v.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Ensure(context.Background(), Options{CacheDir: t.TempDir(), Versions: v, HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := set.Component("userland")
+	got := map[string]string{}
+	for _, f := range a.Files {
+		got[f.Path] = f.Link
+		if f.Link == "" {
+			b, _ := os.ReadFile(a.Path(f.Path))
+			got[f.Path] = string(b)
+		}
+	}
+	want := map[string]string{
+		"lib/x86_64-linux-gnu/libc.so.6": "libc",
+		"lib64/ld-linux-x86-64.so.2":     "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+		"usr/bin/getent":                 "getent",
+		"usr/bin/curl":                   "curl",
+		"usr/bin/curl-config":            "curl",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("unpacked %v, want %v", got, want)
+	}
+	if a.Source != SourceDebian || a.Main != "lib/x86_64-linux-gnu/libc.so.6" {
+		t.Errorf("source %s main %s", a.Source, a.Main)
+	}
+
+	// The same path from two packages.
+	_, err = Ensure(context.Background(), Options{CacheDir: t.TempDir(), Versions: comp("libc6", "again"), HTTPClient: srv.Client()})
+	if err == nil || !strings.Contains(err.Error(), "unpack lib/x86_64-linux-gnu/libc.so.6") {
+		t.Errorf("a path shipped twice: err = %v", err)
+	}
+	// A member under a symlink the package made.
+	root, outside := t.TempDir(), t.TempDir()
+	var data bytes.Buffer
+	writeTar(t, &data, map[string]string{"./usr/lib": "-> " + outside, "./usr/lib/passwd": "evil"})
+	if err := unpackTar(&data, root); err == nil || !strings.Contains(err.Error(), "usr/lib is a symlink") {
+		t.Errorf("writing through a symlink: err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "passwd")); err == nil {
+		t.Error("a package wrote outside the root")
+	}
+}
+
 func TestReleaseRefusesUnpinned(t *testing.T) {
 	o := Options{CacheDir: t.TempDir(), Source: SourceRelease, Only: []string{"kubernetes", "etcd"}}
 	_, err := Ensure(context.Background(), o)
@@ -271,4 +365,58 @@ func TestReleaseRefusesUnpinned(t *testing.T) {
 		}
 	}
 	noFiles(t, o.CacheDir)
+}
+
+// TestConformanceImagesFound: ConformanceImages builds exactly the images
+// for the conformance suite (not the VM images' testbox) and returns their
+// tarballs; with CacheOnly it finds them again, or reports them missing.
+func TestConformanceImagesFound(t *testing.T) {
+	pauseBin := []byte("pause")
+	pkg := deb(t, map[string]string{"./bin/busybox": "busybox"})
+	srv, _ := fileServer(t, map[string][]byte{"/pause": pauseBin, "/bb.deb": pkg})
+	v := &images.Versions{
+		Components: []images.Component{
+			{Name: "pause", Version: "3.10", Use: images.UseImage,
+				Release: []images.ReleaseFile{{URL: srv.URL + "/pause", SHA256: digest(pauseBin), Install: "pause"}}},
+			{Name: "busybox", Version: "1:1.0-1", Package: "busybox-static", Use: images.UseImage,
+				Release: []images.ReleaseFile{{URL: srv.URL + "/bb.deb", SHA256: digest(pkg), Extract: map[string]string{"bin/busybox": "bin/busybox"}}}},
+			{Name: "conformance", Version: "v1.37.2", Module: "k8s.io/kubernetes", Use: images.UseHost, OnDemand: true},
+		},
+		Images: []images.Image{
+			{Name: "testbox", Repository: "registry.kubeup.dev/testbox", From: "busybox", Tag: "1"},
+			{Name: "e2e-pause", Repository: "registry.k8s.io/pause", From: "pause", Tag: "3.10.2", For: "conformance"},
+			{Name: "e2e-busybox", Repository: "registry.k8s.io/e2e-test-images/busybox", From: "busybox", Tag: "1.37.0-2", For: "conformance"},
+		},
+	}
+	if err := v.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{CacheDir: t.TempDir(), Source: SourceRelease, Versions: v, HTTPClient: srv.Client(), Only: []string{"testbox"}}
+	ctx := context.Background()
+
+	if _, err := ConformanceImages(ctx, Options{CacheDir: o.CacheDir, Source: SourceRelease, Versions: v, CacheOnly: true}); !errors.Is(err, ErrNotCached) {
+		t.Fatalf("empty cache, CacheOnly: err = %v", err)
+	}
+	paths, err := ConformanceImages(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+	}
+	if !slices.Equal(names, []string{"e2e-busybox.tar", "e2e-pause.tar"}) {
+		t.Fatalf("paths %v", paths)
+	}
+	if _, err := os.Stat(filepath.Join(o.CacheDir, "images", "testbox")); err == nil {
+		t.Error("the testbox image was built too")
+	}
+	tag, _ := name.NewTag("registry.k8s.io/pause:3.10.2")
+	if _, err := tarball.ImageFromPath(paths[1], &tag); err != nil {
+		t.Errorf("%s: %v", paths[1], err)
+	}
+	again, err := ConformanceImages(ctx, Options{CacheDir: o.CacheDir, Source: SourceRelease, Versions: v, CacheOnly: true})
+	if err != nil || !slices.Equal(again, paths) {
+		t.Errorf("CacheOnly: %v, %v; want %v", again, err, paths)
+	}
 }
