@@ -15,7 +15,7 @@ DEB_PACKAGES := \
 	busybox-static iproute2 iptables systemd-journal-remote \
 	ipxe ipxe-qemu dnsmasq-base
 
-.PHONY: all deps deps-apt build test test-short golden e2e e2e-metal e2e-ha drills image-test images artifacts artifacts-smoke artifacts-test clean
+.PHONY: all deps deps-apt build test test-short golden e2e e2e-metal e2e-ha drills conformance image-test images artifacts artifacts-smoke artifacts-test clean
 
 all: build
 
@@ -91,6 +91,17 @@ e2e-ha: build
 DRILLS_LEAF_LIFETIME ?= 30m
 drills: build
 	KUBEUP_DRILLS=1 KUBEUP_DRILLS_LEAF_LIFETIME=$(DRILLS_LEAF_LIFETIME) $(GO) test -count=1 -timeout 240m -v -run TestDrills ./test/drills/
+
+# Upstream's [Conformance] specs (e2e.test v1.37.2 with ginkgo) against a
+# 1-master, 2-node cluster with the heavy addons off: builds the suite and
+# its images on first use (about 30 min, cached), loads the images into
+# every machine, runs each part and writes JUnit reports and summaries to
+# out/conformance. KUBEUP_CONFORMANCE_PARTS=sig-apps,sig-node:serial,...
+# runs SIGs' specs only; KUBEUP_CONFORMANCE_CLUSTER=DIR (with _KEY) uses a
+# running cluster; KUBEUP_CONFORMANCE_PROCS (2), _NODES (2).
+conformance: build
+	bin/kubeup artifacts --only conformance
+	KUBEUP_CONFORMANCE=1 $(GO) test -count=1 -timeout 720m -v -run TestConformance ./test/conformance/
 
 # Builds both images (cached) and boots them under QEMU: the master by UEFI,
 # the node by BIOS (KUBEUP_IMAGE_TEST_ALL=1: each image by both firmwares).

@@ -1,0 +1,141 @@
+package conformance
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/onsi/ginkgo/v2/reporters"
+)
+
+// Spec states as ginkgo's JUnit report writes them (types.SpecState).
+const (
+	statePassed  = "passed"
+	stateSkipped = "skipped"
+	statePending = "pending"
+)
+
+// Failure is one spec that did not pass.
+type Failure struct {
+	Name    string  `json:"name"`
+	State   string  `json:"state"` // failed, panicked, interrupted, timedout, aborted
+	Seconds float64 `json:"seconds"`
+	Message string  `json:"message"`
+}
+
+// Summary is one run (or part) of the suite.
+type Summary struct {
+	Part     string    `json:"part"`
+	Focus    string    `json:"focus"`
+	Started  time.Time `json:"started"`
+	Seconds  float64   `json:"seconds"`
+	Passed   int       `json:"passed"`
+	Failed   int       `json:"failed"`
+	Skipped  int       `json:"skipped"`
+	Failures []Failure `json:"failures,omitempty"`
+}
+
+// messageMax bounds a failure's message in the summary (the JUnit report
+// keeps all of it).
+const messageMax = 600
+
+// ParseJUnit reads a ginkgo JUnit report and counts its specs. Suite nodes
+// (BeforeSuite, ReportAfterSuite, ...) are not specs, but one that failed
+// is a failure: the specs after it did not run.
+func ParseJUnit(path string) (Summary, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Summary{}, err
+	}
+	var r reporters.JUnitTestSuites
+	if err := xml.Unmarshal(data, &r); err != nil {
+		return Summary{}, fmt.Errorf("%s: not a JUnit report: %w", path, err)
+	}
+	if len(r.TestSuites) == 0 {
+		return Summary{}, fmt.Errorf("%s: no test suite in the report", path)
+	}
+	var s Summary
+	for _, suite := range r.TestSuites {
+		s.Seconds += suite.Time
+		if t, err := time.Parse("2006-01-02T15:04:05", suite.Timestamp); err == nil && (s.Started.IsZero() || t.Before(s.Started)) {
+			s.Started = t
+		}
+		for _, tc := range suite.TestCases {
+			spec := strings.HasPrefix(tc.Name, "[It] ")
+			switch tc.Status {
+			case statePassed:
+				if spec {
+					s.Passed++
+				}
+			case stateSkipped, statePending:
+				if spec {
+					s.Skipped++
+				}
+			default:
+				s.Failed++
+				s.Failures = append(s.Failures, Failure{Name: strings.TrimPrefix(tc.Name, "[It] "), State: tc.Status, Seconds: tc.Time, Message: failureMessage(tc)})
+			}
+		}
+	}
+	slices.SortFunc(s.Failures, func(a, b Failure) int { return strings.Compare(a.Name, b.Name) })
+	return s, nil
+}
+
+func failureMessage(tc reporters.JUnitTestCase) string {
+	var m string
+	switch {
+	case tc.Failure != nil:
+		m = tc.Failure.Message
+		if m == "" {
+			m = tc.Failure.Description
+		}
+	case tc.Error != nil:
+		m = tc.Error.Message
+		if m == "" {
+			m = tc.Error.Description
+		}
+	}
+	m = strings.Join(strings.Fields(m), " ")
+	if len(m) > messageMax {
+		m = m[:messageMax] + " …"
+	}
+	return m
+}
+
+// Text is the summary as the README and the note show it.
+func (s Summary) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "part %s (focus %s): %d passed, %d failed, %d skipped in %s\n",
+		s.Part, s.Focus, s.Passed, s.Failed, s.Skipped, (time.Duration(s.Seconds) * time.Second).String())
+	for _, f := range s.Failures {
+		fmt.Fprintf(&b, "  %s: %s\n    %s\n", f.State, f.Name, f.Message)
+	}
+	return b.String()
+}
+
+// Write puts summary.json and summary.txt in dir, each written to a
+// temporary file first and renamed.
+func Write(dir string, s Summary) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{"summary.json": append(js, '\n'), "summary.txt": []byte(s.Text())} {
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

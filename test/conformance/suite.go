@@ -1,0 +1,78 @@
+package conformance
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Part is one run of the suite: the specs Focus selects less those Skip
+// does, on Procs parallel ginkgo processes. Upstream runs the [Serial]
+// specs on their own, one at a time, after the parallel ones.
+type Part struct {
+	Name  string
+	Focus string
+	Skip  string
+	Procs int
+	// Timeout bounds the whole part (ginkgo's --timeout).
+	Timeout time.Duration
+}
+
+// Parts is the whole conformance suite in the order upstream runs it: the
+// specs that may share the cluster in parallel, then the [Serial] ones.
+func Parts(procs int, timeout time.Duration) []Part {
+	return []Part{
+		{Name: "parallel", Focus: `\[Conformance\]`, Skip: `\[Serial\]`, Procs: procs, Timeout: timeout},
+		{Name: "serial", Focus: `\[Serial\].*\[Conformance\]`, Procs: 1, Timeout: timeout},
+	}
+}
+
+// PartsFor parses a list of parts ("sig-apps,sig-network:serial,..."):
+// each SIG's [Conformance] specs, parallel ones unless ":serial".
+func PartsFor(list string, procs int, timeout time.Duration) ([]Part, error) {
+	if strings.TrimSpace(list) == "" {
+		return Parts(procs, timeout), nil
+	}
+	valid := regexp.MustCompile(`^sig-[a-z-]+$`)
+	var out []Part
+	for _, item := range strings.Split(list, ",") {
+		sig, serial := strings.CutSuffix(strings.TrimSpace(item), ":serial")
+		if !valid.MatchString(sig) {
+			return nil, fmt.Errorf("conformance part %q: want sig-NAME or sig-NAME:serial (e.g. sig-apps, sig-network:serial)", item)
+		}
+		p := Part{Name: sig, Focus: `\[` + sig + `\].*\[Conformance\]`, Skip: `\[Serial\]`, Procs: procs, Timeout: timeout}
+		if serial {
+			p = Part{Name: sig + "-serial", Focus: `\[` + sig + `\].*\[Serial\].*\[Conformance\]`, Procs: 1, Timeout: timeout}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Args is the ginkgo command line that runs e2eTest for the part against
+// kubeconfig, writing its JUnit report and the framework's artefacts to
+// reportDir. The framework's own flags follow "--": a provider with no
+// cloud (skeleton), the masters' taint not blocking (they are not meant to
+// run workloads), and no log dump through SSH the suite cannot do here.
+func (p Part) Args(e2eTest, kubeconfig, reportDir string) []string {
+	args := []string{
+		"--procs=" + strconv.Itoa(max(p.Procs, 1)),
+		"--timeout=" + p.Timeout.String(),
+		"--output-dir=" + reportDir,
+		"--junit-report=junit.xml",
+		"--no-color",
+		"--focus=" + p.Focus,
+	}
+	if p.Skip != "" {
+		args = append(args, "--skip="+p.Skip)
+	}
+	return append(args, e2eTest, "--",
+		"--kubeconfig="+kubeconfig,
+		"--provider=skeleton",
+		"--report-dir="+reportDir,
+		"--non-blocking-taints=node-role.kubernetes.io/control-plane",
+		"--disable-log-dump",
+	)
+}

@@ -1,0 +1,73 @@
+package conformance
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParts(t *testing.T) {
+	parts := Parts(3, time.Hour)
+	if len(parts) != 2 || parts[0].Procs != 3 || parts[1].Procs != 1 {
+		t.Fatalf("parts %+v", parts)
+	}
+	serial := "[sig-apps] Daemon set [Serial] should rollback without unnecessary restarts [Conformance]"
+	parallel := "[sig-apps] Deployment deployment should support rollover [Conformance]"
+	other := "[sig-apps] Deployment should not be conformance"
+	matches := func(p Part, name string) bool {
+		in := regexp.MustCompile(p.Focus).MatchString(name)
+		return in && (p.Skip == "" || !regexp.MustCompile(p.Skip).MatchString(name))
+	}
+	for _, name := range []string{serial, parallel} {
+		n := 0
+		for _, p := range parts {
+			if matches(p, name) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%q is in %d parts, want exactly one", name, n)
+		}
+	}
+	for _, p := range parts {
+		if matches(p, other) {
+			t.Errorf("%q runs in part %s", other, p.Name)
+		}
+	}
+
+	got, err := PartsFor("sig-apps, sig-apps:serial", 2, time.Hour)
+	if err != nil || len(got) != 2 || !matches(got[0], parallel) || matches(got[0], serial) || !matches(got[1], serial) || got[1].Procs != 1 ||
+		matches(got[0], "[sig-network] DNS should provide DNS for the cluster [Conformance]") {
+		t.Errorf("PartsFor: %+v %v", got, err)
+	}
+	if _, err := PartsFor("apps", 2, time.Hour); err == nil || !strings.Contains(err.Error(), `"apps"`) {
+		t.Errorf("a bad part: %v", err)
+	}
+}
+
+func TestArgs(t *testing.T) {
+	p := Part{Name: "parallel", Focus: `\[Conformance\]`, Skip: `\[Serial\]`, Procs: 2, Timeout: 90 * time.Minute}
+	args := p.Args("/x/e2e.test", "/k/kubeconfig", "/out/parallel")
+	i := slices.Index(args, "/x/e2e.test")
+	if i < 0 || args[i+1] != "--" {
+		t.Fatalf("the suite binary and its separator: %q", args)
+	}
+	for _, want := range []string{"--procs=2", "--timeout=1h30m0s", "--output-dir=/out/parallel", "--junit-report=junit.xml", `--focus=\[Conformance\]`, `--skip=\[Serial\]`} {
+		if j := slices.Index(args, want); j < 0 || j > i {
+			t.Errorf("ginkgo flag %s missing or after the binary: %q", want, args)
+		}
+	}
+	for _, want := range []string{"--kubeconfig=/k/kubeconfig", "--provider=skeleton", "--report-dir=/out/parallel"} {
+		if j := slices.Index(args, want); j < i {
+			t.Errorf("suite flag %s missing or before the binary: %q", want, args)
+		}
+	}
+	p.Skip = ""
+	for _, a := range p.Args("e", "k", "r") {
+		if strings.HasPrefix(a, "--skip") {
+			t.Errorf("an empty skip passed: %q", a)
+		}
+	}
+}
