@@ -141,7 +141,7 @@ func TestConformanceOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantComps := []string{"etcd", "pause", "busybox", "conformance", "sample-apiserver", "e2e-userland", "nginx"}
-	wantImgs := []string{"e2e-agnhost", "e2e-busybox", "e2e-pause", "e2e-kitten", "e2e-nautilus", "e2e-nonewprivs", "e2e-glibc-dns-testing", "e2e-nginx", "e2e-etcd", "e2e-sample-apiserver"}
+	wantImgs := []string{"e2e-agnhost", "e2e-agnhost-prev", "e2e-busybox", "e2e-pause", "e2e-kitten", "e2e-nautilus", "e2e-nonewprivs", "e2e-glibc-dns-testing", "e2e-nginx", "e2e-etcd", "e2e-sample-apiserver"}
 	if !slices.Equal(comps, wantComps) || !slices.Equal(imgs, wantImgs) {
 		t.Errorf("--only conformance = %v %v, want %v %v", comps, imgs, wantComps, wantImgs)
 	}

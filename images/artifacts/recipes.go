@@ -501,7 +501,7 @@ func imageRecipeFor(name string) (imageRecipe, bool) {
 		return r, true
 
 	// The conformance suite's images (versions.yaml, `for: conformance`).
-	case "e2e-agnhost":
+	case "e2e-agnhost", "e2e-agnhost-prev":
 		return e2eAgnhostRecipe(), true
 	case "e2e-kitten":
 		return e2ePageRecipe("kitten"), true
