@@ -44,7 +44,9 @@ type Summary struct {
 // keeps all of it).
 const messageMax = 600
 
-// ParseJUnit reads a ginkgo JUnit report and counts its specs. Suite nodes
+// ParseJUnit reads a ginkgo JUnit report and counts its specs: those the
+// run's focus left out are not counted (ginkgo lists them as skipped with
+// no reason). Suite nodes
 // (BeforeSuite, ReportAfterSuite, ...) are not specs, but one that failed
 // is a failure: the specs after it did not run.
 func ParseJUnit(path string) (Summary, error) {
@@ -73,7 +75,9 @@ func ParseJUnit(path string) (Summary, error) {
 					s.Passed++
 				}
 			case stateSkipped, statePending:
-				if spec {
+				// A spec the focus left out is "skipped" with no reason;
+				// one that ran and called Skip says why ("skipped - ...").
+				if spec && tc.Skipped != nil && tc.Skipped.Message != stateSkipped {
 					s.Skipped++
 				}
 			default:
