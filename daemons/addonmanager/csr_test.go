@@ -1,7 +1,6 @@
 package addonmanager
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -193,10 +192,7 @@ func TestCSRApproverApproves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	ctx := startInformers(t, factory)
 	eventually(t, "three queued CSRs", func() bool { return a.queue.Len() == 3 })
 	for range 3 {
 		a.processNext(ctx)

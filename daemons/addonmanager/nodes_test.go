@@ -50,10 +50,7 @@ func TestNodeLabeler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	ctx := startInformers(t, factory)
 	eventually(t, "two queued nodes", func() bool { return l.queue.Len() == 2 })
 	client.ClearActions()
 	l.processNext(ctx)
@@ -99,10 +96,7 @@ func TestNodeLabelerPodCIDRs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	ctx := startInformers(t, factory)
 	eventually(t, "two queued nodes", func() bool { return l.queue.Len() == 2 })
 	l.processNext(ctx)
 	l.processNext(ctx)
@@ -118,4 +112,14 @@ func TestNodeLabelerPodCIDRs(t *testing.T) {
 	if n, _ := client.CoreV1().Nodes().Get(ctx, "worker-1", metav1.GetOptions{}); n.Labels[WorkerRoleLabel] != "" || len(n.Labels) != 2 {
 		t.Errorf("worker-1 labels %v: the role label and the pod range come in one patch", n.Labels)
 	}
+}
+
+// startInformers starts factory's informers until the test ends and waits
+// for their caches; the context is the test's.
+func startInformers(t *testing.T, factory informers.SharedInformerFactory) context.Context {
+	t.Helper()
+	ctx := t.Context()
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	return ctx
 }
