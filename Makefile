@@ -33,11 +33,12 @@ deps-apt:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeup ./cmd/kubeup
-	# grpcnotrace: etcd's client (agent on masters) would otherwise link
-	# x/net/trace and html/template, megabytes of resident memory.
+	# grpcnotrace: gRPC (etcd's client on masters, containerd's API for the
+	# registry mirror) would otherwise link x/net/trace and html/template,
+	# megabytes of resident memory.
 	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -ldflags "-s -w" -o bin/kubeup-agent ./cmd/kubeup-agent
 	# The node image's agent: no etcd client (nodes have no etcd member).
-	CGO_ENABLED=0 $(GO) build -trimpath -tags noetcd -ldflags "-s -w" -o bin/kubeup-agent-node ./cmd/kubeup-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -tags noetcd,grpcnotrace -ldflags "-s -w" -o bin/kubeup-agent-node ./cmd/kubeup-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-probe ./cmd/kubeup-probe
 	# The metal target's network-boot installer (the initrd's init).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubeup-installer ./cmd/kubeup-installer

@@ -31,6 +31,10 @@ const (
 	AgentConfigPath = agentconfig.Path
 	AgentStateDir   = "/var/lib/kubeup-agent"
 	AgentPort       = 10290
+	// AgentRegistryMirrorAddr is the agent's registry mirror: plain HTTP,
+	// loopback only, read-only, serving the machine's own images to its
+	// containerd (ContainerdHostsPath names it first for every registry).
+	AgentRegistryMirrorAddr = "127.0.0.1:10292"
 	// AgentLogBufferBytes bounds the on-disk buffer used while the log
 	// aggregator is unreachable; past it the oldest entries are dropped
 	// (and counted).
@@ -191,7 +195,8 @@ func AgentConfigFor(ctx Context) AgentConfig {
 			StateDir:       AgentStateDir + "/logs",
 			Identifiers:    []string{AgentLogIdentifier},
 		},
-		Network: AgentNet{ClusterPodCIDR: c.PodCIDR.String(), CNIConfDir: CNIConfDir},
+		Network:        AgentNet{ClusterPodCIDR: c.PodCIDR.String(), CNIConfDir: CNIConfDir},
+		RegistryMirror: AgentRegistryMirrorAddr,
 		Scrape: map[string]string{
 			"containerd": "http://" + ContainerdMetricsAddr + "/v1/metrics",
 			"kube-proxy": "http://" + KubeProxyMetricsAddr + "/metrics",

@@ -23,6 +23,10 @@ const (
 	RuncPath              = "/usr/local/sbin/runc"
 	CNIBinDir             = "/opt/cni/bin"
 	CNIConfDir            = "/etc/cni/net.d"
+	// ContainerdHostsDir is the CRI plugin's registry host configuration
+	// (hosts.toml per registry; _default for every registry without its
+	// own directory).
+	ContainerdHostsDir = "/etc/containerd/certs.d"
 )
 
 func (Containerd) Name() string        { return "containerd" }
@@ -49,9 +53,18 @@ func (c Containerd) Unit(role Role) systemd.Unit {
 	return service(c, role, BinDir+"/containerd", s)
 }
 
-// ImageFiles are the kernel modules and sysctls containers and Services need.
+// ImageFiles are the kernel modules and sysctls containers and Services
+// need, and the registry mirror every pull tries first.
 func (Containerd) ImageFiles() []File {
 	return []File{
+		{Path: ContainerdHostsDir + "/_default/hosts.toml", Mode: 0o644, Content: []byte(`# Every registry, rendered by kubeup: first this machine's own images,
+# served by kubeup-agent's read-only registry mirror, then the registry
+# itself. An image the machine already holds (the image's preloaded
+# addons, what "kubeup images load" put there) is "pulled" from the
+# machine, so imagePullPolicy Always works on an air-gapped machine.
+[host."http://` + AgentRegistryMirrorAddr + `"]
+  capabilities = ["pull", "resolve"]
+`)},
 		{Path: "/etc/modules-load.d/kubeup.conf", Mode: 0o644, Content: []byte("# Loaded at boot for kubeup: container layers and bridged pod traffic.\noverlay\nbr_netfilter\n")},
 		{Path: "/etc/sysctl.d/90-kubeup.conf", Mode: 0o644, Content: []byte(`# Set at boot for kubeup.
 net.ipv4.ip_forward = 1
@@ -75,8 +88,9 @@ func (Containerd) Flags(Context) Flags {
 }
 
 // Files is containerd's config (version 3, containerd 2.x): the CRI plugin
-// with runc under systemd cgroups, CNI, and the preloaded pause image pinned
-// as the sandbox image so the kubelet never pulls it.
+// with runc under systemd cgroups, CNI, the preloaded pause image pinned
+// as the sandbox image so the kubelet never pulls it, and registry hosts
+// from ContainerdHostsDir (the agent's mirror first).
 func (Containerd) Files(ctx Context) ([]File, error) {
 	cfg := map[string]any{
 		"version": 3,
@@ -88,6 +102,7 @@ func (Containerd) Files(ctx Context) ([]File, error) {
 			"io.containerd.cri.v1.images": map[string]any{
 				"snapshotter":   "overlayfs",
 				"pinned_images": map[string]any{"sandbox": ctx.Cluster.Images.Pause},
+				"registry":      map[string]any{"config_path": ContainerdHostsDir},
 			},
 			"io.containerd.cri.v1.runtime": map[string]any{
 				"containerd": map[string]any{

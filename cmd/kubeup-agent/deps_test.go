@@ -13,7 +13,8 @@ import (
 // kubelet's, kube-proxy's, scheduler's and API server's configuration types)
 // stays out of the agent, so do core/v1's generated types (the agent decodes
 // Nodes into its own kubeNode), and the node build (-tags noetcd) links no etcd
-// client and no gRPC.
+// client; gRPC only for containerd's API (the registry mirror) and, as on
+// masters, without x/net/trace and html/template (-tags grpcnotrace).
 func TestAgentDependencies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
@@ -46,5 +47,10 @@ func TestAgentDependencies(t *testing.T) {
 	if !slices.Contains(all, "go.etcd.io/etcd/client/v3") {
 		t.Errorf("the master build lost the etcd client")
 	}
-	check("the node build", deps("noetcd"), "go.etcd.io", "google.golang.org/grpc", "go.uber.org/zap")
+	node := deps("noetcd,grpcnotrace")
+	check("the node build", node, "go.etcd.io", "go.uber.org/zap", "golang.org/x/net/trace", "html/template",
+		"github.com/containerd/containerd/v2/client")
+	if !slices.Contains(node, "kubeup.dev/kubeup/daemons/agent/mirror") {
+		t.Errorf("the node build lost the registry mirror")
+	}
 }

@@ -50,6 +50,13 @@ type Config struct {
 	Logs            Logs     `json:"logs"`
 	Network         Net      `json:"network"`
 	Etcd            *Etcd    `json:"etcd,omitempty"`
+	// RegistryMirror is the loopback address of the agent's read-only
+	// registry (plain HTTP): it serves the images in the machine's
+	// containerd to containerd itself, the mirror every registry's
+	// hosts.toml names first, so a pull of an image the machine already
+	// has (imagePullPolicy Always, an air-gapped machine) succeeds. Empty:
+	// no mirror.
+	RegistryMirror string `json:"registryMirror,omitempty"`
 	// Scrape are loopback-only plain-HTTP metrics endpoints (containerd,
 	// kube-proxy) the agent serves onwards at /metrics/<name> over TLS.
 	Scrape map[string]string `json:"scrape,omitempty"`

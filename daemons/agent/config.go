@@ -122,6 +122,15 @@ func ValidateConfig(c *agentconfig.Config) error {
 			bad("listen", "%q is not host:port", c.Listen)
 		}
 	}
+	if c.RegistryMirror != "" {
+		// Plain HTTP, no authentication: loopback only, never the
+		// machine's address.
+		host, port, err := net.SplitHostPort(c.RegistryMirror)
+		ip, ipErr := netip.ParseAddr(host)
+		if err != nil || !validPort(port) || ipErr != nil || !ip.IsLoopback() {
+			bad("registryMirror", "%q is not a loopback IP address and port (such as 127.0.0.1:10292)", c.RegistryMirror)
+		}
+	}
 	absolute("certFile", c.CertFile)
 	absolute("keyFile", c.KeyFile)
 	absolute("clientCAFile", c.ClientCAFile)

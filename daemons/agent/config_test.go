@@ -61,6 +61,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	bad.Network.ClusterPodCIDR = "10.244.1.0/16"
 	bad.Network.CNIConfDir = "net.d"
 	bad.Scrape = map[string]string{"Proxy": "http://10.0.0.1/metrics"}
+	bad.RegistryMirror = "10.77.0.2:10292"
 	data, _ = yaml.Marshal(bad)
 	path := writeFile(t, filepath.Join(dir, "bad.yaml"), data)
 	_, err := LoadConfig(path)
@@ -69,17 +70,31 @@ func TestLoadConfigErrors(t *testing.T) {
 		t.Fatalf("want a *ConfigError, got %v", err)
 	}
 	for _, field := range []string{"kind", "role", "listen", "machineIP", "certFile", "units[0]",
-		"network.clusterPodCIDR", "network.cniConfDir", "scrape.Proxy: name", "scrape.Proxy: \"http://10.0.0.1/metrics\": host must be a loopback"} {
+		"network.clusterPodCIDR", "network.cniConfDir", "scrape.Proxy: name", "scrape.Proxy: \"http://10.0.0.1/metrics\": host must be a loopback", "registryMirror"} {
 		if !strings.Contains(err.Error(), path+": "+field) {
 			t.Errorf("no problem reported for %s in:\n%v", field, err)
 		}
 	}
-	if len(ce.Problems) != 10 {
-		t.Errorf("%d problems, want 10:\n%v", len(ce.Problems), err)
+	if len(ce.Problems) != 11 {
+		t.Errorf("%d problems, want 11:\n%v", len(ce.Problems), err)
 	}
 
 	if err := ValidateConfig(&good); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+	for _, addr := range []string{"127.0.0.1:10292", "[::1]:10292"} {
+		mirror := validConfig()
+		mirror.RegistryMirror = addr
+		if err := ValidateConfig(&mirror); err != nil {
+			t.Errorf("registryMirror %s refused: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"0.0.0.0:10292", ":10292", "localhost:10292", "127.0.0.1:0", "127.0.0.1"} {
+		mirror := validConfig()
+		mirror.RegistryMirror = addr
+		if err := ValidateConfig(&mirror); err == nil || !strings.Contains(err.Error(), "registryMirror") {
+			t.Errorf("registryMirror %s: %v, want it refused", addr, err)
+		}
 	}
 }
 

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"kubeup.dev/kubeup/components/agentconfig"
+	"kubeup.dev/kubeup/daemons/agent/mirror"
 	"kubeup.dev/kubeup/daemons/httpauth"
 	"kubeup.dev/kubeup/systemd"
 )
@@ -57,6 +59,10 @@ type Options struct {
 	PodLogDir string
 	// ProcNet is where the kernel lists sockets; default /proc/net.
 	ProcNet string
+	// Images is what the registry mirror serves; default: the machine's
+	// containerd (CRI namespace), when the configuration has a
+	// registryMirror.
+	Images mirror.Store
 }
 
 // Daemon is `kubeup-agent agent`.
@@ -81,6 +87,9 @@ type Daemon struct {
 	sup     *supervisor
 	reg     *prometheus.Registry
 	scrape  *http.Client
+	// images backs the registry mirror; nil without cfg.RegistryMirror.
+	images       mirror.Store
+	mirrorServed *prometheus.CounterVec
 
 	serving    chan struct{} // closed when the HTTPS server stops
 	podDir     string
@@ -202,9 +211,25 @@ func New(cfg *agentconfig.Config, o Options) (*Daemon, error) {
 				units: o.Control, run: o.Command, now: o.Now, log: o.Log.With("task", "etcd-restore")}
 		}
 	}
+	if cfg.RegistryMirror != "" {
+		if d.images = o.Images; d.images == nil {
+			cs, err := mirror.NewContainerdStore(ContainerdSocket, ContainerdNamespace)
+			if err != nil {
+				return nil, fmt.Errorf("registry mirror: %w", err)
+			}
+			d.images = cs
+		}
+		d.mirrorServed = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubeup_agent_registry_mirror_requests_total",
+			Help: "Requests the machine's registry mirror answered (containerd pulling images the machine has), by method and HTTP status code.",
+		}, []string{"method", "code"})
+	}
 	d.mem = newMemoryRelease(o.Log.With("task", "memory-release"))
 	d.sup = newSupervisor(d.tasks(), o.Log, o.Now)
 	d.reg = newRegistry(d.units, cfg.Units, d.certs, d.podnet, o.Now)
+	if d.mirrorServed != nil {
+		d.reg.MustRegister(d.mirrorServed)
+	}
 	d.reg.MustRegister(d.mem.released)
 	if d.renew != nil {
 		d.reg.MustRegister(d.renew.renewals)
@@ -267,11 +292,32 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	var mirrorSrv *http.Server
+	if d.images != nil {
+		mln, err := net.Listen("tcp", d.cfg.RegistryMirror)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("registry mirror: listen on %s: %w", d.cfg.RegistryMirror, err)
+		}
+		mirrorSrv = &http.Server{
+			Handler:           d.MirrorHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+		}
+		g.Go(func() error {
+			if err := mirrorSrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("registry mirror: serve %s: %w", d.cfg.RegistryMirror, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return d.sup.Run(gctx) })
 	if err := systemd.Ready(); err != nil {
 		d.log.Warn("cannot notify systemd", "err", err)
 	}
-	d.log.Info("agent ready", "listen", ln.Addr().String(), "machine", d.cfg.Machine, "role", d.cfg.Role)
+	d.log.Info("agent ready", "listen", ln.Addr().String(), "registryMirror", d.cfg.RegistryMirror, "machine", d.cfg.Machine, "role", d.cfg.Role)
 	g.Go(func() error {
 		err := systemd.Watchdog(gctx, func() error {
 			err := d.Healthy()
@@ -294,13 +340,33 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := srv.Shutdown(sctx); err != nil {
 			srv.Close()
 		}
+		if mirrorSrv != nil {
+			if err := mirrorSrv.Shutdown(sctx); err != nil {
+				mirrorSrv.Close()
+			}
+		}
 		return nil
 	})
 	err = g.Wait()
 	if c, ok := d.units.(interface{ Close() }); ok {
 		c.Close()
 	}
+	if c, ok := d.images.(io.Closer); ok {
+		c.Close()
+	}
 	return err
+}
+
+// MirrorHandler is the registry mirror (plain HTTP on cfg.RegistryMirror,
+// loopback): the pull side of the registry API over the images the
+// machine's containerd holds, counted by method and status. Nil without a
+// registryMirror.
+func (d *Daemon) MirrorHandler() http.Handler {
+	if d.images == nil {
+		return nil
+	}
+	return promhttp.InstrumentHandlerCounter(d.mirrorServed,
+		mirror.Handler(d.images, d.log.With("task", "registry-mirror")))
 }
 
 // Healthy is the watchdog's check: the HTTPS server and every task loop

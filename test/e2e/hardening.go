@@ -59,6 +59,7 @@ var listenerOwners = map[string]string{
 	"tcp 10259":     "kube-scheduler",
 	"tcp 10290":     "kubeup-agent",
 	"tcp 10291":     "kubeup-addon-manager",
+	"tcp 10292":     "kubeup-agent (registry mirror of the machine's images)",
 	"tcp ephemeral": "containerd (CRI streaming: exec, attach, port-forward)",
 }
 

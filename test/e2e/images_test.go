@@ -19,9 +19,11 @@ import (
 )
 
 // imagesLoadTest: `kubeup images load` puts an image no machine has into
-// every machine's containerd, and a pod runs it without a registry
-// (imagePullPolicy Never: the kubelet must find it). The image is the
-// cached testbox archive under a name of its own.
+// every machine's containerd, and a pod runs it with imagePullPolicy
+// Always under a registry name that does not exist: the kubelet's pull
+// must be answered by the machine's own registry mirror (kubeup-agent,
+// which containerd's hosts.toml names first for every registry). The image
+// is the cached testbox archive under a name of its own.
 func imagesLoadTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.State, dataDir string) {
 	t.Helper()
 	home, _ := os.UserHomeDir()
@@ -60,7 +62,7 @@ func imagesLoadTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cl
 		ObjectMeta: metav1.ObjectMeta{Name: "loaded-image", Namespace: "default"},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
-			Containers: []corev1.Container{{Name: "run", Image: ref, ImagePullPolicy: corev1.PullNever,
+			Containers: []corev1.Container{{Name: "run", Image: ref, ImagePullPolicy: corev1.PullAlways,
 				Command: []string{"/bin/busybox", "sh", "-c", "echo loaded-image-runs"}}},
 		},
 	}
@@ -73,8 +75,16 @@ func imagesLoadTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cl
 	for {
 		got, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
 		if err == nil && got.Status.Phase == corev1.PodSucceeded {
-			t.Logf("images load: a pod ran %s (imagePullPolicy Never) %s after the load", ref, time.Since(start).Round(time.Second))
+			t.Logf("images load: a pod ran %s (imagePullPolicy Always, pulled from the machine's mirror) %s after the load", ref, time.Since(start).Round(time.Second))
 			return
+		}
+		if err == nil {
+			for _, cs := range got.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+					t.Errorf("images load: the pod's pull of %s (the machine's mirror should answer it): %s: %s", ref, w.Reason, w.Message)
+					return
+				}
+			}
 		}
 		if time.Since(start) > 5*time.Minute || (err == nil && got.Status.Phase == corev1.PodFailed) {
 			t.Errorf("images load: the pod of %s: %v %+v", ref, err, got.Status)
