@@ -470,7 +470,7 @@ const (
 	skipEtcdOwner = "deliberate: etcd runs as root, as with kubeadm; its data directory is root's and 0700 (1.1.11)"
 	skipCertMode  = "deliberate: a certificate is public; certificates are 0644 as kubeadm writes them, keys 0600 (1.1.21)"
 	skipEventRate = "deliberate: EventRateLimit's configuration API is alpha; each kubelet's eventRecordQPS bounds events where most come from (4.2.8)"
-	skipPull      = "deliberate: images are preloaded and the cluster is air-gapped; AlwaysPullImages would make every pod start pull from a registry there is none of"
+	skipPull      = "deliberate: every image is on the machine already (preloaded, or `kubeup images load`), and its own registry mirror answers every pull from there with no credentials to check: AlwaysPullImages would cost a request per container start and protect nothing"
 	skipBind      = "deliberate: Prometheus scrapes its /metrics from the pod network; everything but /healthz needs a client certificate or an authorised token, and profiling is off"
 	skipProviders = "not read on the machine: the file holds the encryption key, which the agent does not serve; the render test checks its provider is secretbox, and 1.2.27 its mode"
 	skipHostname  = "deliberate: the Node is named after kubeup's machine whatever the cloud names the host; its serving certificate and NodeRestriction bind the kubelet to that name"
