@@ -80,6 +80,11 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("conformance: %d passed, %d failed, %d skipped; summary in %s", total.Passed, total.Failed, total.Skipped, out)
+	if table, err := WriteParts(out); err != nil {
+		t.Errorf("the table of every part: %v", err)
+	} else {
+		t.Logf("every part's last run (%s):\n%s", filepath.Join(out, "parts.md"), table)
+	}
 	if total.Failed > 0 {
 		t.Errorf("%d conformance specs failed (out/conformance/summary.txt lists them)", total.Failed)
 	}

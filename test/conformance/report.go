@@ -143,3 +143,72 @@ func Write(dir string, s Summary) error {
 	}
 	return nil
 }
+
+// Collect reads the summary.json of every part run under dir (each part's
+// last run; a part is in its own subdirectory) and renders them as one
+// Markdown table, oldest run first, with a totals row: the suite run in
+// parts over several sessions adds up here. Parts that overlap (the whole
+// "parallel" part and a SIG's) are listed as they are; the totals count
+// each part once, so they are a sum of the rows, not of distinct specs.
+func Collect(dir string) (string, []Summary, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*", "summary.json"))
+	if err != nil {
+		return "", nil, err
+	}
+	var parts []Summary
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", nil, err
+		}
+		var s Summary
+		if err := json.Unmarshal(data, &s); err != nil {
+			return "", nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if s.Part == "" {
+			s.Part = filepath.Base(filepath.Dir(f))
+		}
+		parts = append(parts, s)
+	}
+	slices.SortStableFunc(parts, func(a, b Summary) int { return a.Started.Compare(b.Started) })
+	var b strings.Builder
+	b.WriteString("| part | run (UTC) | passed | failed | skipped | time | failed specs |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	var total Summary
+	for _, s := range parts {
+		var names []string
+		for _, f := range s.Failures {
+			names = append(names, shortName(f.Name))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s | %s |\n", s.Part, s.Started.UTC().Format("2006-01-02 15:04"),
+			s.Passed, s.Failed, s.Skipped, (time.Duration(s.Seconds) * time.Second).String(), strings.Join(names, "; "))
+		total.Passed, total.Failed, total.Skipped = total.Passed+s.Passed, total.Failed+s.Failed, total.Skipped+s.Skipped
+		total.Seconds += s.Seconds
+	}
+	fmt.Fprintf(&b, "| **%d parts** | | **%d** | **%d** | %d | %s | |\n", len(parts), total.Passed, total.Failed, total.Skipped,
+		(time.Duration(total.Seconds) * time.Second).String())
+	return b.String(), parts, nil
+}
+
+// shortName is a spec's name without the labels ginkgo's JUnit report
+// appends in brackets after the text ("... [Conformance] [sig-auth,
+// Conformance]" becomes "... [Conformance]"), for a table cell.
+func shortName(name string) string {
+	if i := strings.LastIndex(name, " ["); i > 0 && strings.HasSuffix(name, "]") && !strings.Contains(name[i:], "[Conformance]") {
+		name = name[:i]
+	}
+	return strings.ReplaceAll(name, "|", "/")
+}
+
+// WriteParts puts Collect's table for dir into dir/parts.md (through a
+// temporary file).
+func WriteParts(dir string) (string, error) {
+	table, _, err := Collect(dir)
+	if err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(dir, ".parts.md.tmp")
+	if err := os.WriteFile(tmp, []byte(table), 0o644); err != nil {
+		return "", err
+	}
+	return table, os.Rename(tmp, filepath.Join(dir, "parts.md"))
+}

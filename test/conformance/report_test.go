@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The counts are specs only (suite nodes are not), a panic is a failure,
@@ -59,5 +60,45 @@ func TestWrite(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, ".*.tmp"))
 	if len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestCollect(t *testing.T) {
+	dir := t.TempDir()
+	day := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
+	auth := Summary{Part: "sig-auth", Started: day.Add(time.Hour), Seconds: 781, Passed: 26, Failed: 1, Skipped: 0,
+		Failures: []Failure{{Name: "[sig-auth] Projected PodCertificate should allow mTLS [Conformance] [sig-auth, Conformance]", State: "failed"}}}
+	inst := Summary{Part: "sig-instrumentation", Started: day, Seconds: 100, Passed: 4}
+	for _, s := range []Summary{auth, inst} {
+		if err := Write(filepath.Join(dir, s.Part), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The run's own total, in dir itself, is not a part.
+	if err := Write(dir, Summary{Part: "all", Passed: 99}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := WriteParts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "| part | run (UTC) | passed | failed | skipped | time | failed specs |\n| --- | --- | --- | --- | --- | --- | --- |\n" +
+		"| sig-instrumentation | 2026-12-06 18:00 | 4 | 0 | 0 | 1m40s |  |\n" +
+		"| sig-auth | 2026-12-06 19:00 | 26 | 1 | 0 | 13m1s | [sig-auth] Projected PodCertificate should allow mTLS [Conformance] |\n" +
+		"| **2 parts** | | **30** | **1** | 0 | 14m41s | |\n"
+	if table != want {
+		t.Errorf("table:\n%s\nwant:\n%s", table, want)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "parts.md")); string(data) != want {
+		t.Errorf("parts.md:\n%s", data)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*.tmp")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sig-auth", "summary.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteParts(dir); err == nil || !strings.Contains(err.Error(), filepath.Join("sig-auth", "summary.json")) {
+		t.Errorf("a broken summary: %v, want an error naming it", err)
 	}
 }
