@@ -65,12 +65,24 @@ func TestConformance(t *testing.T) {
 	var total Summary
 	total.Part, total.Started = "all", time.Now().UTC()
 	for _, p := range parts {
+		// A re-run belongs to the run before it.
+		if err := os.RemoveAll(filepath.Join(out, p.Name+RerunSuffix)); err != nil {
+			t.Fatal(err)
+		}
 		s, err := runPart(ctx, t, p, ginkgo, e2eTest, kubeconfig, filepath.Join(out, p.Name))
 		if err != nil {
 			t.Errorf("part %s: %v", p.Name, err)
 			continue
 		}
 		t.Logf("%s", s.Text())
+		if r, ok := RerunPart(p, s.Failures); ok && os.Getenv("KUBEUP_CONFORMANCE_RERUN") != "0" {
+			// Beside the part's counts, not in them: parts.md shows both.
+			if rs, err := runPart(ctx, t, r, ginkgo, e2eTest, kubeconfig, filepath.Join(out, r.Name)); err != nil {
+				t.Logf("re-run of %s's failed specs: %v", p.Name, err)
+			} else {
+				t.Logf("%s's failed specs re-run alone: %s", p.Name, rs.Text())
+			}
+		}
 		total.Focus += p.Focus + " "
 		total.Seconds += s.Seconds
 		total.Passed, total.Failed, total.Skipped = total.Passed+s.Passed, total.Failed+s.Failed, total.Skipped+s.Skipped

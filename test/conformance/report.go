@@ -150,6 +150,8 @@ func Write(dir string, s Summary) error {
 // parts over several sessions adds up here. Parts that overlap (the whole
 // "parallel" part and a SIG's) are listed as they are; the totals count
 // each part once, so they are a sum of the rows, not of distinct specs.
+// Re-runs of failed specs (RerunPart) are rows of their own, counted
+// apart from the totals.
 func Collect(dir string) (string, []Summary, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*", "summary.json"))
 	if err != nil {
@@ -173,7 +175,8 @@ func Collect(dir string) (string, []Summary, error) {
 	slices.SortStableFunc(parts, func(a, b Summary) int { return a.Started.Compare(b.Started) })
 	var b strings.Builder
 	b.WriteString("| part | run (UTC) | passed | failed | skipped | time | failed specs |\n| --- | --- | --- | --- | --- | --- | --- |\n")
-	var total Summary
+	var total, rerun Summary
+	n := 0
 	for _, s := range parts {
 		var names []string
 		for _, f := range s.Failures {
@@ -181,22 +184,26 @@ func Collect(dir string) (string, []Summary, error) {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s | %s |\n", s.Part, s.Started.UTC().Format("2006-01-02 15:04"),
 			s.Passed, s.Failed, s.Skipped, (time.Duration(s.Seconds) * time.Second).String(), strings.Join(names, "; "))
+		if strings.HasSuffix(s.Part, RerunSuffix) {
+			// Re-runs of failed specs: beside the counts, not in them.
+			rerun.Passed, rerun.Failed = rerun.Passed+s.Passed, rerun.Failed+s.Failed
+			continue
+		}
+		n++
 		total.Passed, total.Failed, total.Skipped = total.Passed+s.Passed, total.Failed+s.Failed, total.Skipped+s.Skipped
 		total.Seconds += s.Seconds
 	}
-	fmt.Fprintf(&b, "| **%d parts** | | **%d** | **%d** | %d | %s | |\n", len(parts), total.Passed, total.Failed, total.Skipped,
+	fmt.Fprintf(&b, "| **%d parts** | | **%d** | **%d** | %d | %s | |\n", n, total.Passed, total.Failed, total.Skipped,
 		(time.Duration(total.Seconds) * time.Second).String())
+	if rerun.Passed+rerun.Failed > 0 {
+		fmt.Fprintf(&b, "\nFailed specs re-run alone (the `%s` rows, not in the totals): %d passed, %d failed.\n", RerunSuffix, rerun.Passed, rerun.Failed)
+	}
 	return b.String(), parts, nil
 }
 
-// shortName is a spec's name without the labels ginkgo's JUnit report
-// appends in brackets after the text ("... [Conformance] [sig-auth,
-// Conformance]" becomes "... [Conformance]"), for a table cell.
+// shortName is a spec's name for a table cell: without its labels.
 func shortName(name string) string {
-	if i := strings.LastIndex(name, " ["); i > 0 && strings.HasSuffix(name, "]") && !strings.Contains(name[i:], "[Conformance]") {
-		name = name[:i]
-	}
-	return strings.ReplaceAll(name, "|", "/")
+	return strings.ReplaceAll(specText(name), "|", "/")
 }
 
 // WriteParts puts Collect's table for dir into dir/parts.md (through a

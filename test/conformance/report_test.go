@@ -69,7 +69,8 @@ func TestCollect(t *testing.T) {
 	auth := Summary{Part: "sig-auth", Started: day.Add(time.Hour), Seconds: 781, Passed: 26, Failed: 1, Skipped: 0,
 		Failures: []Failure{{Name: "[sig-auth] Projected PodCertificate should allow mTLS [Conformance] [sig-auth, Conformance]", State: "failed"}}}
 	inst := Summary{Part: "sig-instrumentation", Started: day, Seconds: 100, Passed: 4}
-	for _, s := range []Summary{auth, inst} {
+	rerun := Summary{Part: "sig-auth-rerun", Started: day.Add(2 * time.Hour), Seconds: 70, Passed: 1}
+	for _, s := range []Summary{auth, inst, rerun} {
 		if err := Write(filepath.Join(dir, s.Part), s); err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +86,9 @@ func TestCollect(t *testing.T) {
 	want := "| part | run (UTC) | passed | failed | skipped | time | failed specs |\n| --- | --- | --- | --- | --- | --- | --- |\n" +
 		"| sig-instrumentation | 2026-12-06 18:00 | 4 | 0 | 0 | 1m40s |  |\n" +
 		"| sig-auth | 2026-12-06 19:00 | 26 | 1 | 0 | 13m1s | [sig-auth] Projected PodCertificate should allow mTLS [Conformance] |\n" +
-		"| **2 parts** | | **30** | **1** | 0 | 14m41s | |\n"
+		"| sig-auth-rerun | 2026-12-06 20:00 | 1 | 0 | 0 | 1m10s |  |\n" +
+		"| **2 parts** | | **30** | **1** | 0 | 14m41s | |\n" +
+		"\nFailed specs re-run alone (the `-rerun` rows, not in the totals): 1 passed, 0 failed.\n"
 	if table != want {
 		t.Errorf("table:\n%s\nwant:\n%s", table, want)
 	}

@@ -76,3 +76,37 @@ func (p Part) Args(e2eTest, kubeconfig, reportDir string) []string {
 		"--disable-log-dump",
 	)
 }
+
+// RerunSuffix names the part that re-runs a part's failed specs.
+const RerunSuffix = "-rerun"
+
+// RerunPart is the part that runs p's failed specs again, one at a time
+// and alone, so that a failure the load of parallel specs on this machine
+// caused (a spec's fixed 10-second wait under TCG) is told from one that
+// fails whatever the load. The focus is each failed spec's full text,
+// quoted: exactly those specs. The re-run does not change p's counts; it
+// is reported beside them. false when nothing failed.
+func RerunPart(p Part, failures []Failure) (Part, bool) {
+	var texts []string
+	for _, f := range failures {
+		// Suite nodes ([SynchronizedBeforeSuite], ...) are not specs.
+		if t := specText(f.Name); strings.HasPrefix(t, "[sig-") {
+			texts = append(texts, regexp.QuoteMeta(t))
+		}
+	}
+	if len(texts) == 0 {
+		return Part{}, false
+	}
+	return Part{Name: p.Name + RerunSuffix, Focus: strings.Join(texts, "|"), Procs: 1, Timeout: p.Timeout}, true
+}
+
+// specText is a JUnit spec name less the labels ginkgo's report appends
+// in brackets ("... [Conformance] [sig-auth, Conformance]"; every
+// conformance spec has at least the Conformance label): the text ginkgo's
+// --focus matches, or a prefix of it.
+func specText(name string) string {
+	if i := strings.LastIndex(name, " ["); i > 0 && strings.HasSuffix(name, "]") {
+		return name[:i]
+	}
+	return name
+}

@@ -71,3 +71,41 @@ func TestArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestRerunPart(t *testing.T) {
+	p := Part{Name: "sig-auth", Focus: `\[sig-auth\].*\[Conformance\]`, Skip: `\[Serial\]`, Procs: 2, Timeout: time.Hour}
+	if _, ok := RerunPart(p, nil); ok {
+		t.Error("a re-run of nothing")
+	}
+	ctb := "[sig-auth] [FeatureGate:ClusterTrustBundle] should prevent a pod from starting if: sets optional=false and no trust bundle matches query [MinimumKubeletVersion:1.37] [Conformance]"
+	other := "[sig-auth] ServiceAccounts should mount projected service account token [Conformance]"
+	r, ok := RerunPart(p, []Failure{
+		{Name: ctb + " [sig-auth, FeatureGate:ClusterTrustBundle, Conformance]"},
+		{Name: "[SynchronizedBeforeSuite]"},
+		{Name: other + " [Conformance]"},
+	})
+	if !ok || r.Name != "sig-auth-rerun" || r.Procs != 1 || r.Skip != "" || r.Timeout != time.Hour {
+		t.Fatalf("re-run part %+v %v", r, ok)
+	}
+	re, err := regexp.Compile(r.Focus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ginkgo matches the focus against a spec's full text.
+	for _, text := range []string{ctb, other} {
+		if !re.MatchString(text) {
+			t.Errorf("focus %q does not match %q", r.Focus, text)
+		}
+	}
+	for _, text := range []string{
+		"[sig-auth] [FeatureGate:ClusterTrustBundle] should prevent a pod from starting if: sets optional=true and no trust bundle matches query [MinimumKubeletVersion:1.37] [Conformance]",
+		"[sig-auth] ServiceAccounts should mount an API token into pods [Conformance]",
+	} {
+		if re.MatchString(text) {
+			t.Errorf("focus %q matches a spec that passed: %q", r.Focus, text)
+		}
+	}
+	if _, ok := RerunPart(p, []Failure{{Name: "[SynchronizedBeforeSuite]"}}); ok {
+		t.Error("a re-run of a suite node")
+	}
+}
