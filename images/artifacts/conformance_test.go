@@ -404,7 +404,7 @@ func TestIntegrationConformanceImages(t *testing.T) {
 			if !strings.Contains(have["etc/passwd"], "user-defined-in-image:x:1000:") || !strings.Contains(have["etc/group"], "group-defined-in-image:x:50000:user-defined-in-image") {
 				t.Errorf("passwd %q group %q", have["etc/passwd"], have["etc/group"])
 			}
-			if have["bin/sh"] != "busybox" || have["bin/nc"] != "nc.openbsd" {
+			if have["bin/sh"] != "bash" || have["bin/nc"] != "nc.openbsd" {
 				t.Errorf("/bin/sh -> %q, /bin/nc -> %q", have["bin/sh"], have["bin/nc"])
 			}
 		})

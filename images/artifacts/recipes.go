@@ -380,7 +380,11 @@ const (
 // e2eToolsRecipe is what the busybox-based conformance images share: every
 // busybox applet in /bin where the Debian tools (e2e-userland: bash, curl,
 // dig, getent, nc from netcat-openbsd) leave the name free, users and
-// nsswitch.conf.
+// nsswitch.conf. /bin/sh is bash: Debian's busybox is built with its
+// "standalone shell", whose sh runs its own applet for any name it has, so
+// the specs' `sh -c "... | nc -u ..."` ran busybox's nc, which has no -u
+// (the HostPort spec's UDP check failed on it); upstream's Alpine busybox
+// runs what PATH finds, netcat-openbsd there too.
 func e2eToolsRecipe() imageRecipe {
 	return imageRecipe{
 		Env: []string{defaultPath},
@@ -389,7 +393,7 @@ func e2eToolsRecipe() imageRecipe {
 			"etc/group":         e2eGroup,
 			"etc/nsswitch.conf": nsswitch,
 		},
-		Links: []link{{Path: "bin/nc", Target: "nc.openbsd"}},
+		Links: []link{{Path: "bin/nc", Target: "nc.openbsd"}, {Path: "bin/sh", Target: "bash"}},
 		Dirs:  map[string]int64{"tmp": 0o1777, "root": 0o700, "home/user-defined-in-image": 0o755},
 		Copy:  []copyFrom{{Component: "e2e-userland"}},
 		Fill:  appletLinks(busyboxAllApplets),
