@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,23 @@ type Options struct {
 	WorkDir string
 }
 
+// disabledPlugins are the containerd plugins an import-only containerd
+// does without: no CRI, no runtimes, no network.
+var disabledPlugins = []string{"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",
+	"io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim", "io.containerd.nri.v1.nri",
+	"io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"}
+
+// DisabledPlugins is disabledPlugins as a TOML array, for the
+// disabled_plugins line of a containerd config (also the agent's registry
+// mirror test's containerd).
+func DisabledPlugins() string {
+	q := make([]string, len(disabledPlugins))
+	for i, p := range disabledPlugins {
+		q[i] = strconv.Quote(p)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
 // Run starts containerd, imports every tarball and stops containerd.
 func Run(ctx context.Context, o Options) ([]Image, error) {
 	state := filepath.Join(o.WorkDir, "containerd-state")
@@ -57,10 +75,10 @@ func Run(ctx context.Context, o Options) ([]Image, error) {
 	conf := fmt.Sprintf(`version = 3
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+disabled_plugins = %s
 [grpc]
 address = %q
-`, filepath.Join(o.Root, "var/lib/containerd"), state, sock)
+`, filepath.Join(o.Root, "var/lib/containerd"), state, DisabledPlugins(), sock)
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}

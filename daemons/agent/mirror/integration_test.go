@@ -31,6 +31,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"kubeup.dev/kubeup/images/artifacts"
+	"kubeup.dev/kubeup/images/preload"
 )
 
 const testRef = "registry.k8s.io/kubeup-test/mirror:1"
@@ -197,12 +198,12 @@ func startContainerd(t *testing.T, containerd, ctr, dir, sock string) {
 	conf := fmt.Sprintf(`version = 3
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+disabled_plugins = %s
 [grpc]
 address = %q
 [plugins."io.containerd.metadata.v1.bolt"]
 content_sharing_policy = "isolated"
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock)
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), preload.DisabledPlugins(), sock)
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
