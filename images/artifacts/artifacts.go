@@ -2,6 +2,7 @@ package artifacts
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"kubeup.dev/kubeup/images"
 	"kubeup.dev/kubeup/images/internal/heartbeat"
@@ -374,6 +379,21 @@ const ConformanceSuite = "conformance"
 // o.CacheOnly it only finds them (ErrNotCached when one is missing: build
 // them with `kubeup artifacts --only conformance`).
 func ConformanceImages(ctx context.Context, o Options) ([]string, error) {
+	found, err := conformanceImageArtifacts(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, a := range found {
+		paths = append(paths, a.TarballPath())
+	}
+	slices.Sort(paths)
+	return paths, nil
+}
+
+// conformanceImageArtifacts ensures (or with o.CacheOnly finds) the
+// conformance images, sorted by name.
+func conformanceImageArtifacts(ctx context.Context, o Options) ([]*Artifact, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -390,12 +410,89 @@ func ConformanceImages(ctx context.Context, o Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
+	var found []*Artifact
 	for _, a := range set.Artifacts {
 		if a.Kind == KindImage {
-			paths = append(paths, a.TarballPath())
+			found = append(found, a)
 		}
 	}
-	slices.Sort(paths)
-	return paths, nil
+	slices.SortFunc(found, func(a, b *Artifact) int { return strings.Compare(a.Name, b.Name) })
+	return found, nil
+}
+
+// ConformanceArchive is ConformanceImages as one docker archive, which is
+// what `make conformance` loads: a layer several images share (agnhost's
+// two under kitten and nautilus, the tools layer under glibc-dns-testing,
+// the whole agnhost image under its second tag) is in it once, so each
+// machine receives and unpacks it once. The archive is kept in the cache,
+// named by the images' references and digests, and written only when
+// missing (to a temporary file, then renamed).
+func ConformanceArchive(ctx context.Context, o Options) (string, error) {
+	found, err := conformanceImageArtifacts(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	var infos []ImageInfo
+	for _, a := range found {
+		infos = append(infos, ImageInfo{Ref: a.Image.Ref, Digest: a.Image.Digest, Tarball: a.TarballPath()})
+	}
+	return combineImageArchives(filepath.Join(o.CacheDir, "archives"), "conformance", infos)
+}
+
+// combineImageArchives writes the images (each read from its docker archive,
+// Tarball an absolute path) as one docker archive under dir, named prefix-
+// and a digest of their references and digests, unless it is there, and
+// returns its path. Images with one digest are one image with several tags;
+// layers are written once (go-containerregistry's MultiRefWrite).
+func combineImageArchives(dir, prefix string, infos []ImageInfo) (string, error) {
+	h := sha256.New()
+	for _, in := range infos {
+		fmt.Fprintf(h, "%s %s\n", in.Ref, in.Digest)
+	}
+	out := filepath.Join(dir, fmt.Sprintf("%s-%x.tar", prefix, h.Sum(nil)[:8]))
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	byDigest := map[string]v1.Image{}
+	refs := map[name.Reference]v1.Image{}
+	for _, in := range infos {
+		tag, err := name.NewTag(in.Ref, name.StrictValidation)
+		if err != nil {
+			return "", fmt.Errorf("image %s: %w", in.Ref, err)
+		}
+		img, ok := byDigest[in.Digest]
+		if !ok {
+			if img, err = tarball.ImageFromPath(in.Tarball, &tag); err != nil {
+				return "", fmt.Errorf("image %s: %s: %w", in.Ref, in.Tarball, err)
+			}
+			d, err := img.Digest()
+			if err != nil {
+				return "", fmt.Errorf("image %s: %s: %w", in.Ref, in.Tarball, err)
+			}
+			if d.String() != in.Digest {
+				return "", fmt.Errorf("image %s: %s holds %s, its manifest says %s (rebuild it with `kubeup artifacts`)", in.Ref, in.Tarball, d, in.Digest)
+			}
+			byDigest[in.Digest] = img
+		}
+		refs[tag] = img
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, "."+prefix+"-*.tar")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tarball.MultiRefWrite(refs, tmp); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write %s: %w", out, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", err
+	}
+	return out, nil
 }

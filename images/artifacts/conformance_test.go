@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/mod/modfile"
 
@@ -374,11 +375,7 @@ func TestIntegrationConformanceImages(t *testing.T) {
 			if im.Name != "e2e-agnhost" {
 				return
 			}
-			layers, _ := img.Layers()
-			rc, err := layers[0].Uncompressed()
-			if err != nil {
-				t.Fatal(err)
-			}
+			rc := mutate.Extract(img) // its layers flattened
 			defer rc.Close()
 			have := map[string]string{}
 			tr := tar.NewReader(rc)
@@ -412,6 +409,36 @@ func TestIntegrationConformanceImages(t *testing.T) {
 	if len(paths) != n {
 		t.Errorf("ConformanceImages gave %d tarballs, versions.yaml has %d images for the suite", len(paths), n)
 	}
+	t.Run("one archive", func(t *testing.T) {
+		archive, err := ConformanceArchive(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var separate int64
+		for _, im := range v.Images {
+			if im.For != ConformanceSuite {
+				continue
+			}
+			a := set.Image(im.Name)
+			fi, _ := os.Stat(a.TarballPath())
+			separate += fi.Size()
+			tag, _ := name.NewTag(im.Ref())
+			img, err := tarball.ImageFromPath(archive, &tag)
+			if err != nil {
+				t.Fatalf("%s: %v", im.Ref(), err)
+			}
+			if d, _ := img.Digest(); d.String() != a.Image.Digest {
+				t.Errorf("%s: digest %s in the archive, built %s", im.Ref(), d, a.Image.Digest)
+			}
+		}
+		fi, _ := os.Stat(archive)
+		t.Logf("%s: %s (the %d tarballs: %s)", archive, humanSize(fi.Size()), n, humanSize(separate))
+		// agnhost's second tag, kitten's and nautilus's agnhost layers and
+		// glibc-dns-testing's tools layer are in it once.
+		if fi.Size() > separate*2/3 {
+			t.Errorf("the archive is %s of the tarballs' %s: layers not shared", humanSize(fi.Size()), humanSize(separate))
+		}
+	})
 	for _, c := range []string{"e2e-userland", "nginx"} {
 		t.Run("shared libraries/"+c, func(t *testing.T) { checkSharedLibraries(t, set.Component(c)) })
 	}

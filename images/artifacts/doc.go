@@ -16,7 +16,9 @@
 // root/var/lib/kubeup/images/<name>.tar. The images the conformance suite's
 // specs run (versions.yaml's images `for: conformance`, e.g.
 // registry.k8s.io/e2e-test-images/agnhost) are built the same way but only on
-// demand; ConformanceImages finds their tarballs.
+// demand, some in layers shared with each other (a recipe's Lower);
+// ConformanceImages finds their tarballs and ConformanceArchive combines them
+// into one archive that carries each shared layer once.
 //
 // For the image builder: copy Root() of every artifact whose Use is
 // images.UseRootfs into the VM image's root (that includes the image

@@ -24,7 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// layerEntry is one entry of an image's single layer.
+// layerEntry is one entry of an image layer.
 type layerEntry struct {
 	path string // relative, no leading slash
 	mode fs.FileMode
@@ -46,11 +46,12 @@ type imageSources struct {
 	module map[string]string
 }
 
-// buildImage makes a single-layer linux/amd64 image from a component's files
-// plus the recipe's additions and writes it as a docker-archive tarball
-// (tagged ref) to out. Everything that could vary between runs is fixed:
-// owners 0:0, mtimes and created times = created, entries sorted, gzip
-// without a header time, so equal inputs give an equal image digest.
+// buildImage makes a linux/amd64 image from a component's files plus the
+// recipe's additions, a layer per recipe layer (one unless it has a Lower),
+// and writes it as a docker-archive tarball (tagged ref) to out. Everything
+// that could vary between runs is fixed: owners 0:0, mtimes and created
+// times = created, entries sorted, gzip without a header time, so equal
+// inputs give an equal image digest (and equal lower recipes equal layers).
 func buildImage(ctx context.Context, ref string, r imageRecipe, src imageSources, created int64, out, relOut string, p progress) (*ImageInfo, error) {
 	from := src.from
 	if from == nil {
@@ -60,23 +61,27 @@ func buildImage(ctx context.Context, ref string, r imageRecipe, src imageSources
 	if err != nil {
 		return nil, fmt.Errorf("image reference: %w", err)
 	}
-	entries, err := imageEntries(r, src)
-	if err != nil {
-		return nil, err
-	}
 	when := time.Unix(created, 0).UTC()
-	layerTar, err := writeLayer(entries, when)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithCompressionLevel(gzip.BestCompression), tarball.WithCompressedCaching)
-	if err != nil {
-		return nil, fmt.Errorf("image layer: %w", err)
+	var layers []v1.Layer
+	for i, lr := range r.layers() {
+		entries, err := imageEntries(lr, src, i == 0)
+		if err != nil {
+			return nil, err
+		}
+		layerTar, err := writeLayer(entries, when)
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(layerTar)), nil
+		}, tarball.WithCompressionLevel(gzip.BestCompression), tarball.WithCompressedCaching)
+		if err != nil {
+			return nil, fmt.Errorf("image layer: %w", err)
+		}
+		layers = append(layers, layer)
 	}
 	cfg := v1.Config{Entrypoint: r.Entrypoint, Cmd: r.Cmd, User: r.User, Env: r.Env}
 	if len(r.ExposedPorts) > 0 {
@@ -94,12 +99,14 @@ func buildImage(ctx context.Context, ref string, r imageRecipe, src imageSources
 	if err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
 	}
-	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{
-		Created:   v1.Time{Time: when},
-		CreatedBy: fmt.Sprintf("kubeup artifacts: %s %s", from.Name, from.Version),
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("image layer: %w", err)
+	for _, layer := range layers {
+		img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{
+			Created:   v1.Time{Time: when},
+			CreatedBy: fmt.Sprintf("kubeup artifacts: %s %s", from.Name, from.Version),
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("image layer: %w", err)
+		}
 	}
 	digest, err := img.Digest()
 	if err != nil {
@@ -123,11 +130,11 @@ func buildImage(ctx context.Context, ref string, r imageRecipe, src imageSources
 	return &ImageInfo{Ref: ref, Digest: digest.String(), Tarball: relOut}, nil
 }
 
-// imageEntries lists the layer: the component's files, the files the recipe
-// copies from further components and modules, the recipe's links, files and
-// directories, the fill-in links where nothing else is, and every parent
-// directory, sorted by path.
-func imageEntries(r imageRecipe, src imageSources) ([]layerEntry, error) {
+// imageEntries lists a layer: the component's files (lowest, the image's
+// lowest layer), the files the recipe copies from further components and
+// modules, the recipe's links, files and directories, the fill-in links
+// where nothing else is, and every parent directory, sorted by path.
+func imageEntries(r imageRecipe, src imageSources, lowest bool) ([]layerEntry, error) {
 	byPath := map[string]layerEntry{}
 	add := func(e layerEntry) error {
 		if _, dup := byPath[e.path]; dup {
@@ -145,9 +152,11 @@ func imageEntries(r imageRecipe, src imageSources) ([]layerEntry, error) {
 		}
 		return add(e)
 	}
-	for _, f := range src.from.Files {
-		if err := addFile(src.from, f, f.Path); err != nil {
-			return nil, err
+	if lowest {
+		for _, f := range src.from.Files {
+			if err := addFile(src.from, f, f.Path); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, c := range r.Copy {
@@ -170,8 +179,12 @@ func imageEntries(r imageRecipe, src imageSources) ([]layerEntry, error) {
 			return nil, fmt.Errorf("image layer: component %s has no %s", c.Component, c.Path)
 		}
 	}
-	for to, file := range src.module {
-		if err := add(layerEntry{path: to, mode: 0o644, src: file}); err != nil {
+	for _, f := range r.ModuleFiles {
+		file, ok := src.module[f.To]
+		if !ok {
+			return nil, fmt.Errorf("image layer: module file %s of %s was not found", f.Path, f.Component)
+		}
+		if err := add(layerEntry{path: f.To, mode: 0o644, src: file}); err != nil {
 			return nil, err
 		}
 	}

@@ -9,11 +9,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -120,7 +122,7 @@ func TestBuildImage(t *testing.T) {
 func TestImageEntries(t *testing.T) {
 	from := fakeComponent(t, "bin/busybox", "bb")
 	r, _ := imageRecipeFor("testbox")
-	entries, err := imageEntries(r, imageSources{from: from})
+	entries, err := imageEntries(r, imageSources{from: from}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestImageEntries(t *testing.T) {
 	}
 	// Entries that collide are refused.
 	r.Links = append(r.Links, link{Path: "bin/busybox", Target: "x"})
-	if _, err := imageEntries(r, imageSources{from: from}); err == nil {
+	if _, err := imageEntries(r, imageSources{from: from}, true); err == nil {
 		t.Error("duplicate entry accepted")
 	}
 }
@@ -213,11 +215,12 @@ func TestImageEntriesFromSeveralComponents(t *testing.T) {
 	src := imageSources{from: busybox, with: map[string]*Artifact{"conformance": suite, "e2e-userland": userland},
 		module: map[string]string{"localhost.crt": crt}}
 	r := imageRecipe{
-		Copy:  []copyFrom{{Component: "e2e-userland"}, {Component: "conformance", Path: "usr/local/bin/agnhost", To: "agnhost"}},
-		Links: []link{{Path: "bin/nc", Target: "nc.openbsd"}},
-		Fill:  appletLinks([]string{"sh", "nc", "bash", "cat"}),
+		Copy:        []copyFrom{{Component: "e2e-userland"}, {Component: "conformance", Path: "usr/local/bin/agnhost", To: "agnhost"}},
+		Links:       []link{{Path: "bin/nc", Target: "nc.openbsd"}},
+		Fill:        appletLinks([]string{"sh", "nc", "bash", "cat"}),
+		ModuleFiles: []moduleFile{{Component: "conformance", Path: "test/images/agnhost/porter/localhost.crt", To: "localhost.crt"}},
 	}
-	entries, err := imageEntries(r, src)
+	entries, err := imageEntries(r, src, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,17 +255,218 @@ func TestImageEntriesFromSeveralComponents(t *testing.T) {
 
 	// Copying what a component does not have, or from one not given, fails.
 	r.Copy = append(r.Copy, copyFrom{Component: "conformance", Path: "usr/local/bin/kubectl", To: "kubectl"})
-	if _, err := imageEntries(r, src); err == nil || !strings.Contains(err.Error(), "conformance has no usr/local/bin/kubectl") {
+	if _, err := imageEntries(r, src, true); err == nil || !strings.Contains(err.Error(), "conformance has no usr/local/bin/kubectl") {
 		t.Errorf("missing file: err = %v", err)
 	}
 	r.Copy = []copyFrom{{Component: "nginx"}}
-	if _, err := imageEntries(r, src); err == nil || !strings.Contains(err.Error(), "nginx was not ensured") {
+	if _, err := imageEntries(r, src, true); err == nil || !strings.Contains(err.Error(), "nginx was not ensured") {
 		t.Errorf("unknown component: err = %v", err)
 	}
 	// Two components shipping one path is an error, as before.
 	src.with["conformance"] = fakeArtifact(t, "conformance", map[string]string{"usr/bin/curl": "other curl"})
 	r.Copy = []copyFrom{{Component: "e2e-userland"}, {Component: "conformance", Path: "usr/bin", To: "usr/bin"}}
-	if _, err := imageEntries(r, src); err == nil || !strings.Contains(err.Error(), "usr/bin/curl added twice") {
+	if _, err := imageEntries(r, src, true); err == nil || !strings.Contains(err.Error(), "usr/bin/curl added twice") {
 		t.Errorf("duplicate: err = %v", err)
+	}
+}
+
+// conformanceSources are fake components and module files for the
+// conformance images' recipes.
+func conformanceSources(t *testing.T) imageSources {
+	t.Helper()
+	busybox := fakeArtifact(t, "busybox", map[string]string{"bin/busybox": "bb"})
+	src := imageSources{from: busybox,
+		with: map[string]*Artifact{
+			"conformance":  fakeArtifact(t, "conformance", map[string]string{"usr/local/bin/agnhost": "agnhost"}),
+			"e2e-userland": fakeArtifact(t, "e2e-userland", map[string]string{"bin/bash": "bash", "bin/nc.openbsd": "nc"}),
+		},
+		module: map[string]string{}}
+	dir := t.TempDir()
+	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "data.json"} {
+		src.module[f] = filepath.Join(dir, f)
+		if err := os.WriteFile(src.module[f], []byte(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+// TestBuildImageLayers: the conformance images built on a Lower share its
+// layers byte for byte (glibc-dns-testing's only layer is agnhost's first;
+// kitten is agnhost's two layers and one of its own), each upper layer holds
+// only its recipe's files, and the config is the top recipe's.
+func TestBuildImageLayers(t *testing.T) {
+	ctx := context.Background()
+	src := conformanceSources(t)
+	build := func(ref string, r imageRecipe) v1.Image {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "img.tar")
+		info, err := buildImage(ctx, ref, r, src, 0, out, "img.tar", progress{w: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag, _ := name.NewTag(info.Ref)
+		img, err := tarball.ImageFromPath(out, &tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	digests := func(img v1.Image) []string {
+		t.Helper()
+		layers, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range layers {
+			d, _ := l.Digest()
+			out = append(out, d.String())
+		}
+		return out
+	}
+	files := func(l v1.Layer) []string {
+		t.Helper()
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		var out []string
+		tr := tar.NewReader(rc)
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if hdr.Typeflag != tar.TypeDir {
+				out = append(out, hdr.Name)
+			}
+		}
+		return out
+	}
+	tools := build("registry.k8s.io/e2e-test-images/tools:1", e2eToolsRecipe())
+	agnhost := build("registry.k8s.io/e2e-test-images/agnhost:1", e2eAgnhostRecipe())
+	kitten := build("registry.k8s.io/e2e-test-images/kitten:1", e2ePageRecipe("kitten"))
+	dt, da, dk := digests(tools), digests(agnhost), digests(kitten)
+	if len(dt) != 1 || len(da) != 2 || len(dk) != 3 {
+		t.Fatalf("layers: tools %d, agnhost %d, kitten %d; want 1, 2, 3", len(dt), len(da), len(dk))
+	}
+	if da[0] != dt[0] || !slices.Equal(dk[:2], da) {
+		t.Errorf("lower layers not shared: tools %v, agnhost %v, kitten %v", dt, da, dk)
+	}
+	al, _ := agnhost.Layers()
+	if got, want := files(al[1]), []string{"agnhost", "agnhost-2", "etc/os-release", "localhost.crt", "localhost.key"}; !slices.Equal(got, want) {
+		t.Errorf("agnhost's own layer has %v, want %v", got, want)
+	}
+	kl, _ := kitten.Layers()
+	if got, want := files(kl[2]), []string{"data.json", "kitten.jpg"}; !slices.Equal(got, want) {
+		t.Errorf("kitten's own layer has %v, want %v", got, want)
+	}
+	if got := files(kl[0]); !slices.Contains(got, "bin/busybox") || !slices.Contains(got, "bin/bash") || slices.Contains(got, "agnhost") {
+		t.Errorf("kitten's lowest layer has %v, want the tools and not agnhost", got)
+	}
+	cf, err := kitten.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, []string{"/agnhost"}) || !slices.Equal(cf.Config.Cmd, []string{"test-webserver"}) || len(cf.History) != 3 || len(cf.RootFS.DiffIDs) != 3 {
+		t.Errorf("kitten's config: %+v, %d history entries, %d diff ids", cf.Config, len(cf.History), len(cf.RootFS.DiffIDs))
+	}
+	// A module file a layer names but nobody found is an error, not a gap.
+	delete(src.module, "data.json")
+	if _, err := buildImage(ctx, "registry.k8s.io/e2e-test-images/kitten:1", e2ePageRecipe("kitten"), src, 0, filepath.Join(t.TempDir(), "x.tar"), "x.tar", progress{w: io.Discard}); err == nil || !strings.Contains(err.Error(), "data.json") {
+		t.Errorf("missing module file: err = %v", err)
+	}
+}
+
+// TestCombineImageArchives: images in one archive carry each layer once and
+// an image under two tags once; every reference loads back with its digest;
+// a second call finds the archive; a tarball that is not what its manifest
+// says is refused, naming it.
+func TestCombineImageArchives(t *testing.T) {
+	ctx := context.Background()
+	src := conformanceSources(t)
+	var infos []ImageInfo
+	separate := int64(0)
+	for _, im := range []struct {
+		ref string
+		r   imageRecipe
+	}{
+		{"registry.k8s.io/e2e-test-images/tools:1", e2eToolsRecipe()},
+		{"registry.k8s.io/e2e-test-images/agnhost:2", e2eAgnhostRecipe()},
+		{"registry.k8s.io/e2e-test-images/agnhost:1", e2eAgnhostRecipe()},
+		{"registry.k8s.io/e2e-test-images/kitten:1", e2ePageRecipe("kitten")},
+	} {
+		out := filepath.Join(t.TempDir(), "img.tar")
+		info, err := buildImage(ctx, im.ref, im.r, src, 0, out, "img.tar", progress{w: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.Tarball = out
+		infos = append(infos, *info)
+		fi, _ := os.Stat(out)
+		separate += fi.Size()
+	}
+	if infos[1].Digest != infos[2].Digest {
+		t.Fatalf("one recipe, two digests: %s %s", infos[1].Digest, infos[2].Digest)
+	}
+	dir := t.TempDir()
+	out, err := combineImageArchives(dir, "test", infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var blobs []string
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if strings.HasSuffix(hdr.Name, ".tar.gz") {
+			blobs = append(blobs, hdr.Name)
+		}
+	}
+	// tools (1), agnhost's own (1), kitten's own (1).
+	if len(blobs) != 3 {
+		t.Errorf("layer blobs %v, want 3 (each once)", blobs)
+	}
+	for _, in := range infos {
+		tag, _ := name.NewTag(in.Ref)
+		img, err := tarball.ImageFromPath(out, &tag)
+		if err != nil {
+			t.Fatalf("%s: %v", in.Ref, err)
+		}
+		if d, _ := img.Digest(); d.String() != in.Digest {
+			t.Errorf("%s: digest %s, want %s", in.Ref, d, in.Digest)
+		}
+	}
+	fi, _ := os.Stat(out)
+	t.Logf("one archive %d bytes, four %d", fi.Size(), separate)
+	if fi.Size() >= separate/2 {
+		t.Errorf("combined %d bytes, separate %d: layers not shared", fi.Size(), separate)
+	}
+	// Found, not rewritten.
+	if err := os.Chtimes(out, time.Unix(1, 0), time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := combineImageArchives(dir, "test", infos)
+	if fi, _ := os.Stat(again); err != nil || again != out || fi.ModTime().Unix() != 1 {
+		t.Errorf("second call: %s %v (first %s)", again, err, out)
+	}
+	// A tarball whose image is not the one its manifest names.
+	bad := slices.Clone(infos)
+	bad[0].Tarball = infos[3].Tarball
+	bad[0].Ref = infos[3].Ref
+	if _, err := combineImageArchives(t.TempDir(), "test", bad); err == nil || !strings.Contains(err.Error(), infos[3].Tarball) {
+		t.Errorf("mismatched tarball: err = %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

@@ -228,12 +228,12 @@ func imagePlan(ctx context.Context, o *Options, im images.Image, byName map[stri
 		}
 		in.WithKeys[w] = byName[w].key
 	}
-	for _, c := range recipe.Copy {
+	for _, c := range recipe.allCopies() {
 		if !slices.Contains(im.With, c.Component) {
 			return nil, fmt.Errorf("image %s: its recipe copies from %s, which is not in its with: list", im.Name, c.Component)
 		}
 	}
-	sources, err := moduleSources(ctx, o, im, recipe.ModuleFiles)
+	sources, err := moduleSources(ctx, o, im, recipe.allModuleFiles())
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", im.Name, err)
 	}

@@ -2,6 +2,7 @@ package artifacts
 
 import (
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -269,6 +270,13 @@ func PrometheusVersion(module string) string {
 
 // imageRecipe is how a container image is made from a component's files:
 // its config and what is added beside them.
+//
+// A recipe with a Lower is one layer on top of the layers Lower makes: the
+// image's files are Lower's and then this recipe's own (its Copy, Links,
+// Files, Dirs, ModuleFiles; the image component's files are in the lowest
+// layer only), and its config is this recipe's alone. Images built on the
+// same Lower share those layers byte for byte, so a machine stores them
+// once and an archive of several of them carries them once.
 type imageRecipe struct {
 	Entrypoint   []string            `json:"entrypoint,omitempty"`
 	Cmd          []string            `json:"cmd,omitempty"`
@@ -287,6 +295,36 @@ type imageRecipe struct {
 	// Fill are links added only where no other entry is: busybox applets
 	// for what the image's other files do not provide.
 	Fill []link `json:"fill,omitempty"`
+	// Lower is the recipe of the layers under this one (nil: this is the
+	// image's only layer).
+	Lower *imageRecipe `json:"lower,omitempty"`
+}
+
+// layers are r's layer recipes, lowest first.
+func (r imageRecipe) layers() []imageRecipe {
+	var out []imageRecipe
+	for l := &r; l != nil; l = l.Lower {
+		out = append(out, *l)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// allCopies and allModuleFiles are what every layer of r takes.
+func (r imageRecipe) allCopies() []copyFrom {
+	var out []copyFrom
+	for _, l := range r.layers() {
+		out = append(out, l.Copy...)
+	}
+	return out
+}
+
+func (r imageRecipe) allModuleFiles() []moduleFile {
+	var out []moduleFile
+	for _, l := range r.layers() {
+		out = append(out, l.ModuleFiles...)
+	}
+	return out
 }
 
 // copyFrom puts a component's file Path, or every file under the directory
@@ -405,35 +443,48 @@ func e2eToolsRecipe() imageRecipe {
 // AgnhostVersion) and its agnhost-2 link, the porter certificates, /uploads,
 // busybox with Debian's tools for Alpine's. Left out: iperf, socat,
 // util-linux, iproute2 (busybox's ip stands in), CoreDNS 1.6.2 and the fake
-// registry under /var/registry, which no [Conformance] spec uses.
+// registry under /var/registry, which no [Conformance] spec uses. Two
+// layers: e2eToolsRecipe's (the glibc-dns-testing image's only layer), then
+// agnhost's own files.
 func e2eAgnhostRecipe() imageRecipe {
-	r := e2eToolsRecipe()
-	r.Entrypoint, r.Cmd = []string{"/agnhost"}, []string{"pause"}
-	r.ExposedPorts = []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"}
-	r.Copy = append(r.Copy, copyFrom{Component: "conformance", Path: "usr/local/bin/agnhost", To: "agnhost"})
-	r.Links = append(r.Links, link{Path: "agnhost-2", Target: "agnhost"})
-	r.ModuleFiles = []moduleFile{
-		{Component: "conformance", Path: "test/images/agnhost/porter/localhost.crt", To: "localhost.crt"},
-		{Component: "conformance", Path: "test/images/agnhost/porter/localhost.key", To: "localhost.key"},
+	tools := e2eToolsRecipe()
+	return imageRecipe{
+		Lower:        &tools,
+		Entrypoint:   []string{"/agnhost"},
+		Cmd:          []string{"pause"},
+		Env:          tools.Env,
+		ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
+		Copy:         []copyFrom{{Component: "conformance", Path: "usr/local/bin/agnhost", To: "agnhost"}},
+		Links:        []link{{Path: "agnhost-2", Target: "agnhost"}},
+		ModuleFiles: []moduleFile{
+			{Component: "conformance", Path: "test/images/agnhost/porter/localhost.crt", To: "localhost.crt"},
+			{Component: "conformance", Path: "test/images/agnhost/porter/localhost.key", To: "localhost.key"},
+		},
+		Dirs: map[string]int64{"uploads": 0o755},
+		// The image volume spec reads the kitten image's /etc/os-release
+		// and expects upstream's base, "Alpine Linux"; this file says what
+		// stands in for it.
+		Files: map[string]string{"etc/os-release": "NAME=\"kubeup e2e image\"\nID=kubeup-e2e\n" +
+			"PRETTY_NAME=\"kubeup's e2e image: busybox and Debian tools in place of upstream's Alpine Linux base\"\n"},
 	}
-	r.Dirs["uploads"] = 0o755
-	// The image volume spec reads the kitten image's /etc/os-release and
-	// expects upstream's base, "Alpine Linux"; this file says what stands in
-	// for it.
-	r.Files["etc/os-release"] = "NAME=\"kubeup e2e image\"\nID=kubeup-e2e\n" +
-		"PRETTY_NAME=\"kubeup's e2e image: busybox and Debian tools in place of upstream's Alpine Linux base\"\n"
-	return r
 }
 
 // e2ePageRecipe is kitten or nautilus: agnhost serving the image's page
-// (upstream: FROM agnhost, its html/ files at /, CMD test-webserver).
+// (upstream: FROM agnhost, its html/ files at /, CMD test-webserver): a
+// third layer with the page's two files on agnhost's two.
 func e2ePageRecipe(name string) imageRecipe {
-	r := e2eAgnhostRecipe()
-	r.Cmd = []string{"test-webserver"}
-	r.ModuleFiles = append(r.ModuleFiles,
-		moduleFile{Component: "conformance", Path: "test/images/" + name + "/html/" + name + ".jpg", To: name + ".jpg"},
-		moduleFile{Component: "conformance", Path: "test/images/" + name + "/html/data.json", To: "data.json"})
-	return r
+	agnhost := e2eAgnhostRecipe()
+	return imageRecipe{
+		Lower:        &agnhost,
+		Entrypoint:   agnhost.Entrypoint,
+		Cmd:          []string{"test-webserver"},
+		Env:          agnhost.Env,
+		ExposedPorts: agnhost.ExposedPorts,
+		ModuleFiles: []moduleFile{
+			{Component: "conformance", Path: "test/images/" + name + "/html/" + name + ".jpg", To: name + ".jpg"},
+			{Component: "conformance", Path: "test/images/" + name + "/html/data.json", To: "data.json"},
+		},
+	}
 }
 
 // imageRecipeFor returns the recipe of an image from versions.yaml. To add an

@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 	}
 	bin := toolsDir(t)
 	e2eTest, ginkgo := filepath.Join(bin, "e2e.test"), filepath.Join(bin, "ginkgo")
-	archives := imageArchives(t)
+	archive := imageArchive(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(parts))*timeout+time.Hour)
 	defer cancel()
@@ -53,10 +53,14 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if out, err := e2e.Kubeup(t, ctx, c.DataDir, append([]string{"images", "load", "--name", c.Name, "--pin"}, archives...)...); err != nil {
+	if out, err := e2e.Kubeup(t, ctx, c.DataDir, "images", "load", "--name", c.Name, "--pin", archive); err != nil {
 		t.Fatalf("kubeup images load: %v\n%s", err, out)
 	}
-	t.Logf("%d images loaded on every machine in %s", len(archives), time.Since(start).Round(time.Second))
+	size := int64(0)
+	if fi, err := os.Stat(archive); err == nil {
+		size = fi.Size()
+	}
+	t.Logf("the suite's images (%s, %d MiB) loaded on every machine in %s", filepath.Base(archive), size>>20, time.Since(start).Round(time.Second))
 
 	out := filepath.Join(e2e.RepoRoot(), "out", "conformance")
 	if d := os.Getenv("KUBEUP_CONFORMANCE_OUT"); d != "" {
@@ -179,12 +183,13 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-// imageArchives are the suite's images, built by `kubeup artifacts --only
-// conformance` (make conformance runs it first).
-func imageArchives(t *testing.T) []string {
-	found, err := artifacts.ConformanceImages(context.Background(), artifacts.Options{CacheOnly: true})
+// imageArchive is the suite's images in one archive (each shared layer
+// once), built by `kubeup artifacts --only conformance` (make conformance
+// runs it first) and combined in the cache.
+func imageArchive(t *testing.T) string {
+	archive, err := artifacts.ConformanceArchive(context.Background(), artifacts.Options{CacheOnly: true})
 	if err != nil {
 		t.Fatalf("conformance images: %v (bin/kubeup artifacts --only conformance builds them)", err)
 	}
-	return found
+	return archive
 }
