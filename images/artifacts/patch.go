@@ -68,6 +68,11 @@ func preparePatch(ctx context.Context, goCmd, dir string, sp *sourcePatch, p pro
 			return nil, err
 		}
 	}
+	for _, e := range sp.Edits {
+		if err := applyEdit(src, e); err != nil {
+			return nil, fmt.Errorf("patch %s %s: %w", sp.Module, dl.Version, err)
+		}
+	}
 	// The wrapper's go.mod plus a replace to the copy; go.sum beside it.
 	gomod := filepath.Join(dir, "go.mod")
 	data, err := os.ReadFile(gomod)
@@ -97,6 +102,24 @@ func preparePatch(ctx context.Context, goCmd, dir string, sp *sourcePatch, p pro
 		return nil, err
 	}
 	return s, nil
+}
+
+// applyEdit replaces e.Old, which must be in the file exactly once, with
+// e.New in the module copy src.
+func applyEdit(src string, e sourceEdit) error {
+	file := filepath.Join(src, filepath.FromSlash(e.Path))
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	switch n := strings.Count(string(data), e.Old); n {
+	case 1:
+	case 0:
+		return fmt.Errorf("%s has no %q (upstream changed it: update the edit in images/artifacts/recipes.go)", e.Path, e.Old)
+	default:
+		return fmt.Errorf("%s has %q %d times, the edit expects it once", e.Path, e.Old, n)
+	}
+	return os.WriteFile(file, []byte(strings.Replace(string(data), e.Old, e.New, 1)), 0o644)
 }
 
 // copyModule copies a module tree (read-only in the module cache) to a

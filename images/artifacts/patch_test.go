@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -122,6 +123,74 @@ func TestCollectorModulesOneRelease(t *testing.T) {
 					t.Errorf("%s %s, but other stable collector modules are %s", p, v, stable)
 				}
 			}
+		}
+	}
+}
+
+// TestApplyEdit: an edit changes the one place it names; code that is not
+// there, or is there twice, fails naming the file.
+func TestApplyEdit(t *testing.T) {
+	src := t.TempDir()
+	file := filepath.Join(src, "internal", "events.go")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := sourceEdit{Path: "internal/events.go", Old: "timeout = 10 * time.Second", New: "timeout = 1 * time.Minute"}
+	write("const (\n\ttimeout = 10 * time.Second\n)\n")
+	os.Chmod(file, 0o644)
+	if err := applyEdit(src, e); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "const (\n\ttimeout = 1 * time.Minute\n)\n" {
+		t.Errorf("edited: %q", b)
+	}
+	if err := applyEdit(src, e); err == nil || !strings.Contains(err.Error(), "internal/events.go has no") {
+		t.Errorf("edit of moved code: err = %v", err)
+	}
+	write("timeout = 10 * time.Second\ntimeout = 10 * time.Second\n")
+	os.Chmod(file, 0o644)
+	if err := applyEdit(src, e); err == nil || !strings.Contains(err.Error(), "2 times") {
+		t.Errorf("edit of code there twice: err = %v", err)
+	}
+}
+
+// TestContainerdEditsMatchPinned: the containerd edits apply to the pinned
+// containerd's source (from the module cache; skipped when it is not there).
+func TestContainerdEditsMatchPinned(t *testing.T) {
+	c, ok := images.Pinned().Component("containerd")
+	if !ok {
+		t.Fatal("no containerd in versions.yaml")
+	}
+	r, _ := buildRecipeFor(c, 0)
+	if r.Patch == nil || len(r.Patch.Edits) != 2 {
+		t.Fatalf("containerd's recipe patches %+v, want the two event timeout edits", r.Patch)
+	}
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "github.com", "containerd", "containerd", "v2@"+c.Version)
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("containerd %s is not in the module cache: %v", c.Version, err)
+	}
+	copyDir := t.TempDir()
+	for _, e := range r.Patch.Edits {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(e.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(copyDir, filepath.FromSlash(e.Path))
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := applyEdit(copyDir, e); err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -53,7 +53,42 @@ type sourcePatch struct {
 	Keep map[string][]string `json:"keep,omitempty"`
 	// Files are added or replaced (module-relative path -> content).
 	Files map[string]string `json:"files,omitempty"`
-	UI    *uiBuild          `json:"ui,omitempty"`
+	// Edits change upstream's code in place, each checked.
+	Edits []sourceEdit `json:"edits,omitempty"`
+	UI    *uiBuild     `json:"ui,omitempty"`
+}
+
+// sourceEdit replaces Old, which must occur exactly once in the module file
+// Path, with New: a small change to upstream's code that fails the build,
+// naming the file, when a new version moved or changed that code, rather
+// than building it unpatched.
+type sourceEdit struct {
+	Path string `json:"path"`
+	Old  string `json:"old"`
+	New  string `json:"new"`
+}
+
+// containerdEventTimeout is how long containerd's CRI plugin gives the
+// handling of one task event (upstream: 10 s). Handling a container's exit
+// deletes its task in the shim, which runs `runc delete` (with systemd
+// cgroups, a D-Bus call to systemd) under that deadline; on a master under
+// TCG at load 15 that takes 8-12 s, and a delete that misses the deadline is
+// killed and started over on the next retry, so it never finishes: the pod
+// stays Init:0/1 or Terminating until a human deletes the task by hand (seen
+// in make e2e's first boot and after reboots: issue 12's stuck Prometheus
+// pod). A minute lets the delete finish on the first try; a shim that truly
+// hangs still only delays the event queue (the kubelet's own runtime
+// requests allow 2 minutes).
+const containerdEventTimeout = "1 * time.Minute"
+
+// containerdEdits set containerdEventTimeout in both places the CRI plugin
+// defines its event deadline (containers, pod sandboxes).
+func containerdEdits() []sourceEdit {
+	var out []sourceEdit
+	for _, f := range []string{"internal/cri/server/events.go", "internal/cri/server/podsandbox/events.go"} {
+		out = append(out, sourceEdit{Path: f, Old: "handleEventTimeout = 10 * time.Second", New: "handleEventTimeout = " + containerdEventTimeout})
+	}
+	return out
 }
 
 // uiBuild builds a JavaScript UI in the module copy with Node.js and pnpm
@@ -107,6 +142,7 @@ func buildRecipeFor(c images.Component, sourceDateEpoch int64) (buildRecipe, boo
 				{Package: "./shim", Output: bin("containerd-shim-runc-v2"), Tags: tags, LDFlags: ld},
 			},
 			Links: []link{{Path: bin("ctr"), Target: "containerd"}},
+			Patch: &sourcePatch{Module: c.Module, Edits: containerdEdits()},
 		}, true
 	case "runc":
 		// runc's `make static`: static PIE with seccomp; cgo for libseccomp
