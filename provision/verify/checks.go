@@ -381,6 +381,15 @@ func checkLiveness(ctx context.Context, r *run) error {
 	}); err != nil {
 		return err
 	}
+	// Once seen (or not), the pod goes: its probe execs in the container
+	// every 2 s and it restarts every few seconds after its first failure,
+	// work on the node (a runc exec each, seconds under TCG) that would go
+	// on through every later check until the namespace is deleted.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = r.cs.CoreV1().Pods(r.ns).Delete(dctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	}()
 	return poll(ctx, func() error {
 		got, err := r.cs.CoreV1().Pods(r.ns).Get(ctx, p.Name, metav1.GetOptions{})
 		if err != nil {

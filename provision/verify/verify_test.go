@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -370,5 +371,46 @@ func TestCreateRetriesOverload(t *testing.T) {
 	defer cancel()
 	if err := create(ctx, "pod", func(context.Context) error { return timeout }); err == nil || !strings.Contains(err.Error(), "create pod") {
 		t.Errorf("create while the server stays overloaded = %v, want the context's end", err)
+	}
+}
+
+// checkLiveness passes once the pod's container restarted, and deletes the
+// pod then, so that its probe and restarts stop loading the node during the
+// later checks.
+func TestCheckLivenessDeletesItsPod(t *testing.T) {
+	t.Parallel()
+	r, cs := testRun()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			for {
+				p, err := cs.CoreV1().Pods("t").Get(ctx, "liveness", metav1.GetOptions{})
+				if err == nil {
+					if p.Spec.Containers[0].LivenessProbe == nil || p.Spec.NodeSelector["kubernetes.io/hostname"] != "node-0" {
+						return fmt.Errorf("pod %+v", p.Spec)
+					}
+					p.Status.Phase = corev1.PodRunning
+					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", RestartCount: 1}}
+					_, err = cs.CoreV1().Pods("t").UpdateStatus(ctx, p, metav1.UpdateOptions{})
+					return err
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		}()
+	}()
+	if err := checkLiveness(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods("t").Get(ctx, "liveness", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the liveness pod is still there after the check: %v", err)
 	}
 }
