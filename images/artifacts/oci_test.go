@@ -332,18 +332,7 @@ func TestBuildImageLayers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rc.Close()
-		var out []string
-		tr := tar.NewReader(rc)
-		for {
-			hdr, err := tr.Next()
-			if err != nil {
-				break
-			}
-			if hdr.Typeflag != tar.TypeDir {
-				out = append(out, hdr.Name)
-			}
-		}
-		return out
+		return tarNames(rc, func(h *tar.Header) bool { return h.Typeflag != tar.TypeDir })
 	}
 	tools := build("registry.k8s.io/e2e-test-images/tools:1", e2eToolsRecipe())
 	agnhost := build("registry.k8s.io/e2e-test-images/agnhost:1", e2eAgnhostRecipe())
@@ -421,17 +410,7 @@ func TestCombineImageArchives(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var blobs []string
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if err != nil {
-			break
-		}
-		if strings.HasSuffix(hdr.Name, ".tar.gz") {
-			blobs = append(blobs, hdr.Name)
-		}
-	}
+	blobs := tarNames(f, func(h *tar.Header) bool { return strings.HasSuffix(h.Name, ".tar.gz") })
 	// tools (1), agnhost's own (1), kitten's own (1).
 	if len(blobs) != 3 {
 		t.Errorf("layer blobs %v, want 3 (each once)", blobs)
@@ -468,5 +447,20 @@ func TestCombineImageArchives(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// tarNames lists the names of a tar's entries that keep selects.
+func tarNames(r io.Reader, keep func(*tar.Header) bool) []string {
+	var out []string
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			return out
+		}
+		if keep(hdr) {
+			out = append(out, hdr.Name)
+		}
 	}
 }
