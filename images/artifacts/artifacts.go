@@ -428,6 +428,9 @@ func conformanceImageArtifacts(ctx context.Context, o Options) ([]*Artifact, err
 // named by the images' references and digests, and written only when
 // missing (to a temporary file, then renamed).
 func ConformanceArchive(ctx context.Context, o Options) (string, error) {
+	if err := o.defaults(); err != nil {
+		return "", err
+	}
 	found, err := conformanceImageArtifacts(ctx, o)
 	if err != nil {
 		return "", err

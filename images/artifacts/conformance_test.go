@@ -414,6 +414,9 @@ func TestIntegrationConformanceImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if cache, _ := DefaultCacheDir(); !strings.HasPrefix(archive, filepath.Join(cache, "archives")+string(filepath.Separator)) {
+			t.Errorf("archive %s is not in the cache's archives/ (%s)", archive, cache)
+		}
 		var separate int64
 		for _, im := range v.Images {
 			if im.For != ConformanceSuite {
