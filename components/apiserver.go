@@ -21,9 +21,6 @@ const (
 	APIServerPort        = 6443
 	etcdCheckTimeout     = 4 * time.Second
 	EncryptionConfigPath = KubernetesDir + "/encryption-config.yaml"
-	// The API server's concurrency (see Flags).
-	maxRequestsInflight         = 40
-	maxMutatingRequestsInflight = 20
 )
 
 func (APIServer) Name() string        { return "kube-apiserver" }
@@ -102,17 +99,6 @@ func (APIServer) Flags(ctx Context) Flags {
 		// health checks give /readyz.
 		"etcd-healthcheck-timeout": etcdCheckTimeout.String(),
 		"etcd-readycheck-timeout":  etcdCheckTimeout.String(),
-		// API Priority and Fairness shares these seats among its priority
-		// levels (upstream: 400 + 200, sized for big masters). On a 2-vCPU
-		// master under TCG 600 requests in flight at once all slowed down
-		// together until they hit the 60 s request timeout (GETs of a Node
-		// answered after 57 s, etcd calls past their deadline, kubelets
-		// retrying): work done and thrown away, a collapse that lasted as
-		// long as the load. With 60 seats the excess waits in APF's queues,
-		// costing no CPU, or is refused with 429 and retried by the client
-		// after Retry-After, while the seats in use finish in time.
-		"max-requests-inflight":          fmt.Sprint(maxRequestsInflight),
-		"max-mutating-requests-inflight": fmt.Sprint(maxMutatingRequestsInflight),
 	}
 	maps.Copy(f, auditFlags())
 	maps.Copy(f, tlsFlags())
