@@ -379,7 +379,7 @@ const ConformanceSuite = "conformance"
 // o.CacheOnly it only finds them (ErrNotCached when one is missing: build
 // them with `kubeup artifacts --only conformance`).
 func ConformanceImages(ctx context.Context, o Options) ([]string, error) {
-	found, err := conformanceImageArtifacts(ctx, o)
+	found, err := conformanceImageArtifacts(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -392,21 +392,22 @@ func ConformanceImages(ctx context.Context, o Options) ([]string, error) {
 }
 
 // conformanceImageArtifacts ensures (or with o.CacheOnly finds) the
-// conformance images, sorted by name.
-func conformanceImageArtifacts(ctx context.Context, o Options) ([]*Artifact, error) {
+// conformance images, sorted by name; o gets its defaults (its CacheDir).
+func conformanceImageArtifacts(ctx context.Context, o *Options) ([]*Artifact, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	o.Only = nil
+	eo := *o
+	eo.Only = nil
 	for _, im := range o.Versions.Images {
 		if im.For == ConformanceSuite {
-			o.Only = append(o.Only, im.Name)
+			eo.Only = append(eo.Only, im.Name)
 		}
 	}
-	if len(o.Only) == 0 {
+	if len(eo.Only) == 0 {
 		return nil, fmt.Errorf("images/versions.yaml has no image for %s", ConformanceSuite)
 	}
-	set, err := Ensure(ctx, o)
+	set, err := Ensure(ctx, eo)
 	if err != nil {
 		return nil, err
 	}
@@ -428,10 +429,7 @@ func conformanceImageArtifacts(ctx context.Context, o Options) ([]*Artifact, err
 // named by the images' references and digests, and written only when
 // missing (to a temporary file, then renamed).
 func ConformanceArchive(ctx context.Context, o Options) (string, error) {
-	if err := o.defaults(); err != nil {
-		return "", err
-	}
-	found, err := conformanceImageArtifacts(ctx, o)
+	found, err := conformanceImageArtifacts(ctx, &o)
 	if err != nil {
 		return "", err
 	}
