@@ -61,9 +61,14 @@ type Addons struct {
 
 // Cluster is the resolved cluster description the components need.
 type Cluster struct {
-	Name               string       `json:"name"`
-	KubernetesVersion  string       `json:"kubernetesVersion"`
-	Masters            []Machine    `json:"masters"`
+	Name              string    `json:"name"`
+	KubernetesVersion string    `json:"kubernetesVersion"`
+	Masters           []Machine `json:"masters"`
+	// AddonMachine is the machine the addons that keep data in hostPath
+	// directories (Prometheus, the log store, the log aggregator's queue)
+	// run on: the first node, or the first master in a cluster without
+	// nodes. Empty: on a master (configs rendered before it existed).
+	AddonMachine       string       `json:"addonMachine,omitempty"`
 	MachineCIDR        netip.Prefix `json:"machineCIDR"`
 	MachineGateway     netip.Addr   `json:"machineGateway"`
 	PodCIDR            netip.Prefix `json:"podCIDR"`

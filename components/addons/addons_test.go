@@ -2,6 +2,7 @@ package addons
 
 import (
 	"bytes"
+	"maps"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -21,6 +22,7 @@ func cluster() *components.Cluster {
 		Name: "demo", DNSDomain: "cluster.local", DNSServiceIP: netip.MustParseAddr("10.96.0.10"),
 		Images:      components.Images{CoreDNS: "registry.kubeup.dev/coredns:v1.15.0"},
 		Addons:      components.Addons{DNS: true},
+		AddonMachine: "node-0",
 		PodSecurity: components.PodSecurity{Enforce: components.PodSecurityBaseline, Audit: components.PodSecurityRestricted, Warn: components.PodSecurityRestricted},
 	}
 }
@@ -146,14 +148,16 @@ func TestWorkloads(t *testing.T) {
 	}
 }
 
-// An addon pinned to masters is not evicted when its master is slow to
-// report: eviction cannot move it anywhere else.
+// An addon pinned to a machine (its data is a hostPath there) or to masters
+// (the UI) is not evicted when that machine is slow to report: eviction
+// cannot move it anywhere else.
 func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 	t.Parallel()
 	pinned := 0
 	for _, d := range everyDeployment(t) {
 		spec := d.Spec.Template.Spec
 		_, onMasters := spec.NodeSelector[components.ControlPlaneTaint]
+		onMachine := spec.NodeSelector[corev1.LabelHostname] == "node-0"
 		stays := map[string]bool{}
 		for _, tol := range spec.Tolerations {
 			if tol.Effect == corev1.TaintEffectNoExecute && tol.Operator == corev1.TolerationOpExists && tol.TolerationSeconds == nil {
@@ -161,15 +165,50 @@ func TestPinnedAddonsStayThroughNotReady(t *testing.T) {
 			}
 		}
 		got := stays["node.kubernetes.io/not-ready"] && stays["node.kubernetes.io/unreachable"]
-		if got != onMasters {
-			t.Errorf("%s: pinned to masters %v, stays through NotReady %v", d.Name, onMasters, got)
+		if got != (onMasters || onMachine) {
+			t.Errorf("%s: pinned to masters %v or the addon machine %v, stays through NotReady %v", d.Name, onMasters, onMachine, got)
 		}
-		if onMasters {
+		if onMasters || onMachine {
 			pinned++
 		}
 	}
 	if pinned != 4 {
-		t.Errorf("%d addon Deployments pinned to masters, want 4 (prometheus, victoria-logs, log-aggregator, kubeup-ui)", pinned)
+		t.Errorf("%d addon Deployments pinned, want 4 (prometheus, victoria-logs, log-aggregator, kubeup-ui)", pinned)
+	}
+}
+
+// The addons with data run on the cluster's addon machine; the UI (its
+// image is only in master images) on masters; without an addon machine (a
+// config rendered before it existed) everything pinned stays on masters.
+func TestAddonPlacement(t *testing.T) {
+	t.Parallel()
+	for _, machine := range []string{"node-0", ""} {
+		c := everyAddon()
+		c.AddonMachine = machine
+		enabled, err := Enabled(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]map[string]string{}
+		for _, a := range enabled {
+			for _, o := range a.Objects {
+				if d, ok := o.(*appsv1.Deployment); ok {
+					got[d.Name] = d.Spec.Template.Spec.NodeSelector
+				}
+			}
+		}
+		for _, n := range []string{"prometheus", LogStoreName, LogAggregatorName} {
+			want := map[string]string{corev1.LabelHostname: machine}
+			if machine == "" {
+				want = map[string]string{components.ControlPlaneTaint: ""}
+			}
+			if !maps.Equal(got[n], want) {
+				t.Errorf("addon machine %q: %s node selector %v, want %v", machine, n, got[n], want)
+			}
+		}
+		if _, ok := got[UIName][components.ControlPlaneTaint]; !ok {
+			t.Errorf("addon machine %q: the UI is not on masters: %v", machine, got[UIName])
+		}
 	}
 }
 

@@ -152,12 +152,12 @@ func criticalTolerations() []corev1.Toleration {
 	}
 }
 
-// pinnedTolerations are those of the addons pinned to masters (their data
-// is a hostPath there): they also stay through the master's NotReady and
-// Unreachable taints, as a DaemonSet's pods do. Evicting them cannot move
-// them anywhere else, and on a master slow to report (an API server
-// restarting, TCG under load) it killed working Prometheus and log-store
-// pods and left them Pending until the master reported again.
+// pinnedTolerations are those of the addons pinned to one machine (their
+// data is a hostPath there) or to masters (the UI): they also stay through
+// its NotReady and Unreachable taints, as a DaemonSet's pods do. Evicting
+// them cannot move them anywhere else, and on a machine slow to report (an
+// API server restarting, TCG under load) it killed working Prometheus and
+// log-store pods and left them Pending until the machine reported again.
 func pinnedTolerations() []corev1.Toleration {
 	return append(criticalTolerations(),
 		corev1.Toleration{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},

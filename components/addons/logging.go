@@ -27,12 +27,12 @@ const (
 	LogStoreDataDir   = "/var/lib/kubeup/victoria-logs"
 	LogStoreRetention = "7d"
 	// LogStoreMaxDiskUsagePercent makes VictoriaLogs drop its oldest days
-	// before the master's disk fills up, whatever the retention.
+	// before the addon machine's disk fills up, whatever the retention.
 	LogStoreMaxDiskUsagePercent = 80
 	// LogStoreFlushInterval is how long a line VictoriaLogs has stored (and
 	// acknowledged to the aggregator, which then forgets it) may live only
 	// in its memory: its in-memory parts are written and fsynced at least
-	// this often. A hard reset of the master loses at most this much; the
+	// this often. A hard reset of the addon machine loses at most this much; the
 	// minimum VictoriaLogs accepts (its default is 5 s).
 	LogStoreFlushInterval = time.Second
 
@@ -58,11 +58,12 @@ var LogStreamFields = []string{"source", "cluster", "machine", "unit", "namespac
 // level instead).
 var logIgnoredFields = []string{"fluent.tag", "scope.name", "scope.version", "severity_number", "severity_text"}
 
-// Logging is the logging addon: VictoriaLogs on a master storing every log
+// Logging is the logging addon: VictoriaLogs on the addon machine storing every log
 // line of the cluster, and an OpenTelemetry Collector (the log aggregator)
 // receiving the agents' forward-protocol records on the fixed address
 // c.LogForward and writing them to VictoriaLogs over OTLP/HTTP. Both keep
-// their data on the master's disk ("persistent enough" for a test cluster).
+// their data on the addon machine's disk ("persistent enough" for a test
+// cluster).
 // The aggregator finds VictoriaLogs by its cluster DNS name: the DNS addon
 // must be on.
 func Logging(c *components.Cluster) (Addon, error) {
@@ -118,7 +119,7 @@ func logStore(c *components.Cluster) []any {
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"k8s-app": app}},
 				Spec: corev1.PodSpec{
 					PriorityClassName:            "system-cluster-critical",
-					NodeSelector:                 mastersOnly(),
+					NodeSelector:                 onAddonMachine(c),
 					Tolerations:                  pinnedTolerations(),
 					AutomountServiceAccountToken: ptr.To(false),
 					// Graceful shutdown flushes the in-memory parts to disk.
@@ -185,7 +186,7 @@ func logAggregator(c *components.Cluster, ip string, port int, cfg string) []any
 					Annotations: map[string]string{"kubeup.dev/config-hash": shortHash(cfg)}},
 				Spec: corev1.PodSpec{
 					PriorityClassName:            "system-cluster-critical",
-					NodeSelector:                 mastersOnly(),
+					NodeSelector:                 onAddonMachine(c),
 					Tolerations:                  pinnedTolerations(),
 					AutomountServiceAccountToken: ptr.To(false),
 					Containers: []corev1.Container{{
@@ -287,7 +288,7 @@ type AggregatorConfig struct {
 // Acknowledgements: the forward receiver answers a chunk's ack when the
 // pipeline accepted it. There is no batch processor (it would accept into
 // memory); the exporter's sending queue is persistent (file_storage, fsync),
-// so an ack means "on the master's disk". While VictoriaLogs is down the
+// so an ack means "on the addon machine's disk". While VictoriaLogs is down the
 // queue holds the records and retries without end; when the queue is full
 // the receiver refuses, the agent gets no ack and keeps its own buffer.
 func (a AggregatorConfig) Render() (string, error) {

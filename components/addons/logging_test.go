@@ -38,7 +38,7 @@ func TestLoggingGolden(t *testing.T) {
 
 // Every document decodes strictly into its type, carries the addon
 // manager's label, and the pieces fit: the aggregator's Service is at the
-// agents' address, both pods are pinned to masters.
+// agents' address, both pods are pinned to the addon machine.
 func TestLoggingObjects(t *testing.T) {
 	a, err := Logging(loggingCluster())
 	if err != nil {
@@ -99,8 +99,8 @@ func TestLoggingObjects(t *testing.T) {
 			t.Fatalf("no deployment %s", n)
 		}
 		spec := d.Spec.Template.Spec
-		if _, ok := spec.NodeSelector[components.ControlPlaneTaint]; !ok || *d.Spec.Replicas != 1 {
-			t.Errorf("%s: not one replica on a master: %v", n, spec.NodeSelector)
+		if spec.NodeSelector[corev1.LabelHostname] != "node-0" || *d.Spec.Replicas != 1 {
+			t.Errorf("%s: not one replica on the addon machine node-0: %v", n, spec.NodeSelector)
 		}
 		if !slices.ContainsFunc(spec.Tolerations, func(t corev1.Toleration) bool { return t.Key == components.ControlPlaneTaint }) {
 			t.Errorf("%s does not tolerate the masters' taint", n)

@@ -26,11 +26,12 @@ const (
 	saDir               = "/var/run/secrets/kubernetes.io/serviceaccount"
 )
 
-// Monitoring is the monitoring addon: Prometheus (with its web UI) on a
-// master, scraping every component over TLS with its ServiceAccount token
-// (RBAC: /metrics and nodes/metrics); what only serves plain HTTP on
-// loopback (etcd, containerd, kube-proxy) it reaches through the agents. Data lives on the master's disk ("persistent enough" for a
-// test cluster), retained for 7 days.
+// Monitoring is the monitoring addon: Prometheus (with its web UI) on the
+// addon machine, scraping every component over TLS with its ServiceAccount
+// token (RBAC: /metrics and nodes/metrics); what only serves plain HTTP on
+// loopback (etcd, containerd, kube-proxy) it reaches through the agents.
+// Data lives on that machine's disk ("persistent enough" for a test
+// cluster), retained for 7 days.
 func Monitoring(c *components.Cluster) (Addon, error) {
 	const name, app = "prometheus", "prometheus"
 	l := labels(app)
@@ -70,7 +71,7 @@ func Monitoring(c *components.Cluster) (Addon, error) {
 				Spec: corev1.PodSpec{
 					ServiceAccountName: name,
 					PriorityClassName:  "system-cluster-critical",
-					NodeSelector:       mastersOnly(),
+					NodeSelector:       onAddonMachine(c),
 					Tolerations:        pinnedTolerations(),
 					SecurityContext:    &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](65534), RunAsGroup: ptr.To[int64](65534), RunAsNonRoot: ptr.To(true)},
 					InitContainers: []corev1.Container{{
@@ -128,9 +129,21 @@ func Monitoring(c *components.Cluster) (Addon, error) {
 	return Addon{Name: "monitoring", Objects: []any{sa, role, binding, cm, dep, svc}, PodSecurity: components.PodSecurityPrivileged}, nil
 }
 
-// mastersOnly pins a pod to masters, whose images carry the addons'.
+// mastersOnly pins a pod to masters (the UI: only master images carry the
+// kubeup-addons image).
 func mastersOnly() map[string]string {
 	return map[string]string{components.ControlPlaneTaint: ""}
+}
+
+// onAddonMachine pins a pod whose data is a hostPath to the cluster's
+// addon machine (the first node, or the first master without nodes): the
+// same machine after every restart, so the data is there. Without one (a
+// config rendered before AddonMachine), on masters.
+func onAddonMachine(c *components.Cluster) map[string]string {
+	if c.AddonMachine == "" {
+		return mastersOnly()
+	}
+	return map[string]string{corev1.LabelHostname: c.AddonMachine}
 }
 
 // scrape is one Prometheus scrape job (only the fields kubeup uses).

@@ -295,6 +295,9 @@ func (in roleInputs) key(epoch int64) string {
 		fmt.Fprintf(h, "artifact %s %s %s\n", a.Kind, a.Name, a.Key)
 	}
 	fmt.Fprintf(h, "agent %x\nprobe %x\naddons %x\n", sha256.Sum256(in.agent), sha256.Sum256(in.probe), sha256.Sum256(in.addonsBin))
+	for _, a := range in.preloads() {
+		fmt.Fprintf(h, "preload %s\n", a.Name)
+	}
 	for _, u := range in.files.Units {
 		data, _ := u.Bytes()
 		fmt.Fprintf(h, "unit %s %x\n", u.Name, sha256.Sum256(data))
@@ -565,10 +568,27 @@ func writeJSON(path string, v any) error {
 // both images: masters run a kubelet, kube-proxy and containerd too).
 var artifactRoles = map[string]components.Role{"etcd": components.Master}
 
-// imageRoles are the container images only one role preloads: the addons
-// run on masters (their pods are pinned there), so nodes stay small.
-var imageRoles = map[string]components.Role{
-	"prometheus": components.Master, "victoria-logs": components.Master, "otelcol": components.Master,
+// imageRoles are the container images only one role preloads. None today:
+// the addons with data (Prometheus, VictoriaLogs, the OpenTelemetry
+// Collector) run on the cluster's addon machine, the first node (or the
+// first master without nodes), so both roles carry them (the node image
+// grows by their 44 MB of layers). The UI's image is built from the
+// master's kubeup-addons binary (addonsBin) and stays on masters.
+var imageRoles = map[string]components.Role{}
+
+// preloads are the image artifacts a role's image preloads.
+func (in roleInputs) preloads() []*artifacts.Artifact {
+	var out []*artifacts.Artifact
+	for _, a := range in.set.Artifacts {
+		if a.Kind != artifacts.KindImage {
+			continue
+		}
+		if r, ok := imageRoles[a.Name]; ok && r != in.role {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // agentBinaryName is the file in BinDir holding the agent a role's image
@@ -655,13 +675,7 @@ func preloadImages(ctx context.Context, root, work string, in roleInputs, epoch 
 		return fmt.Errorf("containerd is not in the image: %w", err)
 	}
 	var tarballs []string
-	for _, a := range in.set.Artifacts {
-		if a.Kind != artifacts.KindImage {
-			continue
-		}
-		if r, ok := imageRoles[a.Name]; ok && r != in.role {
-			continue
-		}
+	for _, a := range in.preloads() {
 		tarballs = append(tarballs, a.TarballPath())
 	}
 	sort.Strings(tarballs)

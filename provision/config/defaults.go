@@ -15,9 +15,9 @@ const (
 	DefaultServiceCIDR       = "10.96.0.0/12"
 	DefaultDNSDomain         = "cluster.local"
 	DefaultMasterCPUs        = 2
-	// Masters run the control plane and, by default, the addons
-	// (Prometheus, the log store and aggregator, the UI): 3Gi leaves them
-	// room; nodes only run workloads.
+	// Masters run the control plane and the UI; the addons with data
+	// (Prometheus, the log store and aggregator) run on the first node,
+	// which measured 286 MB in use before them and about 550 MB with them.
 	DefaultMasterMemory = "3Gi"
 	DefaultNodeCPUs     = 2
 	DefaultNodeMemory   = "2Gi"
