@@ -151,7 +151,6 @@ func TestE2ECluster(t *testing.T) {
 	addonRestoreTest(t, ctx, a)
 	auditTest(t, ctx, a, dataDir, name) // finds addonRestoreTest's deletion
 	agentMemoryTest(t, ctx, a, st)
-	drillsTest(t, ctx, dataDir, name, key, timings)
 
 	var tm cluster.Timings
 	if data, err := os.ReadFile(timings); err == nil && json.Unmarshal(data, &tm) == nil {
