@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -285,7 +284,7 @@ func (u *bringUp) adminKubeconfig() ([]byte, error) {
 // deployLocal runs the Pulumi program of the local target: the switch and
 // one VM per machine. The engine's output goes to pulumi.log.
 func deployLocal(ctx context.Context, u *bringUp) (string, error) {
-	lc, err := localCluster(u.cfg, u.state, u.render, u.images, u.dir, runtime.NumCPU())
+	lc, err := localCluster(u.cfg, u.state, u.render, u.images, u.dir)
 	if err != nil {
 		return "", err
 	}
@@ -299,11 +298,7 @@ func deployLocal(ctx context.Context, u *bringUp) (string, error) {
 	if err := engine(u.opts, logf).UpLocal(ctx, lc, u.opts.Replace...); err != nil {
 		return "", fmt.Errorf("%w\n(the engine's output is in %s)", err, logPath)
 	}
-	detail := fmt.Sprintf("%d machines, %s", len(lc.Machines), u.state.Accel)
-	if n := vcpus(lc.Machines); n < totalCPUs(u.cfg) {
-		detail += fmt.Sprintf(", %d vCPUs on %d host CPUs", n, runtime.NumCPU())
-	}
-	return detail, nil
+	return fmt.Sprintf("%d machines, %s", len(lc.Machines), u.state.Accel), nil
 }
 
 // Images are the container images the rendered configs reference; binDir
@@ -420,46 +415,9 @@ func prepareState(c *config.Cluster, dataDir string) (*State, error) {
 	return st, nil
 }
 
-// tcgCPUs is the vCPUs a machine that asks for cpus gets under TCG on a
-// host with host CPUs, when the cluster's machines ask for total in all.
-// QEMU's multi-threaded TCG runs a host thread per vCPU; with more vCPU
-// threads than host CPUs the host time-slices each guest's CPUs, which
-// guest kernels handle badly (a vCPU spinning on a lock its descheduled
-// sibling holds, timers and RCU running late): on a 2-CPU host a 1+1
-// cluster of 2-vCPU machines spent 53-72% of its guests' CPU in the
-// kernel. So the vCPUs are scaled to fit the host, at least 1 each and
-// never more than asked. KVM is not scaled (its vCPUs are preempted
-// cheaply and its guests know it).
-func tcgCPUs(cpus, total, host int) int {
-	if total <= host || host < 1 {
-		return cpus
-	}
-	return max(1, cpus*host/total)
-}
-
-// totalCPUs is the vCPUs the config's machines ask for.
-func totalCPUs(c *config.Cluster) int {
-	n := 0
-	for _, m := range c.Machines() {
-		n += m.CPUs
-	}
-	return n
-}
-
-// vcpus is the vCPUs the local machines get.
-func vcpus(ms []infra.Machine) int {
-	n := 0
-	for _, m := range ms {
-		n += m.CPUs
-	}
-	return n
-}
-
-// localCluster turns the render into the Pulumi program's input; hostCPUs
-// is the host's CPU count (for tcgCPUs).
-func localCluster(c *config.Cluster, st *State, res *render.Result, imgs map[components.Role]string, dir string, hostCPUs int) (infra.LocalCluster, error) {
+// localCluster turns the render into the Pulumi program's input.
+func localCluster(c *config.Cluster, st *State, res *render.Result, imgs map[components.Role]string, dir string) (infra.LocalCluster, error) {
 	lc := infra.LocalCluster{Name: c.Metadata.Name, Dir: dir, Accel: st.Accel}
-	total := totalCPUs(c)
 	imageSHA := map[components.Role]string{}
 	for r, p := range imgs {
 		// The manifest's digest names the image content without rehashing it.
@@ -495,13 +453,9 @@ func localCluster(c *config.Cluster, st *State, res *render.Result, imgs map[com
 		if ms.SSHPort != 0 {
 			fwd = append(fwd, qemu.Forward{Name: "ssh", HostPort: ms.SSHPort, GuestPort: guestSSHPort})
 		}
-		cpus := m.CPUs
-		if st.Accel == qemu.AccelTCG {
-			cpus = tcgCPUs(m.CPUs, total, hostCPUs)
-		}
 		lc.Machines = append(lc.Machines, infra.Machine{
 			Name: m.Name, Role: string(m.Role), Image: imgs[role], ImageSHA: imageSHA[role],
-			Seed: seed, SeedSHA: seedSHA, CPUs: cpus, MemoryMiB: m.MemoryMiB, DiskBytes: m.DiskBytes,
+			Seed: seed, SeedSHA: seedSHA, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB, DiskBytes: m.DiskBytes,
 			Firmware: qemu.Firmware(m.Firmware), ClusterMAC: m.ClusterMAC, ManagementMAC: m.ManagementMAC, Forwards: fwd,
 		})
 	}

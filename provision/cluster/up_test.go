@@ -309,7 +309,7 @@ func TestLocalCluster(t *testing.T) {
 	res := renderCluster(t, c, dir)
 	imgs := fakeImages(t, filepath.Join(dir, "images"))
 
-	lc, err := localCluster(c, st, res, imgs, dir, 64)
+	lc, err := localCluster(c, st, res, imgs, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestLocalClusterOneMaster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := localCluster(c, st, renderCluster(t, c, dir), fakeImages(t, filepath.Join(dir, "images")), dir, 64)
+	lc, err := localCluster(c, st, renderCluster(t, c, dir), fakeImages(t, filepath.Join(dir, "images")), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestLocalClusterMissingFiles(t *testing.T) {
 	if err := os.Remove(manifest); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := localCluster(c, st, res, imgs, dir, 64); !errors.Is(err, os.ErrNotExist) {
+	if _, err := localCluster(c, st, res, imgs, dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("without %s: %v", manifest, err)
 	}
 
@@ -458,7 +458,7 @@ func TestLocalClusterMissingFiles(t *testing.T) {
 	if err := os.Remove(seed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := localCluster(c, st, res, imgs, dir, 64); !errors.Is(err, os.ErrNotExist) {
+	if _, err := localCluster(c, st, res, imgs, dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("without %s: %v", seed, err)
 	}
 }
@@ -699,53 +699,5 @@ func TestUpUnknownProvider(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
 		t.Errorf("Up on azure wrote %v", entries)
-	}
-}
-
-// Under TCG the machines' vCPUs are scaled to fit the host's CPUs (at
-// least 1 each, never more than asked); what fits is left alone.
-func TestTCGCPUs(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct{ cpus, total, host, want int }{
-		{2, 4, 2, 1},  // 1+1 of 2 vCPUs on 2 host CPUs
-		{2, 4, 4, 2},  // fits
-		{2, 4, 16, 2}, // never more than asked
-		{2, 8, 2, 1},  // 3+1: at least 1
-		{4, 6, 3, 2},  // in proportion
-		{2, 4, 0, 2},  // unknown host
-	} {
-		if got := tcgCPUs(c.cpus, c.total, c.host); got != c.want {
-			t.Errorf("tcgCPUs(%d, %d, %d) = %d, want %d", c.cpus, c.total, c.host, got, c.want)
-		}
-	}
-}
-
-// localCluster gives each machine its scaled vCPUs under TCG and what it
-// asked for under KVM.
-func TestLocalClusterScalesTCGCPUs(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	c := testConfig(t, "lc", 1, 1, func(c *config.Cluster) {})
-	st, err := prepareState(c, filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := renderCluster(t, c, dir)
-	imgs := fakeImages(t, filepath.Join(dir, "images"))
-	for _, accel := range []string{qemu.AccelTCG, qemu.AccelKVM} {
-		st.Accel = accel
-		lc, err := localCluster(c, st, res, imgs, dir, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range lc.Machines {
-			want := 2
-			if accel == qemu.AccelTCG {
-				want = 1
-			}
-			if m.CPUs != want {
-				t.Errorf("%s: %s has %d vCPUs on 2 host CPUs, want %d", accel, m.Name, m.CPUs, want)
-			}
-		}
 	}
 }
