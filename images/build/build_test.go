@@ -170,3 +170,20 @@ func TestSerialConsole(t *testing.T) {
 		t.Errorf("kernel command line %q has no serial console", cmdline)
 	}
 }
+
+// A role's key changes with the images it preloads: an image taken out of
+// (or put into) a role through imageRoles rebuilds that role's image.
+func TestRoleKeyPreloads(t *testing.T) {
+	in := inputs(t)
+	in.set.Artifacts = append(in.set.Artifacts, &artifacts.Artifact{Manifest: artifacts.Manifest{Kind: artifacts.KindImage, Name: "prometheus", Key: "p1"}})
+	both := in.key(0)
+	saved := imageRoles
+	t.Cleanup(func() { imageRoles = saved })
+	imageRoles = map[string]components.Role{"prometheus": components.Master}
+	if len(in.preloads()) != 0 {
+		t.Fatalf("node preloads %v with prometheus for masters only", in.preloads())
+	}
+	if in.key(0) == both {
+		t.Error("taking an image out of the node's preloads does not change its key")
+	}
+}
