@@ -212,6 +212,26 @@ func TestAddonPlacement(t *testing.T) {
 	}
 }
 
+// CoreDNS tolerates the masters' taint only in a cluster without nodes.
+func TestDNSPlacement(t *testing.T) {
+	t.Parallel()
+	for machine, onMasters := range map[string]bool{"node-0": false, "master-0": true, "": true} {
+		c := everyAddon()
+		c.AddonMachine = machine
+		var tolerates bool
+		for _, o := range DNS(c).Objects {
+			if d, ok := o.(*appsv1.Deployment); ok {
+				for _, tl := range d.Spec.Template.Spec.Tolerations {
+					tolerates = tolerates || tl.Key == components.ControlPlaneTaint && (tl.Effect == "" || tl.Effect == corev1.TaintEffectNoSchedule) || tl.Key == "" && tl.Operator == corev1.TolerationOpExists
+				}
+			}
+		}
+		if tolerates != onMasters {
+			t.Errorf("addon machine %q: CoreDNS tolerates the masters' taint: %v, want %v", machine, tolerates, onMasters)
+		}
+	}
+}
+
 // Every addon container that has a liveness probe waits for its start
 // with a startup probe on the same check (20 minutes), and its liveness
 // probe has no initial delay of its own.

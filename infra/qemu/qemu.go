@@ -165,11 +165,15 @@ func accelArg(a string) string {
 // binaries, SHA-256 runs 1.6x faster without them (3.2 s vs 2.0 s for 64 MiB,
 // which is what containerd does to every layer), ECDSA P-256 1.14x and
 // kube-apiserver --version 1.2x.
+// Nor 5-level paging (la57): Debian's kernel turns it on whenever the CPU
+// has it, and under TCG every TLB miss is a page walk in software, one
+// level more for each. TCG has no PCID either, so every context switch
+// empties the TLB, and a TCG master switches 2,000-5,000 times a second.
 func cpuModel(accel string) string {
 	if accel == AccelKVM {
 		return "max"
 	}
-	return "max,-avx,-avx2"
+	return "max,-avx,-avx2,-la57"
 }
 
 // Start creates the VM's files and starts it detached. It returns once QEMU
