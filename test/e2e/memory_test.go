@@ -31,10 +31,17 @@ const (
 )
 
 // agentMemoryTest: once every agent is agentSteadyAge old, the largest
-// resident set each reported over the last minute is within the budget.
+// resident set each reported over the last three minutes is within the budget.
 func agentMemoryTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.State) {
 	t.Helper()
-	deadline := time.Now().Add(agentSteadyAge + 2*time.Minute)
+	// The window holds at least two of Prometheus' 60 s scrapes: with
+	// [1m] a scrape of one agent that fell just outside it (a loaded
+	// master answering late) left that machine without a sample
+	// (2026-12-07: "agent RSS of 1 machines, want 2"). The agents must be
+	// settled for the whole window.
+	const window = 3 * time.Minute
+	deadline := time.Now().Add(agentSteadyAge + window + 2*time.Minute)
+	var samples []cluster.PromSample
 	for {
 		ages, err := a.Query(ctx, `time() - process_start_time_seconds{job="kubeup-agent"}`)
 		youngest := time.Duration(1<<63 - 1)
@@ -43,22 +50,18 @@ func agentMemoryTest(t *testing.T, ctx context.Context, a *cluster.Access, st *c
 				youngest = min(youngest, time.Duration(v*float64(time.Second)))
 			}
 		}
-		if err == nil && len(ages) == len(st.Machines) && youngest >= agentSteadyAge {
-			break
+		if err == nil && len(ages) == len(st.Machines) && youngest >= agentSteadyAge+window {
+			samples, err = a.Query(ctx, `max_over_time(process_resident_memory_bytes{job="kubeup-agent"}[3m])`)
+			if err == nil && len(samples) == len(st.Machines) {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("agents not %s old in time: %v (%v)", agentSteadyAge, ages, err)
+			t.Errorf("agents' resident memory: %d machines %s old with a sample, want %d: ages %v, samples %v (%v)",
+				len(samples), agentSteadyAge+window, len(st.Machines), ages, samples, err)
 			return
 		}
 		time.Sleep(15 * time.Second)
-	}
-	samples, err := a.Query(ctx, `max_over_time(process_resident_memory_bytes{job="kubeup-agent"}[1m])`)
-	if err != nil {
-		t.Errorf("agent RSS: %v", err)
-		return
-	}
-	if len(samples) != len(st.Machines) {
-		t.Errorf("agent RSS of %d machines, want %d: %v", len(samples), len(st.Machines), samples)
 	}
 	roles := map[string]string{}
 	for _, m := range st.Machines {
