@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func agentMemoryTest(t *testing.T, ctx context.Context, a *cluster.Access, st *c
 			}
 		}
 		if err == nil && len(ages) == len(st.Machines) && youngest >= agentSteadyAge+window {
-			samples, err = a.Query(ctx, `max_over_time(process_resident_memory_bytes{job="kubeup-agent"}[3m])`)
+			samples, err = a.Query(ctx, fmt.Sprintf(`max_over_time(process_resident_memory_bytes{job="kubeup-agent"}[%ds])`, int(window.Seconds())))
 			if err == nil && len(samples) == len(st.Machines) {
 				break
 			}
