@@ -80,6 +80,11 @@ type VM struct {
 	// the firmware's own PXE boots, as on a machine whose NIC is not
 	// iPXE, and chain-loads iPXE over TFTP as DHCP tells it.
 	NativePXE bool
+
+	// Nice is the host scheduling priority of the VM's QEMU (nice(1),
+	// 0 to 19; 0 leaves it as the caller's). On a host with fewer cores
+	// than the VMs' vCPUs their threads share the cores by weight.
+	Nice int
 }
 
 // Files of a VM in its Dir.
@@ -211,10 +216,8 @@ func (v *VM) Start(ctx context.Context) (int, error) {
 		}
 	}
 	_ = os.Remove(v.PIDFile())
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", v.Args()...)
-	if v.Netns != "" {
-		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", v.Netns, "qemu-system-x86_64"}, v.Args()...)...)
-	}
+	argv := v.Command()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own session: the VM must outlive the process that started it.
@@ -228,6 +231,21 @@ func (v *VM) Start(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("start %s: qemu exited right after starting\n%s", v.Name, out.String())
 	}
 	return pid, nil
+}
+
+// Command is the command line Start runs: QEMU, under nice(1) when the VM
+// has a Nice, inside ip-netns-exec(8) when it has a Netns. nice execs QEMU,
+// so the daemon's command line (what IsQEMU reads) is QEMU's own, and every
+// thread QEMU starts (its vCPUs) inherits the priority.
+func (v *VM) Command() []string {
+	argv := append([]string{"qemu-system-x86_64"}, v.Args()...)
+	if v.Nice != 0 {
+		argv = append([]string{"nice", "-n", strconv.Itoa(v.Nice)}, argv...)
+	}
+	if v.Netns != "" {
+		argv = append([]string{"ip", "netns", "exec", v.Netns}, argv...)
+	}
+	return argv
 }
 
 // PID reads the VM's pidfile.
