@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/provision/cluster"
@@ -58,6 +59,9 @@ func TestE2ECluster(t *testing.T) {
 	dataDir := t.TempDir()
 	name := "e2e"
 	timings := filepath.Join(t.TempDir(), "timings.json")
+	// The account of the run is the last thing it prints (after down).
+	steps := NewSteps()
+	t.Cleanup(func() { t.Log(steps.Summary()) })
 	t.Cleanup(func() {
 		// Whatever happened, nothing of the cluster may stay running.
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -92,8 +96,13 @@ func TestE2ECluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	steps.Machines(dataDir, st)
+	steps.Done("up")
 	a, err := cluster.Connect(dataDir, name)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RetryReads(a); err != nil {
 		t.Fatal(err)
 	}
 	images, err := cluster.Images(filepath.Join(repoRoot(), "bin"))
@@ -123,15 +132,20 @@ func TestE2ECluster(t *testing.T) {
 		time.Sleep(3 * time.Second)
 	}
 	t.Logf("logs of every unit and of a pod in the store %s after up", time.Since(upDone).Round(time.Second))
+	steps.Done("logs")
 
 	out, err = kubeup(t, ctx, dataDir, "verify", "--name", name)
 	if err != nil || !strings.Contains(out, "checks passed") {
 		t.Errorf("kubeup verify: %v", err)
 	}
+	steps.Done("verify")
 	// Hardening: Pod Security, the CIS items, the listening surface.
 	podSecurityTest(t, ctx, a, images.Testbox)
+	steps.Done("pod-security")
 	cisTest(t, ctx, dataDir, name)
+	steps.Done("cis")
 	socketsTest(t, ctx, dataDir, st)
+	steps.Done("sockets")
 
 	// Every component's metrics: each job up == 1 for every machine, within
 	// 15 minutes of up, and in any case over three scrapes (60 s apart)
@@ -154,15 +168,19 @@ func TestE2ECluster(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	t.Logf("every Prometheus target up == 1 %s after up", time.Since(upDone).Round(time.Second))
+	steps.Done("targets")
 	if out, err := kubeup(t, ctx, dataDir, "logs", "--name", name, "--unit", "kube-apiserver", "--machine", "master-0", "--since", "10m", "--limit", "5"); err != nil || !strings.Contains(out, "kube-apiserver.service") {
 		t.Errorf("kubeup logs: %v", err)
 	}
 
 	firmwareTest(t, ctx, st, key)
 	lossTest(t, ctx, a, st, key)
+	steps.Done("log-loss")
 	addonRestoreTest(t, ctx, a)
+	steps.Done("addon-restore")
 	auditTest(t, ctx, a, dataDir, name) // finds addonRestoreTest's deletion
 	agentMemoryTest(t, ctx, a, st)
+	steps.Done("audit+agent-rss")
 
 	var tm cluster.Timings
 	if data, err := os.ReadFile(timings); err == nil && json.Unmarshal(data, &tm) == nil {
@@ -185,7 +203,9 @@ func TestE2ECluster(t *testing.T) {
 		}
 	}
 	agentTunnelTest(t, ctx, a, st, dataDir, images.Pause)
+	steps.Done("tunnel")
 	imagesLoadTest(t, ctx, a, st, dataDir)
+	steps.Done("images-load")
 	if out, err := kubeup(t, ctx, dataDir, "status", "--name", name); err != nil || !strings.Contains(out, "kubelet=active") {
 		t.Errorf("status: %v", err)
 	}
@@ -195,6 +215,7 @@ func TestE2ECluster(t *testing.T) {
 		t.Fatalf("down: %v", err)
 	}
 	t.Logf("down took %s", time.Since(start).Round(100*time.Millisecond))
+	steps.Done("rest+down")
 	if left := cluster.Leftovers(dataDir, name); len(left) > 0 {
 		t.Errorf("processes left after down: %v", left)
 	}
@@ -240,14 +261,17 @@ func lossTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cluster.
 	}
 	ms := SSH{Port: master.SSHPort, Key: key, User: "kubeup"}
 	ns := SSH{Port: node.SSHPort, Key: key, User: "kubeup"}
+	// Read and written again on a timeout or a conflict (Retry).
 	scale := func(n int32) error {
-		s, err := a.Clientset.AppsV1().Deployments("kube-system").GetScale(ctx, "log-aggregator", metav1.GetOptions{})
-		if err != nil {
+		return Retry(ctx, 5*time.Minute, func(ctx context.Context) error {
+			s, err := a.Clientset.AppsV1().Deployments("kube-system").GetScale(ctx, "log-aggregator", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Spec.Replicas = n
+			_, err = a.Clientset.AppsV1().Deployments("kube-system").UpdateScale(ctx, "log-aggregator", s, metav1.UpdateOptions{})
 			return err
-		}
-		s.Spec.Replicas = n
-		_, err = a.Clientset.AppsV1().Deployments("kube-system").UpdateScale(ctx, "log-aggregator", s, metav1.UpdateOptions{})
-		return err
+		})
 	}
 	if _, err := ms.Run(ctx, "sudo systemctl stop kubeup-addon-manager"); err != nil {
 		t.Fatal(err)
@@ -361,7 +385,10 @@ func addonRestoreTest(t *testing.T, ctx context.Context, a *cluster.Access) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := deps.Delete(ctx, "kubeup-ui", metav1.DeleteOptions{}); err != nil {
+	// A delete that timed out may have been done: gone is what it asks.
+	if err := Retry(ctx, 5*time.Minute, func(ctx context.Context) error {
+		return deps.Delete(ctx, "kubeup-ui", metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &old.UID}})
+	}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	start := time.Now()

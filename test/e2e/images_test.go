@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/provision/cluster"
+	e2e "kubeup.dev/kubeup/test/e2e"
 )
 
 // imagesLoadTest: `kubeup images load` puts an image no machine has into
@@ -67,7 +68,7 @@ func imagesLoadTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cl
 		},
 	}
 	pods := a.Clientset.CoreV1().Pods("default")
-	if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+	if err := e2e.Create(ctx, func(ctx context.Context) error { _, err := pods.Create(ctx, p, metav1.CreateOptions{}); return err }); err != nil {
 		t.Errorf("images load: create the pod: %v", err)
 		return
 	}

@@ -90,8 +90,10 @@ func PodPrints(ctx context.Context, a *cluster.Access, image, marker string) err
 				Command: []string{"/bin/busybox", "sh", "-c", "echo " + marker + "; sleep 5"}}},
 		},
 	}
-	_, err := a.Clientset.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
-	return err
+	return Create(ctx, func(ctx context.Context) error {
+		_, err := a.Clientset.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		return err
+	})
 }
 
 // CountMessages counts log entries whose message starts with prefix,

@@ -12,6 +12,7 @@ import (
 	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/components/addons"
 	"kubeup.dev/kubeup/provision/cluster"
+	e2e "kubeup.dev/kubeup/test/e2e"
 )
 
 // agentTunnelTest: the way the host reaches the agents on a cloud (only the
@@ -26,7 +27,10 @@ func agentTunnelTest(t *testing.T, ctx context.Context, a *cluster.Access, st *c
 	c := &components.Cluster{Images: components.Images{Pause: pause}}
 	ds := addons.AgentAccess(c).Objects[0].(*appsv1.DaemonSet)
 	delete(ds.Labels, components.AddonModeLabel)
-	if _, err := a.Clientset.AppsV1().DaemonSets(addons.Namespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+	if err := e2e.Create(ctx, func(ctx context.Context) error {
+		_, err := a.Clientset.AppsV1().DaemonSets(addons.Namespace).Create(ctx, ds, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		t.Errorf("agent tunnel: create the DaemonSet: %v", err)
 		return
 	}

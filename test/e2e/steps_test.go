@@ -1,0 +1,30 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSteps(t *testing.T) {
+	s := NewSteps()
+	s.pids = []machinePID{{"self", os.Getpid()}}
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+		HostSpeed() // some CPU time of this process
+	}
+	s.Done("work")
+	s.Done("nothing")
+	got := s.Summary()
+	lines := strings.Split(got, "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "steps (wall time; host CPU seconds of QEMU self): work 0s (") ||
+		!strings.Contains(lines[0], ", nothing 0s (0)") || !strings.Contains(lines[1], "SHA-256 of 64 MiB took ") {
+		t.Errorf("summary:\n%s", got)
+	}
+	if c, err := processCPU(os.Getpid()); err != nil || c <= 0 {
+		t.Errorf("this process's CPU: %v %v", c, err)
+	}
+	if busy, steal := readHostStat().since(hostStat{}); busy <= 0 || busy > 100 || steal < 0 {
+		t.Errorf("host since boot: busy %.1f%%, stolen %.1f%%", busy, steal)
+	}
+}
