@@ -80,7 +80,8 @@ func (machineKind) check(p resource.PropertyMap) []*pulumirpc.CheckFailure {
 // cluster of 2-vCPU machines on 2 cores under TCG), the host's scheduler
 // shares the cores among the vCPU threads by weight: at nice 3 a node's
 // threads weigh half a master's, so a saturated host gives the control
-// plane about two thirds of its CPU. A starved API server fails
+// plane about two thirds of its CPU (the weights of the QEMUs' sessions,
+// see qemu.VM.Nice). A starved API server fails
 // nonlinearly (request timeouts, retries, TLS handshake timeouts: the
 // collapse the README describes) while a starved node only runs its pods
 // more slowly. Derived from the role, not an input of its own, so that

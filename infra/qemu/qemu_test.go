@@ -128,8 +128,8 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-// A VM started with a Nice runs every QEMU thread (its vCPUs) at that
-// priority, and is still recognised as the VM's QEMU.
+// A VM started with a Nice runs every QEMU thread (its vCPUs) and its
+// session's autogroup at that priority.
 func TestStartNice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts QEMU")
@@ -147,6 +147,11 @@ func TestStartNice(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+	// Its session's autogroup, which decides its share against other
+	// sessions (the other VMs).
+	if ag, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid)); err == nil && !strings.HasSuffix(strings.TrimSpace(string(ag)), " nice 3") {
+		t.Errorf("autogroup of QEMU %d: %q, want nice 3", pid, ag)
+	}
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
 	if err != nil || len(tasks) < 3 { // main loop and two vCPUs at least
 		t.Fatalf("threads of QEMU %d: %v %v", pid, tasks, err)
