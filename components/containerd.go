@@ -45,6 +45,7 @@ func (c Containerd) Unit(role Role) systemd.Unit {
 		KillMode:        "process",
 		OOMScoreAdjust:  -999,
 		TimeoutStartSec: 2 * time.Minute,
+		Environment:     oneProcessor(),
 		Limits:          map[string]string{"LimitNPROC": "infinity", "LimitCORE": "infinity", "LimitNOFILE": "infinity", "TasksMax": "infinity"},
 	}
 	if role == Master {

@@ -29,6 +29,7 @@ func (c ControllerManager) Unit(role Role) systemd.Unit {
 		After:           []string{"kube-apiserver.service"},
 		ExecStartPost:   []string{probe(c.Health(), "--cacert="+pki("ca.crt"))},
 		TimeoutStartSec: probedStartTimeout,
+		Environment:     oneProcessor(),
 	}
 	controlPlaneHardening(&s)
 	inControlPlane(&s)

@@ -61,6 +61,7 @@ func (k Kubelet) Unit(role Role) systemd.Unit {
 		Type:            "notify",
 		WatchdogSec:     kubeletWatchdogSecs * time.Second,
 		TimeoutStartSec: 5 * time.Minute,
+		Environment:     oneProcessor(),
 	}
 	if role == Master {
 		inControlPlane(&s)

@@ -35,6 +35,7 @@ func (k KubeProxy) Unit(role Role) systemd.Unit {
 		// when the Node appears. So it starts once its Node has an address.
 		ExecStartPre:    []string{ProbeBinary + " wait --node-of=" + AgentConfigPath + " --timeout=10m"},
 		TimeoutStartSec: 11 * time.Minute,
+		Environment:     oneProcessor(),
 	})
 }
 

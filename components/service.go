@@ -27,6 +27,22 @@ func service(c Component, role Role, binary string, s systemd.Service) systemd.U
 	return componentUnit(c, role, binary, s)
 }
 
+// oneProcessor is the environment of the daemons whose work is many small
+// loops with little to run in parallel — the kubelet, containerd,
+// kube-proxy, the controller-manager and the scheduler, as already the
+// agent, the API load balancer, the addon manager and every addon: one P
+// (GOMAXPROCS=1). With a P per CPU a Go runtime wakes an idle thread for
+// every goroutine that becomes runnable and hands Ps between threads around
+// every slow syscall, and under emulation (TCG) each of those context
+// switches empties the TLB. Measured on a loaded 2-vCPU master under TCG
+// (2026-12-07, 10 s of /proc/*/task/*/status): the kubelet 946 context
+// switches a second, the controller-manager 917, containerd 583, the
+// scheduler 251, against 274 for the one-P agent (which fell from 73 to 8
+// at rest, and its CPU by a quarter, when it went to one P). The API
+// server and etcd keep a P per CPU: they serve many clients at once. (The
+// shims containerd starts get GOMAXPROCS=2 from containerd itself.)
+func oneProcessor() map[string]string { return map[string]string{"GOMAXPROCS": "1"} }
+
 // oneshot is service for a Scheduled component's run: the same ordering,
 // condition, accounting and target, Type=oneshot and no restart (its timer
 // starts it again; a failed run stays failed until then, for all to see).

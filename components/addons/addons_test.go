@@ -20,10 +20,10 @@ import (
 func cluster() *components.Cluster {
 	return &components.Cluster{
 		Name: "demo", DNSDomain: "cluster.local", DNSServiceIP: netip.MustParseAddr("10.96.0.10"),
-		Images:      components.Images{CoreDNS: "registry.kubeup.dev/coredns:v1.15.0"},
-		Addons:      components.Addons{DNS: true},
+		Images:       components.Images{CoreDNS: "registry.kubeup.dev/coredns:v1.15.0"},
+		Addons:       components.Addons{DNS: true},
 		AddonMachine: "node-0",
-		PodSecurity: components.PodSecurity{Enforce: components.PodSecurityBaseline, Audit: components.PodSecurityRestricted, Warn: components.PodSecurityRestricted},
+		PodSecurity:  components.PodSecurity{Enforce: components.PodSecurityBaseline, Audit: components.PodSecurityRestricted, Warn: components.PodSecurityRestricted},
 	}
 }
 
