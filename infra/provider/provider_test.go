@@ -106,17 +106,3 @@ func TestReadAndDeleteStoppedMachine(t *testing.T) {
 		t.Error("machine directory left after delete")
 	}
 }
-
-// A node's QEMU runs at a lower host priority than a master's (nodeNice).
-func TestVMNice(t *testing.T) {
-	for role, want := range map[string]int{"node": nodeNice, "master": 0, "": 0} {
-		in := machineInputs(t.TempDir())
-		in["role"] = role
-		if got := vmOf(resource.NewPropertyMapFromMap(in)).Nice; got != want {
-			t.Errorf("role %q: nice %d, want %d", role, got, want)
-		}
-	}
-	if nodeNice <= 0 {
-		t.Error("nodeNice must lower a node's priority")
-	}
-}

@@ -75,33 +75,12 @@ func (machineKind) check(p resource.PropertyMap) []*pulumirpc.CheckFailure {
 	return f
 }
 
-// nodeNice is the host priority of a node's QEMU; masters keep the
-// caller's. When a cluster's vCPUs outnumber the host's cores (a 1+1
-// cluster of 2-vCPU machines on 2 cores under TCG), the host's scheduler
-// shares the cores among the vCPU threads by weight: at nice 3 a node's
-// threads weigh half a master's, so a saturated host gives the control
-// plane about two thirds of its CPU (the weights of the QEMUs' sessions,
-// see qemu.VM.Nice). A starved API server fails
-// nonlinearly (request timeouts, retries, TLS handshake timeouts: the
-// collapse the README describes) while a starved node only runs its pods
-// more slowly. Derived from the role, not an input of its own, so that
-// clusters made before it are not replaced.
-const nodeNice = 3
-
-func niceFor(role string) int {
-	if role == "node" {
-		return nodeNice
-	}
-	return 0
-}
-
 func vmOf(p resource.PropertyMap) *qemu.VM {
 	vm := &qemu.VM{
 		Name: str(p, "name"), Dir: str(p, "dir"), Image: str(p, "image"), Seed: str(p, "seed"),
 		CPUs: num(p, "cpus"), MemoryMiB: int64(num(p, "memoryMiB")), DiskBytes: int64(p["diskBytes"].NumberValue()),
 		Firmware: qemu.Firmware(str(p, "firmware")), Accel: str(p, "accel"), Switch: str(p, "switch"),
 		ClusterMAC: str(p, "clusterMAC"), ManagementMAC: str(p, "managementMAC"),
-		Nice: niceFor(str(p, "role")),
 	}
 	if fw, ok := p["forwards"]; ok && fw.IsArray() {
 		for _, e := range fw.ArrayValue() {

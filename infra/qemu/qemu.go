@@ -80,12 +80,6 @@ type VM struct {
 	// the firmware's own PXE boots, as on a machine whose NIC is not
 	// iPXE, and chain-loads iPXE over TFTP as DHCP tells it.
 	NativePXE bool
-
-	// Nice is the host scheduling priority of the VM's QEMU (0 to 19; 0
-	// leaves it as the caller's): its threads' nice and its session's
-	// autogroup's. On a host with fewer cores than the VMs' vCPUs the
-	// VMs share the cores by these weights.
-	Nice int
 }
 
 // Files of a VM in its Dir.
@@ -217,8 +211,10 @@ func (v *VM) Start(ctx context.Context) (int, error) {
 		}
 	}
 	_ = os.Remove(v.PIDFile())
-	argv := v.Command()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", v.Args()...)
+	if v.Netns != "" {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", v.Netns, "qemu-system-x86_64"}, v.Args()...)...)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own session: the VM must outlive the process that started it.
@@ -231,45 +227,7 @@ func (v *VM) Start(ctx context.Context) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("start %s: qemu exited right after starting\n%s", v.Name, out.String())
 	}
-	if v.Nice != 0 {
-		if err := setAutogroupNice(pid, v.Nice); err != nil {
-			return pid, fmt.Errorf("start %s: %w", v.Name, err)
-		}
-	}
 	return pid, nil
-}
-
-// setAutogroupNice gives the scheduler autogroup of pid's session the nice
-// value. QEMU runs in a session of its own (Setsid), and with
-// kernel.sched_autogroup_enabled (Debian's and most distributions'
-// default) the CFS shares the CPU between sessions by their autogroups'
-// nice, not their threads': a thread's nice only orders it within its
-// session. (Measured 2026-12-07: a node QEMU under nice 3 alone still got
-// half of a saturated 2-core host, 98% against the master's 99%.)
-func setAutogroupNice(pid, nice int) error {
-	f := fmt.Sprintf("/proc/%d/autogroup", pid)
-	if _, err := os.Stat(f); os.IsNotExist(err) {
-		return nil // a kernel without autogroups: the threads' nice rules
-	}
-	if err := os.WriteFile(f, []byte(strconv.Itoa(nice)), 0); err != nil {
-		return fmt.Errorf("set the scheduling priority of its session: %w", err)
-	}
-	return nil
-}
-
-// Command is the command line Start runs: QEMU, under nice(1) when the VM
-// has a Nice, inside ip-netns-exec(8) when it has a Netns. nice execs QEMU,
-// so the daemon's command line (what IsQEMU reads) is QEMU's own, and every
-// thread QEMU starts (its vCPUs) inherits the priority.
-func (v *VM) Command() []string {
-	argv := append([]string{"qemu-system-x86_64"}, v.Args()...)
-	if v.Nice != 0 {
-		argv = append([]string{"nice", "-n", strconv.Itoa(v.Nice)}, argv...)
-	}
-	if v.Netns != "" {
-		argv = append([]string{"ip", "netns", "exec", v.Netns}, argv...)
-	}
-	return argv
 }
 
 // PID reads the VM's pidfile.

@@ -1,12 +1,8 @@
 package qemu
 
 import (
-	"bytes"
-	"context"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -112,59 +108,6 @@ func TestArgsNetBoot(t *testing.T) {
 	for _, unwanted := range []string{"seed", "mgmt", "vde", "romfile"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("args have %q:\n%s", unwanted, got)
-		}
-	}
-}
-
-func TestCommand(t *testing.T) {
-	vm := &VM{Name: "n", Dir: "/vm", CPUs: 1, MemoryMiB: 64, Accel: AccelTCG}
-	if got := vm.Command(); got[0] != "qemu-system-x86_64" {
-		t.Errorf("without Nice or Netns: %q", got[:3])
-	}
-	vm.Nice, vm.Netns = 3, "rack"
-	got := vm.Command()
-	if want := []string{"ip", "netns", "exec", "rack", "nice", "-n", "3", "qemu-system-x86_64"}; !slices.Equal(got[:len(want)], want) {
-		t.Errorf("with Nice and Netns: %q, want %q first", got[:len(want)], want)
-	}
-}
-
-// A VM started with a Nice runs every QEMU thread (its vCPUs) and its
-// session's autogroup at that priority.
-func TestStartNice(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts QEMU")
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("no qemu-system-x86_64 (make deps installs it)")
-	}
-	vm := &VM{Name: "nice", Dir: t.TempDir(), DiskBytes: 1 << 20, CPUs: 2, MemoryMiB: 64, Firmware: BIOS, Accel: AccelTCG, ManagementMAC: "52:54:01:4d:00:99", Nice: 3}
-	pid, err := vm.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := vm.Stop(0); err != nil {
-			t.Error(err)
-		}
-	}()
-	// Its session's autogroup, which decides its share against other
-	// sessions (the other VMs).
-	if ag, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid)); err == nil && !strings.HasSuffix(strings.TrimSpace(string(ag)), " nice 3") {
-		t.Errorf("autogroup of QEMU %d: %q, want nice 3", pid, ag)
-	}
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if err != nil || len(tasks) < 3 { // main loop and two vCPUs at least
-		t.Fatalf("threads of QEMU %d: %v %v", pid, tasks, err)
-	}
-	for _, f := range tasks {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue // a thread that ended
-		}
-		// Field 19 is the nice value; fields after the ")" of the name.
-		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
-		if fields[16] != "3" {
-			t.Errorf("%s: nice %s, want 3", f, fields[16])
 		}
 	}
 }
