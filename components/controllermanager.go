@@ -67,6 +67,7 @@ func (ControllerManager) Flags(ctx Context) Flags {
 		// upstream's 12,500 (CIS 1.3.1): a small cluster's etcd and
 		// API server should not carry thousands of finished pods.
 		"terminated-pod-gc-threshold": "1000",
+		"disabled-metrics":            featureEnabledMetric,
 	}
 	if len(c.PodCIDRs) > 0 {
 		// Fixed per machine (the cloud routes to them); the addon manager

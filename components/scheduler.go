@@ -51,6 +51,7 @@ func (Scheduler) Flags(Context) Flags {
 		"tls-private-key-file":         pki("scheduler.key"),
 		"client-ca-file":               pki("ca.crt"),
 		"requestheader-client-ca-file": pki("front-proxy-ca.crt"),
+		"disabled-metrics":             featureEnabledMetric,
 	}
 	maps.Copy(f, tlsFlags())
 	return f
