@@ -33,8 +33,11 @@ func repoRoot() string { return RepoRoot() }
 // logsDeadline is how soon after up every unit's logs must be searchable:
 // 57 s and 1m22s measured on 2026-12-04; on a slow host under TCG the API server's proxy
 // to the log store answered 503 for the first minute after its pod was
-// Ready (its endpoints not yet published by a loaded controller-manager).
-const logsDeadline = 3 * time.Minute
+// Ready (its endpoints not yet published by a loaded controller-manager);
+// on 2026-12-07, with the node saturated (load 22-29), the test pod's line
+// arrived 3m09s and 3m26s after up, its pod started late. Completeness is
+// the log-loss test's; this bounds the latency on a slow host.
+const logsDeadline = 5 * time.Minute
 
 // TestE2ECluster is the promise in one test: `kubeup up` brings a local
 // cluster to Ready; every unit's logs and a pod's output are in the log
