@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"kubeup.dev/kubeup/daemons/agent"
-	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/provision/pki"
 )
@@ -50,7 +48,7 @@ func Diagnose(ctx context.Context, dataDir string, st *State, b *pki.Bundle) str
 	out.WriteString("diagnosis:\n")
 	target, _ := targetOf(st) // nil unless a cloud
 	for _, m := range st.Machines {
-		vm := &qemu.VM{Dir: filepath.Join(Dir(dataDir, st.Name), "machines", m.Name)}
+		vm := LocalVM(dataDir, st.Name, m.Name)
 		if target != nil {
 			// Reached through the API server: a machine whose kubelet or
 			// the API is down shows only the console's command.

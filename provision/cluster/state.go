@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kubeup.dev/kubeup/components"
+	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/config"
 )
 
@@ -30,6 +31,13 @@ func DefaultDataDir() (string, error) {
 
 // Dir is a cluster's directory.
 func Dir(dataDir, name string) string { return filepath.Join(dataDir, "clusters", name) }
+
+// LocalVM is the QEMU of machine of a local cluster, by its directory
+// (pidfile, console log, QMP socket): what status, diagnose and the test
+// suites read and stop without the Pulumi state.
+func LocalVM(dataDir, name, machine string) *qemu.VM {
+	return &qemu.VM{Dir: filepath.Join(Dir(dataDir, name), "machines", machine)}
+}
 
 // Files in a cluster's directory.
 const (

@@ -13,7 +13,6 @@ import (
 
 	"kubeup.dev/kubeup/daemons/agent"
 	"kubeup.dev/kubeup/infra/cloud/leftovers"
-	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/health"
 	"kubeup.dev/kubeup/provision/pki"
 )
@@ -102,7 +101,7 @@ func Status(ctx context.Context, dataDir, name string) ([]MachineStatus, error) 
 			ms.VM, running = cloudVM(instances, instErr, m.Name)
 			// Its agent is reached through the API server.
 			running = running && nodeErr == ""
-		} else if pid, ok := (&qemu.VM{Dir: filepath.Join(Dir(dataDir, name), "machines", m.Name)}).Running(); ok {
+		} else if pid, ok := LocalVM(dataDir, name, m.Name).Running(); ok {
 			ms.VM, running = fmt.Sprintf("running (pid %d)", pid), true
 		}
 		if running {

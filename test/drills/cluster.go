@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -87,7 +86,7 @@ func (c *Cluster) SSH(m cluster.MachineState) e2e.SSH {
 
 // VM is a machine's QEMU process.
 func (c *Cluster) VM(m cluster.MachineState) *qemu.VM {
-	return &qemu.VM{Dir: filepath.Join(cluster.Dir(c.DataDir, c.Name), "machines", m.Name)}
+	return cluster.LocalVM(c.DataDir, c.Name, m.Name)
 }
 
 // Units reads a machine's kubeup units through its agent.

@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"kubeup.dev/kubeup/infra/qemu"
 	"kubeup.dev/kubeup/provision/cluster"
 )
 
@@ -48,8 +46,7 @@ func (s *Steps) Machines(dataDir string, st *cluster.State) {
 	defer s.mu.Unlock()
 	s.pids = nil
 	for _, m := range st.Machines {
-		vm := &qemu.VM{Dir: filepath.Join(cluster.Dir(dataDir, st.Name), "machines", m.Name)}
-		if pid, ok := vm.Running(); ok {
+		if pid, ok := cluster.LocalVM(dataDir, st.Name, m.Name).Running(); ok {
 			s.pids = append(s.pids, machinePID{m.Name, pid})
 		}
 	}
