@@ -24,6 +24,7 @@ type Steps struct {
 	pids    []machinePID
 	lastCPU map[string]float64
 	steps   []string
+	phases  []string
 	speed   []time.Duration
 	host0   hostStat
 }
@@ -49,6 +50,26 @@ func (s *Steps) Machines(dataDir string, st *cluster.State) {
 		if pid, ok := cluster.LocalVM(dataDir, st.Name, m.Name).Running(); ok {
 			s.pids = append(s.pids, machinePID{m.Name, pid})
 		}
+	}
+}
+
+// UpPhases keeps the phases `kubeup up` printed ("[  3m2s] API server
+// ready"), so that the account says which phase a failed or slow up spent
+// its time in.
+func (s *Steps) UpPhases(out string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.phases = nil
+	for _, l := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), "[")
+		if !ok {
+			continue
+		}
+		at, name, ok := strings.Cut(rest, "] ")
+		if _, err := time.ParseDuration(strings.TrimSpace(at)); !ok || err != nil {
+			continue
+		}
+		s.phases = append(s.phases, strings.TrimSpace(name)+" "+strings.TrimSpace(at))
 	}
 }
 
@@ -90,9 +111,13 @@ func (s *Steps) Summary() string {
 	for _, d := range s.speed {
 		speeds = append(speeds, d.Round(time.Millisecond).String())
 	}
-	return fmt.Sprintf("steps (wall time; host CPU seconds of QEMU %s): %s\n"+
+	up := "none printed"
+	if len(s.phases) > 0 {
+		up = strings.Join(s.phases, ", ")
+	}
+	return fmt.Sprintf("up's phases (since it started): %s\nsteps (wall time; host CPU seconds of QEMU %s): %s\n"+
 		"host: SHA-256 of 64 MiB took %s (start, end; 47 ms on the development machine idle); CPU busy %.0f%%, stolen %.1f%% over the run",
-		strings.Join(names, "/"), strings.Join(s.steps, ", "), strings.Join(speeds, ", "), busy, steal)
+		up, strings.Join(names, "/"), strings.Join(s.steps, ", "), strings.Join(speeds, ", "), busy, steal)
 }
 
 // HostSpeed times a fixed piece of CPU work on the host: SHA-256 of

@@ -15,9 +15,14 @@ func TestSteps(t *testing.T) {
 	}
 	s.Done("work")
 	s.Done("nothing")
+	s.UpPhases("building\n[    2s] images ready\n[  1m0s] API server ready\n[x] not a phase\nmachine master-0: [  5.1] kernel\n")
 	got := s.Summary()
 	lines := strings.Split(got, "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "steps (wall time; host CPU seconds of QEMU self): work 0s (") ||
+	if len(lines) != 3 || lines[0] != "up's phases (since it started): images ready 2s, API server ready 1m0s" {
+		t.Fatalf("summary:\n%s", got)
+	}
+	lines = lines[1:]
+	if !strings.HasPrefix(lines[0], "steps (wall time; host CPU seconds of QEMU self): work 0s (") ||
 		!strings.Contains(lines[0], ", nothing 0s (0)") || !strings.Contains(lines[1], "SHA-256 of 64 MiB took ") {
 		t.Errorf("summary:\n%s", got)
 	}
