@@ -256,7 +256,7 @@ func renderMachines(_ context.Context, u *bringUp) (string, error) {
 			join = append(join, m.Name)
 		}
 	}
-	ro := render.Options{Images: imgRefs, EtcdJoin: join}
+	ro := render.Options{Images: imgRefs, EtcdJoin: join, Emulated: u.state.Accel == qemu.AccelTCG}
 	if u.cloud != nil {
 		ro.Policy, ro.APIEndpoint = u.cloud.target.policy(), u.state.APIEndpoint
 		ro.MasterLocalAddresses = u.cloud.target.masterLocalAddresses(u.cloud.endpoint)

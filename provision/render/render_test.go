@@ -99,6 +99,41 @@ func TestUserDataPassesCloudInitSchema(t *testing.T) {
 	}
 }
 
+// A machine under an emulator turns address-space randomisation off at
+// every boot (TCG translates every new process again otherwise); nothing
+// else does, and the config still passes cloud-init's schema.
+func TestEmulatedMachinesWithoutRandomLayout(t *testing.T) {
+	r := renderExample(t, nil)
+	b, err := pki.Generate(PKICluster(r.Config), pki.Options{Now: func() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) }, Rand: seeded(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu, err := Render(r.Config, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}, Emulated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cmd = "- [sysctl, -q, -w, kernel.randomize_va_space=0]"
+	_, schema := exec.LookPath("cloud-init")
+	for i, m := range emu.Machines {
+		if !strings.Contains(string(m.CloudConfig), "bootcmd:\n"+cmd+"\n") && !strings.Contains(string(m.CloudConfig), "bootcmd:\n  "+cmd+"\n") {
+			t.Errorf("%s (emulated): no %q in bootcmd:\n%s", m.Name, cmd, m.CloudConfig)
+		}
+		if strings.Contains(string(r.Machines[i].CloudConfig), "randomize_va_space") {
+			t.Errorf("%s (not emulated): address-space randomisation turned off", m.Name)
+		}
+		if schema != nil {
+			continue
+		}
+		p := filepath.Join(t.TempDir(), m.Name)
+		if err := os.WriteFile(p, m.CloudConfig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cloud-init", "schema", "--config-file", p).CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid cloud-config") {
+			t.Errorf("%s: cloud-init schema: %v\n%s", m.Name, err, out)
+		}
+	}
+}
+
 // sshd is started only on machines someone may log in to.
 func TestSSHOnlyWithKeys(t *testing.T) {
 	for _, m := range renderExample(t, nil).Machines {
