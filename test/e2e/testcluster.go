@@ -21,6 +21,14 @@ type TestCluster struct {
 	Timings       string // kubeup up's timings file
 }
 
+// UpPhaseTimeout bounds each of up's waits (API server, nodes, pods) in the
+// tests that bring a cluster up: up's default of 15 minutes ran out in CI
+// on 2026-12-07 (the 1+1 machines 16 minutes old, the node's units all
+// running), and a 3+1 cluster under TCG on 2 cores was still starting its
+// API servers after 15 minutes the same day. The tests' own deadlines still
+// bound the run.
+const UpPhaseTimeout = 25 * time.Minute
+
 // UpTestCluster brings up cluster name from spec (the lines under spec:,
 // indented two spaces, without ssh) with a fresh SSH key and brings it down
 // when the test ends.
@@ -45,7 +53,7 @@ func UpTestCluster(t *testing.T, ctx context.Context, name, spec string) TestClu
 		t.Fatal(err)
 	}
 	c.Timings = filepath.Join(t.TempDir(), "timings.json")
-	if out, err := Kubeup(t, ctx, c.DataDir, "up", "--config", c.Config, "--timings", c.Timings); err != nil {
+	if out, err := Kubeup(t, ctx, c.DataDir, "up", "--config", c.Config, "--timings", c.Timings, "--timeout", UpPhaseTimeout.String()); err != nil {
 		t.Fatalf("kubeup up: %v\n%s", err, out)
 	}
 	return c
