@@ -46,6 +46,25 @@ func (t *Timings) phase(name string) {
 	fmt.Fprintf(t.out, "[%6s] %s\n", d.Round(time.Second), name)
 }
 
+// ProgressPhases reads back the phase lines phase printed ("[  3m2s] API
+// server healthy") from an up's output, as "API server healthy 3m2s", in
+// order; other lines (a console's "[  5.1] kernel") are skipped.
+func ProgressPhases(out string) []string {
+	var phases []string
+	for _, l := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), "[")
+		if !ok {
+			continue
+		}
+		at, name, ok := strings.Cut(rest, "] ")
+		if _, err := time.ParseDuration(strings.TrimSpace(at)); !ok || err != nil {
+			continue
+		}
+		phases = append(phases, strings.TrimSpace(name)+" "+strings.TrimSpace(at))
+	}
+	return phases
+}
+
 // Add records a phase that happened after Up returned (verify).
 func (t *Timings) Add(name string) { t.phase(name) }
 

@@ -42,6 +42,12 @@ func seeded(seed byte) io.Reader {
 // renderExample renders examples/cluster.yaml with a reproducible PKI.
 func renderExample(t *testing.T, edit func(*config.Cluster)) *Result {
 	t.Helper()
+	return renderExampleWith(t, edit, Options{})
+}
+
+// renderExampleWith is renderExample with options besides the images.
+func renderExampleWith(t *testing.T, edit func(*config.Cluster), o Options) *Result {
+	t.Helper()
 	cryptotest.SetGlobalRandom(t, 1)
 	c, err := config.Load(repoFile(t, "examples/cluster.yaml"))
 	if err != nil {
@@ -60,7 +66,8 @@ func renderExample(t *testing.T, edit func(*config.Cluster)) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Render(c, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}})
+	o.Images = components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}
+	r, err := Render(c, b, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +111,7 @@ func TestUserDataPassesCloudInitSchema(t *testing.T) {
 // else does, and the config still passes cloud-init's schema.
 func TestEmulatedMachinesWithoutRandomLayout(t *testing.T) {
 	r := renderExample(t, nil)
-	b, err := pki.Generate(PKICluster(r.Config), pki.Options{Now: func() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) }, Rand: seeded(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu, err := Render(r.Config, b, Options{Images: components.Images{Pause: "registry.kubeup.dev/pause:3.10", CoreDNS: "registry.kubeup.dev/coredns:v1.15.0", Testbox: "registry.kubeup.dev/testbox:1"}, Emulated: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu := renderExampleWith(t, nil, Options{Emulated: true})
 	const cmd = "- [sysctl, -q, -w, kernel.randomize_va_space=0]"
 	_, schema := exec.LookPath("cloud-init")
 	for i, m := range emu.Machines {

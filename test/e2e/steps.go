@@ -59,18 +59,7 @@ func (s *Steps) Machines(dataDir string, st *cluster.State) {
 func (s *Steps) UpPhases(out string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.phases = nil
-	for _, l := range strings.Split(out, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(l), "[")
-		if !ok {
-			continue
-		}
-		at, name, ok := strings.Cut(rest, "] ")
-		if _, err := time.ParseDuration(strings.TrimSpace(at)); !ok || err != nil {
-			continue
-		}
-		s.phases = append(s.phases, strings.TrimSpace(name)+" "+strings.TrimSpace(at))
-	}
+	s.phases = cluster.ProgressPhases(out)
 }
 
 // Done ends a step that began when the previous one ended.
