@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -423,46 +422,4 @@ func (c *Cluster) Quiet(ctx context.Context, limit time.Duration) (time.Duration
 func (c *Cluster) JournalAround(ctx context.Context, m cluster.MachineState, at time.Time, before, after time.Duration) (string, error) {
 	return c.SSH(m).Run(ctx, fmt.Sprintf("sudo journalctl --no-pager -q -o short-precise --utc --since=@%d --until=@%d _TRANSPORT=stdout + _TRANSPORT=journal + _TRANSPORT=syslog",
 		at.Add(-before).Unix(), at.Add(after).Unix()))
-}
-
-// startMilestones are the journal lines of a unit's start that tell where
-// its time went (systemd's and the API server's own).
-var startMilestones = regexp.MustCompile(`Main process exited|Scheduled restart|Starting |Started |Serving securely|Caches are synced for|poststarthook|created successfully|failed|Failed|timed out|error`)
-
-// StartTimeline is a unit's journal from since on, its milestones only,
-// each with its offset from since: where a restart spent its time.
-func (c *Cluster) StartTimeline(ctx context.Context, m cluster.MachineState, unit string, since time.Time) (string, error) {
-	out, err := c.SSH(m).Run(ctx, fmt.Sprintf("sudo journalctl --no-pager -q -o short-unix -u %s --since=@%d", unit, since.Unix()))
-	if err != nil {
-		return "", err
-	}
-	return milestones(out, since), nil
-}
-
-// milestones keeps the startMilestones lines of journalctl's short-unix
-// output, each with its offset from since (at most 80, each cut at 200
-// characters).
-func milestones(out string, since time.Time) string {
-	var b strings.Builder
-	n := 0
-	for _, line := range strings.Split(out, "\n") {
-		ts, rest, ok := strings.Cut(line, " ")
-		if !ok || !startMilestones.MatchString(rest) {
-			continue
-		}
-		sec, err := strconv.ParseFloat(ts, 64)
-		if err != nil {
-			continue
-		}
-		if n++; n > 80 {
-			b.WriteString("  …\n")
-			break
-		}
-		at := time.Unix(0, int64(sec*1e9))
-		if len(rest) > 200 {
-			rest = rest[:200] + "…"
-		}
-		fmt.Fprintf(&b, "  %+7.1fs %s\n", at.Sub(since).Seconds(), rest)
-	}
-	return b.String()
 }

@@ -89,18 +89,3 @@ func TestFalling(t *testing.T) {
 	}
 }
 
-// milestones keeps a start's telling lines with their offsets, and drops
-// the rest and lines without a timestamp.
-func TestMilestones(t *testing.T) {
-	since := time.Unix(1000, 0)
-	out := "1002.500000 m systemd[1]: Starting kube-apiserver.service...\n" +
-		"1003.000000 m kube-apiserver[9]: I1205 flags parsed\n" +
-		"garbage line\n" +
-		"1090.250000 m kube-apiserver[9]: Serving securely on [::]:6443\n"
-	got := milestones(out, since)
-	want := "     +2.5s m systemd[1]: Starting kube-apiserver.service...\n" +
-		"    +90.2s m kube-apiserver[9]: Serving securely on [::]:6443\n"
-	if got != want {
-		t.Errorf("milestones:\n%q\nwant\n%q", got, want)
-	}
-}

@@ -124,10 +124,11 @@ func Kill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineState,
 	rec, err := c.WaitHealthy(ctx, start, killLimit, Fresh{})
 	res.APIBack, res.Healthy = secondsOf(rec.APIBack), secondsOf(rec.Healthy)
 	if unit == "kube-apiserver" {
-		if tl, err := c.StartTimeline(ctx, m, service, start); err != nil {
+		if tl, phases, err := c.StartTimeline(ctx, m, service, unit, start); err != nil {
 			t.Logf("%s on %s: its start's timeline: %v", res.Drill, m.Name, err)
 		} else {
-			t.Logf("%s on %s: its start, from the kill:\n%s", res.Drill, m.Name, tl)
+			res.Start = phases.String()
+			t.Logf("%s on %s: its start, %s:\n%s", res.Drill, m.Name, res.Start, tl)
 		}
 	}
 	if err != nil {

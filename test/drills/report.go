@@ -35,6 +35,8 @@ type Result struct {
 	// saw.
 	Outage   Seconds `json:"outageSeconds,omitempty"`
 	Renewals int     `json:"renewals,omitempty"`
+	// Start is where a restarted API server's time went (StartPhases).
+	Start string `json:"start,omitempty"`
 	// Data says what the drill checked was kept, and what it found.
 	Data  string `json:"data"`
 	Pass  bool   `json:"pass"`
@@ -87,7 +89,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", res.Drill, res.Machine, res.APIBack, res.Healthy, res.Restarts, res.Data, result)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, res := range r.Results {
+		if res.Start != "" {
+			fmt.Fprintf(w, "%s on %s, its start %s\n", res.Drill, res.Machine, res.Start)
+		}
+	}
+	return nil
 }
 
 // Save writes report.json and report.txt into dir, each through a
