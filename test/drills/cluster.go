@@ -109,14 +109,44 @@ func (c *Cluster) agentStatus(ctx context.Context, m cluster.MachineState) (*age
 }
 
 // Restarts is a unit's restart count on a machine (systemd's NRestarts).
+// A read the agent could not make (its D-Bus connection lost, a property
+// that timed out) is tried again, up to restartsTries times, 5 s apart:
+// the agent reports it as the unit's error with a count of 0, which a
+// drill once took for "not restarted" (the addon manager's kill, 2026-12-07:
+// systemd's journal said "restart counter is at 1").
 func (c *Cluster) Restarts(ctx context.Context, m cluster.MachineState, unit string) (int, error) {
-	units, err := c.Units(ctx, m)
-	if err != nil {
-		return 0, err
+	var err error
+	for try := 0; try < restartsTries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(5 * time.Second):
+			}
+		}
+		var units []agent.UnitStatus
+		if units, err = c.Units(ctx, m); err != nil {
+			continue
+		}
+		var n int
+		if n, err = restartsOf(units, m.Name, unit); err == nil {
+			return n, nil
+		}
 	}
+	return 0, err
+}
+
+const restartsTries = 6
+
+// restartsOf is unit's restart count among the agent's unit statuses, or
+// why it has none.
+func restartsOf(units []agent.UnitStatus, machine, unit string) (int, error) {
 	i := slices.IndexFunc(units, func(u agent.UnitStatus) bool { return u.Name == unit })
-	if i < 0 {
-		return 0, fmt.Errorf("%s has no unit %s", m.Name, unit)
+	switch {
+	case i < 0:
+		return 0, fmt.Errorf("%s has no unit %s", machine, unit)
+	case units[i].Error != "":
+		return 0, fmt.Errorf("%s on %s: the agent could not read it: %s", unit, machine, units[i].Error)
 	}
 	return int(units[i].Restarts), nil
 }

@@ -1,11 +1,14 @@
 package drills
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubeup.dev/kubeup/daemons/agent"
 )
 
 func TestFreshStale(t *testing.T) {
@@ -89,3 +92,20 @@ func TestFalling(t *testing.T) {
 	}
 }
 
+
+// A unit the agent could not read is an error, not 0 restarts.
+func TestRestartsOf(t *testing.T) {
+	units := []agent.UnitStatus{
+		{Name: "etcd.service", Restarts: 2},
+		{Name: "kubeup-addon-manager.service", Error: "NRestarts: context deadline exceeded"},
+	}
+	if n, err := restartsOf(units, "master-0", "etcd.service"); err != nil || n != 2 {
+		t.Errorf("etcd: %d, %v", n, err)
+	}
+	if _, err := restartsOf(units, "master-0", "kubeup-addon-manager.service"); err == nil || !strings.Contains(err.Error(), "could not read") {
+		t.Errorf("unreadable unit: %v", err)
+	}
+	if _, err := restartsOf(units, "master-0", "kubelet.service"); err == nil || !strings.Contains(err.Error(), "has no unit") {
+		t.Errorf("missing unit: %v", err)
+	}
+}
