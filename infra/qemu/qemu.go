@@ -159,10 +159,10 @@ func accelArg(a string) string {
 	// larger values are cut to it; the default is 1 GiB). When the cache is
 	// full QEMU empties all of it, and the whole machine runs its hot code
 	// through the translator again: measured with `info jit` every 10 s on
-	// a drills master (2026-12-07), the one flush after boot came 31 min
-	// after up, during an API server restart, and regenerated 190 MB of
-	// host code in 10 s and 330 MB in 40 s while everything on the machine
-	// crawled; that kill -9 had the API back after 1m43s against 75-94 s
+	// a drills master (2026-12-07), the first flush after boot came 33 min
+	// after the machines started, during an API server restart, and
+	// regenerated 190 MB of host code in 10 s and 330 MB in 40 s while
+	// everything on the machine crawled; that kill -9 had the API back after 1m43s against 75-94 s
 	// for the same kill without a flush. The buffer is mapped, not
 	// reserved: memory grows with the code generated.
 	return "tcg,thread=multi,tb-size=" + fmt.Sprint(tcgCacheMiB)

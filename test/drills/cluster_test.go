@@ -92,7 +92,6 @@ func TestFalling(t *testing.T) {
 	}
 }
 
-
 // A unit the agent could not read is an error, not 0 restarts.
 func TestRestartsOf(t *testing.T) {
 	units := []agent.UnitStatus{

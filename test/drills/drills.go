@@ -124,7 +124,7 @@ func Kill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineState,
 	rec, err := c.WaitHealthy(ctx, start, killLimit, Fresh{})
 	res.APIBack, res.Healthy = secondsOf(rec.APIBack), secondsOf(rec.Healthy)
 	if unit == "kube-apiserver" {
-		if tl, phases, err := c.StartTimeline(ctx, m, service, unit, start); err != nil {
+		if tl, phases, err := c.StartTimeline(ctx, m, service, start); err != nil {
 			t.Logf("%s on %s: its start's timeline: %v", res.Drill, m.Name, err)
 		} else {
 			res.Start = phases.String()

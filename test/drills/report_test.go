@@ -23,6 +23,8 @@ func TestReport(t *testing.T) {
 	t.Parallel()
 	r := &Report{Cluster: "c", Machines: 2, Accel: "tcg", FirstBoot: 200, Results: []Result{
 		{Drill: "kill -9 etcd", Machine: "master-0", APIBack: 21.5, Healthy: 40, Restarts: 1, Data: "20/20 objects", Pass: true},
+		{Drill: "kill -9 kube-apiserver", Machine: "master-0", APIBack: 75, Healthy: 80, Restarts: 1, Data: "20/20 objects", Error: "the API was back after 1m15s, goal 1m0s",
+			Start: "from the kill: Starting 5.1s, serving 50.3s"},
 		{Drill: "reboot", Machine: "node-0", Healthy: 250, Data: "20/20 objects", Error: "healthy after 4m10s, longer than the first boot (3m20s)"},
 	}}
 	if r.Passed() {
@@ -36,14 +38,15 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"kill -9 etcd", "22s", "FAIL: healthy after 4m10s", "first boot 3m20s"} {
+	for _, want := range []string{"kill -9 etcd", "22s", "FAIL: healthy after 4m10s", "first boot 3m20s",
+		"kill -9 kube-apiserver on master-0, its start from the kill: Starting 5.1s, serving 50.3s\n"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
 	var back Report
 	data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
-	if err := json.Unmarshal(data, &back); err != nil || len(back.Results) != 2 || back.Results[0].APIBack != 21.5 {
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Results) != 3 || back.Results[0].APIBack != 21.5 || back.Results[1].Start == "" {
 		t.Errorf("json round trip: %v %+v", err, back)
 	}
 	if (&Report{}).Passed() {

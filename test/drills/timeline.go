@@ -43,15 +43,15 @@ func (p StartPhases) String() string {
 	return "from the kill: " + strings.Join(parts, ", ")
 }
 
-// StartTimeline is a unit's journal from since on, its milestones only,
+// StartTimeline is a service's journal from since on, its milestones only,
 // each with its offset from since, and the start's phases: where a restart
-// spent its time.
-func (c *Cluster) StartTimeline(ctx context.Context, m cluster.MachineState, unit, program string, since time.Time) (string, StartPhases, error) {
-	out, err := c.SSH(m).Run(ctx, fmt.Sprintf("sudo journalctl --no-pager -q -o json -u %s --since=@%d", unit, since.Unix()))
+// spent its time. The service's own program logs under its unit's name.
+func (c *Cluster) StartTimeline(ctx context.Context, m cluster.MachineState, service string, since time.Time) (string, StartPhases, error) {
+	out, err := c.SSH(m).Run(ctx, fmt.Sprintf("sudo journalctl --no-pager -q -o json -u %s --since=@%d", service, since.Unix()))
 	if err != nil {
 		return "", StartPhases{}, err
 	}
-	tl, phases := timeline(out, program, since)
+	tl, phases := timeline(out, strings.TrimSuffix(service, ".service"), since)
 	return tl, phases, nil
 }
 
