@@ -32,10 +32,11 @@ func (a APIServer) Unit(role Role) systemd.Unit {
 		Documentation:   []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/"},
 		Wants:           []string{"etcd.service"},
 		After:           []string{"etcd.service"},
-		ExecStartPre:    append([]string{raiseWeights(apiServerStartWeights)}, apiServerGate.close()...),
-		ExecStartPost:   append(append([]string{probe(a.loopbackHealth(), agentClientCert()...)}, apiServerGate.open()...), lowerWeights(apiServerStartWeights)),
+		ExecStartPre:    []string{raiseWeights(apiServerStartWeights), apiServerGate.close()},
+		ExecStartPost:   []string{probe(a.loopbackHealth(), agentClientCert()...), apiServerGate.open(), lowerWeights(apiServerStartWeights)},
 		ExecStopPost:    []string{lowerWeightsIfRaised(apiServerStartWeights)},
 		TimeoutStartSec: probedStartTimeout,
+		RestartSec:      apiServerRestartDelay,
 		Limits:          map[string]string{"LimitNOFILE": "65536"},
 	}
 	controlPlaneHardening(&s)
@@ -190,6 +191,12 @@ func (APIServer) loopbackHealth() Endpoint {
 	return Endpoint{URL: fmt.Sprintf("https://[::1]:%d/readyz", APIServerPort), Auth: AuthClientCert}
 }
 
+// apiServerRestartDelay is shorter than other components' restartDelay:
+// every client of the cluster waits on the API server's restart, and its
+// start (a minute of one emulated vCPU under TCG) already spaces a crash
+// loop's starts far more than the delay does.
+const apiServerRestartDelay = time.Second
+
 // apiServerGate keeps the API server's port closed to every client but
 // itself while it starts. The API server listens before it is ready: its
 // post-start hooks (RBAC bootstrap roles, system priority classes, the
@@ -205,7 +212,7 @@ func (APIServer) loopbackHealth() Endpoint {
 // kill to /readyz, against 97 s without it when the hooks did not fail.
 // A load balancer's health check does the same in front of several
 // masters. IPv4 is closed for every source; IPv6 for all but ::1.
-var apiServerGate = portGate{Port: APIServerPort, Comment: "kubeup-apiserver-starting", OpenTo6: "::1"}
+var apiServerGate = portGate{Name: "apiserver-starting", Port: APIServerPort, Allow: "::1"}
 
 // apiServerStartWeights give the API server and etcd most of a busy
 // master's CPU while the API server starts (its clients are held off by
@@ -308,40 +315,26 @@ func setWeights(ws []startWeight, value func(startWeight) int, flags ...string) 
 }
 
 // portGate rejects new TCP connections to a port from ExecStartPre until
-// the unit's readiness wait passes (ExecStartPost).
+// the unit's readiness wait passes (ExecStartPost): `kubeup-probe gate`, an
+// nftables table of its own, one process and one netlink transaction each
+// way (probe.Gate). Until 2026-12 it was iptables and ip6tables: four
+// commands before the start and two after it, 0.5-1 s each on a loaded
+// master under TCG, all on the path of an API server's restart.
 type portGate struct {
-	Port    int
-	Comment string
-	// OpenTo6 is the one IPv6 source let through while closed.
-	OpenTo6 string
+	Name string
+	Port int
+	// Allow is the one source let through while closed.
+	Allow string
 }
 
-// rules are the iptables and ip6tables rule specifications of the gate.
-func (g portGate) rules() [][2]string {
-	common := fmt.Sprintf("-p tcp --dport %d -m comment --comment %s -j REJECT --reject-with tcp-reset", g.Port, g.Comment)
-	return [][2]string{
-		{"/usr/sbin/iptables", common},
-		{"/usr/sbin/ip6tables", fmt.Sprintf("! -s %s/128 %s", g.OpenTo6, common)},
-	}
+// close replaces any gate a failed start left with one closed gate.
+func (g portGate) close() string {
+	return fmt.Sprintf("%s gate close %s --port=%d --allow=%s", ProbeBinary, g.Name, g.Port, g.Allow)
 }
 
-// close deletes a rule a failed start left (the "-" lets that fail) and
-// inserts it first in INPUT, so that exactly one copy is in place.
-func (g portGate) close() []string {
-	var cmds []string
-	for _, r := range g.rules() {
-		cmds = append(cmds, fmt.Sprintf("-%s -w -D INPUT %s", r[0], r[1]), fmt.Sprintf("%s -w -I INPUT %s", r[0], r[1]))
-	}
-	return cmds
-}
-
-// open removes the rules once the unit is ready.
-func (g portGate) open() []string {
-	var cmds []string
-	for _, r := range g.rules() {
-		cmds = append(cmds, fmt.Sprintf("%s -w -D INPUT %s", r[0], r[1]))
-	}
-	return cmds
+// open removes it once the unit is ready.
+func (g portGate) open() string {
+	return fmt.Sprintf("%s gate open %s", ProbeBinary, g.Name)
 }
 
 func (APIServer) Metrics() *Endpoint {

@@ -435,16 +435,15 @@ func TestSortFiles(t *testing.T) {
 	}
 }
 
-// The API server's port gate: ExecStartPre closes it (dropping a copy a
-// failed start left, then inserting one), the readiness wait asks on ::1,
-// the one source let through, and only then ExecStartPost opens it with
-// exactly the rules that were inserted.
+// The API server's port gate: ExecStartPre closes it (kubeup-probe gate
+// replaces a gate a failed start left), the readiness wait asks on ::1, the
+// one source let through, and only then ExecStartPost opens the same gate.
 func TestAPIServerGate(t *testing.T) {
 	u := APIServer{}.Unit(Master)
 	pre, post := u.Values("Service", "ExecStartPre"), u.Values("Service", "ExecStartPost")
 	stopPost := u.Values("Service", "ExecStopPost")
-	if len(pre) != 5 || len(post) != 4 || len(stopPost) != 1 {
-		t.Fatalf("ExecStartPre %q, ExecStartPost %q, ExecStopPost %q: want 5, 4 and 1 commands", pre, post, stopPost)
+	if len(pre) != 2 || len(post) != 3 || len(stopPost) != 1 {
+		t.Fatalf("ExecStartPre %q, ExecStartPost %q, ExecStopPost %q: want 2, 3 and 1 commands", pre, post, stopPost)
 	}
 	// The CPU weights: the control-plane slice's, etcd's and the API
 	// server's, raised first before the start (the gate's commands need
@@ -462,41 +461,14 @@ func TestAPIServerGate(t *testing.T) {
 	if ControlPlaneSlice != "controlplane.slice" || controlPlaneCPUWeight != 200 || ProbeBinary != "/usr/local/bin/kubeup-probe" {
 		t.Errorf("slice %s=%d, probe %s: update this test", ControlPlaneSlice, controlPlaneCPUWeight, ProbeBinary)
 	}
-	pre, post = pre[1:], post[:len(post)-1]
-	inserted := map[string]bool{}
-	for i, cmd := range pre {
-		tool, rule, ok := strings.Cut(cmd, " -w ")
-		switch {
-		case !ok:
-			t.Fatalf("ExecStartPre %q: no -w (iptables must wait for its lock)", cmd)
-		case i%2 == 0 && (!strings.HasPrefix(tool, "-") || !strings.HasPrefix(rule, "-D INPUT ")):
-			t.Errorf("ExecStartPre %d %q: want a delete whose failure is ignored", i, cmd)
-		case i%2 == 1 && (strings.HasPrefix(tool, "-") || !strings.HasPrefix(rule, "-I INPUT ")):
-			t.Errorf("ExecStartPre %d %q: want an insert that must succeed", i, cmd)
-		case i%2 == 1:
-			if strings.TrimPrefix(pre[i-1], "-") != tool+" -w -D INPUT "+strings.TrimPrefix(rule, "-I INPUT ") {
-				t.Errorf("ExecStartPre %d deletes another rule than %d inserts: %q, %q", i-1, i, pre[i-1], cmd)
-			}
-			inserted[tool+" -w -D INPUT "+strings.TrimPrefix(rule, "-I INPUT ")] = true
-			if !strings.Contains(rule, "--dport 6443 ") || !strings.HasSuffix(rule, "-j REJECT --reject-with tcp-reset") {
-				t.Errorf("ExecStartPre %q: want port 6443 refused with a reset", cmd)
-			}
-		}
+	if want := "/usr/local/bin/kubeup-probe gate close apiserver-starting --port=6443 --allow=::1"; pre[1] != want {
+		t.Errorf("ExecStartPre %q: want %q", pre[1], want)
 	}
 	if !strings.Contains(post[0], "wait --url=https://[::1]:6443/readyz ") {
 		t.Errorf("first ExecStartPost %q: want the readiness wait on [::1]", post[0])
 	}
-	for _, cmd := range post[1:] {
-		if !inserted[cmd] {
-			t.Errorf("ExecStartPost %q removes no rule ExecStartPre inserted (%v)", cmd, inserted)
-		}
-		delete(inserted, cmd)
-	}
-	if len(inserted) != 0 {
-		t.Errorf("rules left closed after the start: %v", inserted)
-	}
-	if v6 := apiServerGate.rules()[1][1]; !strings.HasPrefix(v6, "! -s ::1/128 ") {
-		t.Errorf("ip6tables rule %q: want ::1 let through", v6)
+	if want := "/usr/local/bin/kubeup-probe gate open apiserver-starting"; post[1] != want {
+		t.Errorf("ExecStartPost %q: want the gate opened after the wait, %q", post[1], want)
 	}
 }
 

@@ -10,8 +10,9 @@ import (
 // RoleTarget is the unit that groups a role's components.
 func RoleTarget(r Role) string { return "kubeup-" + string(r) + ".target" }
 
-// Restart policy shared by every component: restart forever, 3 s apart.
-// (systemd 252 has no RestartSteps/RestartMaxDelaySec for an exponential
+// Restart policy shared by every component: restart forever, 3 s apart
+// unless the component says otherwise (the API server: 1 s, see
+// apiServerRestartDelay). (systemd 252 has no RestartSteps/RestartMaxDelaySec for an exponential
 // back-off; a fixed delay with no start limit is the closest it offers.)
 const restartDelay = 3 * time.Second
 
@@ -22,7 +23,9 @@ var noStartLimit = time.Duration(0)
 // the restart policy, resource accounting and membership of the role target.
 func service(c Component, role Role, binary string, s systemd.Service) systemd.Unit {
 	s.Restart = "always"
-	s.RestartSec = restartDelay
+	if s.RestartSec == 0 {
+		s.RestartSec = restartDelay
+	}
 	s.StartLimitIntervalSec = &noStartLimit
 	return componentUnit(c, role, binary, s)
 }
@@ -40,7 +43,8 @@ func service(c Component, role Role, binary string, s systemd.Service) systemd.U
 // scheduler 251, against 274 for the one-P agent (which fell from 73 to 8
 // at rest, and its CPU by a quarter, when it went to one P). The API
 // server and etcd keep a P per CPU: they serve many clients at once. (The
-// shims containerd starts get GOMAXPROCS=2 from containerd itself.)
+// shims containerd starts get GOMAXPROCS=4 from containerd itself, and
+// take one P in their own main: images/modules/containerd/shim.)
 func oneProcessor() map[string]string { return map[string]string{"GOMAXPROCS": "1"} }
 
 // oneshot is service for a Scheduled component's run: the same ordering,

@@ -8,5 +8,5 @@ var Binary = cli.Binary{
 	Short: "Wait until what a unit depends on is ready",
 	Long: `kubeup-probe runs as units' ExecStartPost (an endpoint answers) and
 ExecStartPre (a machine's Node exists), on every kubeup machine.`,
-	Commands: []cli.Command{newWaitCommand, newCPUWeightCommand},
+	Commands: []cli.Command{newWaitCommand, newCPUWeightCommand, newGateCommand},
 }
