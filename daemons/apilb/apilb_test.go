@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -351,5 +352,35 @@ func TestNextCheckBacksOff(t *testing.T) {
 	o.setDefaults()
 	if o.MaxInterval != DefaultMaxInterval {
 		t.Errorf("default MaxInterval %s, want %s", o.MaxInterval, DefaultMaxInterval)
+	}
+}
+
+// While no API server answers, one warning per WarnEvery with the count
+// refused meanwhile; the first connection taken again ends the outage with
+// its length, and the next refusal warns at once.
+func TestOutageWarningsAreRateLimited(t *testing.T) {
+	var buf strings.Builder
+	b := &Balancer{backends: make([]*backend, 1), opts: Options{WarnEvery: 10 * time.Second,
+		Log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}))}}
+	t0 := time.Date(2026, 12, 7, 21, 36, 0, 0, time.UTC)
+	for i := range 11 { // 0 s .. 10 s
+		b.refused(t0.Add(time.Duration(i) * time.Second))
+	}
+	b.refused(t0.Add(11 * time.Second))
+	b.answered(t0.Add(12*time.Second), "10.77.0.10:6443")
+	b.answered(t0.Add(13*time.Second), "10.77.0.10:6443")
+	b.refused(t0.Add(20 * time.Second))
+	want := `level=WARN msg="no API server answered" backends=1 refused=1 for=0s
+level=WARN msg="no API server answered" backends=1 refused=10 for=10s
+level=INFO msg="an API server answers again" backend=10.77.0.10:6443 after=12s refused=12
+level=WARN msg="no API server answered" backends=1 refused=1 for=0s
+`
+	if buf.String() != want {
+		t.Errorf("log:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }
