@@ -187,8 +187,8 @@ func TestE2ECluster(t *testing.T) {
 	auditTest(t, ctx, a, dataDir, name) // finds addonRestoreTest's deletion
 	agentMemoryTest(t, ctx, a, st)
 	steps.Done("audit+agent-rss")
-	drillsTest(t, ctx, dataDir, name, key, timings)
-	steps.Done("drills")
+	drillsTest(t, ctx, dataDir, name, key)
+	steps.Done("api-kill")
 
 	var tm cluster.Timings
 	if data, err := os.ReadFile(timings); err == nil && json.Unmarshal(data, &tm) == nil {
