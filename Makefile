@@ -62,8 +62,8 @@ golden:
 	$(GO) test -short $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | awk '/kubeup.dev\/kubeup\/test\/golden/ {print $$1}') -update
 
 # End to end: images, a local cluster through Pulumi, every check, down, and
-# nothing left behind; on the way, make drills' short subset (kill -9 of the
-# API server, a reboot of the node). Sized for TCG on 2 cores (23 min).
+# nothing left behind; on the way, make drills' kill -9 of the API server
+# (the node's reboot is make drills'). Sized for TCG on 2 cores (~25 min).
 e2e: build
 	KUBEUP_E2E=1 $(GO) test -count=1 -timeout 80m -v -run TestE2E ./test/e2e/
 
