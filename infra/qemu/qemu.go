@@ -154,22 +154,24 @@ func accelArg(a string) string {
 	if a == AccelKVM {
 		return "kvm"
 	}
-	// Multi-threaded TCG: one host thread per virtual CPU, and the largest
-	// translation cache QEMU takes (tb-size in MiB; 2 GiB on x86-64 hosts,
-	// larger values are cut to it; the default is 1 GiB). When the cache is
-	// full QEMU empties all of it, and the whole machine runs its hot code
-	// through the translator again: measured with `info jit` every 10 s on
-	// a drills master (2026-12-07), the first flush after boot came 33 min
-	// after the machines started, during an API server restart, and
-	// regenerated 190 MB of host code in 10 s and 330 MB in 40 s while
-	// everything on the machine crawled; that kill -9 had the API back after 1m43s against 75-94 s
-	// for the same kill without a flush. The buffer is mapped, not
-	// reserved: memory grows with the code generated.
+	// Multi-threaded TCG: one host thread per virtual CPU, and a 1 GiB
+	// translation cache (tb-size in MiB; QEMU's default, named here).
+	// When the cache is full QEMU empties all of it and the machine runs
+	// its hot code through the translator again: measured with `info jit`
+	// on a drills master (2026-12-07), the one flush after boot came 31 min
+	// after up, during an API server restart, regenerated 330 MB of host
+	// code in 40 s, and that kill had the API back after 1m43s against
+	// 75-94 s without a flush. The largest cache QEMU takes (2048) avoided
+	// that flush, but every boot with it was slower: VMs to kube-system pods
+	// Ready 5m37s, 7m36s and 9m09s against 5m01s, 5m15s and 6m28s with 1 GiB
+	// (the last two of each on the same evening, same host, same config:
+	// 9m09s vs 6m28s). Cause not found; a first boot counts for more than a
+	// flush on a long-lived machine.
 	return "tcg,thread=multi,tb-size=" + fmt.Sprint(tcgCacheMiB)
 }
 
 // tcgCacheMiB is the TCG translation cache's size (see accelArg).
-const tcgCacheMiB = 2048
+const tcgCacheMiB = 1024
 
 // cpuModel is the guest CPU: every feature the accelerator can offer (not
 // "host": under KVM, QEMU 7.2 aborts on an MSR assertion with it on some

@@ -15,7 +15,7 @@ func TestArgs(t *testing.T) {
 		Forwards: []Forward{{Name: "apiserver", HostPort: 6443, GuestPort: 6443}, {Name: "agent", HostPort: 40000, GuestPort: 10290}}}
 	args := strings.Join(vm.Args(), " ")
 	for _, want := range []string{
-		"-accel tcg,thread=multi,tb-size=2048", "-smp 2 -m 2048", "-serial file:/vm/console.log", "-pidfile /vm/qemu.pid",
+		"-accel tcg,thread=multi,tb-size=1024", "-smp 2 -m 2048", "-serial file:/vm/console.log", "-pidfile /vm/qemu.pid",
 		"if=virtio,file=/vm/disk.qcow2,format=qcow2", "if=virtio,file=/seed.iso,format=raw,readonly=on",
 		"if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "if=pflash,format=raw,unit=1,file=/vm/OVMF_VARS.fd",
 		"-netdev vde,id=cluster,sock=/net/sock -device virtio-net-pci,netdev=cluster,mac=52:54:00:4d:00:0a",
