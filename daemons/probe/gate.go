@@ -111,20 +111,6 @@ func (g Gate) Open(c *nftables.Conn) error {
 	return nil
 }
 
-// IsClosed says whether the gate's table is in place.
-func (g Gate) IsClosed(c *nftables.Conn) (bool, error) {
-	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return false, fmt.Errorf("listing nftables tables: %w", err)
-	}
-	for _, t := range ts {
-		if t.Name == TablePrefix+g.Name {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // rules: each allowed source accepted (which ends only this chain), then
 // TCP to the port rejected with a reset and counted.
 func (g Gate) rules() [][]expr.Any {
