@@ -53,6 +53,9 @@ test:
 	# The node image's agent build (no etcd client) has its own tests.
 	$(GO) vet -tags noetcd ./daemons/agent/
 	$(GO) test -tags noetcd ./daemons/agent/
+	# kubeup-probe is built without cgo, and drops its privileges only so
+	# (syscall.AllThreadsSyscall): its privilege tests skip with cgo.
+	CGO_ENABLED=0 $(GO) test ./daemons/probe/
 
 test-short:
 	$(GO) test -short ./...

@@ -40,7 +40,9 @@ const TablePrefix = "kubeup-gate-"
 // gatePriority puts the gate's chain before iptables-nft's filter INPUT.
 const gatePriority = -10
 
-func (g Gate) check() error {
+// CheckName reports a Name that would not make a table name kubeup's
+// gates use (so a command can refuse it before changing anything).
+func (g Gate) CheckName() error {
 	if !validGateName(g.Name) {
 		return fmt.Errorf("gate name %q: want 1-32 lower-case letters, digits and '-'", g.Name)
 	}
@@ -66,7 +68,7 @@ func (g Gate) table() *nftables.Table {
 // Close programs the gate, replacing any table of the same name (a failed
 // start's) in the same transaction, so exactly one copy is in place.
 func (g Gate) Close(c *nftables.Conn) error {
-	if err := g.check(); err != nil {
+	if err := g.CheckName(); err != nil {
 		return err
 	}
 	if g.Port == 0 {
@@ -97,7 +99,7 @@ func (g Gate) Close(c *nftables.Conn) error {
 // Open deletes the gate's table (only its Name counts); a gate that is
 // not there is open.
 func (g Gate) Open(c *nftables.Conn) error {
-	if err := g.check(); err != nil {
+	if err := g.CheckName(); err != nil {
 		return err
 	}
 	t := g.table()

@@ -7,14 +7,20 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"kubeup.dev/kubeup/cmd/internal/cli"
 	"kubeup.dev/kubeup/daemons/probe"
 )
 
 func newWaitCommand(e *cli.Env) *cobra.Command {
-	var o probe.Options
+	var (
+		o        probe.Options
+		openGate string
+		weights  []string
+	)
 	cmd := &cobra.Command{
 		Use:   "wait --url=URL | --node-of=AGENT_CONFIG",
 		Short: "Wait until an endpoint is ready (a unit's ExecStartPost)",
@@ -29,7 +35,13 @@ As a unit's ExecStartPost it also watches the unit's main process
 so systemd restarts the unit instead of waiting out --timeout. With --stall,
 a start whose answer stops changing for that long fails early too, while a
 slow start that keeps progressing (fewer failing checks each time) may use
-all of --timeout.`,
+all of --timeout.
+
+Once ready, --open-gate NAME opens that gate (see gate) and --cpu-weight
+UNIT=WEIGHT (repeatable) sets CPU weights (see cpu-weight), in this process:
+the API server's unit opens its port and lowers its start weights so. The
+wait keeps only the capabilities those need (CAP_NET_ADMIN for the gate,
+CAP_SYS_ADMIN for systemd), and none without them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (o.URL == "") == (o.NodeOf == "") {
@@ -44,9 +56,24 @@ all of --timeout.`,
 					o.MainPID = pid
 				}
 			}
+			gate := probe.Gate{Name: openGate}
+			var keep []int
+			if openGate != "" {
+				if err := gate.CheckName(); err != nil {
+					return &cli.ExitError{Code: 2, Err: fmt.Errorf("--open-gate: %w", err)}
+				}
+				keep = append(keep, unix.CAP_NET_ADMIN)
+			}
+			ws, err := parseWeights(weights)
+			if err != nil {
+				return err
+			}
+			if len(ws) > 0 {
+				keep = append(keep, unix.CAP_SYS_ADMIN)
+			}
 			// Best effort: a probe that cannot drop what it does not
 			// use still does its job.
-			if err := probe.DropPrivileges(); err != nil {
+			if err := probe.DropPrivileges(keep...); err != nil {
 				e.Log.Warn("cannot drop privileges", "err", err)
 			}
 			ctx, cancel := cli.SignalContext()
@@ -63,7 +90,16 @@ all of --timeout.`,
 				return &cli.ExitError{Code: 1, Err: err}
 			}
 			e.Log.Info("ready", "probe", what, "after", time.Since(start).Round(100*time.Millisecond).String())
-			return nil
+			if openGate != "" {
+				c, err := nftables.New()
+				if err != nil {
+					return fmt.Errorf("nftables: %w", err)
+				}
+				if err := gate.Open(c); err != nil {
+					return err
+				}
+			}
+			return setWeights(e, ws, false)
 		},
 	}
 	f := cmd.Flags()
@@ -75,6 +111,8 @@ all of --timeout.`,
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after this long")
 	f.DurationVar(&o.Interval, "interval", probe.DefaultInterval, "pause between tries")
 	f.DurationVar(&o.Stall, "stall", 0, "give up when the answer has not changed for this long (0: only --timeout)")
+	f.StringVar(&openGate, "open-gate", "", "once ready, open this gate (see gate open)")
+	f.StringArrayVar(&weights, "cpu-weight", nil, "once ready, set UNIT=WEIGHT as cpu-weight does (repeatable)")
 	f.IntVar(&o.MainPID, "main-pid", 0, "fail as soon as this process exits (default $MAINPID, set by systemd for ExecStartPost)")
 	return cmd
 }
