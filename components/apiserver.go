@@ -3,6 +3,7 @@ package components
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,11 +30,15 @@ func (APIServer) Roles() []Role       { return []Role{Master} }
 
 func (a APIServer) Unit(role Role) systemd.Unit {
 	s := systemd.Service{
-		Documentation:   []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/"},
-		Wants:           []string{"etcd.service"},
-		After:           []string{"etcd.service"},
-		ExecStartPre:    []string{raiseWeights(apiServerStartWeights), apiServerGate.close()},
-		ExecStartPost:   []string{probe(a.loopbackHealth(), agentClientCert()...), apiServerGate.open(), lowerWeights(apiServerStartWeights)},
+		Documentation: []string{"https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/"},
+		Wants:         []string{"etcd.service"},
+		After:         []string{"etcd.service"},
+		// One process before the start and none of its own after it: the
+		// gate's close sets the start weights, the readiness wait opens
+		// the gate and sets the ready weights (see apiServerGate).
+		ExecStartPre: []string{apiServerGate.close(raiseWeights(apiServerStartWeights)...)},
+		ExecStartPost: []string{probe(a.loopbackHealth(),
+			slices.Concat(agentClientCert(), []string{apiServerGate.openFlag()}, weightFlags(apiServerStartWeights, readyWeight))...)},
 		ExecStopPost:    []string{lowerWeightsIfRaised(apiServerStartWeights)},
 		TimeoutStartSec: probedStartTimeout,
 		RestartSec:      apiServerRestartDelay,
@@ -248,16 +253,29 @@ var apiServerStartWeights = []startWeight{
 	{Unit: "kube-apiserver.service", Starting: 1000, Ready: 100},
 }
 
+// APIServerReadyWeights are the CPU weights the API server's unit leaves
+// once it is ready, by unit (make drills checks them after its kill).
+func APIServerReadyWeights() map[string]int {
+	m := map[string]int{}
+	for _, w := range apiServerStartWeights {
+		m[w.Unit] = w.Ready
+	}
+	return m
+}
+
 // startWeight is a unit's CPUWeight while it starts and once it is ready.
 type startWeight struct {
 	Unit            string
 	Starting, Ready int
 }
 
-// raiseWeights and lowerWeights are the one command that sets every weight
-// of ws to its starting, or its ready, value (kubeup-probe cpu-weight: one
-// process and one D-Bus connection for all, where one systemctl each cost
-// a second or two apiece on a saturated master).
+// raiseWeights are gate close's flags that set every weight of ws to its
+// starting value, and lowerWeights the command that sets them to their
+// ready value: kubeup-probe sets them all over one D-Bus connection, where
+// one systemctl each cost a second or two apiece on a saturated master,
+// and in a process the unit starts anyway (the gate's close before the
+// start, the readiness wait after it), where a process of their own cost
+// seconds more on that master.
 //
 // raiseWeights, with several masters, does nothing while the machine boots
 // (--after-boot, through CPUWeightFlagsVar): then
@@ -267,12 +285,12 @@ type startWeight struct {
 // kernel's pernet lock for 20 minutes, modprobe waited on it, then
 // rtnl waiters, and no API server ever became ready (2026-12-06). The
 // weights are for an API server restarted on a running machine.
-func raiseWeights(ws []startWeight) string {
-	return setWeights(ws, func(w startWeight) int { return w.Starting }, "$"+CPUWeightFlagsVar)
+func raiseWeights(ws []startWeight) []string {
+	return append([]string{"$" + CPUWeightFlagsVar}, weightFlags(ws, startingWeight)...)
 }
 
 // CPUWeightFlagsVar is the API server's env file variable with
-// kubeup-probe cpu-weight's flags for raising the start weights:
+// kubeup-probe's flags for raising the start weights:
 // --after-boot on masters of a cluster with several, nothing with one. A
 // single master's first boot reached a healthy API server in 3m14s-3m43s
 // from the VMs' start with the weights raised, 5m13s without (make e2e,
@@ -289,8 +307,24 @@ func (APIServer) EnvVars(ctx Context) map[string]string {
 	return map[string]string{CPUWeightFlagsVar: flags}
 }
 
+func startingWeight(w startWeight) int { return w.Starting }
+func readyWeight(w startWeight) int    { return w.Ready }
+
+// weightFlags are kubeup-probe's --cpu-weight flags for ws.
+func weightFlags(ws []startWeight, value func(startWeight) int) []string {
+	var flags []string
+	for _, w := range ws {
+		flags = append(flags, "--cpu-weight="+systemd.CPUWeight{Unit: w.Unit, Weight: uint64(value(w))}.String())
+	}
+	return flags
+}
+
 func lowerWeights(ws []startWeight) string {
-	return setWeights(ws, func(w startWeight) int { return w.Ready })
+	args := []string{ProbeBinary, "cpu-weight"}
+	for _, w := range ws {
+		args = append(args, systemd.CPUWeight{Unit: w.Unit, Weight: uint64(w.Ready)}.String())
+	}
+	return strings.Join(args, " ")
 }
 
 // lowerWeightsIfRaised is lowerWeights behind a test of the first weight's
@@ -306,18 +340,10 @@ func lowerWeightsIfRaised(ws []startWeight) string {
 	return fmt.Sprintf("/bin/sh -c 'read w < %s && [ \"$$w\" = %d ] || exec %s'", file, w.Ready, lowerWeights(ws))
 }
 
-func setWeights(ws []startWeight, value func(startWeight) int, flags ...string) string {
-	args := append([]string{ProbeBinary, "cpu-weight"}, flags...)
-	for _, w := range ws {
-		args = append(args, systemd.CPUWeight{Unit: w.Unit, Weight: uint64(value(w))}.String())
-	}
-	return strings.Join(args, " ")
-}
-
 // portGate rejects new TCP connections to a port from ExecStartPre until
-// the unit's readiness wait passes (ExecStartPost): `kubeup-probe gate`, an
-// nftables table of its own, one process and one netlink transaction each
-// way (probe.Gate). Until 2026-12 it was iptables and ip6tables: four
+// the unit's readiness wait passes (ExecStartPost): `kubeup-probe gate
+// close`, an nftables table of its own (probe.Gate), and the wait's own
+// --open-gate, one netlink transaction each way. Until 2026-12 it was iptables and ip6tables: four
 // commands before the start and two after it, 0.5-1 s each on a loaded
 // master under TCG, all on the path of an API server's restart.
 type portGate struct {
@@ -327,15 +353,16 @@ type portGate struct {
 	Allow string
 }
 
-// close replaces any gate a failed start left with one closed gate.
-func (g portGate) close() string {
-	return fmt.Sprintf("%s gate close %s --port=%d --allow=%s", ProbeBinary, g.Name, g.Port, g.Allow)
+// close replaces any gate a failed start left with one closed gate, in
+// the process that first sets the weights flags give (raiseWeights).
+func (g portGate) close(flags ...string) string {
+	return strings.Join(append([]string{ProbeBinary, "gate", "close", g.Name,
+		fmt.Sprintf("--port=%d", g.Port), "--allow=" + g.Allow}, flags...), " ")
 }
 
-// open removes it once the unit is ready.
-func (g portGate) open() string {
-	return fmt.Sprintf("%s gate open %s", ProbeBinary, g.Name)
-}
+// openFlag is the readiness wait's flag that opens the gate once the unit
+// is ready.
+func (g portGate) openFlag() string { return "--open-gate=" + g.Name }
 
 func (APIServer) Metrics() *Endpoint {
 	return &Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d/metrics", APIServerPort), Auth: AuthBearer}

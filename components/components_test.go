@@ -437,38 +437,38 @@ func TestSortFiles(t *testing.T) {
 
 // The API server's port gate: ExecStartPre closes it (kubeup-probe gate
 // replaces a gate a failed start left), the readiness wait asks on ::1, the
-// one source let through, and only then ExecStartPost opens the same gate.
+// one source let through, and only then opens the same gate. The CPU
+// weights (the control-plane slice's, etcd's and the API server's) are
+// raised by the gate's process before it closes the gate (unless a master
+// of several is booting: the env file's flags), lowered by the wait's once
+// the gate is open, and after any stop where still high. One process
+// before the start, none of their own after it.
 func TestAPIServerGate(t *testing.T) {
 	u := APIServer{}.Unit(Master)
 	pre, post := u.Values("Service", "ExecStartPre"), u.Values("Service", "ExecStartPost")
 	stopPost := u.Values("Service", "ExecStopPost")
-	if len(pre) != 2 || len(post) != 3 || len(stopPost) != 1 {
-		t.Fatalf("ExecStartPre %q, ExecStartPost %q, ExecStopPost %q: want 2, 3 and 1 commands", pre, post, stopPost)
+	if len(pre) != 1 || len(post) != 1 || len(stopPost) != 1 {
+		t.Fatalf("ExecStartPre %q, ExecStartPost %q, ExecStopPost %q: want 1, 1 and 1 commands", pre, post, stopPost)
 	}
-	// The CPU weights: the control-plane slice's, etcd's and the API
-	// server's, raised first before the start (the gate's commands need
-	// the CPU too) unless a master of several is booting, lowered last after it
-	// and after any stop.
-	set := "/usr/local/bin/kubeup-probe cpu-weight "
-	wantRaise := set + "$KUBEUP_CPU_WEIGHT_FLAGS controlplane.slice=1000 etcd.service=1000 kube-apiserver.service=1000"
-	wantLower := set + "controlplane.slice=200 etcd.service=100 kube-apiserver.service=100"
-	if raise, lower := pre[0], post[len(post)-1]; raise != wantRaise || lower != wantLower {
-		t.Errorf("CPU weights while starting %q, once ready %q", raise, lower)
+	probe := "/usr/local/bin/kubeup-probe "
+	wantPre := probe + "gate close apiserver-starting --port=6443 --allow=::1 $KUBEUP_CPU_WEIGHT_FLAGS" +
+		" --cpu-weight=controlplane.slice=1000 --cpu-weight=etcd.service=1000 --cpu-weight=kube-apiserver.service=1000"
+	if pre[0] != wantPre {
+		t.Errorf("ExecStartPre %q: want %q", pre[0], wantPre)
 	}
+	wait, after, ok := strings.Cut(post[0], " --open-gate=")
+	if !ok || !strings.HasPrefix(wait, probe+"wait --url=https://[::1]:6443/readyz ") {
+		t.Errorf("ExecStartPost %q: want the readiness wait on [::1] that then opens the gate", post[0])
+	}
+	if want := "apiserver-starting --cpu-weight=controlplane.slice=200 --cpu-weight=etcd.service=100 --cpu-weight=kube-apiserver.service=100"; after != want {
+		t.Errorf("ExecStartPost's flags after the wait's %q: want %q", after, want)
+	}
+	wantLower := probe + "cpu-weight controlplane.slice=200 etcd.service=100 kube-apiserver.service=100"
 	if want := `/bin/sh -c 'read w < /sys/fs/cgroup/controlplane.slice/cpu.weight && [ "$$w" = 200 ] || exec ` + wantLower + `'`; stopPost[0] != want {
 		t.Errorf("ExecStopPost %q: want the weights lowered after any stop where still high, %q", stopPost[0], want)
 	}
 	if ControlPlaneSlice != "controlplane.slice" || controlPlaneCPUWeight != 200 || ProbeBinary != "/usr/local/bin/kubeup-probe" {
 		t.Errorf("slice %s=%d, probe %s: update this test", ControlPlaneSlice, controlPlaneCPUWeight, ProbeBinary)
-	}
-	if want := "/usr/local/bin/kubeup-probe gate close apiserver-starting --port=6443 --allow=::1"; pre[1] != want {
-		t.Errorf("ExecStartPre %q: want %q", pre[1], want)
-	}
-	if !strings.Contains(post[0], "wait --url=https://[::1]:6443/readyz ") {
-		t.Errorf("first ExecStartPost %q: want the readiness wait on [::1]", post[0])
-	}
-	if want := "/usr/local/bin/kubeup-probe gate open apiserver-starting"; post[1] != want {
-		t.Errorf("ExecStartPost %q: want the gate opened after the wait, %q", post[1], want)
 	}
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +146,11 @@ func Kill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineState,
 		return fail(err)
 	}
 	res.Restarts = after - before
+	if unit == "kube-apiserver" {
+		if err := c.readyWeights(ctx, m); err != nil {
+			return fail(err)
+		}
+	}
 	what, err := data.Check(ctx, c.Access.Clientset)
 	res.Data = what
 	if err != nil {
@@ -169,6 +177,50 @@ func Kill(ctx context.Context, t *testing.T, c *Cluster, m cluster.MachineState,
 	res.Pass = true
 	t.Logf("%s on %s: API back %s, healthy %s, %d restarts, %s", res.Drill, m.Name, res.APIBack, res.Healthy, res.Restarts, res.Data)
 	return res
+}
+
+// readyWeights checks that the API server's restart left the CPU weights
+// it raises for its start at their ready values (its readiness wait lowers
+// them once it opens the port gate; the host reaching the API proves only
+// the gate).
+func (c *Cluster) readyWeights(ctx context.Context, m cluster.MachineState) error {
+	want := components.APIServerReadyWeights()
+	units := slices.Sorted(maps.Keys(want))
+	out, err := c.SSH(m).Run(ctx, "systemctl show -p Id -p CPUWeight "+strings.Join(units, " "))
+	if err != nil {
+		return fmt.Errorf("CPU weights: %w", err)
+	}
+	got, err := parseWeights(out)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		if got[u] != strconv.Itoa(want[u]) {
+			return fmt.Errorf("%s CPUWeight=%s after the API server's start, want %d (the start's weights were not lowered)", u, got[u], want[u])
+		}
+	}
+	return nil
+}
+
+// parseWeights reads systemctl show's output for several units: a block
+// per unit, blank lines between, its properties in systemd's order.
+func parseWeights(out string) (map[string]string, error) {
+	got := map[string]string{}
+	for _, block := range strings.Split(strings.TrimSpace(out), "\n\n") {
+		props := map[string]string{}
+		for _, line := range strings.Split(block, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+				props[k] = v
+			}
+		}
+		if id, ok := props["Id"]; ok {
+			got[id] = props["CPUWeight"]
+		}
+	}
+	if len(got) == 0 {
+		return nil, fmt.Errorf("no unit in systemctl show's %q", out)
+	}
+	return got, nil
 }
 
 // Reboot reboots machines (systemctl reboot, or a hard reset through

@@ -3,12 +3,14 @@ package drills
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"kubeup.dev/kubeup/components"
 	"kubeup.dev/kubeup/provision/cluster"
 	"kubeup.dev/kubeup/provision/config"
 	"kubeup.dev/kubeup/test/e2e"
@@ -170,4 +172,22 @@ func selected(list string) func(drill string) bool {
 		}
 	}
 	return func(drill string) bool { return len(want) == 0 || want[drill] }
+}
+
+func TestParseWeights(t *testing.T) {
+	out := "CPUWeight=200\nId=controlplane.slice\n\nCPUWeight=100\nId=etcd.service\n\nId=kube-apiserver.service\nCPUWeight=1000\n"
+	got, err := parseWeights(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"controlplane.slice": "200", "etcd.service": "100", "kube-apiserver.service": "1000"}
+	if !maps.Equal(got, want) {
+		t.Errorf("%v, want %v", got, want)
+	}
+	if _, err := parseWeights("\n"); err == nil {
+		t.Error("empty output: no error")
+	}
+	if w := components.APIServerReadyWeights(); w["controlplane.slice"] != 200 || w["kube-apiserver.service"] != 100 || len(w) != 3 {
+		t.Errorf("APIServerReadyWeights %v", w)
+	}
 }
