@@ -20,7 +20,9 @@ func TestParts(t *testing.T) {
 		in := regexp.MustCompile(p.Focus).MatchString(name)
 		return in && (p.Skip == "" || !regexp.MustCompile(p.Skip).MatchString(name))
 	}
-	for _, name := range []string{serial, parallel} {
+	// v1.37.2's own names (e2e.test --list-conformance-tests) put [Serial] last.
+	serialLast := "[sig-scheduling] SchedulerPredicates validates that NodeSelector is respected if matching [Conformance] [Serial]"
+	for _, name := range []string{serial, serialLast, parallel} {
 		n := 0
 		for _, p := range parts {
 			if matches(p, name) {
@@ -35,6 +37,15 @@ func TestParts(t *testing.T) {
 		if matches(p, other) {
 			t.Errorf("%q runs in part %s", other, p.Name)
 		}
+	}
+
+	if !matches(parts[1], serialLast) {
+		t.Errorf("%q is not in the serial part", serialLast)
+	}
+	sched, err := PartsFor("sig-scheduling:serial", 2, time.Hour)
+	if err != nil || len(sched) != 1 || !matches(sched[0], serialLast) || matches(sched[0], serial) ||
+		matches(sched[0], "[sig-scheduling] LimitRange should list, patch and delete a LimitRange by collection [Conformance]") {
+		t.Errorf("sig-scheduling:serial: %+v %v", sched, err)
 	}
 
 	got, err := PartsFor("sig-apps, sig-apps:serial", 2, time.Hour)
