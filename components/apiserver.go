@@ -310,21 +310,26 @@ func (APIServer) EnvVars(ctx Context) map[string]string {
 func startingWeight(w startWeight) int { return w.Starting }
 func readyWeight(w startWeight) int    { return w.Ready }
 
-// weightFlags are kubeup-probe's --cpu-weight flags for ws.
-func weightFlags(ws []startWeight, value func(startWeight) int) []string {
-	var flags []string
+// weightArgs are ws as kubeup-probe's UNIT=WEIGHT arguments, and
+// weightFlags the same as its --cpu-weight flags.
+func weightArgs(ws []startWeight, value func(startWeight) int) []string {
+	var args []string
 	for _, w := range ws {
-		flags = append(flags, "--cpu-weight="+systemd.CPUWeight{Unit: w.Unit, Weight: uint64(value(w))}.String())
+		args = append(args, systemd.CPUWeight{Unit: w.Unit, Weight: uint64(value(w))}.String())
+	}
+	return args
+}
+
+func weightFlags(ws []startWeight, value func(startWeight) int) []string {
+	flags := weightArgs(ws, value)
+	for i, a := range flags {
+		flags[i] = "--cpu-weight=" + a
 	}
 	return flags
 }
 
 func lowerWeights(ws []startWeight) string {
-	args := []string{ProbeBinary, "cpu-weight"}
-	for _, w := range ws {
-		args = append(args, systemd.CPUWeight{Unit: w.Unit, Weight: uint64(w.Ready)}.String())
-	}
-	return strings.Join(args, " ")
+	return strings.Join(append([]string{ProbeBinary, "cpu-weight"}, weightArgs(ws, readyWeight)...), " ")
 }
 
 // lowerWeightsIfRaised is lowerWeights behind a test of the first weight's
@@ -343,9 +348,10 @@ func lowerWeightsIfRaised(ws []startWeight) string {
 // portGate rejects new TCP connections to a port from ExecStartPre until
 // the unit's readiness wait passes (ExecStartPost): `kubeup-probe gate
 // close`, an nftables table of its own (probe.Gate), and the wait's own
-// --open-gate, one netlink transaction each way. Until 2026-12 it was iptables and ip6tables: four
-// commands before the start and two after it, 0.5-1 s each on a loaded
-// master under TCG, all on the path of an API server's restart.
+// --open-gate, one netlink transaction each way. Until 2026-12 it was
+// iptables and ip6tables: four commands before the start and two after it,
+// 0.5-1 s each on a loaded master under TCG, all on the path of an API
+// server's restart.
 type portGate struct {
 	Name string
 	Port int
