@@ -497,3 +497,56 @@ func combineImageArchives(dir, prefix string, infos []ImageInfo) (string, error)
 	}
 	return out, nil
 }
+
+// ErrUnknownImage: a name that is neither an image of versions.yaml (by
+// its name or its repository:tag) nor the conformance suite.
+var ErrUnknownImage = errors.New("not an image kubeup builds")
+
+// FindImage resolves what a user names an image kubeup builds to the
+// name ImageArchive takes: an image's name in versions.yaml ("coredns",
+// "e2e-agnhost"), its reference ("registry.k8s.io/e2e-test-images/agnhost:2.66.1"),
+// or ConformanceSuite (every image the suite runs, as one archive).
+// Anything else is ErrUnknownImage, listing the names there are.
+func FindImage(v *images.Versions, name string) (string, error) {
+	if v == nil {
+		v = images.Pinned()
+	}
+	if name == ConformanceSuite {
+		return name, nil
+	}
+	var names []string
+	for _, im := range v.Images {
+		if im.Name == name || im.Ref() == name {
+			return im.Name, nil
+		}
+		names = append(names, im.Name)
+	}
+	return "", fmt.Errorf("%w: %q (kubeup builds %s, or %s for the conformance suite's images as one archive; by name or by repository:tag)",
+		ErrUnknownImage, name, strings.Join(names, ", "), ConformanceSuite)
+}
+
+// ImageArchive ensures the image FindImage named (building it into the
+// cache when missing, unless o.CacheOnly) and returns its docker archive:
+// the image's tarball, or for ConformanceSuite the suite's one archive.
+func ImageArchive(ctx context.Context, o Options, name string) (string, error) {
+	if name == ConformanceSuite {
+		return ConformanceArchive(ctx, o)
+	}
+	if err := o.defaults(); err != nil {
+		return "", err
+	}
+	if _, err := FindImage(o.Versions, name); err != nil {
+		return "", err
+	}
+	o.Only = []string{name}
+	set, err := Ensure(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range set.Artifacts {
+		if a.Kind == KindImage && a.Name == name && a.TarballPath() != "" {
+			return a.TarballPath(), nil
+		}
+	}
+	return "", fmt.Errorf("image %s: no archive after building it", name)
+}

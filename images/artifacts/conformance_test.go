@@ -490,3 +490,53 @@ func checkSharedLibraries(t *testing.T, a *Artifact) {
 		t.Errorf("%s has no ELF files", a.Name)
 	}
 }
+
+// FindImage takes an image's name, its reference, or the suite; anything
+// else is ErrUnknownImage listing what there is.
+func TestFindImage(t *testing.T) {
+	t.Parallel()
+	v := images.Pinned()
+	var nginx images.Image
+	for _, im := range v.Images {
+		if im.Name == "e2e-nginx" {
+			nginx = im
+		}
+	}
+	for in, want := range map[string]string{"coredns": "coredns", "e2e-nginx": "e2e-nginx", nginx.Ref(): "e2e-nginx", ConformanceSuite: ConformanceSuite} {
+		if got, err := FindImage(v, in); err != nil || got != want {
+			t.Errorf("FindImage(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"nginx", "registry.k8s.io/e2e-test-images/nginx:0.0.1", "./image.tar", ""} {
+		_, err := FindImage(v, in)
+		if !errors.Is(err, ErrUnknownImage) || !strings.Contains(err.Error(), strconv.Quote(in)) || !strings.Contains(err.Error(), "e2e-agnhost") {
+			t.Errorf("FindImage(%q): %v, want ErrUnknownImage naming it and listing the images", in, err)
+		}
+	}
+}
+
+// ImageArchive finds a cached image's tarball (testbox: make build
+// caches it) and refuses an unknown name without building anything.
+func TestIntegrationImageArchive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: needs the artifact cache; skipped under -short")
+	}
+	epoch, err := SourceDateEpochFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{SourceDateEpoch: epoch, CacheOnly: true}
+	path, err := ImageArchive(context.Background(), o, "testbox")
+	if errors.Is(err, ErrNotCached) {
+		t.Skipf("integration: %v (make build caches testbox)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tarball.ImageFromPath(path, nil); err != nil {
+		t.Errorf("%s: not a docker archive: %v", path, err)
+	}
+	if _, err := ImageArchive(context.Background(), o, "nope"); !errors.Is(err, ErrUnknownImage) {
+		t.Errorf("nope: %v, want ErrUnknownImage", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,11 +16,50 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"kubeup.dev/kubeup/daemons/agent"
+	"kubeup.dev/kubeup/provision/config"
 )
 
 // ErrBadArchive: a file given to LoadImages is missing, unreadable or not
 // a tar archive; nothing was sent to any machine.
 var ErrBadArchive = errors.New("bad image archive")
+
+// ErrNoTarget: LoadImages' targets name a machine the cluster does not
+// have, or select none; nothing was sent to any machine.
+var ErrNoTarget = errors.New("no such machine")
+
+// ImageTargets selects the machines LoadImages loads: every machine when
+// both are empty, else the machines named and those of the role (as kind's
+// `load docker-image --nodes`). Pods that need an image only where they
+// run: the conformance suite's land on nodes only (masters are tainted
+// NoSchedule), so its archive goes to the nodes alone.
+type ImageTargets struct {
+	Machines []string
+	Role     config.Role
+}
+
+// Pick returns the selected machines in the state's order, or
+// ErrNoTarget naming a machine that is not there, or the role with none.
+func (t ImageTargets) Pick(st *State) ([]string, error) {
+	var all, out []string
+	for _, m := range st.Machines {
+		all = append(all, m.Name)
+		if (len(t.Machines) == 0 && t.Role == "") || slices.Contains(t.Machines, m.Name) || (t.Role != "" && m.Role == t.Role) {
+			out = append(out, m.Name)
+		}
+	}
+	for _, n := range t.Machines {
+		if !slices.Contains(all, n) {
+			return nil, fmt.Errorf("%w: --machine %q: cluster %q has %s", ErrNoTarget, n, st.Name, strings.Join(all, ", "))
+		}
+	}
+	if len(out) == 0 {
+		if t.Role != "" {
+			return nil, fmt.Errorf("%w: --role %s: cluster %q has no %s (it has %s)", ErrNoTarget, t.Role, st.Name, t.Role, strings.Join(all, ", "))
+		}
+		return nil, fmt.Errorf("cluster %q has no machine", st.Name)
+	}
+	return out, nil
+}
 
 // imageLoadParallel is how many machines receive archives at once: each
 // upload reads the file and crosses the host's link to the machines.
@@ -38,7 +78,7 @@ type imageArchive struct {
 
 // LoadImages imports image archives (OCI or docker archives: tars, as
 // `docker save` or `skopeo copy ... oci-archive:FILE:NAME` write them) into
-// every machine's containerd, where the kubelet sees them, so that pods
+// the targets' containerd (every machine's by default), where the kubelet sees them, so that pods
 // run from them without a registry. pin exempts the images from the
 // kubelet's image garbage collection. Every file is checked first (it
 // exists, is readable and starts with a tar header): a bad one fails with
@@ -47,7 +87,7 @@ type imageArchive struct {
 // and progress gets a line per machine and file with the images it holds
 // and the time taken. A machine that fails gets no further files; the
 // others go on, and the error names every machine and file that failed.
-func LoadImages(ctx context.Context, dataDir, name string, files []string, pin bool, progress io.Writer) error {
+func LoadImages(ctx context.Context, dataDir, name string, files []string, targets ImageTargets, pin bool, progress io.Writer) error {
 	archives, err := checkImageArchives(files)
 	if err != nil {
 		return err
@@ -56,22 +96,31 @@ func LoadImages(ctx context.Context, dataDir, name string, files []string, pin b
 	if err != nil {
 		return err
 	}
+	machines, err := targets.Pick(st)
+	if err != nil {
+		return err
+	}
 	b, err := LoadBundle(dataDir, name)
 	if err != nil {
 		return err
 	}
-	l := &imageLoad{progress: progress, now: time.Now,
+	l := &imageLoad{machines: machines, progress: progress, now: time.Now,
 		connect: func(ctx context.Context, machine string) (imageAgent, error) {
 			m, _ := st.Machine(machine)
 			return AgentClient(ctx, st, m, b)
 		}}
-	for _, m := range st.Machines {
-		l.machines = append(l.machines, m.Name)
-	}
-	if len(l.machines) == 0 {
-		return fmt.Errorf("cluster %q has no machine", name)
-	}
 	return l.run(ctx, archives, pin)
+}
+
+// CheckImageArchives is LoadImages' check of its files, for callers that
+// have more to do before loading (ErrBadArchive naming the first bad one);
+// no file is no error here.
+func CheckImageArchives(files []string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	_, err := checkImageArchives(files)
+	return err
 }
 
 // checkImageArchives checks every file before any is sent.

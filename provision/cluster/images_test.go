@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"kubeup.dev/kubeup/daemons/agent"
+	"kubeup.dev/kubeup/provision/config"
 )
 
 // tarFile writes a tar archive holding one file of size bytes.
@@ -65,16 +66,16 @@ func TestLoadImagesRefusesBadFiles(t *testing.T) {
 		if tc.file == noRead && os.Geteuid() == 0 {
 			continue // root reads it anyway
 		}
-		err := LoadImages(context.Background(), dir, "nope", []string{good, tc.file}, false, io.Discard)
+		err := LoadImages(context.Background(), dir, "nope", []string{good, tc.file}, ImageTargets{}, false, io.Discard)
 		if !errors.Is(err, ErrBadArchive) || !strings.Contains(err.Error(), tc.file) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %v naming it with %q", tc.file, err, ErrBadArchive, tc.want)
 		}
 	}
-	if err := LoadImages(context.Background(), dir, "nope", nil, false, io.Discard); !errors.Is(err, ErrBadArchive) {
+	if err := LoadImages(context.Background(), dir, "nope", nil, ImageTargets{}, false, io.Discard); !errors.Is(err, ErrBadArchive) {
 		t.Errorf("no file: %v", err)
 	}
 	// Good files: past the check, the cluster is looked up.
-	if err := LoadImages(context.Background(), dir, "nope", []string{good, tarFile(t, dir, "big.tar", 1<<20)}, false, io.Discard); !errors.Is(err, ErrNotFound) {
+	if err := LoadImages(context.Background(), dir, "nope", []string{good, tarFile(t, dir, "big.tar", 1<<20)}, ImageTargets{}, false, io.Discard); !errors.Is(err, ErrNotFound) {
 		t.Errorf("good files, no cluster: %v", err)
 	}
 }
@@ -198,5 +199,41 @@ func TestImageLoadFailures(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "master-0: "+files[0]+": FAILED after ") || strings.Contains(out.String(), "archives loaded") {
 		t.Errorf("progress:\n%s", out)
+	}
+}
+
+// Targets: every machine by default, else the ones named and the role's,
+// in the state's order; a name the cluster lacks, or a role it has none
+// of, is ErrNoTarget naming it and the machines there are.
+func TestImageTargets(t *testing.T) {
+	t.Parallel()
+	st := &State{Name: "demo", Machines: []MachineState{
+		{Name: "master-0", Role: config.RoleMaster}, {Name: "node-0", Role: config.RoleNode}, {Name: "node-1", Role: config.RoleNode}}}
+	for _, tc := range []struct {
+		t    ImageTargets
+		want string
+		err  string
+	}{
+		{ImageTargets{}, "master-0 node-0 node-1", ""},
+		{ImageTargets{Role: config.RoleNode}, "node-0 node-1", ""},
+		{ImageTargets{Role: config.RoleMaster}, "master-0", ""},
+		{ImageTargets{Machines: []string{"node-1", "master-0"}}, "master-0 node-1", ""},
+		{ImageTargets{Machines: []string{"master-0"}, Role: config.RoleNode}, "master-0 node-0 node-1", ""},
+		{ImageTargets{Machines: []string{"node-0", "node-7"}}, "", `--machine "node-7": cluster "demo" has master-0, node-0, node-1`},
+	} {
+		got, err := tc.t.Pick(st)
+		if tc.err != "" {
+			if !errors.Is(err, ErrNoTarget) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%+v: %v, want ErrNoTarget with %q", tc.t, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("%+v: %v %v, want %s", tc.t, got, err, tc.want)
+		}
+	}
+	onlyMasters := &State{Name: "solo", Machines: []MachineState{{Name: "master-0", Role: config.RoleMaster}}}
+	if _, err := (ImageTargets{Role: config.RoleNode}).Pick(onlyMasters); !errors.Is(err, ErrNoTarget) || !strings.Contains(err.Error(), `--role node: cluster "solo" has no node`) {
+		t.Errorf("no node: %v", err)
 	}
 }

@@ -21,7 +21,9 @@ import (
 // KUBEUP_CONFORMANCE_NODES nodes, 2 by default: several specs spread pods
 // over two schedulable nodes; the heavy addons off) or the running one
 // KUBEUP_CONFORMANCE_CLUSTER names. It loads the suite's images into every
-// machine, runs each part (KUBEUP_CONFORMANCE_PARTS, default the whole
+// node (the suite's pods never land on the masters, tainted NoSchedule;
+// --non-blocking-taints only lets the suite start with them there), runs
+// each part (KUBEUP_CONFORMANCE_PARTS, default the whole
 // suite: parallel specs, then [Serial] ones) with ginkgo, and writes each
 // part's JUnit report and summary under out/conformance/<part>/ and the
 // totals to out/conformance/summary.{json,txt}.
@@ -53,14 +55,14 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if out, err := e2e.Kubeup(t, ctx, c.DataDir, "images", "load", "--name", c.Name, "--pin", archive); err != nil {
+	if out, err := e2e.Kubeup(t, ctx, c.DataDir, "images", "load", "--name", c.Name, "--role", "node", "--pin", archive); err != nil {
 		t.Fatalf("kubeup images load: %v\n%s", err, out)
 	}
 	size := int64(0)
 	if fi, err := os.Stat(archive); err == nil {
 		size = fi.Size()
 	}
-	t.Logf("the suite's images (%s, %d MiB) loaded on every machine in %s", filepath.Base(archive), size>>20, time.Since(start).Round(time.Second))
+	t.Logf("the suite's images (%s, %d MiB) loaded on every node in %s", filepath.Base(archive), size>>20, time.Since(start).Round(time.Second))
 
 	out := filepath.Join(e2e.RepoRoot(), "out", "conformance")
 	if d := os.Getenv("KUBEUP_CONFORMANCE_OUT"); d != "" {

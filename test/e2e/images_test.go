@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeup.dev/kubeup/provision/cluster"
+	"kubeup.dev/kubeup/provision/config"
 	e2e "kubeup.dev/kubeup/test/e2e"
 )
 
@@ -58,6 +59,7 @@ func imagesLoadTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cl
 		}
 	}
 	t.Logf("images load: %s on %d machines in %s", ref, len(st.Machines), time.Since(start).Round(time.Second))
+	imagesLoadByName(t, ctx, st, dataDir)
 
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "loaded-image", Namespace: "default"},
@@ -93,4 +95,28 @@ func imagesLoadTest(t *testing.T, ctx context.Context, a *cluster.Access, st *cl
 		}
 		time.Sleep(3 * time.Second)
 	}
+}
+
+// imagesLoadByName: an image kubeup builds, named rather than given as a
+// file (testbox, the cached archive), goes to the nodes alone with
+// --role node: a line for each node naming its reference, none for a
+// master.
+func imagesLoadByName(t *testing.T, ctx context.Context, st *cluster.State, dataDir string) {
+	t.Helper()
+	start := time.Now()
+	out, err := kubeup(t, ctx, dataDir, "images", "load", "--name", st.Name, "--role", "node", "testbox")
+	if err != nil {
+		t.Errorf("kubeup images load --role node testbox: %v", err)
+		return
+	}
+	lines := strings.Split(out, "\n")
+	for _, m := range st.Machines {
+		has := slices.ContainsFunc(lines, func(l string) bool {
+			return strings.HasPrefix(strings.TrimSpace(l), m.Name+":") && strings.Contains(l, "registry.kubeup.dev/testbox:")
+		})
+		if has != (m.Role == config.RoleNode) {
+			t.Errorf("images load --role node testbox: %s (%s) loaded %v:\n%s", m.Name, m.Role, has, out)
+		}
+	}
+	t.Logf("images load: testbox by name on the nodes in %s", time.Since(start).Round(time.Second))
 }

@@ -40,7 +40,40 @@ func TestImagesLoadRefusesBadInput(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, `no such cluster "nope"`) {
 		t.Errorf("no cluster: exit %d, %q", code, stderr)
 	}
+	// An argument that is neither a file nor an image kubeup builds: exit 2
+	// listing the images; a known image for a cluster that does not exist
+	// fails on the cluster, before any build.
+	code, _, stderr = run(t, "images", "load", "--data-dir", dir, good, "e2e-agnhostt")
+	if code != 2 || !strings.Contains(stderr, "e2e-agnhostt is not a file") || !strings.Contains(stderr, "e2e-agnhost, ") {
+		t.Errorf("unknown image: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = run(t, "images", "load", "--data-dir", dir, "--cache-dir", filepath.Join(dir, "empty-cache"), "--name", "nope", "conformance")
+	if code != 1 || !strings.Contains(stderr, `no such cluster "nope"`) {
+		t.Errorf("image, no cluster: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = run(t, "images", "load", "--data-dir", dir, "--name", "nope", text, "conformance")
+	if code != 2 || !strings.Contains(stderr, text+" is not a tar archive") {
+		t.Errorf("bad file beside an image: exit %d, %q", code, stderr)
+	}
 	if code, _, _ := run(t, "images", "load", "--pin=maybe", good); code == 0 {
 		t.Error("--pin=maybe accepted")
+	}
+	// Targets: a role that is none, a machine or role the cluster lacks.
+	state := filepath.Join(dir, "clusters", "demo", "state.json")
+	os.MkdirAll(filepath.Dir(state), 0o755)
+	os.WriteFile(state, []byte(`{"name":"demo","machines":[{"name":"master-0","role":"master"}]}`), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "worker"}, `--role "worker": want master or node`},
+		{[]string{"--machine", "node-3"}, `--machine "node-3": cluster "demo" has master-0`},
+		{[]string{"--role", "node"}, `--role node: cluster "demo" has no node`},
+	} {
+		args := append([]string{"images", "load", "--data-dir", dir, "--name", "demo", good}, tc.args...)
+		code, _, stderr := run(t, args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want 2 with %q", tc.args, code, stderr, tc.want)
+		}
 	}
 }
