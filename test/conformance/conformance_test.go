@@ -93,6 +93,7 @@ func TestConformance(t *testing.T) {
 		total.Seconds += s.Seconds
 		total.Passed, total.Failed, total.Skipped = total.Passed+s.Passed, total.Failed+s.Failed, total.Skipped+s.Skipped
 		total.Failures = append(total.Failures, s.Failures...)
+		total.NotRun = append(total.NotRun, s.NotRun...)
 	}
 	if err := Write(out, total); err != nil {
 		t.Fatal(err)
@@ -105,6 +106,9 @@ func TestConformance(t *testing.T) {
 	}
 	if total.Failed > 0 {
 		t.Errorf("%d conformance specs failed (out/conformance/summary.txt lists them)", total.Failed)
+	}
+	if len(total.NotRun) > 0 {
+		t.Errorf("%d conformance specs did not run: a part's time ran out (KUBEUP_CONFORMANCE_PART_MINUTES; out/conformance/summary.txt lists them)", len(total.NotRun))
 	}
 }
 
@@ -135,6 +139,9 @@ func runPart(ctx context.Context, t *testing.T, p Part, ginkgo, e2eTest, kubecon
 		return Summary{}, fmt.Errorf("ginkgo: %v; no report: %w", runErr, err)
 	}
 	s.Part, s.Focus = p.Name, p.Focus
+	if s.NotRun, err = p.NotRun(s); err != nil {
+		return Summary{}, err
+	}
 	if s.Seconds == 0 {
 		s.Seconds = time.Since(start).Seconds()
 	}

@@ -38,6 +38,13 @@ type Summary struct {
 	Failed   int       `json:"failed"`
 	Skipped  int       `json:"skipped"`
 	Failures []Failure `json:"failures,omitempty"`
+	// NotRun are the specs the part selected that never ran: its time ran
+	// out (or it was aborted) before them. Part.NotRun finds them.
+	NotRun []string `json:"notRun,omitempty"`
+
+	// unselected are the specs the report lists as skipped without a
+	// reason: those the focus left out, and those left unrun.
+	unselected []string
 }
 
 // messageMax bounds a failure's message in the summary (the JUnit report
@@ -79,6 +86,8 @@ func ParseJUnit(path string) (Summary, error) {
 				// one that ran and called Skip says why ("skipped - ...").
 				if spec && tc.Skipped != nil && tc.Skipped.Message != stateSkipped {
 					s.Skipped++
+				} else if spec {
+					s.unselected = append(s.unselected, strings.TrimPrefix(tc.Name, "[It] "))
 				}
 			default:
 				s.Failed++
@@ -114,10 +123,17 @@ func failureMessage(tc reporters.JUnitTestCase) string {
 // Text is the summary as the README and the note show it.
 func (s Summary) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "part %s (focus %s): %d passed, %d failed, %d skipped in %s\n",
-		s.Part, s.Focus, s.Passed, s.Failed, s.Skipped, (time.Duration(s.Seconds) * time.Second).String())
+	notRun := ""
+	if len(s.NotRun) > 0 {
+		notRun = fmt.Sprintf(", %d not run (the part's time ran out)", len(s.NotRun))
+	}
+	fmt.Fprintf(&b, "part %s (focus %s): %d passed, %d failed, %d skipped%s in %s\n",
+		s.Part, s.Focus, s.Passed, s.Failed, s.Skipped, notRun, (time.Duration(s.Seconds) * time.Second).String())
 	for _, f := range s.Failures {
 		fmt.Fprintf(&b, "  %s: %s\n    %s\n", f.State, f.Name, f.Message)
+	}
+	for _, n := range s.NotRun {
+		fmt.Fprintf(&b, "  not run: %s\n", n)
 	}
 	return b.String()
 }
@@ -174,7 +190,7 @@ func Collect(dir string) (string, []Summary, error) {
 	}
 	slices.SortStableFunc(parts, func(a, b Summary) int { return a.Started.Compare(b.Started) })
 	var b strings.Builder
-	b.WriteString("| part | run (UTC) | passed | failed | skipped | time | failed specs |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| part | run (UTC) | passed | failed | skipped | not run | time | failed specs |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	var total, rerun Summary
 	n := 0
 	for _, s := range parts {
@@ -182,8 +198,8 @@ func Collect(dir string) (string, []Summary, error) {
 		for _, f := range s.Failures {
 			names = append(names, shortName(f.Name))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s | %s |\n", s.Part, s.Started.UTC().Format("2006-01-02 15:04"),
-			s.Passed, s.Failed, s.Skipped, (time.Duration(s.Seconds) * time.Second).String(), strings.Join(names, "; "))
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s |\n", s.Part, s.Started.UTC().Format("2006-01-02 15:04"),
+			s.Passed, s.Failed, s.Skipped, len(s.NotRun), (time.Duration(s.Seconds) * time.Second).String(), strings.Join(names, "; "))
 		if strings.HasSuffix(s.Part, RerunSuffix) {
 			// Re-runs of failed specs: beside the counts, not in them.
 			rerun.Passed, rerun.Failed = rerun.Passed+s.Passed, rerun.Failed+s.Failed
@@ -191,10 +207,11 @@ func Collect(dir string) (string, []Summary, error) {
 		}
 		n++
 		total.Passed, total.Failed, total.Skipped = total.Passed+s.Passed, total.Failed+s.Failed, total.Skipped+s.Skipped
+		total.NotRun = append(total.NotRun, s.NotRun...)
 		total.Seconds += s.Seconds
 	}
-	fmt.Fprintf(&b, "| **%d parts** | | **%d** | **%d** | %d | %s | |\n", n, total.Passed, total.Failed, total.Skipped,
-		(time.Duration(total.Seconds) * time.Second).String())
+	fmt.Fprintf(&b, "| **%d parts** | | **%d** | **%d** | %d | %d | %s | |\n", n, total.Passed, total.Failed, total.Skipped,
+		len(total.NotRun), (time.Duration(total.Seconds) * time.Second).String())
 	if rerun.Passed+rerun.Failed > 0 {
 		fmt.Fprintf(&b, "\nFailed specs re-run alone (the `%s` rows, not in the totals): %d passed, %d failed.\n", RerunSuffix, rerun.Passed, rerun.Failed)
 	}

@@ -85,6 +85,30 @@ func (p Part) Args(e2eTest, kubeconfig, reportDir string) []string {
 	)
 }
 
+// NotRun are the specs of s, the part's report, that the part selects but
+// that never ran (its time ran out, or it was aborted): ginkgo reports them
+// as it does the specs its focus left out, skipped without a reason, so
+// the part's focus and skip tell them apart.
+func (p Part) NotRun(s Summary) ([]string, error) {
+	focus, err := regexp.Compile(p.Focus)
+	if err != nil {
+		return nil, fmt.Errorf("part %s: focus: %w", p.Name, err)
+	}
+	var skip *regexp.Regexp
+	if p.Skip != "" {
+		if skip, err = regexp.Compile(p.Skip); err != nil {
+			return nil, fmt.Errorf("part %s: skip: %w", p.Name, err)
+		}
+	}
+	var out []string
+	for _, name := range s.unselected {
+		if t := specText(name); focus.MatchString(t) && (skip == nil || !skip.MatchString(t)) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
 // RerunSuffix names the part that re-runs a part's failed specs.
 const RerunSuffix = "-rerun"
 
